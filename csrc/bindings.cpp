@@ -1,0 +1,34 @@
+// The plain functions the Python side needs, bound with pybind11. Operators need no
+// bindings: TORCH_LIBRARY registers them when this library is loaded.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "common/kernel_version.h"
+#include "cpu/gemm.h"
+
+#ifndef CNNOPS_TORCH_VERSION
+#define CNNOPS_TORCH_VERSION "unknown"
+#endif
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "cnnops compiled kernels (operators live in torch.ops.cnnops)";
+  m.def("torch_version", [] { return std::string(CNNOPS_TORCH_VERSION); },
+        "The torch version this library was compiled against.");
+  m.def("with_cuda", [] {
+#ifdef CNNOPS_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "Whether the CUDA kernels were compiled in.");
+  m.def("cpu_isa", [] { return std::string(cnnops::cpu::cpu_isa()); },
+        "The instruction set the CPU kernels run with ('avx2+fma' or 'portable').");
+  m.def("cpu_has_avx2_fma", &cnnops::cpu::cpu_has_avx2_fma);
+  m.def("set_kernel_version", &cnnops::set_kernel_version, py::arg("family"), py::arg("version"),
+        "Pin the numbered kernel version of an op family (0 = automatic, 1 = reference).");
+  m.def("get_kernel_version", &cnnops::get_kernel_version, py::arg("family"));
+}

@@ -1,0 +1,27 @@
+// Every cnnops operator schema, in one place. Each backend registers its kernels with
+// TORCH_LIBRARY_IMPL in csrc/cpu/<op>.cpp and csrc/cuda/<op>.cu; python/cnnops/_ops.py
+// registers the fake (meta) kernels and the autograd formulas.
+//
+// Conventions shared by the conv2d family:
+//   stride   = [stride_h, stride_w]
+//   padding  = [pad_top, pad_bottom, pad_left, pad_right]; the two sides may differ
+//              (padding='same' with an even kernel pads one more at the bottom/right,
+//              as torch does)
+//   dilation = [dilation_h, dilation_w]
+
+#include <torch/library.h>
+
+TORCH_LIBRARY(cnnops, m) {
+  // y = conv2d(x, w) + b. input (N, C, H, W), weight (K, C/groups, R, S), bias (K) or None.
+  m.def(
+      "conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[4] padding, "
+      "int[2] dilation, int groups) -> Tensor");
+  // dL/dx given dL/dy: the adjoint of conv2d with respect to its input.
+  m.def(
+      "conv2d_grad_input(Tensor grad_output, Tensor weight, SymInt[4] input_size, "
+      "int[2] stride, int[4] padding, int[2] dilation, int groups) -> Tensor");
+  // dL/dw given dL/dy and x: the adjoint of conv2d with respect to its weight.
+  m.def(
+      "conv2d_grad_weight(Tensor grad_output, Tensor input, SymInt[4] weight_size, "
+      "int[2] stride, int[4] padding, int[2] dilation, int groups) -> Tensor");
+}

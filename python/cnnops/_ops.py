@@ -1,0 +1,204 @@
+"""Loads the compiled library and registers, beside each other, the fake kernel and the
+autograd formula of every operator in ``torch.ops.cnnops``.
+
+The backward of each operator is written in terms of cnnops operators that are themselves
+differentiable, which is what makes double backward work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch._prims_common import suggest_memory_format
+
+_REBUILD = "pip install --no-build-isolation -e ."
+
+
+def _built_torch_version() -> str | None:
+    try:
+        from ._build_config import BUILD_CONFIG
+    except ImportError:
+        return None
+    return BUILD_CONFIG.get("torch_version")
+
+
+def _load_library():
+    """Imports cnnops._C, turning a build made for another torch into a clear message."""
+    built = _built_torch_version()
+    if built is not None and built != torch.__version__:
+        raise ImportError(
+            f"cnnops was compiled against torch {built}, but torch {torch.__version__} is "
+            f"installed. Rebuild it against this torch: {_REBUILD}"
+        )
+    try:
+        from . import _C
+    except ImportError as error:
+        if "undefined symbol" in str(error) or "version" in str(error):
+            raise ImportError(
+                f"cnnops' compiled library does not match the installed torch "
+                f"{torch.__version__} ({error}). Rebuild it: {_REBUILD}"
+            ) from error
+        raise ImportError(
+            f"cnnops' compiled library (cnnops._C) could not be imported: {error}. "
+            f"Build it with: {_REBUILD}"
+        ) from error
+    if _C.torch_version() != torch.__version__:
+        raise ImportError(
+            f"cnnops was compiled against torch {_C.torch_version()}, but torch "
+            f"{torch.__version__} is installed. Rebuild it against this torch: {_REBUILD}"
+        )
+    return _C
+
+
+_C = _load_library()
+ops = torch.ops.cnnops
+
+
+@contextlib.contextmanager
+def kernel_version(family: str, version: int) -> Iterator[None]:
+    """Pins the numbered kernel version of an op family for the duration of a ``with``.
+
+    ``version`` 0 is automatic (the fastest kernel that applies), 1 the plain reference
+    kernel, 2 and up the fast versions listed at the top of each kernel file. The setting is
+    process-wide, not per thread.
+    """
+    previous = _C.get_kernel_version(family)
+    _C.set_kernel_version(family, version)
+    try:
+        yield
+    finally:
+        _C.set_kernel_version(family, previous)
+
+
+# --------------------------------------------------------------------------------------
+# conv2d: shape rules shared by the fake kernels (they mirror csrc/common/conv2d_params.cpp)
+
+
+def _conv_memory_format(input: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """torch's rule for a convolution's result: channels_last when either operand is."""
+    if torch.channels_last in (suggest_memory_format(input), suggest_memory_format(weight)):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _conv2d_output_hw(op, input_size, weight_size, stride, padding, dilation, groups):
+    torch._check(len(stride) == 2 and len(dilation) == 2 and len(padding) == 4,
+                 lambda: f"{op}: 'stride' and 'dilation' need 2 values and 'padding' 4")
+    torch._check(groups >= 1, lambda: f"{op}: argument 'groups' must be >= 1, got {groups}")
+    torch._check(input_size[1] == weight_size[1] * groups,
+                 lambda: f"{op}: input has {input_size[1]} channels, but weight of shape "
+                 f"{tuple(weight_size)} with groups={groups} expects {weight_size[1] * groups}")
+    torch._check(weight_size[0] % groups == 0,
+                 lambda: f"{op}: out channels must be divisible by 'groups' ({groups})")
+    out = []
+    for dim in range(2):
+        size = input_size[2 + dim] + padding[2 * dim] + padding[2 * dim + 1]
+        out.append((size - dilation[dim] * (weight_size[2 + dim] - 1) - 1) // stride[dim] + 1)
+    torch._check(out[0] >= 1 and out[1] >= 1,
+                 lambda: f"{op}: the kernel is larger than the padded input")
+    return out
+
+
+def _check_operands(op: str, first: torch.Tensor, *others: torch.Tensor | None) -> None:
+    for other in others:
+        if other is None:
+            continue
+        torch._check(other.dtype == first.dtype and other.device == first.device,
+                     lambda: f"{op}: operands must share one dtype and device")
+
+
+@torch.library.register_fake("cnnops::conv2d")
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
+    _check_operands("cnnops.conv2d", input, weight, bias)
+    torch._check(input.dim() == 4 and weight.dim() == 4,
+                 lambda: "cnnops.conv2d: 'input' and 'weight' must be 4-D")
+    out_h, out_w = _conv2d_output_hw("cnnops.conv2d", input.shape, weight.shape, stride,
+                                     padding, dilation, groups)
+    return torch.empty((input.shape[0], weight.shape[0], out_h, out_w), dtype=input.dtype,
+                       device=input.device, memory_format=_conv_memory_format(input, weight))
+
+
+@torch.library.register_fake("cnnops::conv2d_grad_input")
+def _conv2d_grad_input_fake(grad_output, weight, input_size, stride, padding, dilation, groups):
+    _check_operands("cnnops.conv2d_grad_input", grad_output, weight)
+    _conv2d_output_hw("cnnops.conv2d_grad_input", input_size, weight.shape, stride, padding,
+                      dilation, groups)
+    return torch.empty(input_size, dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=_conv_memory_format(grad_output, weight))
+
+
+@torch.library.register_fake("cnnops::conv2d_grad_weight")
+def _conv2d_grad_weight_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
+    _check_operands("cnnops.conv2d_grad_weight", grad_output, input)
+    _conv2d_output_hw("cnnops.conv2d_grad_weight", input.shape, weight_size, stride, padding,
+                      dilation, groups)
+    return torch.empty(weight_size, dtype=grad_output.dtype, device=grad_output.device)
+
+
+# --------------------------------------------------------------------------------------
+# conv2d: autograd. conv2d is bilinear in (input, weight); each backward operator is the
+# adjoint of conv2d in one argument, so their own gradients are conv2d and its adjoints.
+
+
+def _conv2d_setup_context(ctx, inputs, output):
+    input, weight, bias, *conv_args = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.conv_args = conv_args
+    ctx.has_bias = bias is not None
+
+
+def _conv2d_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.conv2d_grad_input(grad, weight, input.shape, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        grad_weight = ops.conv2d_grad_weight(grad, input, weight.shape, *ctx.conv_args)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = grad.sum((0, 2, 3))
+    return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+def _conv2d_grad_input_setup_context(ctx, inputs, output):
+    grad_output, weight, _input_size, *conv_args = inputs
+    ctx.save_for_backward(grad_output, weight)
+    ctx.conv_args = conv_args
+
+
+def _conv2d_grad_input_backward(ctx, grad):
+    grad_output, weight = ctx.saved_tensors
+    d_grad_output = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.conv2d(grad, weight, None, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        d_weight = ops.conv2d_grad_weight(grad_output, grad, weight.shape, *ctx.conv_args)
+    return d_grad_output, d_weight, None, None, None, None, None
+
+
+def _conv2d_grad_weight_setup_context(ctx, inputs, output):
+    grad_output, input, _weight_size, *conv_args = inputs
+    ctx.save_for_backward(grad_output, input)
+    ctx.conv_args = conv_args
+
+
+def _conv2d_grad_weight_backward(ctx, grad):
+    grad_output, input = ctx.saved_tensors
+    d_grad_output = d_input = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.conv2d(input, grad, None, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        d_input = ops.conv2d_grad_input(grad_output, grad, input.shape, *ctx.conv_args)
+    return d_grad_output, d_input, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "cnnops::conv2d", _conv2d_backward, setup_context=_conv2d_setup_context)
+torch.library.register_autograd(
+    "cnnops::conv2d_grad_input", _conv2d_grad_input_backward,
+    setup_context=_conv2d_grad_input_setup_context)
+torch.library.register_autograd(
+    "cnnops::conv2d_grad_weight", _conv2d_grad_weight_backward,
+    setup_context=_conv2d_grad_weight_setup_context)
+

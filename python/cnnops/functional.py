@@ -1,0 +1,110 @@
+"""The ``torch.nn.functional``-shaped API: argument normalisation, then the operator.
+
+Every function takes the same positional arguments, keywords and defaults as its
+``torch.nn.functional`` twin and returns the same shapes, dtypes and memory formats.
+Tensor checks (dtypes, devices, channel arithmetic, sizes) live in the operators
+themselves, so ``torch.ops.cnnops.*`` called directly refuses bad input just as clearly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._ops import ops
+
+__all__ = ["conv2d"]
+
+_IntOrPair = int | Sequence[int]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, torch.SymInt)) and not isinstance(value, bool)
+
+
+def _pair(name: str, value: _IntOrPair, op: str) -> list[int]:
+    """An int or a sequence of one or two ints, as two ints; anything else is refused."""
+    if _is_int(value):
+        return [value, value]
+    if isinstance(value, (tuple, list, torch.Size)) and all(_is_int(v) for v in value):
+        if len(value) == 1:
+            return [value[0], value[0]]
+        if len(value) == 2:
+            return list(value)
+        raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, "
+                         f"got {len(value)} values: {tuple(value)}")
+    raise TypeError(f"{op}: argument '{name}' must be an int or a pair of ints, got {value!r}")
+
+
+def _conv2d_padding(padding, weight: Tensor, stride: list[int], dilation: list[int]) -> list[int]:
+    """``padding`` as the operator's [top, bottom, left, right]."""
+    if not isinstance(padding, str):
+        pad_h, pad_w = _pair("padding", padding, "conv2d")
+        return [pad_h, pad_h, pad_w, pad_w]
+    if padding == "valid":
+        return [0, 0, 0, 0]
+    if padding != "same":
+        raise ValueError(f"conv2d: argument 'padding' must be 'same', 'valid', an int or a "
+                         f"pair of ints, got {padding!r}")
+    if stride != [1, 1]:
+        raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions "
+                         f"(stride={tuple(stride)}); use stride=1 or explicit padding")
+    if weight.dim() != 4:
+        raise ValueError(f"conv2d: argument 'weight' must be 4-D (out_channels, "
+                         f"in_channels/groups, kH, kW), got shape {tuple(weight.shape)}")
+    # The total padding d*(k-1) is split with the odd one at the bottom/right, as torch does.
+    pads = []
+    for dim in range(2):
+        total = dilation[dim] * (weight.shape[2 + dim] - 1)
+        pads += [total // 2, total - total // 2]
+    return pads
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: _IntOrPair = 1,
+    padding: str | _IntOrPair = 0,
+    dilation: _IntOrPair = 1,
+    groups: int = 1,
+) -> Tensor:
+    r"""2-D convolution (cross-correlation) over an input of several planes.
+
+    Same arguments and results as :func:`torch.nn.functional.conv2d`.
+
+    Args:
+        input: :math:`(N, C_{in}, H, W)` or unbatched :math:`(C_{in}, H, W)`.
+        weight: :math:`(C_{out}, C_{in} / \text{groups}, kH, kW)`.
+        bias: optional :math:`(C_{out})`.
+        stride: an int or a pair ``(sH, sW)``.
+        padding: an int, a pair ``(padH, padW)``, ``'valid'`` (none) or ``'same'`` (output
+            as large as the input; stride must be 1; an even kernel pads one more at the
+            bottom and right).
+        dilation: an int or a pair ``(dH, dW)``.
+        groups: splits the input channels into this many groups, each with its own filters.
+
+    Returns:
+        :math:`(N, C_{out}, H_{out}, W_{out})` (or :math:`(C_{out}, H_{out}, W_{out})`), in
+        channels_last memory format when ``input`` or ``weight`` is channels_last.
+    """
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError(f"conv2d: arguments 'input' and 'weight' must be tensors, got "
+                        f"{type(input).__name__} and {type(weight).__name__}")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"conv2d: argument 'bias' must be a tensor or None, got "
+                        f"{type(bias).__name__}")
+    if not _is_int(groups):
+        raise TypeError(f"conv2d: argument 'groups' must be an int, got {groups!r}")
+    stride = _pair("stride", stride, "conv2d")
+    dilation = _pair("dilation", dilation, "conv2d")
+    pads = _conv2d_padding(padding, weight, stride, dilation)
+    if input.dim() == 3:
+        return ops.conv2d(input.unsqueeze(0), weight, bias, stride, pads, dilation,
+                          groups).squeeze(0)
+    if input.dim() != 4:
+        raise ValueError(f"conv2d: argument 'input' must be 3-D (C, H, W) or 4-D "
+                         f"(N, C, H, W), got shape {tuple(input.shape)}")
+    return ops.conv2d(input, weight, bias, stride, pads, dilation, groups)
