@@ -26,8 +26,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   }, "Whether the CUDA kernels were compiled in.");
   m.def("cpu_isa", [] { return std::string(cnnops::cpu::cpu_isa()); },
-        "The instruction set the CPU kernels run with ('avx2+fma' or 'portable').");
-  m.def("cpu_has_avx2_fma", &cnnops::cpu::cpu_has_avx2_fma);
+        "The instruction set the CPU kernels run with: 'avx512', 'avx2+fma' or 'portable'.");
+  m.def("cpu_best_isa", [] { return std::string(cnnops::cpu::cpu_best_isa()); },
+        "The widest instruction set this CPU supports, whatever CNNOPS_CPU_ISA says.");
   m.def("set_kernel_version", &cnnops::set_kernel_version, py::arg("family"), py::arg("version"),
         "Pin the numbered kernel version of an op family (0 = automatic, 1 = reference).");
   m.def("get_kernel_version", &cnnops::get_kernel_version, py::arg("family"));

@@ -34,11 +34,11 @@ namespace cnnops::cpu {
 
 namespace {
 
-// Cache blocking of the implicit GEMM (elements, not bytes).
-constexpr int64_t kReductionBlock = 256;  // KC: reduction length of one packed block
-constexpr int64_t kPixelTile = 128;       // output pixels per forward / grad_input task
-constexpr int64_t kRowsPerTask = 256;     // target im2col rows per grad_input task
-constexpr int64_t kWeightRowsPerTask = 60;  // grad_weight: output channels per task (10 MR panels)
+// Cache blocking of the implicit GEMM (in elements).
+constexpr int64_t kReductionBlock = 256;    // KC: reduction length of one packed block
+constexpr int64_t kColumnTile = 128;        // output pixels per forward / grad_input tile
+constexpr int64_t kRowsPerTask = 256;       // grad_input: target im2col rows per task
+constexpr int64_t kWeightRowsPerTask = 48;  // grad_weight: output channels per task
 constexpr int64_t kWeightColsPerTask = 256; // grad_weight: (c, r, s) columns per task
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -60,7 +60,8 @@ struct ConvGeometry {
         K(weight_size[0]), R(weight_size[2]), S(weight_size[3]), P(out_h), Q(out_w),
         G(params.groups), Cg(C / params.groups), Kg(K / params.groups), p(params) {}
 
-  int64_t pixels() const { return P * Q; }
+  int64_t pixels() const { return P * Q; }          // output pixels of one image
+  int64_t columns() const { return N * P * Q; }     // GEMM columns: output pixels of the batch
   int64_t reduction() const { return Cg * R * S; }  // CgRS: one im2col column's length
 };
 
@@ -70,14 +71,34 @@ struct KernelTap {
   KernelTap(int64_t k, const ConvGeometry& g) : c(k / (g.R * g.S)), r((k / g.S) % g.R), s(k % g.S) {}
 };
 
-// For output pixels [p0, p0 + count): the top-left input coordinate of each window.
-void window_origins(const ConvGeometry& g, int64_t p0, int64_t count, int64_t* ih0, int64_t* iw0) {
-  for (int64_t j = 0; j < count; ++j) {
-    const int64_t oh = (p0 + j) / g.Q, ow = (p0 + j) % g.Q;
-    ih0[j] = oh * g.p.stride_h - g.p.pad_top;
-    iw0[j] = ow * g.p.stride_w - g.p.pad_left;
+// A run of GEMM columns [q0, q0 + count), column q being output pixel q % PQ of image
+// q / PQ: a tile may span images, so that small images still fill the micro-kernel.
+struct ColumnTile {
+  int64_t q0 = 0, count = 0;
+  std::vector<int64_t> image_off;  // image * (image stride of the tensor given to fill)
+  std::vector<int64_t> ih0, iw0;   // top-left input coordinate of the column's window
+
+  explicit ColumnTile(int64_t capacity) : image_off(capacity), ih0(capacity), iw0(capacity) {}
+
+  void fill(const ConvGeometry& g, int64_t first, int64_t n_columns, int64_t image_stride) {
+    q0 = first;
+    count = n_columns;
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t q = q0 + j, pixel = q % g.pixels();
+      image_off[j] = (q / g.pixels()) * image_stride;
+      ih0[j] = (pixel / g.Q) * g.p.stride_h - g.p.pad_top;
+      iw0[j] = (pixel % g.Q) * g.p.stride_w - g.p.pad_left;
+    }
   }
-}
+
+  // Offsets of the columns' output pixels in a tensor of output shape with strides s.
+  void output_offsets(const ConvGeometry& g, const Strides4& s, int64_t* off) const {
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t q = q0 + j, pixel = q % g.pixels();
+      off[j] = (q / g.pixels()) * s.n + (pixel / g.Q) * s.h + (pixel % g.Q) * s.w;
+    }
+  }
+};
 
 // A matrix read through offset tables: element (i, j) = base[row_off[i] + col_off[j]].
 template <typename T>
@@ -89,56 +110,57 @@ struct OffsetMatrix {
 
 // Packs rows [m0, m0 + rows) x reduction [k0, k0 + kc) of A into MR-row panels (gemm.h).
 template <typename T>
-void pack_a(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc, T* dst) {
-  constexpr int MR = GemmTile<T>::MR;
-  for (int64_t i = 0; i < rows; i += MR) {
+void pack_a(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
+            int64_t mr, T* dst) {
+  for (int64_t i = 0; i < rows; i += mr) {
     for (int64_t k = 0; k < kc; ++k) {
       const int64_t col = A.col_off[k0 + k];
-      for (int r = 0; r < MR; ++r) {
+      for (int64_t r = 0; r < mr; ++r) {
         *dst++ = i + r < rows ? A.base[A.row_off[m0 + i + r] + col] : T(0);
       }
     }
   }
 }
 
-// Packs reduction [k0, k0 + kc) x columns [n0, n0 + cols) of B into NR-column panels.
+// Packs reduction [k0, k0 + kc) x columns [0, cols) of B into NR-column panels.
 template <typename T>
-void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t n0, int64_t cols, T* dst) {
-  constexpr int NR = GemmTile<T>::NR;
-  for (int64_t j = 0; j < cols; j += NR) {
+void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, int64_t nr, T* dst) {
+  for (int64_t j = 0; j < cols; j += nr) {
     for (int64_t k = 0; k < kc; ++k) {
       const int64_t row = B.row_off[k0 + k];
-      for (int c = 0; c < NR; ++c) {
-        *dst++ = j + c < cols ? B.base[row + B.col_off[n0 + j + c]] : T(0);
+      for (int64_t c = 0; c < nr; ++c) {
+        *dst++ = j + c < cols ? B.base[row + B.col_off[j + c]] : T(0);
       }
     }
   }
 }
 
-// Packs the im2col tile rows (c, r, s) in [k0, k0 + kc) x pixels [0, pixels) of one image
-// and group, zero outside the input. `by_pixel_panels` chooses the panel direction:
-//   true:  B operand of the forward GEMM (panels of NR pixels, reduction over k)
-//   false: B operand of the grad_weight GEMM (panels of NR k-rows, reduction over pixels)
+// Packs the im2col rows (c, r, s) in [k0, k0 + kc) of one group for the columns of a tile,
+// zero outside the input. `x` points at the group's first channel; the tile was filled with
+// x's image stride. `transposed` chooses the operand:
+//   false: B of the forward GEMM (panels of NR columns, the reduction running over k)
+//   true:  B of the grad_weight GEMM (panels of NR k-rows, the reduction running over columns)
 template <typename T>
 void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0, int64_t kc,
-                 const int64_t* ih0, const int64_t* iw0, int64_t pixels, bool by_pixel_panels,
-                 T* dst) {
-  constexpr int64_t NR = GemmTile<T>::NR;
-  const int64_t padded_pixels = by_pixel_panels ? round_up(pixels, NR) : pixels;
-  const int64_t padded_rows = by_pixel_panels ? kc : round_up(kc, NR);
+                 const ColumnTile& tile, bool transposed, int64_t nr, T* dst) {
+  const int64_t cols = tile.count;
+  const int64_t padded_cols = transposed ? cols : round_up(cols, nr);
+  const int64_t padded_rows = transposed ? round_up(kc, nr) : kc;
   for (int64_t kk = 0; kk < padded_rows; ++kk) {
     const bool real_row = kk < kc;
     const KernelTap tap(k0 + (real_row ? kk : 0), g);
     const T* xc = x + tap.c * xs.c;
     const int64_t dh = tap.r * g.p.dilation_h, dw = tap.s * g.p.dilation_w;
-    for (int64_t j = 0; j < padded_pixels; ++j) {
+    for (int64_t j = 0; j < padded_cols; ++j) {
       T v = T(0);
-      if (real_row && j < pixels) {
-        const int64_t ih = ih0[j] + dh, iw = iw0[j] + dw;
-        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = xc[ih * xs.h + iw * xs.w];
+      if (real_row && j < cols) {
+        const int64_t ih = tile.ih0[j] + dh, iw = tile.iw0[j] + dw;
+        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
+          v = xc[tile.image_off[j] + ih * xs.h + iw * xs.w];
+        }
       }
-      const int64_t at = by_pixel_panels ? (j / NR) * kc * NR + kk * NR + j % NR
-                                         : (kk / NR) * pixels * NR + j * NR + kk % NR;
+      const int64_t at = transposed ? (kk / nr) * cols * nr + j * nr + kk % nr
+                                    : (j / nr) * kc * nr + kk * nr + j % nr;
       dst[at] = v;
     }
   }
@@ -265,15 +287,13 @@ void conv2d_grad_weight_reference(const at::Tensor& grad_output, const at::Tenso
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
                          at::Tensor& output, const ConvGeometry& g) {
-  constexpr int64_t MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
+  const GemmTile t = gemm_tile<T>();
   const T* x = input.data_ptr<T>();
   T* y = output.data_ptr<T>();
   const Strides4 xs(input), ys(output);
-  // Output pixels of one channel are evenly spaced: the output is ours, NCHW or NHWC.
-  TORCH_INTERNAL_ASSERT(g.P == 1 || ys.h == g.Q * ys.w);
   const int64_t red = g.reduction();
   const int64_t blocks = ceil_div(red, kReductionBlock);
-  const int64_t rows_padded = round_up(g.Kg, MR);
+  const int64_t rows_padded = round_up(g.Kg, t.mr);
 
   // The weight, packed once: for group g and reduction block b, the MR-row panels of
   // W[g*Kg : (g+1)*Kg, b*KC : b*KC + kc] start at g*rows_padded*red + b*KC*rows_padded.
@@ -286,109 +306,121 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
       for (int64_t gb = begin; gb < end; ++gb) {
         const int64_t group = gb / blocks, k0 = (gb % blocks) * kReductionBlock;
         const int64_t kc = std::min(kReductionBlock, red - k0);
-        pack_a(w, group * g.Kg, g.Kg, k0, kc,
+        pack_a(w, group * g.Kg, g.Kg, k0, kc, t.mr,
                a_pack.data() + group * rows_padded * red + k0 * rows_padded);
       }
     });
   }
 
-  const int64_t tiles = ceil_div(g.pixels(), kPixelTile);
-  at::parallel_for(0, g.N * g.G * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> b_pack(kReductionBlock * round_up(kPixelTile, NR));
-    std::vector<int64_t> ih0(kPixelTile), iw0(kPixelTile);
+  const int64_t tiles = ceil_div(g.columns(), kColumnTile);
+  at::parallel_for(0, g.G * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
+    std::vector<T> c_tile(g.Kg * kColumnTile);
+    std::vector<int64_t> y_off(kColumnTile);
+    ColumnTile tile(kColumnTile);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / (g.G * tiles), group = (task / tiles) % g.G;
-      const int64_t p0 = (task % tiles) * kPixelTile;
-      const int64_t pixels = std::min(kPixelTile, g.pixels() - p0);
-      window_origins(g, p0, pixels, ih0.data(), iw0.data());
+      const int64_t group = task / tiles, q0 = (task % tiles) * kColumnTile;
+      tile.fill(g, q0, std::min(kColumnTile, g.columns() - q0), xs.n);
+      const int64_t cols = tile.count;
 
-      T* y_tile = y + n * ys.n + group * g.Kg * ys.c + p0 * ys.w;
-      for (int64_t k = 0; k < g.Kg; ++k) {
-        const T init = bias ? bias[group * g.Kg + k] : T(0);
-        for (int64_t j = 0; j < pixels; ++j) y_tile[k * ys.c + j * ys.w] = init;
-      }
-      const T* x_group = x + n * xs.n + group * g.Cg * xs.c;
+      std::fill(c_tile.begin(), c_tile.begin() + g.Kg * cols, T(0));
+      const T* x_group = x + group * g.Cg * xs.c;
       for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
         const int64_t kc = std::min(kReductionBlock, red - k0);
-        pack_im2col(x_group, xs, g, k0, kc, ih0.data(), iw0.data(), pixels, true, b_pack.data());
-        gemm_packed(g.Kg, pixels, kc, a_pack.data() + group * rows_padded * red + k0 * rows_padded,
-                    b_pack.data(), y_tile, ys.c, ys.w);
+        pack_im2col(x_group, xs, g, k0, kc, tile, false, t.nr, b_pack.data());
+        gemm_packed(g.Kg, cols, kc, a_pack.data() + group * rows_padded * red + k0 * rows_padded,
+                    b_pack.data(), c_tile.data(), cols, 1);
+      }
+      // Epilogue: bias, then scatter the tile's columns to their images.
+      tile.output_offsets(g, ys, y_off.data());
+      for (int64_t k = 0; k < g.Kg; ++k) {
+        const T add = bias ? bias[group * g.Kg + k] : T(0);
+        T* y_channel = y + (group * g.Kg + k) * ys.c;
+        const T* c_row = c_tile.data() + k * cols;
+        for (int64_t j = 0; j < cols; ++j) y_channel[y_off[j]] = c_row[j] + add;
       }
     }
   });
 }
 
-// Input channels per grad_input task: about kRowsPerTask im2col rows, but small enough
-// that both cores get work at batch 1.
-int64_t grad_input_channel_chunk(const ConvGeometry& g) {
-  int64_t chunk = std::clamp<int64_t>(kRowsPerTask / (g.R * g.S), 1, std::max<int64_t>(g.Cg, 1));
-  const int64_t want_tasks = 4 * at::get_num_threads();
-  while (chunk > 1 && g.N * g.G * ceil_div(g.Cg, chunk) < want_tasks) chunk = ceil_div(chunk, 2);
-  return chunk;
+// grad_input work is split into tasks of (group, channel chunk, run of whole images), each
+// owning its slice of grad_input. Chunk sizes depend only on the shape, so the order of
+// every sum, and with it the result, does not depend on the thread count.
+struct GradInputSplit {
+  int64_t channels;  // input channels per task
+  int64_t images;    // images per task
+};
+
+GradInputSplit grad_input_split(const ConvGeometry& g) {
+  const int64_t channels = std::clamp<int64_t>(kRowsPerTask / (g.R * g.S), 1, std::max<int64_t>(g.Cg, 1));
+  const int64_t images = std::clamp<int64_t>(kColumnTile / std::max<int64_t>(g.pixels(), 1), 1, g.N);
+  return {channels, images};
 }
 
 template <typename T>
 void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& weight,
                             at::Tensor& grad_input, const ConvGeometry& g) {
-  constexpr int64_t MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
+  const GemmTile t = gemm_tile<T>();
   const T* dy = grad_output.data_ptr<T>();
   T* dx = grad_input.data_ptr<T>();
   const Strides4 dys(grad_output), dxs(grad_input);
   const int64_t RS = g.R * g.S;
-  const int64_t chunk = grad_input_channel_chunk(g);
-  const int64_t chunks = ceil_div(g.Cg, chunk);
-  const int64_t tiles = ceil_div(g.pixels(), kPixelTile);
+  const GradInputSplit split = grad_input_split(g);
+  const int64_t chunks = ceil_div(g.Cg, split.channels);
+  const int64_t image_runs = ceil_div(g.N, split.images);
 
   // W^T as a matrix: rows are im2col rows (c, r, s), the reduction runs over k.
   const std::vector<int64_t> w_rows = weight_tap_offsets(g, Strides4(weight));
   const std::vector<int64_t> w_cols = strided_offsets(g.K, weight.stride(0));
   const std::vector<int64_t> dy_rows = strided_offsets(g.K, dys.c);
 
-  at::parallel_for(0, g.N * g.G * chunks, 1, [&](int64_t begin, int64_t end) {
-    const int64_t max_rows = chunk * RS;
-    std::vector<T> a_pack(round_up(max_rows, MR) * g.Kg);
-    std::vector<T> b_pack(kReductionBlock * round_up(kPixelTile, NR));
-    std::vector<T> col(max_rows * kPixelTile);
-    std::vector<int64_t> ih0(kPixelTile), iw0(kPixelTile), dy_cols(kPixelTile);
+  at::parallel_for(0, g.G * chunks * image_runs, 1, [&](int64_t begin, int64_t end) {
+    const int64_t max_rows = split.channels * RS;
+    std::vector<T> a_pack(round_up(max_rows, t.mr) * g.Kg);
+    std::vector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
+    std::vector<T> col(max_rows * kColumnTile);
+    std::vector<int64_t> dy_cols(kColumnTile);
+    ColumnTile tile(kColumnTile);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / (g.G * chunks), group = (task / chunks) % g.G;
-      const int64_t c_begin = (task % chunks) * chunk;
-      const int64_t rows = std::min(chunk, g.Cg - c_begin) * RS;
-      const int64_t rows_padded = round_up(rows, MR);
+      const int64_t group = task / (chunks * image_runs);
+      const int64_t c_begin = ((task / image_runs) % chunks) * split.channels;
+      const int64_t n_begin = (task % image_runs) * split.images;
+      const int64_t rows = std::min(split.channels, g.Cg - c_begin) * RS;
+      const int64_t rows_padded = round_up(rows, t.mr);
+      const int64_t q_end = std::min(g.N, n_begin + split.images) * g.pixels();
 
       const OffsetMatrix<T> wt{weight.data_ptr<T>() + group * g.Kg * weight.stride(0),
                                w_rows.data() + c_begin * RS, w_cols.data()};
       for (int64_t k0 = 0; k0 < g.Kg; k0 += kReductionBlock) {
-        pack_a(wt, 0, rows, k0, std::min(kReductionBlock, g.Kg - k0),
+        pack_a(wt, 0, rows, k0, std::min(kReductionBlock, g.Kg - k0), t.mr,
                a_pack.data() + k0 * rows_padded);
       }
 
-      const T* dy_image = dy + n * dys.n + group * g.Kg * dys.c;
-      T* dx_image = dx + n * dxs.n + (group * g.Cg + c_begin) * dxs.c;
-      for (int64_t p0 = 0; p0 < g.pixels(); p0 += kPixelTile) {
-        const int64_t pixels = std::min(kPixelTile, g.pixels() - p0);
-        window_origins(g, p0, pixels, ih0.data(), iw0.data());
-        for (int64_t j = 0; j < pixels; ++j) {
-          dy_cols[j] = ((p0 + j) / g.Q) * dys.h + ((p0 + j) % g.Q) * dys.w;
-        }
-        const OffsetMatrix<T> dy_tile{dy_image, dy_rows.data(), dy_cols.data()};
+      T* dx_chunk = dx + (group * g.Cg + c_begin) * dxs.c;
+      for (int64_t q0 = n_begin * g.pixels(); q0 < q_end; q0 += kColumnTile) {
+        tile.fill(g, q0, std::min(kColumnTile, q_end - q0), dxs.n);
+        const int64_t cols = tile.count;
+        tile.output_offsets(g, dys, dy_cols.data());
+        const OffsetMatrix<T> dy_tile{dy + group * g.Kg * dys.c, dy_rows.data(), dy_cols.data()};
 
-        std::fill(col.begin(), col.begin() + rows * pixels, T(0));
+        std::fill(col.begin(), col.begin() + rows * cols, T(0));
         for (int64_t k0 = 0; k0 < g.Kg; k0 += kReductionBlock) {
           const int64_t kc = std::min(kReductionBlock, g.Kg - k0);
-          pack_b(dy_tile, k0, kc, 0, pixels, b_pack.data());
-          gemm_packed(rows, pixels, kc, a_pack.data() + k0 * rows_padded, b_pack.data(),
-                      col.data(), pixels, 1);
+          pack_b(dy_tile, k0, kc, cols, t.nr, b_pack.data());
+          gemm_packed(rows, cols, kc, a_pack.data() + k0 * rows_padded, b_pack.data(),
+                      col.data(), cols, 1);
         }
         // col2im: scatter-add each im2col row back onto the input it was read from.
         for (int64_t row = 0; row < rows; ++row) {
           const KernelTap tap(row, g);
-          T* dxc = dx_image + tap.c * dxs.c;
+          T* dxc = dx_chunk + tap.c * dxs.c;
           const int64_t dh = tap.r * g.p.dilation_h, dw = tap.s * g.p.dilation_w;
-          const T* col_row = col.data() + row * pixels;
-          for (int64_t j = 0; j < pixels; ++j) {
-            const int64_t ih = ih0[j] + dh, iw = iw0[j] + dw;
-            if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) dxc[ih * dxs.h + iw * dxs.w] += col_row[j];
+          const T* col_row = col.data() + row * cols;
+          for (int64_t j = 0; j < cols; ++j) {
+            const int64_t ih = tile.ih0[j] + dh, iw = tile.iw0[j] + dw;
+            if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
+              dxc[tile.image_off[j] + ih * dxs.h + iw * dxs.w] += col_row[j];
+            }
           }
         }
       }
@@ -399,7 +431,7 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
 template <typename T>
 void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& input,
                              at::Tensor& grad_weight, const ConvGeometry& g) {
-  constexpr int64_t MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
+  const GemmTile t = gemm_tile<T>();
   const T* dy = grad_output.data_ptr<T>();
   const T* x = input.data_ptr<T>();
   T* dw = grad_weight.data_ptr<T>();  // contiguous: a K x CgRS row-major matrix
@@ -407,13 +439,15 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   const int64_t red = g.reduction();
   const int64_t row_tasks = ceil_div(g.Kg, kWeightRowsPerTask);
   const int64_t col_tasks = ceil_div(red, kWeightColsPerTask);
-  const int64_t pixel_block = kReductionBlock;
   const std::vector<int64_t> dy_rows = strided_offsets(g.K, dys.c);
 
+  // Each task owns a (rows x cols) tile of dW and reduces over all columns of the batch in
+  // one fixed order.
   at::parallel_for(0, g.G * row_tasks * col_tasks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> a_pack(round_up(kWeightRowsPerTask, MR) * pixel_block);
-    std::vector<T> b_pack(round_up(kWeightColsPerTask, NR) * pixel_block);
-    std::vector<int64_t> ih0(pixel_block), iw0(pixel_block), dy_cols(pixel_block);
+    std::vector<T> a_pack(round_up(kWeightRowsPerTask, t.mr) * kReductionBlock);
+    std::vector<T> b_pack(round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
+    std::vector<int64_t> dy_cols(kReductionBlock);
+    ColumnTile tile(kReductionBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t group = task / (row_tasks * col_tasks);
       const int64_t m0 = ((task / col_tasks) % row_tasks) * kWeightRowsPerTask;
@@ -421,22 +455,14 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
       const int64_t rows = std::min(kWeightRowsPerTask, g.Kg - m0);
       const int64_t cols = std::min(kWeightColsPerTask, red - k0);
       T* dw_tile = dw + (group * g.Kg + m0) * red + k0;
-      // Reduce over (n, pixel block) in one fixed order.
-      for (int64_t n = 0; n < g.N; ++n) {
-        const OffsetMatrix<T> dy_image{dy + n * dys.n + group * g.Kg * dys.c, dy_rows.data(),
-                                       dy_cols.data()};
-        const T* x_group = x + n * xs.n + group * g.Cg * xs.c;
-        for (int64_t p0 = 0; p0 < g.pixels(); p0 += pixel_block) {
-          const int64_t pixels = std::min(pixel_block, g.pixels() - p0);
-          window_origins(g, p0, pixels, ih0.data(), iw0.data());
-          for (int64_t j = 0; j < pixels; ++j) {
-            dy_cols[j] = ((p0 + j) / g.Q) * dys.h + ((p0 + j) % g.Q) * dys.w;
-          }
-          pack_a(dy_image, m0, rows, 0, pixels, a_pack.data());
-          pack_im2col(x_group, xs, g, k0, cols, ih0.data(), iw0.data(), pixels, false,
-                      b_pack.data());
-          gemm_packed(rows, cols, pixels, a_pack.data(), b_pack.data(), dw_tile, red, 1);
-        }
+      const OffsetMatrix<T> dy_group{dy + group * g.Kg * dys.c, dy_rows.data(), dy_cols.data()};
+      const T* x_group = x + group * g.Cg * xs.c;
+      for (int64_t q0 = 0; q0 < g.columns(); q0 += kReductionBlock) {
+        tile.fill(g, q0, std::min(kReductionBlock, g.columns() - q0), xs.n);
+        tile.output_offsets(g, dys, dy_cols.data());
+        pack_a(dy_group, m0, rows, 0, tile.count, t.mr, a_pack.data());
+        pack_im2col(x_group, xs, g, k0, cols, tile, true, t.nr, b_pack.data());
+        gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(), dw_tile, red, 1);
       }
     }
   });

@@ -1,4 +1,4 @@
-// Run-time choice between the AVX2+FMA and the portable GEMM micro-kernel.
+// Run-time choice between the AVX-512, AVX2+FMA and portable GEMM micro-kernels.
 #include "cpu/gemm.h"
 
 #include <cstdlib>
@@ -6,62 +6,90 @@
 
 namespace cnnops::cpu {
 
-namespace portable {
-void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c, long rs_c,
-                 long cs_c);
-void gemm_packed(long M, long N, long K, const double* a, const double* b, double* c, long rs_c,
-                 long cs_c);
-}  // namespace portable
+// Each ISA's build of the micro-kernel (gemm_<isa>.cpp).
+#define CNNOPS_DECLARE_GEMM(isa)                                                          \
+  namespace isa {                                                                         \
+  void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c,      \
+                   long rs_c, long cs_c);                                                 \
+  void gemm_packed(long M, long N, long K, const double* a, const double* b, double* c,   \
+                   long rs_c, long cs_c);                                                 \
+  }
 
+CNNOPS_DECLARE_GEMM(portable)
 #if defined(__x86_64__) || defined(_M_X64)
-#define CNNOPS_HAVE_AVX2_BUILD 1
-namespace avx2 {
-void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c, long rs_c,
-                 long cs_c);
-void gemm_packed(long M, long N, long K, const double* a, const double* b, double* c, long rs_c,
-                 long cs_c);
-}  // namespace avx2
+#define CNNOPS_X86 1
+CNNOPS_DECLARE_GEMM(avx2)
+CNNOPS_DECLARE_GEMM(avx512)
 #endif
-
-bool cpu_has_avx2_fma() {
-#ifdef CNNOPS_HAVE_AVX2_BUILD
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
 
 namespace {
 
-bool use_avx2() {
+enum class Isa { portable, avx2, avx512 };
+
+Isa best_isa() {
+#ifdef CNNOPS_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#endif
+  return Isa::portable;
+}
+
+Isa active_isa() {
   // Decided once: the environment and the CPU do not change while the process runs.
-  static const bool chosen = [] {
-    const char* forced = std::getenv("CNNOPS_CPU_ISA");
-    if (forced != nullptr && std::strcmp(forced, "portable") == 0) return false;
-    return cpu_has_avx2_fma();
+  static const Isa chosen = [] {
+    const Isa best = best_isa();
+    const char* cap = std::getenv("CNNOPS_CPU_ISA");
+    if (cap == nullptr) return best;
+    if (std::strcmp(cap, "portable") == 0) return Isa::portable;
+    if (std::strcmp(cap, "avx2") == 0 && best == Isa::avx512) return Isa::avx2;
+    return best;
   }();
   return chosen;
 }
 
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2+fma";
+    default: return "portable";
+  }
+}
+
 }  // namespace
 
-const char* cpu_isa() { return use_avx2() ? "avx2+fma" : "portable"; }
+const char* cpu_isa() { return isa_name(active_isa()); }
+const char* cpu_best_isa() { return isa_name(best_isa()); }
+
+template <>
+GemmTile gemm_tile<float>() {
+  return active_isa() == Isa::avx512 ? GemmTile{12, 32} : GemmTile{6, 16};
+}
+
+template <>
+GemmTile gemm_tile<double>() {
+  return active_isa() == Isa::avx512 ? GemmTile{12, 16} : GemmTile{6, 8};
+}
+
+#ifdef CNNOPS_X86
+#define CNNOPS_DISPATCH_GEMM(...)                                          \
+  switch (active_isa()) {                                                  \
+    case Isa::avx512: return avx512::gemm_packed(__VA_ARGS__);             \
+    case Isa::avx2: return avx2::gemm_packed(__VA_ARGS__);                 \
+    default: return portable::gemm_packed(__VA_ARGS__);                    \
+  }
+#else
+#define CNNOPS_DISPATCH_GEMM(...) return portable::gemm_packed(__VA_ARGS__);
+#endif
 
 void gemm_packed(int64_t M, int64_t N, int64_t K, const float* a, const float* b, float* c,
                  int64_t rs_c, int64_t cs_c) {
-#ifdef CNNOPS_HAVE_AVX2_BUILD
-  if (use_avx2()) return avx2::gemm_packed(M, N, K, a, b, c, rs_c, cs_c);
-#endif
-  portable::gemm_packed(M, N, K, a, b, c, rs_c, cs_c);
+  CNNOPS_DISPATCH_GEMM(M, N, K, a, b, c, rs_c, cs_c)
 }
 
 void gemm_packed(int64_t M, int64_t N, int64_t K, const double* a, const double* b, double* c,
                  int64_t rs_c, int64_t cs_c) {
-#ifdef CNNOPS_HAVE_AVX2_BUILD
-  if (use_avx2()) return avx2::gemm_packed(M, N, K, a, b, c, rs_c, cs_c);
-#endif
-  portable::gemm_packed(M, N, K, a, b, c, rs_c, cs_c);
+  CNNOPS_DISPATCH_GEMM(M, N, K, a, b, c, rs_c, cs_c)
 }
 
 }  // namespace cnnops::cpu

@@ -1,4 +1,5 @@
 // The GEMM micro-kernel built for AVX2 + FMA; chosen at run time by gemm.cpp.
+// 6 x 16 floats (6 x 8 doubles): 12 accumulators of the 16 ymm registers.
 #if defined(__x86_64__) || defined(_M_X64)
 
 #pragma GCC target("avx2,fma")
