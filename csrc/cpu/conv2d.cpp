@@ -503,9 +503,11 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_input", stride, padding, dilation, groups);
   check_conv2d_grad_input(grad_output, weight, input_size, params);
-  at::Tensor grad_input = at::zeros(
+  // at::zeros ignores a memory format in its options: allocate, then clear.
+  at::Tensor grad_input = at::empty(
       input_size,
       grad_output.options().memory_format(conv_output_memory_format(grad_output, weight)));
+  grad_input.zero_();
   if (grad_input.numel() == 0 || grad_output.numel() == 0) return grad_input;
   const ConvGeometry g(input_size, weight.sizes(), grad_output.size(2), grad_output.size(3), params);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_input", [&] {
@@ -525,8 +527,12 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_weight", stride, padding, dilation, groups);
   check_conv2d_grad_weight(grad_output, input, weight_size, params);
+  // The GEMM writes a contiguous K x CgRS matrix; a channels_last result is one small copy.
+  const c10::MemoryFormat format = conv_output_memory_format(grad_output, input);
   at::Tensor grad_weight = at::zeros(weight_size, grad_output.options());
-  if (grad_weight.numel() == 0 || grad_output.numel() == 0) return grad_weight;
+  if (grad_weight.numel() == 0 || grad_output.numel() == 0) {
+    return grad_weight.contiguous(format);
+  }
   const ConvGeometry g(input.sizes(), weight_size, grad_output.size(2), grad_output.size(3), params);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
@@ -535,7 +541,7 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
       conv2d_grad_weight_gemm<scalar_t>(grad_output, input, grad_weight, g);
     }
   });
-  return grad_weight;
+  return grad_weight.contiguous(format);
 }
 
 }  // namespace

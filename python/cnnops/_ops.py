@@ -134,7 +134,8 @@ def _conv2d_grad_weight_fake(grad_output, input, weight_size, stride, padding, d
     _check_operands("cnnops.conv2d_grad_weight", grad_output, input)
     _conv2d_output_hw("cnnops.conv2d_grad_weight", input.shape, weight_size, stride, padding,
                       dilation, groups)
-    return torch.empty(weight_size, dtype=grad_output.dtype, device=grad_output.device)
+    return torch.empty(weight_size, dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=_conv_memory_format(grad_output, input))
 
 
 # --------------------------------------------------------------------------------------
