@@ -12,8 +12,9 @@
 //              Y[Kg x PQ] = W[Kg x CgRS] * X_col[CgRS x PQ]
 //            where X_col (im2col) is never built whole: cache-sized tiles of it are packed
 //            straight from the input into the micro-kernel's panel layout (gemm.h).
-//            grad_input is X_col' = W^T * dY followed by col2im; grad_weight is
-//            dW = dY * X_col^T. Work is split so that every output element is owned by one
+//            grad_input at stride 1 is itself such a convolution (of dY with the weight
+//            transposed and flipped); at other strides it is X_col' = W^T * dY followed by
+//            col2im. grad_weight is dW = dY * X_col^T. Work is split so that every output element is owned by one
 //            task, which reduces in a fixed order: results do not depend on the thread count.
 
 #include <ATen/Dispatch.h>
@@ -284,13 +285,13 @@ void conv2d_grad_weight_reference(const at::Tensor& grad_output, const at::Tenso
 // ---------------------------------------------------------------------------------------
 // version 2: implicit GEMM
 
+// The implicit-GEMM convolution y = conv(x, w) + bias of geometry g, the weight given as
+// an OffsetMatrix with rows k in [0, K) and columns the (c, r, s) taps of one group. Shared
+// by the forward pass and by grad_input at stride 1, which is itself such a convolution.
 template <typename T>
-void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
-                         at::Tensor& output, const ConvGeometry& g) {
+void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
+                        T* y, const Strides4& ys, const ConvGeometry& g) {
   const GemmTile t = gemm_tile<T>();
-  const T* x = input.data_ptr<T>();
-  T* y = output.data_ptr<T>();
-  const Strides4 xs(input), ys(output);
   const int64_t red = g.reduction();
   const int64_t blocks = ceil_div(red, kReductionBlock);
   const int64_t rows_padded = round_up(g.Kg, t.mr);
@@ -298,19 +299,14 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   // The weight, packed once: for group g and reduction block b, the MR-row panels of
   // W[g*Kg : (g+1)*Kg, b*KC : b*KC + kc] start at g*rows_padded*red + b*KC*rows_padded.
   std::vector<T> a_pack(g.G * rows_padded * red);
-  {
-    const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
-    const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
-    const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-    at::parallel_for(0, g.G * blocks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t gb = begin; gb < end; ++gb) {
-        const int64_t group = gb / blocks, k0 = (gb % blocks) * kReductionBlock;
-        const int64_t kc = std::min(kReductionBlock, red - k0);
-        pack_a(w, group * g.Kg, g.Kg, k0, kc, t.mr,
-               a_pack.data() + group * rows_padded * red + k0 * rows_padded);
-      }
-    });
-  }
+  at::parallel_for(0, g.G * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gb = begin; gb < end; ++gb) {
+      const int64_t group = gb / blocks, k0 = (gb % blocks) * kReductionBlock;
+      const int64_t kc = std::min(kReductionBlock, red - k0);
+      pack_a(w, group * g.Kg, g.Kg, k0, kc, t.mr,
+             a_pack.data() + group * rows_padded * red + k0 * rows_padded);
+    }
+  });
 
   const int64_t tiles = ceil_div(g.columns(), kColumnTile);
   at::parallel_for(0, g.G * tiles, 1, [&](int64_t begin, int64_t end) {
@@ -341,6 +337,48 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
       }
     }
   });
+}
+
+template <typename T>
+void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
+                         at::Tensor& output, const ConvGeometry& g) {
+  const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
+  const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
+  const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
+  implicit_gemm_conv(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
+                     Strides4(output), g);
+}
+
+// At stride 1, grad_input is a convolution of grad_output with the weight transposed
+// (in <-> out channels) and flipped (r -> R-1-r, s -> S-1-s), padded by d*(R-1) - pad:
+// no col2im scatter, every element of grad_input written once.
+bool grad_input_is_convolution(const ConvGeometry& g) {
+  return g.p.stride_h == 1 && g.p.stride_w == 1 &&
+         g.p.pad_top <= g.p.dilation_h * (g.R - 1) && g.p.pad_left <= g.p.dilation_w * (g.S - 1);
+}
+
+template <typename T>
+void conv2d_grad_input_as_convolution(const at::Tensor& grad_output, const at::Tensor& weight,
+                                      at::Tensor& grad_input, const ConvGeometry& g) {
+  Conv2dParams p = g.p;
+  p.pad_top = g.p.dilation_h * (g.R - 1) - g.p.pad_top;
+  p.pad_left = g.p.dilation_w * (g.S - 1) - g.p.pad_left;
+  p.pad_bottom = p.pad_right = 0;  // unused: the output size is given
+  // The transposed problem: grad_output (N, K, P, Q) in, grad_input (N, C, H, W) out.
+  const int64_t t_input[4] = {g.N, g.K, g.P, g.Q};
+  const int64_t t_weight[4] = {g.C, g.Kg, g.R, g.S};
+  const ConvGeometry t(t_input, t_weight, g.H, g.W, p);
+
+  const Strides4 ws(weight);
+  std::vector<int64_t> row_off(g.C), col_off(t.reduction());
+  for (int64_t c = 0; c < g.C; ++c) row_off[c] = (c / g.Cg) * g.Kg * ws.n + (c % g.Cg) * ws.c;
+  for (int64_t k = 0; k < t.reduction(); ++k) {
+    const KernelTap tap(k, t);  // tap.c is an output channel of the original problem
+    col_off[k] = tap.c * ws.n + (g.R - 1 - tap.r) * ws.h + (g.S - 1 - tap.s) * ws.w;
+  }
+  const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
+  implicit_gemm_conv(grad_output.data_ptr<T>(), Strides4(grad_output), w, static_cast<const T*>(nullptr),
+                     grad_input.data_ptr<T>(), Strides4(grad_input), t);
 }
 
 // grad_input work is split into tasks of (group, channel chunk, run of whole images), each
@@ -503,17 +541,20 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_input", stride, padding, dilation, groups);
   check_conv2d_grad_input(grad_output, weight, input_size, params);
-  // at::zeros ignores a memory format in its options: allocate, then clear.
+  // at::empty, not at::zeros: at::zeros(size, options) drops the options' memory format.
   at::Tensor grad_input = at::empty(
       input_size,
       grad_output.options().memory_format(conv_output_memory_format(grad_output, weight)));
-  grad_input.zero_();
-  if (grad_input.numel() == 0 || grad_output.numel() == 0) return grad_input;
+  if (grad_input.numel() == 0) return grad_input;
+  if (grad_output.numel() == 0) return grad_input.zero_();  // K == 0: nothing flows back
   const ConvGeometry g(input_size, weight.sizes(), grad_output.size(2), grad_output.size(3), params);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_input", [&] {
     if (use_reference()) {
       conv2d_grad_input_reference<scalar_t>(grad_output, weight, grad_input, g);
+    } else if (grad_input_is_convolution(g)) {
+      conv2d_grad_input_as_convolution<scalar_t>(grad_output, weight, grad_input, g);
     } else {
+      grad_input.zero_();  // col2im accumulates
       conv2d_grad_input_gemm<scalar_t>(grad_output, weight, grad_input, g);
     }
   });
