@@ -39,7 +39,7 @@ namespace {
 constexpr int64_t kReductionBlock = 256;    // KC: reduction length of one packed block
 constexpr int64_t kColumnTile = 128;        // output pixels per forward / grad_input tile
 constexpr int64_t kRowsPerTask = 256;       // grad_input: target im2col rows per task
-constexpr int64_t kWeightRowsPerTask = 48;  // grad_weight: output channels per task
+constexpr int64_t kWeightRowsPerTask = 240; // grad_weight: output channels per task
 constexpr int64_t kWeightColsPerTask = 256; // grad_weight: (c, r, s) columns per task
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -466,6 +466,24 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
   });
 }
 
+// grad_weight tasks own a (rows x cols) tile of dW. When there are too few tiles to keep
+// the cores busy (small weights, e.g. a first layer), the reduction over the batch's columns
+// is cut into `splits` ranges summed into partial tiles, then added in order. Both counts
+// are functions of the shape alone, so the result does not depend on the thread count.
+struct GradWeightSplit {
+  int64_t row_tasks, col_tasks, splits;
+};
+
+GradWeightSplit grad_weight_split(const ConvGeometry& g) {
+  constexpr int64_t kWantTasks = 8, kMinColumnsPerSplit = 1024;
+  const int64_t row_tasks = ceil_div(g.Kg, kWeightRowsPerTask);
+  const int64_t col_tasks = ceil_div(g.reduction(), kWeightColsPerTask);
+  const int64_t tiles = g.G * row_tasks * col_tasks;
+  const int64_t splits = std::clamp<int64_t>(
+      std::min(ceil_div(kWantTasks, tiles), g.columns() / kMinColumnsPerSplit), 1, kWantTasks);
+  return {row_tasks, col_tasks, splits};
+}
+
 template <typename T>
 void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& input,
                              at::Tensor& grad_weight, const ConvGeometry& g) {
@@ -475,28 +493,32 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   T* dw = grad_weight.data_ptr<T>();  // contiguous: a K x CgRS row-major matrix
   const Strides4 dys(grad_output), xs(input);
   const int64_t red = g.reduction();
-  const int64_t row_tasks = ceil_div(g.Kg, kWeightRowsPerTask);
-  const int64_t col_tasks = ceil_div(red, kWeightColsPerTask);
+  const GradWeightSplit split = grad_weight_split(g);
+  const int64_t tiles = g.G * split.row_tasks * split.col_tasks;
+  const int64_t columns_per_split = round_up(ceil_div(g.columns(), split.splits), kReductionBlock);
   const std::vector<int64_t> dy_rows = strided_offsets(g.K, dys.c);
+  // Split 0 sums straight into dW; the others into partial copies of it.
+  std::vector<T> partial((split.splits - 1) * g.K * red, T(0));
 
-  // Each task owns a (rows x cols) tile of dW and reduces over all columns of the batch in
-  // one fixed order.
-  at::parallel_for(0, g.G * row_tasks * col_tasks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, split.splits * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> a_pack(round_up(kWeightRowsPerTask, t.mr) * kReductionBlock);
     std::vector<T> b_pack(round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
     std::vector<int64_t> dy_cols(kReductionBlock);
     ColumnTile tile(kReductionBlock);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t group = task / (row_tasks * col_tasks);
-      const int64_t m0 = ((task / col_tasks) % row_tasks) * kWeightRowsPerTask;
-      const int64_t k0 = (task % col_tasks) * kWeightColsPerTask;
+      const int64_t s = task / tiles, tile_index = task % tiles;
+      const int64_t group = tile_index / (split.row_tasks * split.col_tasks);
+      const int64_t m0 = ((tile_index / split.col_tasks) % split.row_tasks) * kWeightRowsPerTask;
+      const int64_t k0 = (tile_index % split.col_tasks) * kWeightColsPerTask;
       const int64_t rows = std::min(kWeightRowsPerTask, g.Kg - m0);
       const int64_t cols = std::min(kWeightColsPerTask, red - k0);
-      T* dw_tile = dw + (group * g.Kg + m0) * red + k0;
+      T* target = s == 0 ? dw : partial.data() + (s - 1) * g.K * red;
+      T* dw_tile = target + (group * g.Kg + m0) * red + k0;
       const OffsetMatrix<T> dy_group{dy + group * g.Kg * dys.c, dy_rows.data(), dy_cols.data()};
       const T* x_group = x + group * g.Cg * xs.c;
-      for (int64_t q0 = 0; q0 < g.columns(); q0 += kReductionBlock) {
-        tile.fill(g, q0, std::min(kReductionBlock, g.columns() - q0), xs.n);
+      const int64_t q_end = std::min(g.columns(), (s + 1) * columns_per_split);
+      for (int64_t q0 = s * columns_per_split; q0 < q_end; q0 += kReductionBlock) {
+        tile.fill(g, q0, std::min(kReductionBlock, q_end - q0), xs.n);
         tile.output_offsets(g, dys, dy_cols.data());
         pack_a(dy_group, m0, rows, 0, tile.count, t.mr, a_pack.data());
         pack_im2col(x_group, xs, g, k0, cols, tile, true, t.nr, b_pack.data());
@@ -504,6 +526,10 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
       }
     }
   });
+  for (int64_t s = 1; s < split.splits; ++s) {
+    const T* part = partial.data() + (s - 1) * g.K * red;
+    for (int64_t i = 0; i < g.K * red; ++i) dw[i] += part[i];
+  }
 }
 
 bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
