@@ -1,4 +1,5 @@
-// CPU kernels of the conv2d family: forward, gradient of the input, gradient of the weight.
+// CPU kernels of the conv2d family: forward, gradient of the input, gradient of the weight,
+// and the inference-only conv2d_bias_relu (the forward with ReLU in its epilogue).
 //
 // Letters, as in cuda/conv2d.cu: N batch, C input channels, H x W input, K output channels,
 // R x S kernel, P x Q output; G groups, Cg = C / G and Kg = K / G channels per group.
@@ -188,7 +189,8 @@ std::vector<int64_t> strided_offsets(int64_t count, int64_t stride) {
 
 template <typename T>
 void conv2d_forward_reference(const at::Tensor& input, const at::Tensor& weight,
-                              const T* bias, at::Tensor& output, const ConvGeometry& g) {
+                              const T* bias, at::Tensor& output, const ConvGeometry& g,
+                              bool relu) {
   const T* x = input.data_ptr<T>();
   const T* w = weight.data_ptr<T>();
   T* y = output.data_ptr<T>();
@@ -211,6 +213,7 @@ void conv2d_forward_reference(const at::Tensor& input, const at::Tensor& weight,
               }
             }
           }
+          if (relu && acc < T(0)) acc = T(0);  // NaN stays NaN, as in torch.relu
           y[n * ys.n + k * ys.c + oh * ys.h + ow * ys.w] = acc;
         }
       }
@@ -290,7 +293,7 @@ void conv2d_grad_weight_reference(const at::Tensor& grad_output, const at::Tenso
 // by the forward pass and by grad_input at stride 1, which is itself such a convolution.
 template <typename T>
 void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
-                        T* y, const Strides4& ys, const ConvGeometry& g) {
+                        T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
   const GemmTile t = gemm_tile<T>();
   const int64_t red = g.reduction();
   const int64_t blocks = ceil_div(red, kReductionBlock);
@@ -327,13 +330,16 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
         gemm_packed(g.Kg, cols, kc, a_pack.data() + group * rows_padded * red + k0 * rows_padded,
                     b_pack.data(), c_tile.data(), cols, 1);
       }
-      // Epilogue: bias, then scatter the tile's columns to their images.
+      // Epilogue: bias and ReLU, then scatter the tile's columns to their images.
       tile.output_offsets(g, ys, y_off.data());
       for (int64_t k = 0; k < g.Kg; ++k) {
         const T add = bias ? bias[group * g.Kg + k] : T(0);
         T* y_channel = y + (group * g.Kg + k) * ys.c;
         const T* c_row = c_tile.data() + k * cols;
-        for (int64_t j = 0; j < cols; ++j) y_channel[y_off[j]] = c_row[j] + add;
+        for (int64_t j = 0; j < cols; ++j) {
+          const T v = c_row[j] + add;
+          y_channel[y_off[j]] = relu && v < T(0) ? T(0) : v;
+        }
       }
     }
   });
@@ -341,12 +347,12 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
 
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
-                         at::Tensor& output, const ConvGeometry& g) {
+                         at::Tensor& output, const ConvGeometry& g, bool relu) {
   const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
   const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
   implicit_gemm_conv(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
-                     Strides4(output), g);
+                     Strides4(output), g, relu);
 }
 
 // At stride 1, grad_input is a convolution of grad_output with the weight transposed
@@ -377,8 +383,9 @@ void conv2d_grad_input_as_convolution(const at::Tensor& grad_output, const at::T
     col_off[k] = tap.c * ws.n + (g.R - 1 - tap.r) * ws.h + (g.S - 1 - tap.s) * ws.w;
   }
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-  implicit_gemm_conv(grad_output.data_ptr<T>(), Strides4(grad_output), w, static_cast<const T*>(nullptr),
-                     grad_input.data_ptr<T>(), Strides4(grad_input), t);
+  implicit_gemm_conv(grad_output.data_ptr<T>(), Strides4(grad_output), w,
+                     static_cast<const T*>(nullptr), grad_input.data_ptr<T>(), Strides4(grad_input),
+                     t, false);
 }
 
 // grad_input work is split into tasks of (group, channel chunk, run of whole images), each
@@ -537,12 +544,13 @@ bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
 // ---------------------------------------------------------------------------------------
 // Operators
 
-at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
-                              const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                              c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                              int64_t groups) {
-  const auto params = Conv2dParams::from_lists("cnnops.conv2d", stride, padding, dilation, groups);
-  const auto out_size = check_conv2d_forward(input, weight, bias, params);
+// conv2d, and with `relu` the inference-only conv2d_bias_relu: max(conv2d(...), 0).
+at::Tensor conv2d_forward_impl(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                               int64_t groups, bool relu) {
+  const auto params = Conv2dParams::from_lists(op, stride, padding, dilation, groups);
+  const auto out_size = check_conv2d_forward(input, weight, bias, params, op);
   at::Tensor output = at::empty(
       out_size, input.options().memory_format(conv_output_memory_format(input, weight)));
   if (output.numel() == 0) return output;
@@ -552,12 +560,28 @@ at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnops.conv2d", [&] {
     const scalar_t* b = bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr;
     if (use_reference()) {
-      conv2d_forward_reference<scalar_t>(input, weight, b, output, g);
+      conv2d_forward_reference<scalar_t>(input, weight, b, output, g, relu);
     } else {
-      conv2d_forward_gemm<scalar_t>(input, weight, b, output, g);
+      conv2d_forward_gemm<scalar_t>(input, weight, b, output, g, relu);
     }
   });
   return output;
+}
+
+at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
+                              const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                              c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                              int64_t groups) {
+  return conv2d_forward_impl("cnnops.conv2d", input, weight, bias, stride, padding, dilation,
+                             groups, false);
+}
+
+at::Tensor conv2d_bias_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                int64_t groups) {
+  return conv2d_forward_impl("cnnops.conv2d_bias_relu", input, weight, bias, stride, padding,
+                             dilation, groups, true);
 }
 
 at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -615,6 +639,7 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
 
 TORCH_LIBRARY_IMPL(cnnops, CPU, m) {
   m.impl("conv2d", &conv2d_forward_cpu);
+  m.impl("conv2d_bias_relu", &conv2d_bias_relu_cpu);
   m.impl("conv2d_grad_input", &conv2d_grad_input_cpu);
   m.impl("conv2d_grad_weight", &conv2d_grad_weight_cpu);
 }

@@ -1,4 +1,5 @@
-// conv2d on CUDA: forward, grad_input and grad_weight, registered for the CUDA dispatch key.
+// conv2d on CUDA: forward, grad_input and grad_weight, and the inference-only
+// conv2d_bias_relu (the forward with ReLU in its epilogue), registered for the CUDA key.
 // Mirrors csrc/cpu/conv2d.cpp: the same operator and reference function names, argument order
 // and structure (reference kernels, fast kernels, launchers, operators), to read side by side.
 //
@@ -119,7 +120,7 @@ __global__ void conv2d_forward_reference_kernel(const scalar_t* __restrict__ inp
                                                 const scalar_t* __restrict__ bias,
                                                 scalar_t* __restrict__ output, ConvGeometry geo,
                                                 Strides4 xs, Strides4 ws, int64_t bias_stride,
-                                                Strides4 ys) {
+                                                Strides4 ys, bool relu) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t total = geo.N * geo.K * geo.P * geo.Q;
   for (int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; idx < total;
@@ -144,6 +145,7 @@ __global__ void conv2d_forward_reference_kernel(const scalar_t* __restrict__ inp
       }
     }
     if (bias != nullptr) acc += static_cast<acc_t>(bias[k * bias_stride]);
+    if (relu && acc < acc_t(0)) acc = acc_t(0);  // NaN stays NaN, as in torch.relu
     output[n * ys.n + k * ys.c + p * ys.h + q * ys.w] = static_cast<scalar_t>(acc);
   }
 }
@@ -318,7 +320,7 @@ __global__ void __launch_bounds__(Cfg::THREADS)
                                 const scalar_t* __restrict__ weight,
                                 const scalar_t* __restrict__ bias, scalar_t* __restrict__ output,
                                 ConvGeometry geo, Strides4 xs, Strides4 ws, int64_t bias_stride,
-                                Strides4 ys) {
+                                Strides4 ys, bool relu) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, THREADS = Cfg::THREADS;
   __shared__ acc_t a_tile[BK][BM + 1];  // +1: fewer bank conflicts on the transposing stores
@@ -409,7 +411,10 @@ __global__ void __launch_bounds__(Cfg::THREADS)
 #pragma unroll
       for (int j = 0; j < Cfg::TN; ++j) {
         const int jj = tx + j * Cfg::THREADS_N;
-        if (jj < pix_count) output[pix_y[jj] + k * ys.c] = static_cast<scalar_t>(acc[i][j] + b);
+        if (jj >= pix_count) continue;
+        acc_t v = acc[i][j] + b;
+        if (relu && v < acc_t(0)) v = acc_t(0);
+        output[pix_y[jj] + k * ys.c] = static_cast<scalar_t>(v);
       }
     }
   }
@@ -658,12 +663,14 @@ __global__ void sum_splits_kernel(const at::opmath_type<scalar_t>* __restrict__ 
 
 template <typename T>
 void conv2d_forward_reference(const at::Tensor& input, const at::Tensor& weight, const T* bias,
-                              int64_t bias_stride, at::Tensor& output, const ConvGeometry& geo) {
+                              int64_t bias_stride, at::Tensor& output, const ConvGeometry& geo,
+                              bool relu) {
   conv2d_forward_reference_kernel<T>
       <<<reference_blocks(output.numel()), kReferenceThreads, 0,
          c10::cuda::getCurrentCUDAStream()>>>(input.data_ptr<T>(), weight.data_ptr<T>(), bias,
                                               output.data_ptr<T>(), geo, Strides4(input),
-                                              Strides4(weight), bias_stride, Strides4(output));
+                                              Strides4(weight), bias_stride, Strides4(output),
+                                              relu);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -697,7 +704,8 @@ void conv2d_grad_weight_reference(const at::Tensor& grad_output, const at::Tenso
 
 template <typename T, class Cfg>
 bool conv2d_forward_tiled(const at::Tensor& input, const at::Tensor& weight, const T* bias,
-                          int64_t bias_stride, at::Tensor& output, const ConvGeometry& geo) {
+                          int64_t bias_stride, at::Tensor& output, const ConvGeometry& geo,
+                          bool relu) {
   const int64_t grid_x = ceil_div(geo.N * geo.P * geo.Q, Cfg::BN);
   const int64_t grid_y = ceil_div(geo.Kg, Cfg::BM);
   if (!tiled_index_math_fits(geo) || grid_x > kMaxGridX || grid_y > kMaxGridYZ) return false;
@@ -707,18 +715,19 @@ bool conv2d_forward_tiled(const at::Tensor& input, const at::Tensor& weight, con
                                       : conv2d_forward_tiled_kernel<T, Cfg, false>;
   kernel<<<grid, Cfg::THREADS, 0, c10::cuda::getCurrentCUDAStream()>>>(
       input.data_ptr<T>(), weight.data_ptr<T>(), bias, output.data_ptr<T>(), geo,
-      Strides4(input), Strides4(weight), bias_stride, Strides4(output));
+      Strides4(input), Strides4(weight), bias_stride, Strides4(output), relu);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return true;
 }
 
 template <typename T>
 bool conv2d_forward_tiled(const at::Tensor& input, const at::Tensor& weight, const T* bias,
-                          int64_t bias_stride, at::Tensor& output, const ConvGeometry& geo) {
+                          int64_t bias_stride, at::Tensor& output, const ConvGeometry& geo,
+                          bool relu) {
   if (geo.Kg >= kWideTileMinRows) {
-    return conv2d_forward_tiled<T, WideTile>(input, weight, bias, bias_stride, output, geo);
+    return conv2d_forward_tiled<T, WideTile>(input, weight, bias, bias_stride, output, geo, relu);
   }
-  return conv2d_forward_tiled<T, NarrowTile>(input, weight, bias, bias_stride, output, geo);
+  return conv2d_forward_tiled<T, NarrowTile>(input, weight, bias, bias_stride, output, geo, relu);
 }
 
 template <typename T, class Cfg>
@@ -821,12 +830,13 @@ bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
 // ---------------------------------------------------------------------------------------
 // Operators
 
-at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight,
+// conv2d, and with `relu` the inference-only conv2d_bias_relu: max(conv2d(...), 0).
+at::Tensor conv2d_forward_impl(const char* op, const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                               int64_t groups) {
-  const auto params = Conv2dParams::from_lists("cnnops.conv2d", stride, padding, dilation, groups);
-  const auto out_size = check_conv2d_forward(input, weight, bias, params);
+                               int64_t groups, bool relu) {
+  const auto params = Conv2dParams::from_lists(op, stride, padding, dilation, groups);
+  const auto out_size = check_conv2d_forward(input, weight, bias, params, op);
   const c10::cuda::CUDAGuard device_guard(input.device());
   at::Tensor output = at::empty(
       out_size, input.options().memory_format(conv_output_memory_format(input, weight)));
@@ -840,11 +850,27 @@ at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight
       at::kHalf, at::kBFloat16, input.scalar_type(), "cnnops.conv2d", [&] {
         const scalar_t* b = has_bias ? bias->data_ptr<scalar_t>() : nullptr;
         if (use_reference() ||
-            !conv2d_forward_tiled<scalar_t>(input, weight, b, bias_stride, output, geo)) {
-          conv2d_forward_reference<scalar_t>(input, weight, b, bias_stride, output, geo);
+            !conv2d_forward_tiled<scalar_t>(input, weight, b, bias_stride, output, geo, relu)) {
+          conv2d_forward_reference<scalar_t>(input, weight, b, bias_stride, output, geo, relu);
         }
       });
   return output;
+}
+
+at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                               int64_t groups) {
+  return conv2d_forward_impl("cnnops.conv2d", input, weight, bias, stride, padding, dilation,
+                             groups, false);
+}
+
+at::Tensor conv2d_bias_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
+                                 const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                 c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                 int64_t groups) {
+  return conv2d_forward_impl("cnnops.conv2d_bias_relu", input, weight, bias, stride, padding,
+                             dilation, groups, true);
 }
 
 at::Tensor conv2d_grad_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -905,6 +931,7 @@ at::Tensor conv2d_grad_weight_cuda(const at::Tensor& grad_output, const at::Tens
 
 TORCH_LIBRARY_IMPL(cnnops, CUDA, m) {
   m.impl("conv2d", &conv2d_forward_cuda);
+  m.impl("conv2d_bias_relu", &conv2d_bias_relu_cuda);
   m.impl("conv2d_grad_input", &conv2d_grad_input_cuda);
   m.impl("conv2d_grad_weight", &conv2d_grad_weight_cuda);
 }
