@@ -333,22 +333,30 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
   });
 }
 
-// grad_weight tasks own a (rows x cols) tile of dW. When there are too few tiles to keep
-// the cores busy (small weights, e.g. a first layer), the reduction over the batch's columns
-// is cut into `splits` ranges summed into partial tiles, then added in order. Both counts
-// are functions of the shape alone, so the result does not depend on the thread count.
+// grad_weight per group is dW = dY * X_col^T (Kg x CgRS), or, when a layer has fewer
+// (c, r, s) taps than output channels (a first layer: CgRS = 9 or 27), dW^T = X_col * dY^T,
+// so that the wide NR side of the micro-kernel falls on the larger dimension.
+// Tasks own a (rows x cols) tile of that product. When there are too few tiles to keep the
+// cores busy, the reduction over the batch's columns is also cut into `splits` ranges summed
+// into partial copies of dW, then added in order. All counts are functions of the shape
+// alone, so the result does not depend on the thread count.
 struct GradWeightSplit {
+  bool taps_as_rows;
+  int64_t rows, cols;  // of one group's GEMM
   int64_t row_tasks, col_tasks, splits;
 };
 
 GradWeightSplit grad_weight_split(const ConvGeometry& g) {
   constexpr int64_t kWantTasks = 8, kMinColumnsPerSplit = 1024;
-  const int64_t row_tasks = ceil_div(g.Kg, kWeightRowsPerTask);
-  const int64_t col_tasks = ceil_div(g.reduction(), kWeightColsPerTask);
+  const bool taps_as_rows = g.reduction() < g.Kg;
+  const int64_t rows = taps_as_rows ? g.reduction() : g.Kg;
+  const int64_t cols = taps_as_rows ? g.Kg : g.reduction();
+  const int64_t row_tasks = ceil_div(rows, kWeightRowsPerTask);
+  const int64_t col_tasks = ceil_div(cols, kWeightColsPerTask);
   const int64_t tiles = g.G * row_tasks * col_tasks;
   const int64_t splits = std::clamp<int64_t>(
       std::min(ceil_div(kWantTasks, tiles), g.columns() / kMinColumnsPerSplit), 1, kWantTasks);
-  return {row_tasks, col_tasks, splits};
+  return {taps_as_rows, rows, cols, row_tasks, col_tasks, splits};
 }
 
 template <typename T>
@@ -375,21 +383,28 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
     for (int64_t task = begin; task < end; ++task) {
       const int64_t s = task / tiles, tile_index = task % tiles;
       const int64_t group = tile_index / (split.row_tasks * split.col_tasks);
-      const int64_t m0 = ((tile_index / split.col_tasks) % split.row_tasks) * kWeightRowsPerTask;
-      const int64_t k0 = (tile_index % split.col_tasks) * kWeightColsPerTask;
-      const int64_t rows = std::min(kWeightRowsPerTask, g.Kg - m0);
-      const int64_t cols = std::min(kWeightColsPerTask, red - k0);
-      T* target = s == 0 ? dw : partial.data() + (s - 1) * g.K * red;
-      T* dw_tile = target + (group * g.Kg + m0) * red + k0;
+      const int64_t r0 = ((tile_index / split.col_tasks) % split.row_tasks) * kWeightRowsPerTask;
+      const int64_t c0 = (tile_index % split.col_tasks) * kWeightColsPerTask;
+      const int64_t rows = std::min(kWeightRowsPerTask, split.rows - r0);
+      const int64_t cols = std::min(kWeightColsPerTask, split.cols - c0);
+      T* dw_group = (s == 0 ? dw : partial.data() + (s - 1) * g.K * red) + group * g.Kg * red;
       const OffsetMatrix<T> dy_group{dy + group * g.Kg * dys.c, dy_rows.data(), dy_cols.data()};
       const T* x_group = x + group * g.Cg * xs.c;
       const int64_t q_end = std::min(g.columns(), (s + 1) * columns_per_split);
       for (int64_t q0 = s * columns_per_split; q0 < q_end; q0 += kReductionBlock) {
         tile.fill(g, q0, std::min(kReductionBlock, q_end - q0), xs.n);
         tile.output_offsets(g, dys, dy_cols.data());
-        pack_a(dy_group, m0, rows, 0, tile.count, t.mr, a_pack.data());
-        pack_im2col(x_group, xs, g, k0, cols, tile, true, t.nr, b_pack.data());
-        gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(), dw_tile, red, 1);
+        if (split.taps_as_rows) {  // dW^T[tap, k]: C is dW read column-major
+          pack_im2col(x_group, xs, g, r0, rows, tile, true, t.mr, a_pack.data());
+          pack_a(dy_group, c0, cols, 0, tile.count, t.nr, b_pack.data());
+          gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
+                      dw_group + c0 * red + r0, 1, red);
+        } else {
+          pack_a(dy_group, r0, rows, 0, tile.count, t.mr, a_pack.data());
+          pack_im2col(x_group, xs, g, c0, cols, tile, true, t.nr, b_pack.data());
+          gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
+                      dw_group + r0 * red + c0, red, 1);
+        }
       }
     }
   });

@@ -150,8 +150,9 @@ void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g, i
   }
 }
 
-// B of the grad_weight GEMM: the transpose, the tile's columns (the reduction) x im2col rows
-// [k0, k0 + kc) in panels of NR rows, zero past the last row.
+// An operand of the grad_weight GEMM: im2col rows [k0, k0 + kc) in panels of NR of them,
+// the reduction running over the tile's columns, zero past the last row. (B when dW is
+// computed as dY * X_col^T, A, with NR = MR, when as X_col * dY^T.)
 template <typename T, int NR>
 void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0,
                             int64_t kc, const ColumnTile& tile, T* dst) {
@@ -213,39 +214,41 @@ void pack_b_panels(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t col
   }
 }
 
-// The packers for the micro-kernel in use (its MR and NR are known at run time only).
-template <typename T>
-void pack_a(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
-            int64_t mr, T* dst) {
-  if (mr == 12) return pack_a_panels<T, 12>(A, m0, rows, k0, kc, dst);
-  TORCH_INTERNAL_ASSERT(mr == 6, "unexpected micro-kernel MR ", mr);
-  pack_a_panels<T, 6>(A, m0, rows, k0, kc, dst);
-}
-
-#define CNNOPS_DISPATCH_NR(nr, NR_NAME, ...)                                  \
-  switch (nr) {                                                              \
-    case 8: { constexpr int NR_NAME = 8; __VA_ARGS__; break; }               \
-    case 16: { constexpr int NR_NAME = 16; __VA_ARGS__; break; }             \
-    case 32: { constexpr int NR_NAME = 32; __VA_ARGS__; break; }             \
-    default: TORCH_INTERNAL_ASSERT(false, "unexpected micro-kernel NR ", nr); \
+// The packers for the micro-kernel in use: its MR and NR are known at run time only, and
+// either may be the panel width of either operand.
+#define CNNOPS_DISPATCH_WIDTH(width, NAME, ...)                                   \
+  switch (width) {                                                               \
+    case 6: { constexpr int NAME = 6; __VA_ARGS__; break; }                      \
+    case 8: { constexpr int NAME = 8; __VA_ARGS__; break; }                      \
+    case 12: { constexpr int NAME = 12; __VA_ARGS__; break; }                    \
+    case 16: { constexpr int NAME = 16; __VA_ARGS__; break; }                    \
+    case 32: { constexpr int NAME = 32; __VA_ARGS__; break; }                    \
+    default: TORCH_INTERNAL_ASSERT(false, "unexpected micro-kernel panel width ", width); \
   }
 
 template <typename T>
-void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, int64_t nr, T* dst) {
-  CNNOPS_DISPATCH_NR(nr, NR, pack_b_panels<T, NR>(B, k0, kc, cols, dst))
+void pack_a(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
+            int64_t width, T* dst) {
+  CNNOPS_DISPATCH_WIDTH(width, MR, pack_a_panels<T, MR>(A, m0, rows, k0, kc, dst))
+}
+
+template <typename T>
+void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, int64_t width,
+            T* dst) {
+  CNNOPS_DISPATCH_WIDTH(width, NR, pack_b_panels<T, NR>(B, k0, kc, cols, dst))
 }
 
 template <typename T>
 void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0, int64_t kc,
-                 const ColumnTile& tile, bool transposed, int64_t nr, T* dst) {
+                 const ColumnTile& tile, bool transposed, int64_t width, T* dst) {
   if (transposed) {
-    CNNOPS_DISPATCH_NR(nr, NR, pack_im2col_transposed<T, NR>(x, xs, g, k0, kc, tile, dst))
+    CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_transposed<T, NR>(x, xs, g, k0, kc, tile, dst))
   } else {
-    CNNOPS_DISPATCH_NR(nr, NR, pack_im2col_panels<T, NR>(x, xs, g, k0, kc, tile, dst))
+    CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_panels<T, NR>(x, xs, g, k0, kc, tile, dst))
   }
 }
 
-#undef CNNOPS_DISPATCH_NR
+#undef CNNOPS_DISPATCH_WIDTH
 
 // Offsets of the (c, r, s) taps of a weight tensor, in im2col row order.
 inline std::vector<int64_t> weight_tap_offsets(const ConvGeometry& g, const Strides4& ws) {
