@@ -60,6 +60,11 @@ PY
   git log -1 --oneline 2>/dev/null || true
 } >"$OUT/env.txt" 2>&1
 
+if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "no CUDA GPU is visible to torch (see $OUT/env.txt); nothing to check here" | tee -a "$SUMMARY"
+  exit 1
+fi
+
 # --no-deps: no network here, and rich/matplotlib are optional. FORCE_CUDA=1: fail loudly
 # rather than build CPU-only; setup.py takes the arch list from the visible GPU.
 export FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
