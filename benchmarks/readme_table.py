@@ -34,6 +34,24 @@ def latest_cpu_run(results_dir: str) -> tuple[str, dict] | None:
     return path, data
 
 
+def _format(field: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if field.endswith("_ms"):
+        return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
+    if field == "speedup":
+        return f"{value:.2f}x"
+    if field == "peak_fraction":
+        return f"{100 * value:.1f}%"
+    return f"{value:.1f}"
+
+
+def _cells(passes: dict, field: str) -> str:
+    """'forward / forward+backward' values of one field."""
+    return " / ".join(_format(field, passes[p][field]) if p in passes else "-"
+                      for p in ("forward", "forward+backward"))
+
+
 def render(path: str, data: dict) -> str:
     m, s, peaks = data["machine"], data["settings"], data["peaks"]
     fma = peaks["fma_gflops"][s["dtype"]] if s["dtype"] in peaks["fma_gflops"] else None
@@ -44,19 +62,26 @@ def render(path: str, data: dict) -> str:
         f"cnnops {m['cnnops']}, {s['dtype']}. Measured peaks: "
         + (f"{fma:.0f} GFLOP/s FMA, " if fma else "") + f"{peaks['copy_gbs']:.1f} GB/s copy.",
         "",
-        "| op | shape | pass | cnnops ms | torch ms | speedup | rate | of peak |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "Each cell is forward / forward+backward (for `e2e.*`: inference / training step).",
+        "",
+        "| op | shape | cnnops ms | torch ms | speedup | rate | of peak |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    by_op: dict[tuple, dict] = {}
     for row in data["rows"]:
-        fraction = row.get("peak_fraction")
-        lines.append(
-            f"| `{row['op']}` | {row['shape']} | {row['pass']} | {row['cnnops_ms']:.3f} | "
-            f"{row['torch_ms']:.3f} | {row['speedup']:.2f}x | {row['rate']:.1f} {row['rate_unit']} | "
-            + ("-" if fraction is None else f"{100 * fraction:.1f}%") + " |")
+        by_op.setdefault((row["op"], row.get("torch_tf32")), {})[row["pass"]] = row
+    for (op, tf32), passes in by_op.items():
+        first = next(iter(passes.values()))
+        name = f"`{op}`" + (" (torch TF32)" if tf32 else "")
+        lines.append(f"| {name} | {first['shape']} | {_cells(passes, 'cnnops_ms')} | "
+                     f"{_cells(passes, 'torch_ms')} | {_cells(passes, 'speedup')} | "
+                     f"{_cells(passes, 'rate')} {first['rate_unit']} | "
+                     f"{_cells(passes, 'peak_fraction')} |")
     lines += ["", "Geomean speedup per op family:", "",
               "| family | pass | rows | geomean speedup |", "| --- | --- | ---: | ---: |"]
     for g in data.get("geomean", []):
-        lines.append(f"| {g['family']} | {g['pass']} | {g['rows']} | {g['geomean_speedup']:.2f}x |")
+        family = g["family"] + (" (torch TF32)" if g.get("torch_tf32") else "")
+        lines.append(f"| {family} | {g['pass']} | {g['rows']} | {g['geomean_speedup']:.2f}x |")
     return "\n".join(lines)
 
 

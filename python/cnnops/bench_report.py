@@ -93,6 +93,10 @@ class Reporter:
             print(text, flush=True)
 
 
+def _threads(settings: dict) -> str:
+    return f"{settings['threads']} thread" + ("" if settings["threads"] == 1 else "s")
+
+
 def _fmt_ms(ms: float) -> str:
     return f"{ms:.3f}" if ms < 10 else f"{ms:.2f}" if ms < 100 else f"{ms:.1f}"
 
@@ -108,7 +112,7 @@ def print_header(results: Results, reporter: Reporter) -> None:
     m, s = results.machine, results.settings
     where = m.get("device_name") or f"{m['cpu_model']} ({m['cpu_isa']})"
     reporter.say(f"cnnops {m['cnnops']} vs torch {m['torch']} on {where}: {s['device']}, "
-                 f"{s['dtype']}, {s['threads']} threads")
+                 f"{s['dtype']}, {_threads(s)}")
     reporter.say(f"peaks: {_fmt_peak(results.peaks)}")
     for skip in results.skipped:
         reporter.say(f"skipped {skip['family']}: {skip['reason']}")
@@ -131,7 +135,7 @@ def print_results(results: Results) -> None:
     header, body = table_rows(results)
     geomeans = results.geomeans()
     title = (f"cnnops vs torch: {results.settings['device']}, {results.settings['dtype']}, "
-             f"{results.settings['threads']} threads (speedup = torch_ms / cnnops_ms)")
+             f"{_threads(results.settings)} (speedup = torch_ms / cnnops_ms)")
     geo_header = ["family", "pass", "rows", "geomean speedup"]
     geo_body = [[g["family"] + (" [torch tf32]" if g["torch_tf32"] else ""), g["pass"],
                  str(g["rows"]), f"{g['geomean_speedup']:.2f}x"] for g in geomeans]
@@ -211,7 +215,7 @@ def write_plot(results: Results, path: str) -> bool:
     ax.set_xlabel("speedup = torch_ms / cnnops_ms (log scale; > 1: cnnops faster)")
     m, s = results.machine, results.settings
     ax.set_title(f"cnnops vs torch {m['torch']}: {m.get('device_name') or m['cpu_model']}, "
-                 f"{s['dtype']}, {s['threads']} threads", fontsize=9)
+                 f"{s['dtype']}, {_threads(s)}", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
