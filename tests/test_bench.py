@@ -184,6 +184,17 @@ def test_pooling_and_depthwise_families_run_once_their_functions_exist(monkeypat
     assert units["max_pool2d"] == "GB/s" and units["separable"] == "GFLOP/s"
 
 
+def test_an_op_that_raises_is_refused_with_its_error(monkeypatch):
+    def broken(*args, **kwargs):
+        raise NotImplementedError("no kernel for this input")
+
+    monkeypatch.setattr(cnnops, "avg_pool2d", broken, raising=False)
+    results = bench.run(bench.Options(ops=["avg_pool2d"], tiny=True))
+    assert results.rows == []
+    assert [r["op"] for r in results.refused] == ["avg_pool2d.tiny"]
+    assert "NotImplementedError: no kernel for this input" in results.refused[0]["reason"]
+
+
 def test_families_missing_from_the_build_are_skipped_with_a_reason(monkeypatch):
     monkeypatch.delattr(cnnops, "max_pool2d", raising=False)
     results = bench.run(bench.Options(ops=["max_pool2d"], tiny=True))

@@ -421,8 +421,8 @@ def main_from_args(args: argparse.Namespace) -> int:
     print(f"{len(results.rows)} rows in {time.perf_counter() - start:.0f} s"
           + "".join(f"; wrote {p}" for p in (options.json, options.csv) if p))
     if results.refused:
-        print(f"{len(results.refused)} op(s) refused: their results differ from torch "
-              "(see REFUSED above)", file=sys.stderr)
+        print(f"{len(results.refused)} op(s) refused, not timed: a result that differs from "
+              "torch, or an error (see REFUSED above)", file=sys.stderr)
         return 1
     return 0
 
