@@ -11,3 +11,8 @@ from .functional import conv2d
 __version__ = "0.1.0"
 
 __all__ = ["conv2d", "functional", "kernel_version", "__version__"]
+
+# pooling
+from .functional import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d  # noqa: E402
+
+__all__ += ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
