@@ -39,7 +39,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <cstdint>
@@ -224,6 +223,7 @@ Layout layout_of(const at::Tensor& in, const at::Tensor& out) {
   return Layout::strided;
 }
 
+// A new tensor in format_of's pooling memory format (at::zeros would ignore the format).
 at::Tensor empty_like_format(c10::IntArrayRef sizes, const at::Tensor& format_of,
                              const at::TensorOptions& options) {
   return at::empty(sizes, options.memory_format(pool_output_memory_format(format_of)));
@@ -270,9 +270,8 @@ at::Tensor avg_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor
   // grad_input is NCHW or channels_last, like the input; the channels_last gather wants
   // channels-contiguous gradients (an expanded grad_output of a sum() has stride 0).
   const bool reference = use_reference() || !fits_int32_plane(input);
-  at::Tensor grad_input = reference ? at::zeros(input.sizes(), input.options().memory_format(
-                                                                   pool_output_memory_format(input)))
-                                    : empty_like_format(input.sizes(), input, input.options());
+  at::Tensor grad_input = empty_like_format(input.sizes(), input, input.options());
+  if (reference) grad_input.zero_();
   if (grad_input.numel() == 0) return grad_input;
   if (grad_output.numel() == 0) return grad_input.zero_();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnops.avg_pool2d_grad_input", [&] {
@@ -317,10 +316,8 @@ at::Tensor max_pool2d_grad_input_cpu(const at::Tensor& grad_output, const at::Te
   const bool channels_last = pool_output_memory_format(input) == c10::MemoryFormat::ChannelsLast;
   // The NCHW kernel zeroes each plane just before scattering into it; the others start from
   // zeros.
-  at::Tensor grad_input =
-      !reference && !channels_last ? empty_like_format(input.sizes(), input, input.options())
-                                   : at::zeros(input.sizes(), input.options().memory_format(
-                                                                  pool_output_memory_format(input)));
+  at::Tensor grad_input = empty_like_format(input.sizes(), input, input.options());
+  if (reference || channels_last) grad_input.zero_();
   if (grad_input.numel() == 0) return grad_input;
   if (grad_output.numel() == 0) return grad_input.zero_();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
