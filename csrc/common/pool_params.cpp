@@ -2,6 +2,9 @@
 
 #include <c10/util/Exception.h>
 
+#include <cstdint>
+#include <limits>
+
 namespace cnnops {
 
 namespace {
@@ -142,6 +145,17 @@ PoolShape regular_pool_shape(c10::IntArrayRef input_size, c10::IntArrayRef out_s
           PoolAxis::regular(input_size[3], out_size[3], p.kernel_w, p.stride_w, p.pad_w,
                             p.dilation_w, count_include_pad),
           divisor_override.value_or(0)};
+}
+
+bool PoolShape::fits_int32() const {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  auto axis_fits = [&](const PoolAxis& a) {
+    // adaptive: (o + 1) * in and (i + 1) * out; regular: o * stride + kernel * dilation
+    const int64_t reach = a.adaptive ? (a.in + 1) * (a.out + 1)
+                                     : (a.out + 1) * a.stride + a.kernel * a.dilation + a.in;
+    return reach < kMax;
+  };
+  return axis_fits(h) && axis_fits(w) && N * C * H * W < kMax && N * C * P * Q < kMax;
 }
 
 PoolShape adaptive_pool_shape(c10::IntArrayRef input_size, c10::IntArrayRef out_size) {

@@ -74,9 +74,13 @@ c10::MemoryFormat pool_output_memory_format(const at::Tensor& input);
 // begin, begin + dilation, ...; `init` is torch's "start" after skipping the left padding
 // (the index max pooling reports for a window that holds only -inf, or no valid tap at
 // all); `divisor_extent` is the window's extent counted for avg_pool2d's divisor.
-struct PoolWindow {
-  int64_t begin, count, init, divisor_extent;
+// I is the integer type of the arithmetic: int64_t, or int32_t in CUDA kernels whose sizes
+// fit (see PoolShape::fits_int32).
+template <typename I>
+struct PoolWindowT {
+  I begin, count, init, divisor_extent;
 };
+using PoolWindow = PoolWindowT<int64_t>;
 
 struct PoolAxis {
   int64_t in, out;
@@ -95,41 +99,52 @@ struct PoolAxis {
   // Tap spacing of the window: the dilation, 1 for adaptive windows.
   C10_HOST_DEVICE int64_t step() const { return adaptive ? 1 : dilation; }
 
-  C10_HOST_DEVICE PoolWindow window(int64_t o) const {
+  template <typename I>
+  C10_HOST_DEVICE PoolWindowT<I> window_as(I o) const {
+    const I in_ = static_cast<I>(in), out_ = static_cast<I>(out);
     if (adaptive) {
       // torch's start_index / end_index, written to avoid overflow of o * in
-      const int64_t begin = (o / out) * in + ((o % out) * in) / out;
-      const int64_t end = 1 + ((o + 1) * in - 1) / out;
+      const I begin = (o / out_) * in_ + ((o % out_) * in_) / out_;
+      const I end = 1 + ((o + 1) * in_ - 1) / out_;
       return {begin, end - begin, begin, end - begin};
     }
-    const int64_t start = o * stride - pad;
-    const int64_t first = start < 0 ? (-start + dilation - 1) / dilation : 0;  // < kernel
-    const int64_t init = start + first * dilation;
-    const int64_t count =
-        init >= in ? 0 : ((in - 1 - init) / dilation + 1 < kernel - first
-                              ? (in - 1 - init) / dilation + 1
-                              : kernel - first);
+    const I kernel_ = static_cast<I>(kernel), pad_ = static_cast<I>(pad);
+    const I dil = static_cast<I>(dilation);
+    const I start = o * static_cast<I>(stride) - pad_;
+    // the first tap at or after 0 (always < kernel, since pad <= kernel / 2)
+    const I first = start >= 0 ? I(0) : (dil == 1 ? -start : (-start + dil - 1) / dil);
+    const I init = start + first * dil;
+    I count = 0;
+    if (init < in_) {
+      const I fitting = dil == 1 ? in_ - init : (in_ - 1 - init) / dil + 1;
+      count = fitting < kernel_ - first ? fitting : kernel_ - first;
+    }
     // avg_pool2d (dilation 1): torch clips the window to the padded input for its size
-    const int64_t padded_end = start + kernel < in + pad ? start + kernel : in + pad;
+    const I padded_end = start + kernel_ < in_ + pad_ ? start + kernel_ : in_ + pad_;
     return {init, count, init, count_include_pad ? padded_end - start : count};
   }
+
+  C10_HOST_DEVICE PoolWindow window(int64_t o) const { return window_as<int64_t>(o); }
 
   // The outputs whose window contains input position i, as [first, last) (dilation 1 only,
   // which is all that avg_pool2d and the adaptive pools use). Windows are intervals whose
   // ends grow with o, so the outputs form one run.
-  C10_HOST_DEVICE void outputs_of(int64_t i, int64_t* first, int64_t* last) const {
-    int64_t lo, hi;
+  template <typename I>
+  C10_HOST_DEVICE void outputs_of(I i, I* first, I* last) const {
+    const I in_ = static_cast<I>(in), out_ = static_cast<I>(out);
+    I lo, hi;
     if (adaptive) {
-      lo = (i / in) * out + ((i % in) * out) / in;
-      hi = 1 + ((i + 1) * out - 1) / in;
+      lo = (i / in_) * out_ + ((i % in_) * out_) / in_;
+      hi = 1 + ((i + 1) * out_ - 1) / in_;
     } else {
       // o*stride - pad <= i < o*stride - pad + kernel
-      const int64_t num = i + pad - kernel + 1;  // o >= ceil(num / stride)
-      lo = num <= 0 ? 0 : (num + stride - 1) / stride;
-      hi = (i + pad) / stride + 1;
+      const I stride_ = static_cast<I>(stride), pad_ = static_cast<I>(pad);
+      const I num = i + pad_ - static_cast<I>(kernel) + 1;  // o >= ceil(num / stride)
+      lo = num <= 0 ? I(0) : (num + stride_ - 1) / stride_;
+      hi = (i + pad_) / stride_ + 1;
     }
-    *first = lo < 0 ? 0 : lo;
-    *last = hi > out ? out : hi;
+    *first = lo < 0 ? I(0) : lo;
+    *last = hi > out_ ? out_ : hi;
   }
 };
 
@@ -141,9 +156,15 @@ struct PoolShape {
   int64_t divisor_override;
 
   // The divisor of avg pooling output (p, q), given its two windows.
-  C10_HOST_DEVICE int64_t divisor(const PoolWindow& wh, const PoolWindow& ww) const {
-    return divisor_override != 0 ? divisor_override : wh.divisor_extent * ww.divisor_extent;
+  template <typename I>
+  C10_HOST_DEVICE int64_t divisor(const PoolWindowT<I>& wh, const PoolWindowT<I>& ww) const {
+    return divisor_override != 0 ? divisor_override
+                                 : int64_t{wh.divisor_extent} * int64_t{ww.divisor_extent};
   }
+
+  // Whether every index and product the window rule forms fits int32 (CUDA kernels then
+  // compute in 32 bits).
+  bool fits_int32() const;
 };
 
 // The shape of a regular pooling call (`input_size` (N, C, H, W), `out_size` (N, C, P, Q)).
