@@ -80,3 +80,63 @@ VGG16_224 = [
 ]
 
 CONV_SHAPES = SIMPLE_CNN + VGG16_CIFAR + VGG16_224
+
+
+# --------------------------------------------------------------------------------------
+# pooling
+
+
+@dataclass(frozen=True)
+class PoolShape:
+    """One pooling call: `kind` is max, avg, adaptive_avg or adaptive_max; adaptive kinds
+    use `output_size`, the others kernel, stride and padding."""
+
+    name: str
+    kind: str
+    batch: int
+    channels: int
+    height: int
+    width: int
+    kernel: int = 2
+    stride: int = 2
+    padding: int = 0
+    output_size: int = 1
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.channels, self.height, self.width)
+
+    @property
+    def output_hw(self) -> tuple[int, int]:
+        if self.kind.startswith("adaptive"):
+            return self.output_size, self.output_size
+
+        def size(n: int) -> int:
+            return (n + 2 * self.padding - self.kernel) // self.stride + 1
+
+        return size(self.height), size(self.width)
+
+    def bytes_moved(self, element_size: int, backward: bool) -> int:
+        """Bytes read and written by the forward pass (input, output, int64 indices for max
+        pooling), plus, with backward, by the backward pass (grad_output and indices read,
+        grad_input written)."""
+        out_h, out_w = self.output_hw
+        inputs = self.batch * self.channels * self.height * self.width
+        outputs = self.batch * self.channels * out_h * out_w
+        index_bytes = 8 * outputs if "max" in self.kind else 0
+        total = (inputs + outputs) * element_size + index_bytes
+        if backward:
+            total += (outputs + inputs) * element_size + index_bytes
+        return total
+
+
+# The pooling layers of ResNet/VGG-style networks on 8x64x112x112, and the global average
+# pooling at the head of every modern CNN.
+POOL_SHAPES = [
+    PoolShape("pool112.max2x2s2", "max", 8, 64, 112, 112, kernel=2, stride=2),
+    PoolShape("pool112.max3x3s2p1", "max", 8, 64, 112, 112, kernel=3, stride=2, padding=1),
+    PoolShape("pool112.avg2x2s2", "avg", 8, 64, 112, 112, kernel=2, stride=2),
+    PoolShape("pool112.avg3x3s2p1", "avg", 8, 64, 112, 112, kernel=3, stride=2, padding=1),
+    PoolShape("gap.512x7x7", "adaptive_avg", 64, 512, 7, 7, output_size=1),
+    PoolShape("gmp.512x7x7", "adaptive_max", 64, 512, 7, 7, output_size=1),
+]

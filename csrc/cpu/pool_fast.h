@@ -126,12 +126,13 @@ void max_row_border(const T* row, int32_t row_index, const AxisTable& wt, int64_
   }
 }
 
-// Global max of a small contiguous plane (the 7x7 heads of CNNs) in two passes: the
-// maximum (and whether there is a NaN) in kLanes vector lanes, then the index torch's scan
-// would report: the first element equal to the maximum, or the last NaN. The value is read
-// back at that index, so that -0.0 and 0.0 come out as torch has them.
+// Global max of a contiguous plane in two passes: the maximum (and whether there is a NaN)
+// in kLanes vector lanes, then the index torch's sequential scan would report: the first
+// element equal to the maximum, or the last NaN. The second pass stops there, and small
+// planes (the 7x7 heads of CNNs) are still in L1 for it. The value is read back at the
+// index, so that -0.0 and 0.0 come out as torch has them.
 template <typename T>
-void plane_argmax_two_pass(const T* x, int64_t len, T* value, int64_t* index) {
+void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
   T best[kLanes];
   int32_t nan[kLanes] = {};
   for (int l = 0; l < kLanes; ++l) best[l] = minus_infinity<T>();
@@ -162,59 +163,6 @@ void plane_argmax_two_pass(const T* x, int64_t len, T* value, int64_t* index) {
   }
   *value = x[k];
   *index = k;
-}
-
-// Global max of a large contiguous plane in kLanes lanes: lane l sees elements l,
-// l + kLanes, ... and keeps torch's rule within them (its first maximum, or its last NaN);
-// the lanes then combine to the answer of one sequential scan.
-template <typename T>
-void plane_argmax_lanes(const T* x, int64_t len, T* value, int64_t* index) {
-  T best[kLanes];
-  int32_t arg[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    best[l] = minus_infinity<T>();
-    arg[l] = l;  // the lane's first element: reported if the lane holds only -inf
-  }
-  int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    const int32_t base = static_cast<int32_t>(i);
-    for (int l = 0; l < kLanes; ++l) {
-      const T v = x[i + l];
-      const bool take = (v > best[l]) | (v != v);
-      best[l] = take ? v : best[l];
-      arg[l] = take ? base + l : arg[l];
-    }
-  }
-  for (int l = 0; i + l < len; ++l) {
-    const T v = x[i + l];
-    if (v > best[l] || v != v) {
-      best[l] = v;
-      arg[l] = static_cast<int32_t>(i + l);
-    }
-  }
-  int winner = 0;
-  bool nan = best[0] != best[0];
-  for (int l = 1; l < kLanes; ++l) {
-    const bool lane_nan = best[l] != best[l];
-    if (nan) {  // the last NaN of the plane
-      if (lane_nan && arg[l] > arg[winner]) winner = l;
-    } else if (lane_nan || best[l] > best[winner] ||
-               (best[l] == best[winner] && arg[l] < arg[winner])) {
-      winner = l;  // a NaN, or the first maximum
-      nan = lane_nan;
-    }
-  }
-  *value = best[winner];
-  *index = arg[winner];
-}
-
-template <typename T>
-void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
-  if (len <= 4096) {
-    plane_argmax_two_pass(x, len, value, index);
-  } else {
-    plane_argmax_lanes(x, len, value, index);
-  }
 }
 
 // Sum of a contiguous plane in kLanes lanes, folded pairwise at the end. The tail goes to a
@@ -305,7 +253,6 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
 }
 
 // ---- NCHW: average ----------------------------------------------------------------------
-
 
 template <typename T, int kStride>
 void sum_row_interior(const T* row, const AxisTable& wt, T* acc) {
