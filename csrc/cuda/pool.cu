@@ -70,6 +70,15 @@ unsigned int grid_for(int64_t count, int64_t per_block = kThreads) {
 
 cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
 
+// Grid-stride loops count in 64 bits, whatever the index type of the arithmetic inside:
+// the last step may pass 2^31 even when every element index fits in 32 bits.
+__device__ __forceinline__ int64_t grid_start() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_step() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
 // The element (n, c, y, x) a thread handles, from its linear index over a 4-D extent of
 // C channels and Y x X pixels: x fastest (NCHW order) or c fastest (channels_last order).
 template <typename I, bool kChannelsInner>
@@ -109,12 +118,10 @@ __global__ void max_pool2d_forward_kernel(const scalar_t* __restrict__ input,
                                           int64_t* __restrict__ indices, PoolShape s,
                                           Strides4 xs, Strides4 ys, Strides4 is) {
   using acc_t = at::opmath_type<scalar_t>;
-  const I total = static_cast<I>(s.N * s.C * s.P * s.Q);
   const I dh = static_cast<I>(s.h.step()), dw = static_cast<I>(s.w.step());
-  for (I idx = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<I>(gridDim.x) * blockDim.x) {
-    const Element<I, kChannelsInner> e(idx, static_cast<I>(s.C), static_cast<I>(s.P),
-                                       static_cast<I>(s.Q));
+  for (int64_t idx = grid_start(); idx < s.N * s.C * s.P * s.Q; idx += grid_step()) {
+    const Element<I, kChannelsInner> e(static_cast<I>(idx), static_cast<I>(s.C),
+                                       static_cast<I>(s.P), static_cast<I>(s.Q));
     const PoolWindowT<I> wh = s.h.window_as<I>(e.y), ww = s.w.window_as<I>(e.x);
     const scalar_t* plane = input + int64_t{e.n} * xs.n + int64_t{e.c} * xs.c;
     acc_t best = minus_infinity<acc_t>();
@@ -141,11 +148,9 @@ __global__ void avg_pool2d_forward_kernel(const scalar_t* __restrict__ input,
                                           scalar_t* __restrict__ output, PoolShape s,
                                           Strides4 xs, Strides4 ys) {
   using acc_t = at::opmath_type<scalar_t>;
-  const I total = static_cast<I>(s.N * s.C * s.P * s.Q);
-  for (I idx = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<I>(gridDim.x) * blockDim.x) {
-    const Element<I, kChannelsInner> e(idx, static_cast<I>(s.C), static_cast<I>(s.P),
-                                       static_cast<I>(s.Q));
+  for (int64_t idx = grid_start(); idx < s.N * s.C * s.P * s.Q; idx += grid_step()) {
+    const Element<I, kChannelsInner> e(static_cast<I>(idx), static_cast<I>(s.C),
+                                       static_cast<I>(s.P), static_cast<I>(s.Q));
     const PoolWindowT<I> wh = s.h.window_as<I>(e.y), ww = s.w.window_as<I>(e.x);
     const scalar_t* plane = input + int64_t{e.n} * xs.n + int64_t{e.c} * xs.c;
     acc_t sum = 0;
@@ -226,11 +231,9 @@ __global__ void avg_pool2d_grad_input_kernel(const scalar_t* __restrict__ grad_o
                                              scalar_t* __restrict__ grad_input, PoolShape s,
                                              Strides4 dys, Strides4 dxs) {
   using acc_t = at::opmath_type<scalar_t>;
-  const I total = static_cast<I>(s.N * s.C * s.H * s.W);
-  for (I idx = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<I>(gridDim.x) * blockDim.x) {
-    const Element<I, kChannelsInner> e(idx, static_cast<I>(s.C), static_cast<I>(s.H),
-                                       static_cast<I>(s.W));
+  for (int64_t idx = grid_start(); idx < s.N * s.C * s.H * s.W; idx += grid_step()) {
+    const Element<I, kChannelsInner> e(static_cast<I>(idx), static_cast<I>(s.C),
+                                       static_cast<I>(s.H), static_cast<I>(s.W));
     I p0, p1, q0, q1;
     s.h.outputs_of<I>(e.y, &p0, &p1);
     s.w.outputs_of<I>(e.x, &q0, &q1);
@@ -318,9 +321,7 @@ __global__ void max_pool2d_gather_kernel(const scalar_t* __restrict__ input,
                                          scalar_t* __restrict__ output, int64_t N, int64_t C,
                                          int64_t H, int64_t W, int64_t P, int64_t Q,
                                          Strides4 xs, Strides4 is, Strides4 ys) {
-  const int64_t total = N * C * P * Q;
-  for (int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; idx < total;
-       idx += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t idx = grid_start(); idx < N * C * P * Q; idx += grid_step()) {
     const Element<int64_t, false> e(idx, C, P, Q);
     const int64_t k = indices[e.n * is.n + e.c * is.c + e.y * is.h + e.x * is.w];
     output[e.n * ys.n + e.c * ys.c + e.y * ys.h + e.x * ys.w] =
