@@ -231,6 +231,28 @@ def test_reference_shapes_with_ties(shape, kwargs, version, layout, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [16, 17, 18, 19, 33, 35, 36])
+def test_fused_row_kernels(width, dtype, device):
+    """2x2 and 3x3 windows of stride 2 run fused row kernels, eight outputs at a time, the
+    last vector of a row overlapping the one before: rows of 8 to 17 interior outputs, with
+    NaN, -inf and ties among the values."""
+    x = torch.randint(0, 4, (2, 3, 11, width)).to(dtype)
+    x[0, 0, 3, 5:9] = float("nan")
+    x[0, 1, :, -3:] = float("-inf")
+    x[1, 2, 4, :] = float("nan")
+    x = x.to(device)
+    for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
+                   dict(kernel_size=3, stride=2), dict(kernel_size=2, stride=2, padding=1),
+                   dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)):
+        check_max_pool(x, 2, grad=False, **kwargs)
+        expected = F.avg_pool2d(x, **kwargs)
+        torch.testing.assert_close(cnnops.avg_pool2d(x, **kwargs), expected, equal_nan=True,
+                                   rtol=TOLERANCES[dtype][0], atol=TOLERANCES[dtype][1])
+    check_max_pool(x.nan_to_num(), 2, grad=True, kernel_size=3, stride=2, padding=1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("plane", [(7, 7), (70, 70)], ids=["7x7", "70x70"])
@@ -405,8 +427,8 @@ def test_portable_build_matches_torch():
 import torch, torch.nn.functional as F, cnnops
 assert cnnops._ops._C.cpu_isa() == "portable"
 torch.manual_seed(0)
-for layout in (torch.contiguous_format, torch.channels_last):
-    x = torch.randn(2, 3, 15, 17).contiguous(memory_format=layout).requires_grad_()
+for layout, shape in ((torch.contiguous_format, (2, 3, 15, 37)), (torch.channels_last, (2, 3, 15, 17))):
+    x = torch.randn(shape).contiguous(memory_format=layout).requires_grad_()
     for k, s, p in ((2, 2, 0), (3, 2, 1)):
         o, i = cnnops.max_pool2d(x, k, s, p, return_indices=True)
         ro, ri = F.max_pool2d(x, k, s, p, return_indices=True)

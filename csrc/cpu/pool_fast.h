@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -92,24 +93,158 @@ struct AxisTable {
 // lets the compiler vectorise the selects beside float or double values; -1 means "no tap
 // taken yet" and becomes the window's init index when the row is stored.
 
+// One tap of the interior: outputs q < count take src[q * stride] (in-plane index
+// base + q * stride) if it beats their running maximum.
+template <typename T, int kStride>
+void max_tap(const T* __restrict__ src, int64_t stride, int32_t base, int64_t count,
+             T* __restrict__ best, int32_t* __restrict__ arg) {
+  const int64_t s = kStride > 0 ? kStride : stride;
+  int32_t k = base;  // a second induction variable: no 64-to-32-bit conversion per lane
+  for (int64_t q = 0; q < count; ++q, k += static_cast<int32_t>(s)) {
+    const T v = src[q * s];
+    const T b = best[q];
+    const bool take = (v > b) | (v != v);  // no short circuit: keeps the loop branch-free
+    best[q] = take ? v : b;
+    arg[q] = take ? k : arg[q];
+  }
+}
+
 // Folds input row `row` (whose first element has in-plane index row_index) into the running
 // maxima of one output row's interior. kStride > 0 fixes the stride at compile time, so
 // that the strided loads vectorise.
 template <typename T, int kStride>
 void max_row_interior(const T* row, int32_t row_index, const AxisTable& wt, T* best, int32_t* arg) {
-  const int64_t s = kStride > 0 ? kStride : wt.stride;
   for (int64_t j = 0; j < wt.kernel; ++j) {
-    const int64_t off = wt.offset + j * wt.step;
-    const T* src = row + off;
-    const int32_t base = row_index + static_cast<int32_t>(off);
-    for (int64_t q = wt.lo; q < wt.hi; ++q) {
-      const T v = src[q * s];
-      const T b = best[q];
-      const bool take = (v > b) | (v != v);  // no short circuit: keeps the loop branch-free
-      best[q] = take ? v : b;
-      arg[q] = take ? base + static_cast<int32_t>(q * s) : arg[q];
-    }
+    const int64_t first = wt.offset + j * wt.step + wt.lo * wt.stride;
+    max_tap<T, kStride>(row + first, wt.stride, row_index + static_cast<int32_t>(first),
+                        wt.hi - wt.lo, best + wt.lo, arg + wt.lo);
   }
+}
+
+// ---- NCHW: fused windows ----------------------------------------------------------------
+//
+// The common windows (2x2 and 3x3, stride 2 along W, no dilation) of an output row whose
+// window rows all lie inside the input: every interior output takes all its KH x KW taps
+// in registers, in row-major order, and is written once, instead of loading and storing its
+// running result once per tap. Each output is a pure function of the input, so a row whose
+// interior is not a whole number of vectors ends with one more vector's worth that
+// overlaps the previous one (rather than a scalar remainder, which for max pooling would
+// branch on every comparison).
+
+constexpr int64_t kFusedVector = 8;
+
+// Runs body(q) for q in [0, count): in whole vectors, then an overlapping last vector.
+template <typename Body>
+inline void for_each_output_vectorised(int64_t count, Body body) {
+  const int64_t whole = count >= kFusedVector ? count - count % kFusedVector : count;
+  for (int64_t q = 0; q < whole; ++q) body(q);
+  if (whole < count) {
+    const int64_t last = count - kFusedVector;
+    for (int64_t l = 0; l < kFusedVector; ++l) body(last + l);  // a fixed trip count: one vector
+  }
+}
+
+// Eight lanes of T (GCC vector extensions: one AVX2 register for float, two for double,
+// SSE2 pairs in the portable build), the int vector of comparison results of the same
+// width, and eight int32 lanes for in-plane indices.
+template <typename T>
+struct Lanes8;
+template <>
+struct Lanes8<float> {
+  typedef float values __attribute__((vector_size(32)));
+  typedef int32_t mask __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes8<double> {
+  typedef double values __attribute__((vector_size(64)));
+  typedef int64_t mask __attribute__((vector_size(64)));
+};
+using Index8 = int32_t __attribute__((vector_size(32)));
+
+// (Vectors travel by reference: returning one by value from a function changes the ABI
+// with the target, which GCC warns about in the portable build.)
+template <typename T>
+void load8(const T* p, typename Lanes8<T>::values& v) {
+  std::memcpy(&v, p, sizeof(v));
+}
+
+// p[0], p[2], ..., p[14], reading nothing past p[14]: the second load starts at p[7].
+template <typename T>
+void load8_stride2(const T* p, typename Lanes8<T>::values& v) {
+  using M = typename Lanes8<T>::mask;
+  typename Lanes8<T>::values lo, hi;
+  load8(p, lo);
+  load8(p + 7, hi);
+  v = __builtin_shuffle(lo, hi, M{0, 2, 4, 6, 9, 11, 13, 15});
+}
+
+// Max pooling of one output row's interior for the common windows: KH x KW taps, stride 2,
+// eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
+// branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
+// base: the in-plane index of rows[0]; W: the input width. Rows of fewer than eight
+// interior outputs take the per-tap path instead (see max_row_fused_for).
+template <typename T, int KH, int KW>
+void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
+                   int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
+  using V = typename Lanes8<T>::values;
+  auto block = [&](int64_t q0) {
+    V b = V{} + minus_infinity<T>();
+    Index8 a = Index8{} - 1;
+    const Index8 lane_index = Index8{0, 2, 4, 6, 8, 10, 12, 14} + (base + static_cast<int32_t>(2 * q0));
+#pragma GCC unroll 3
+    for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < KW; ++j) {
+        V v;
+        load8_stride2(rows + i * row_stride + 2 * q0 + j, v);
+        const auto take = (v > b) | (v != v);
+        b = take ? v : b;
+        a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
+      }
+    }
+    std::memcpy(best + q0, &b, sizeof(b));
+    std::memcpy(arg + q0, &a, sizeof(a));
+  };
+  int64_t q0 = 0;
+  for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
+  if (q0 < count) block(count - kFusedVector);
+}
+
+template <typename T, int KH, int KW, int S>
+void sum_row_fused(const T* __restrict__ rows, int64_t row_stride, int64_t count,
+                   T* __restrict__ acc) {
+  for_each_output_vectorised(count, [&](int64_t q) {
+    T sum = 0;
+#pragma GCC unroll 9
+    for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < KW; ++j) sum += rows[i * row_stride + q * S + j];
+    }
+    acc[q] = sum;
+  });
+}
+
+template <typename T>
+using MaxRowFused = void (*)(const T*, int64_t, int32_t, int32_t, int64_t, T*, int32_t*);
+template <typename T>
+using SumRowFused = void (*)(const T*, int64_t, int64_t, T*);
+
+// The fused kernel for this call's windows, or nullptr.
+template <typename T>
+MaxRowFused<T> max_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
+  if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
+  if (wt.hi - wt.lo < kFusedVector) return nullptr;
+  if (wt.kernel == 2) return &max_row_fused<T, 2, 2>;
+  if (wt.kernel == 3) return &max_row_fused<T, 3, 3>;
+  return nullptr;
+}
+
+template <typename T>
+SumRowFused<T> sum_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
+  if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
+  if (wt.kernel == 2) return &sum_row_fused<T, 2, 2, 2>;
+  if (wt.kernel == 3) return &sum_row_fused<T, 3, 3, 2>;
+  return nullptr;
 }
 
 template <typename T>
@@ -224,6 +359,7 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
   auto interior = wt.stride == 1   ? &max_row_interior<T, 1>
                   : wt.stride == 2 ? &max_row_interior<T, 2>
                                    : &max_row_interior<T, 0>;
+  const MaxRowFused<T> fused = max_row_fused_for<T>(ht, wt);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
     std::vector<T> best(s.Q);
@@ -234,13 +370,19 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
       const PoolWindow& wh = ht.win[p];
       std::fill(best.begin(), best.end(), minus_infinity<T>());
       std::fill(arg.begin(), arg.end(), -1);
+      const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
       for (int64_t i = 0; i < wh.count; ++i) {
         const int64_t ih = wh.begin + i * ht.step;
         const T* x_row = plane + ih * xs.h;
         const auto row_index = static_cast<int32_t>(ih * s.W);
         wt.for_each_border(
             [&](int64_t q) { max_row_border(x_row, row_index, wt, q, best.data(), arg.data()); });
-        interior(x_row, row_index, wt, best.data(), arg.data());
+        if (!fuse) interior(x_row, row_index, wt, best.data(), arg.data());
+      }
+      if (fuse) {
+        const int64_t first = wt.offset + wt.lo * wt.stride;
+        fused(plane + wh.begin * xs.h + first, xs.h, static_cast<int32_t>(wh.begin * s.W + first),
+              static_cast<int32_t>(s.W), wt.hi - wt.lo, best.data() + wt.lo, arg.data() + wt.lo);
       }
       T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
       int64_t* ind_row = ind + n * is.n + c * is.c + p * is.h;
@@ -257,9 +399,11 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
 template <typename T, int kStride>
 void sum_row_interior(const T* row, const AxisTable& wt, T* acc) {
   const int64_t s = kStride > 0 ? kStride : wt.stride;
+  const int64_t count = wt.hi - wt.lo;
   for (int64_t j = 0; j < wt.kernel; ++j) {
-    const T* src = row + wt.offset + j * wt.step;
-    for (int64_t q = wt.lo; q < wt.hi; ++q) acc[q] += src[q * s];
+    const T* src = row + wt.offset + j * wt.step + wt.lo * wt.stride;
+    T* a = acc + wt.lo;
+    for (int64_t q = 0; q < count; ++q) a[q] += src[q * s];
   }
 }
 
@@ -291,9 +435,11 @@ void row_divisors(const PoolShape& s, const PoolWindow& wh, const std::vector<T>
 template <typename T, int kStride>
 void spread_row_interior(const T* share, const AxisTable& wt, T* spread) {
   const int64_t s = kStride > 0 ? kStride : wt.stride;
+  const int64_t count = wt.hi - wt.lo;
   for (int64_t j = 0; j < wt.kernel; ++j) {
-    T* dst = spread + wt.offset + j * wt.step;
-    for (int64_t q = wt.lo; q < wt.hi; ++q) dst[q * s] += share[q];
+    T* dst = spread + wt.offset + j * wt.step + wt.lo * wt.stride;
+    const T* g = share + wt.lo;
+    for (int64_t q = 0; q < count; ++q) dst[q * s] += g[q];
   }
 }
 
@@ -317,6 +463,7 @@ void avg_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, const 
   auto interior = wt.stride == 1   ? &sum_row_interior<T, 1>
                   : wt.stride == 2 ? &sum_row_interior<T, 2>
                                    : &sum_row_interior<T, 0>;
+  const SumRowFused<T> fused = sum_row_fused_for<T>(ht, wt);
   const std::vector<T> w_extent = divisor_extents<T>(wt);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
@@ -326,13 +473,18 @@ void avg_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, const 
       const T* plane = x + n * xs.n + c * xs.c;
       const PoolWindow& wh = ht.win[p];
       std::fill(acc.begin(), acc.end(), T(0));
+      const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
       for (int64_t ih = wh.begin; ih < wh.begin + wh.count; ++ih) {
         const T* x_row = plane + ih * xs.h;
         wt.for_each_border([&](int64_t q) {
           const PoolWindow& ww = wt.win[q];
           for (int64_t iw = ww.begin; iw < ww.begin + ww.count; ++iw) acc[q] += x_row[iw];
         });
-        interior(x_row, wt, acc.data());
+        if (!fuse) interior(x_row, wt, acc.data());
+      }
+      if (fuse) {
+        fused(plane + wh.begin * xs.h + wt.offset + wt.lo * wt.stride, xs.h, wt.hi - wt.lo,
+              acc.data() + wt.lo);
       }
       row_divisors(s, wh, w_extent, divisor.data());
       T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
@@ -348,6 +500,19 @@ void avg_pool2d_grad_input_nchw(const at::Tensor& grad_output, at::Tensor& grad_
   T* dx = grad_input.data_ptr<T>();
   const Strides4 dys(grad_output), dxs(grad_input);
   const AxisTable ht(s.h, true), wt(s.w);
+
+  if (ht.global(s.H) && wt.global(s.W) && contiguous_plane(dxs, s.H, s.W)) {
+    // global pooling: every element of a plane gets the plane's share
+    const T divisor = static_cast<T>(s.divisor(ht.win[0], wt.win[0]));
+    at::parallel_for(0, s.N * s.C, grain(s.H * s.W), [&](int64_t begin, int64_t end) {
+      for_each_plane(begin, end, s.C, [&](int64_t n, int64_t c) {
+        T* dx_plane = dx + n * dxs.n + c * dxs.c;
+        std::fill(dx_plane, dx_plane + s.H * s.W, dy[n * dys.n + c * dys.c] / divisor);
+      });
+    });
+    return;
+  }
+
   auto interior = wt.stride == 1   ? &spread_row_interior<T, 1>
                   : wt.stride == 2 ? &spread_row_interior<T, 2>
                                    : &spread_row_interior<T, 0>;
