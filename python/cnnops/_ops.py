@@ -309,6 +309,7 @@ def _adaptive_avg_pool2d_grad_input_fake(grad_output, input):
 def _max_pool2d_setup_context(ctx, inputs, output):
     _, indices = output
     ctx.mark_non_differentiable(indices)
+    ctx.set_materialize_grads(False)  # no zero gradient for the indices on every backward
     ctx.save_for_backward(inputs[0], indices)
     ctx.num_args = len(inputs)
 
@@ -316,7 +317,7 @@ def _max_pool2d_setup_context(ctx, inputs, output):
 def _max_pool2d_backward(ctx, grad, _grad_indices):
     input, indices = ctx.saved_tensors
     grad_input = None
-    if ctx.needs_input_grad[0]:
+    if ctx.needs_input_grad[0] and grad is not None:
         grad_input = ops.max_pool2d_grad_input(grad, indices, input)
     return (grad_input,) + (None,) * (ctx.num_args - 1)
 
