@@ -28,6 +28,7 @@
 
 #include "common/conv2d_params.h"
 #include "common/kernel_version.h"
+#include "cpu/depthwise.h"
 #include "cpu/gemm.h"
 
 namespace cnnops::cpu {
@@ -479,6 +480,9 @@ at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
                               int64_t groups) {
   const auto params = Conv2dParams::from_lists("cnnops.conv2d", stride, padding, dilation, groups);
   const auto out_size = check_conv2d_forward(input, weight, bias, params);
+  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+    return depthwise_forward_cpu(input, weight, bias, params);  // cpu/depthwise.cpp
+  }
   at::Tensor output = at::empty(
       out_size, input.options().memory_format(conv_output_memory_format(input, weight)));
   if (output.numel() == 0) return output;
@@ -503,6 +507,10 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_input", stride, padding, dilation, groups);
   check_conv2d_grad_input(grad_output, weight, input_size, params);
+  if (is_depthwise(input_size[1], groups) && !use_reference()) {
+    return depthwise_grad_input_cpu(grad_output, weight, input_size, params,
+                                    conv_output_memory_format(grad_output, weight));
+  }
   at::Tensor grad_input = at::zeros(
       input_size,
       grad_output.options().memory_format(conv_output_memory_format(grad_output, weight)));
@@ -525,6 +533,9 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_weight", stride, padding, dilation, groups);
   check_conv2d_grad_weight(grad_output, input, weight_size, params);
+  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+    return depthwise_grad_weight_cpu(grad_output, input, weight_size, params);
+  }
   at::Tensor grad_weight = at::zeros(weight_size, grad_output.options());
   if (grad_weight.numel() == 0 || grad_output.numel() == 0) return grad_weight;
   const ConvGeometry g(input.sizes(), weight_size, grad_output.size(2), grad_output.size(3), params);
