@@ -8,6 +8,11 @@ from . import functional
 from ._ops import kernel_version
 from .functional import conv2d
 
+# depthwise-separable convolution (issue 4)
+from . import nn
+from .functional import depthwise_separable_conv2d
+
 __version__ = "0.1.0"
 
 __all__ = ["conv2d", "functional", "kernel_version", "__version__"]
+__all__ += ["depthwise_separable_conv2d", "nn"]
