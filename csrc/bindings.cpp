@@ -7,6 +7,7 @@
 
 #include "common/kernel_version.h"
 #include "cpu/gemm.h"
+#include "cpu/peak.h"
 
 #ifndef CNNOPS_TORCH_VERSION
 #define CNNOPS_TORCH_VERSION "unknown"
@@ -32,4 +33,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_kernel_version", &cnnops::set_kernel_version, py::arg("family"), py::arg("version"),
         "Pin the numbered kernel version of an op family (0 = automatic, 1 = reference).");
   m.def("get_kernel_version", &cnnops::get_kernel_version, py::arg("family"));
+  m.def("cpu_fma_peak_gflops", &cnnops::cpu::fma_peak_gflops, py::arg("double_precision"),
+        py::arg("min_seconds") = 0.2, py::call_guard<py::gil_scoped_release>(),
+        "Measured GFLOP/s of float (or double) FMAs on all threads with the ISA in use.");
+  m.def("cpu_copy_bandwidth_gbs", &cnnops::cpu::copy_bandwidth_gbs, py::arg("bytes"),
+        py::arg("min_seconds") = 0.2, py::call_guard<py::gil_scoped_release>(),
+        "Measured GB/s (read + written) of a parallel copy of `bytes` bytes.");
 }

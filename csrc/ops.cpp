@@ -16,6 +16,10 @@ TORCH_LIBRARY(cnnops, m) {
   m.def(
       "conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[4] padding, "
       "int[2] dilation, int groups) -> Tensor");
+  // max(conv2d(x, w) + b, 0) in one pass, ReLU in the epilogue: inference only (cnnops.fuse).
+  m.def(
+      "conv2d_bias_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+      "int[4] padding, int[2] dilation, int groups) -> Tensor");
   // dL/dx given dL/dy: the adjoint of conv2d with respect to its input.
   m.def(
       "conv2d_grad_input(Tensor grad_output, Tensor weight, SymInt[4] input_size, "

@@ -82,8 +82,7 @@ bool conv_dtype_supported(c10::ScalarType dtype, c10::DeviceType device) {
 
 std::array<int64_t, 4> check_conv2d_forward(const at::Tensor& input, const at::Tensor& weight,
                                             const c10::optional<at::Tensor>& bias,
-                                            const Conv2dParams& p) {
-  constexpr const char* op = "cnnops.conv2d";
+                                            const Conv2dParams& p, const char* op) {
   check_operand(op, "input", input, 4);
   check_operand(op, "weight", weight, 4);
   check_same(op, "weight", weight, "input", input);

@@ -34,10 +34,12 @@ inline int64_t conv_out_size(int64_t in, int64_t kernel, int64_t pad_begin, int6
 // Which dtypes a backend computes in: CPU float32/float64; CUDA adds float16/bfloat16.
 bool conv_dtype_supported(c10::ScalarType dtype, c10::DeviceType device);
 
-// Checks the operands of conv2d and returns its output size (N, K, P, Q).
+// Checks the operands of conv2d (or of `op`, a conv2d variant) and returns its output size
+// (N, K, P, Q).
 std::array<int64_t, 4> check_conv2d_forward(const at::Tensor& input, const at::Tensor& weight,
                                             const c10::optional<at::Tensor>& bias,
-                                            const Conv2dParams& p);
+                                            const Conv2dParams& p,
+                                            const char* op = "cnnops.conv2d");
 
 // Checks the operands of conv2d_grad_input (grad_output must be the conv2d output size).
 void check_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,

@@ -1,4 +1,5 @@
-// CPU kernels of the conv2d family: forward, gradient of the input, gradient of the weight.
+// CPU kernels of the conv2d family: forward, gradient of the input, gradient of the weight,
+// and the inference-only conv2d_bias_relu (the forward with ReLU in its epilogue).
 //
 // Letters, as in cuda/conv2d.cu: N batch, C input channels, H x W input, K output channels,
 // R x S kernel, P x Q output; G groups, Cg = C / G and Kg = K / G channels per group.
@@ -12,8 +13,9 @@
 //              Y[Kg x PQ] = W[Kg x CgRS] * X_col[CgRS x PQ]
 //            where X_col (im2col) is never built whole: cache-sized tiles of it are packed
 //            straight from the input into the micro-kernel's panel layout (gemm.h).
-//            grad_input is X_col' = W^T * dY followed by col2im; grad_weight is
-//            dW = dY * X_col^T. Work is split so that every output element is owned by one
+//            grad_input at stride 1 is itself such a convolution (of dY with the weight
+//            transposed and flipped); at other strides it is X_col' = W^T * dY followed by
+//            col2im. grad_weight is dW = dY * X_col^T. Work is split so that every output element is owned by one
 //            task, which reduces in a fixed order: results do not depend on the thread count.
 
 #include <ATen/Dispatch.h>
@@ -28,6 +30,7 @@
 
 #include "common/conv2d_params.h"
 #include "common/kernel_version.h"
+#include "cpu/conv2d_pack.h"
 #include "cpu/depthwise.h"
 #include "cpu/gemm.h"
 
@@ -39,156 +42,16 @@ namespace {
 constexpr int64_t kReductionBlock = 256;    // KC: reduction length of one packed block
 constexpr int64_t kColumnTile = 128;        // output pixels per forward / grad_input tile
 constexpr int64_t kRowsPerTask = 256;       // grad_input: target im2col rows per task
-constexpr int64_t kWeightRowsPerTask = 48;  // grad_weight: output channels per task
+constexpr int64_t kWeightRowsPerTask = 240; // grad_weight: output channels per task
 constexpr int64_t kWeightColsPerTask = 256; // grad_weight: (c, r, s) columns per task
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-
-struct Strides4 {
-  int64_t n, c, h, w;
-  explicit Strides4(const at::Tensor& t) : n(t.stride(0)), c(t.stride(1)), h(t.stride(2)), w(t.stride(3)) {}
-};
-
-// Everything a kernel needs to know about one conv2d call.
-struct ConvGeometry {
-  int64_t N, C, H, W, K, R, S, P, Q, G, Cg, Kg;
-  Conv2dParams p;
-
-  ConvGeometry(c10::IntArrayRef input_size, c10::IntArrayRef weight_size, int64_t out_h,
-               int64_t out_w, const Conv2dParams& params)
-      : N(input_size[0]), C(input_size[1]), H(input_size[2]), W(input_size[3]),
-        K(weight_size[0]), R(weight_size[2]), S(weight_size[3]), P(out_h), Q(out_w),
-        G(params.groups), Cg(C / params.groups), Kg(K / params.groups), p(params) {}
-
-  int64_t pixels() const { return P * Q; }          // output pixels of one image
-  int64_t columns() const { return N * P * Q; }     // GEMM columns: output pixels of the batch
-  int64_t reduction() const { return Cg * R * S; }  // CgRS: one im2col column's length
-};
-
-// (c, r, s) of row k of the im2col matrix.
-struct KernelTap {
-  int64_t c, r, s;
-  KernelTap(int64_t k, const ConvGeometry& g) : c(k / (g.R * g.S)), r((k / g.S) % g.R), s(k % g.S) {}
-};
-
-// A run of GEMM columns [q0, q0 + count), column q being output pixel q % PQ of image
-// q / PQ: a tile may span images, so that small images still fill the micro-kernel.
-struct ColumnTile {
-  int64_t q0 = 0, count = 0;
-  std::vector<int64_t> image_off;  // image * (image stride of the tensor given to fill)
-  std::vector<int64_t> ih0, iw0;   // top-left input coordinate of the column's window
-
-  explicit ColumnTile(int64_t capacity) : image_off(capacity), ih0(capacity), iw0(capacity) {}
-
-  void fill(const ConvGeometry& g, int64_t first, int64_t n_columns, int64_t image_stride) {
-    q0 = first;
-    count = n_columns;
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t q = q0 + j, pixel = q % g.pixels();
-      image_off[j] = (q / g.pixels()) * image_stride;
-      ih0[j] = (pixel / g.Q) * g.p.stride_h - g.p.pad_top;
-      iw0[j] = (pixel % g.Q) * g.p.stride_w - g.p.pad_left;
-    }
-  }
-
-  // Offsets of the columns' output pixels in a tensor of output shape with strides s.
-  void output_offsets(const ConvGeometry& g, const Strides4& s, int64_t* off) const {
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t q = q0 + j, pixel = q % g.pixels();
-      off[j] = (q / g.pixels()) * s.n + (pixel / g.Q) * s.h + (pixel % g.Q) * s.w;
-    }
-  }
-};
-
-// A matrix read through offset tables: element (i, j) = base[row_off[i] + col_off[j]].
-template <typename T>
-struct OffsetMatrix {
-  const T* base;
-  const int64_t* row_off;
-  const int64_t* col_off;
-};
-
-// Packs rows [m0, m0 + rows) x reduction [k0, k0 + kc) of A into MR-row panels (gemm.h).
-template <typename T>
-void pack_a(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
-            int64_t mr, T* dst) {
-  for (int64_t i = 0; i < rows; i += mr) {
-    for (int64_t k = 0; k < kc; ++k) {
-      const int64_t col = A.col_off[k0 + k];
-      for (int64_t r = 0; r < mr; ++r) {
-        *dst++ = i + r < rows ? A.base[A.row_off[m0 + i + r] + col] : T(0);
-      }
-    }
-  }
-}
-
-// Packs reduction [k0, k0 + kc) x columns [0, cols) of B into NR-column panels.
-template <typename T>
-void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, int64_t nr, T* dst) {
-  for (int64_t j = 0; j < cols; j += nr) {
-    for (int64_t k = 0; k < kc; ++k) {
-      const int64_t row = B.row_off[k0 + k];
-      for (int64_t c = 0; c < nr; ++c) {
-        *dst++ = j + c < cols ? B.base[row + B.col_off[j + c]] : T(0);
-      }
-    }
-  }
-}
-
-// Packs the im2col rows (c, r, s) in [k0, k0 + kc) of one group for the columns of a tile,
-// zero outside the input. `x` points at the group's first channel; the tile was filled with
-// x's image stride. `transposed` chooses the operand:
-//   false: B of the forward GEMM (panels of NR columns, the reduction running over k)
-//   true:  B of the grad_weight GEMM (panels of NR k-rows, the reduction running over columns)
-template <typename T>
-void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0, int64_t kc,
-                 const ColumnTile& tile, bool transposed, int64_t nr, T* dst) {
-  const int64_t cols = tile.count;
-  const int64_t padded_cols = transposed ? cols : round_up(cols, nr);
-  const int64_t padded_rows = transposed ? round_up(kc, nr) : kc;
-  for (int64_t kk = 0; kk < padded_rows; ++kk) {
-    const bool real_row = kk < kc;
-    const KernelTap tap(k0 + (real_row ? kk : 0), g);
-    const T* xc = x + tap.c * xs.c;
-    const int64_t dh = tap.r * g.p.dilation_h, dw = tap.s * g.p.dilation_w;
-    for (int64_t j = 0; j < padded_cols; ++j) {
-      T v = T(0);
-      if (real_row && j < cols) {
-        const int64_t ih = tile.ih0[j] + dh, iw = tile.iw0[j] + dw;
-        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
-          v = xc[tile.image_off[j] + ih * xs.h + iw * xs.w];
-        }
-      }
-      const int64_t at = transposed ? (kk / nr) * cols * nr + j * nr + kk % nr
-                                    : (j / nr) * kc * nr + kk * nr + j % nr;
-      dst[at] = v;
-    }
-  }
-}
-
-// Offsets of the (c, r, s) taps of a weight tensor, in im2col row order.
-std::vector<int64_t> weight_tap_offsets(const ConvGeometry& g, const Strides4& ws) {
-  std::vector<int64_t> off(g.reduction());
-  for (int64_t k = 0; k < g.reduction(); ++k) {
-    const KernelTap tap(k, g);
-    off[k] = tap.c * ws.c + tap.r * ws.h + tap.s * ws.w;
-  }
-  return off;
-}
-
-std::vector<int64_t> strided_offsets(int64_t count, int64_t stride) {
-  std::vector<int64_t> off(count);
-  for (int64_t i = 0; i < count; ++i) off[i] = i * stride;
-  return off;
-}
 
 // ---------------------------------------------------------------------------------------
 // version 1: reference kernels
 
 template <typename T>
 void conv2d_forward_reference(const at::Tensor& input, const at::Tensor& weight,
-                              const T* bias, at::Tensor& output, const ConvGeometry& g) {
+                              const T* bias, at::Tensor& output, const ConvGeometry& g,
+                              bool relu) {
   const T* x = input.data_ptr<T>();
   const T* w = weight.data_ptr<T>();
   T* y = output.data_ptr<T>();
@@ -211,6 +74,7 @@ void conv2d_forward_reference(const at::Tensor& input, const at::Tensor& weight,
               }
             }
           }
+          if (relu && acc < T(0)) acc = T(0);  // NaN stays NaN, as in torch.relu
           y[n * ys.n + k * ys.c + oh * ys.h + ow * ys.w] = acc;
         }
       }
@@ -285,13 +149,13 @@ void conv2d_grad_weight_reference(const at::Tensor& grad_output, const at::Tenso
 // ---------------------------------------------------------------------------------------
 // version 2: implicit GEMM
 
+// The implicit-GEMM convolution y = conv(x, w) + bias of geometry g, the weight given as
+// an OffsetMatrix with rows k in [0, K) and columns the (c, r, s) taps of one group. Shared
+// by the forward pass and by grad_input at stride 1, which is itself such a convolution.
 template <typename T>
-void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
-                         at::Tensor& output, const ConvGeometry& g) {
+void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
+                        T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
   const GemmTile t = gemm_tile<T>();
-  const T* x = input.data_ptr<T>();
-  T* y = output.data_ptr<T>();
-  const Strides4 xs(input), ys(output);
   const int64_t red = g.reduction();
   const int64_t blocks = ceil_div(red, kReductionBlock);
   const int64_t rows_padded = round_up(g.Kg, t.mr);
@@ -299,19 +163,14 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   // The weight, packed once: for group g and reduction block b, the MR-row panels of
   // W[g*Kg : (g+1)*Kg, b*KC : b*KC + kc] start at g*rows_padded*red + b*KC*rows_padded.
   std::vector<T> a_pack(g.G * rows_padded * red);
-  {
-    const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
-    const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
-    const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-    at::parallel_for(0, g.G * blocks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t gb = begin; gb < end; ++gb) {
-        const int64_t group = gb / blocks, k0 = (gb % blocks) * kReductionBlock;
-        const int64_t kc = std::min(kReductionBlock, red - k0);
-        pack_a(w, group * g.Kg, g.Kg, k0, kc, t.mr,
-               a_pack.data() + group * rows_padded * red + k0 * rows_padded);
-      }
-    });
-  }
+  at::parallel_for(0, g.G * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gb = begin; gb < end; ++gb) {
+      const int64_t group = gb / blocks, k0 = (gb % blocks) * kReductionBlock;
+      const int64_t kc = std::min(kReductionBlock, red - k0);
+      pack_a(w, group * g.Kg, g.Kg, k0, kc, t.mr,
+             a_pack.data() + group * rows_padded * red + k0 * rows_padded);
+    }
+  });
 
   const int64_t tiles = ceil_div(g.columns(), kColumnTile);
   at::parallel_for(0, g.G * tiles, 1, [&](int64_t begin, int64_t end) {
@@ -332,16 +191,62 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
         gemm_packed(g.Kg, cols, kc, a_pack.data() + group * rows_padded * red + k0 * rows_padded,
                     b_pack.data(), c_tile.data(), cols, 1);
       }
-      // Epilogue: bias, then scatter the tile's columns to their images.
+      // Epilogue: bias and ReLU, then scatter the tile's columns to their images.
       tile.output_offsets(g, ys, y_off.data());
       for (int64_t k = 0; k < g.Kg; ++k) {
         const T add = bias ? bias[group * g.Kg + k] : T(0);
         T* y_channel = y + (group * g.Kg + k) * ys.c;
         const T* c_row = c_tile.data() + k * cols;
-        for (int64_t j = 0; j < cols; ++j) y_channel[y_off[j]] = c_row[j] + add;
+        for (int64_t j = 0; j < cols; ++j) {
+          const T v = c_row[j] + add;
+          y_channel[y_off[j]] = relu && v < T(0) ? T(0) : v;
+        }
       }
     }
   });
+}
+
+template <typename T>
+void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
+                         at::Tensor& output, const ConvGeometry& g, bool relu) {
+  const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
+  const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
+  const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
+  implicit_gemm_conv(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
+                     Strides4(output), g, relu);
+}
+
+// At stride 1, grad_input is a convolution of grad_output with the weight transposed
+// (in <-> out channels) and flipped (r -> R-1-r, s -> S-1-s), padded by d*(R-1) - pad:
+// no col2im scatter, every element of grad_input written once.
+bool grad_input_is_convolution(const ConvGeometry& g) {
+  return g.p.stride_h == 1 && g.p.stride_w == 1 &&
+         g.p.pad_top <= g.p.dilation_h * (g.R - 1) && g.p.pad_left <= g.p.dilation_w * (g.S - 1);
+}
+
+template <typename T>
+void conv2d_grad_input_as_convolution(const at::Tensor& grad_output, const at::Tensor& weight,
+                                      at::Tensor& grad_input, const ConvGeometry& g) {
+  Conv2dParams p = g.p;
+  p.pad_top = g.p.dilation_h * (g.R - 1) - g.p.pad_top;
+  p.pad_left = g.p.dilation_w * (g.S - 1) - g.p.pad_left;
+  p.pad_bottom = p.pad_right = 0;  // unused: the output size is given
+  // The transposed problem: grad_output (N, K, P, Q) in, grad_input (N, C, H, W) out.
+  const int64_t t_input[4] = {g.N, g.K, g.P, g.Q};
+  const int64_t t_weight[4] = {g.C, g.Kg, g.R, g.S};
+  const ConvGeometry t(t_input, t_weight, g.H, g.W, p);
+
+  const Strides4 ws(weight);
+  std::vector<int64_t> row_off(g.C), col_off(t.reduction());
+  for (int64_t c = 0; c < g.C; ++c) row_off[c] = (c / g.Cg) * g.Kg * ws.n + (c % g.Cg) * ws.c;
+  for (int64_t k = 0; k < t.reduction(); ++k) {
+    const KernelTap tap(k, t);  // tap.c is an output channel of the original problem
+    col_off[k] = tap.c * ws.n + (g.R - 1 - tap.r) * ws.h + (g.S - 1 - tap.s) * ws.w;
+  }
+  const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
+  implicit_gemm_conv(grad_output.data_ptr<T>(), Strides4(grad_output), w,
+                     static_cast<const T*>(nullptr), grad_input.data_ptr<T>(), Strides4(grad_input),
+                     t, false);
 }
 
 // grad_input work is split into tasks of (group, channel chunk, run of whole images), each
@@ -429,6 +334,32 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
   });
 }
 
+// grad_weight per group is dW = dY * X_col^T (Kg x CgRS), or, when a layer has fewer
+// (c, r, s) taps than output channels (a first layer: CgRS = 9 or 27), dW^T = X_col * dY^T,
+// so that the wide NR side of the micro-kernel falls on the larger dimension.
+// Tasks own a (rows x cols) tile of that product. When there are too few tiles to keep the
+// cores busy, the reduction over the batch's columns is also cut into `splits` ranges summed
+// into partial copies of dW, then added in order. All counts are functions of the shape
+// alone, so the result does not depend on the thread count.
+struct GradWeightSplit {
+  bool taps_as_rows;
+  int64_t rows, cols;  // of one group's GEMM
+  int64_t row_tasks, col_tasks, splits;
+};
+
+GradWeightSplit grad_weight_split(const ConvGeometry& g) {
+  constexpr int64_t kWantTasks = 8, kMinColumnsPerSplit = 1024;
+  const bool taps_as_rows = g.reduction() < g.Kg;
+  const int64_t rows = taps_as_rows ? g.reduction() : g.Kg;
+  const int64_t cols = taps_as_rows ? g.Kg : g.reduction();
+  const int64_t row_tasks = ceil_div(rows, kWeightRowsPerTask);
+  const int64_t col_tasks = ceil_div(cols, kWeightColsPerTask);
+  const int64_t tiles = g.G * row_tasks * col_tasks;
+  const int64_t splits = std::clamp<int64_t>(
+      std::min(ceil_div(kWantTasks, tiles), g.columns() / kMinColumnsPerSplit), 1, kWantTasks);
+  return {taps_as_rows, rows, cols, row_tasks, col_tasks, splits};
+}
+
 template <typename T>
 void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& input,
                              at::Tensor& grad_weight, const ConvGeometry& g) {
@@ -438,35 +369,50 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   T* dw = grad_weight.data_ptr<T>();  // contiguous: a K x CgRS row-major matrix
   const Strides4 dys(grad_output), xs(input);
   const int64_t red = g.reduction();
-  const int64_t row_tasks = ceil_div(g.Kg, kWeightRowsPerTask);
-  const int64_t col_tasks = ceil_div(red, kWeightColsPerTask);
+  const GradWeightSplit split = grad_weight_split(g);
+  const int64_t tiles = g.G * split.row_tasks * split.col_tasks;
+  const int64_t columns_per_split = round_up(ceil_div(g.columns(), split.splits), kReductionBlock);
   const std::vector<int64_t> dy_rows = strided_offsets(g.K, dys.c);
+  // Split 0 sums straight into dW; the others into partial copies of it.
+  std::vector<T> partial((split.splits - 1) * g.K * red, T(0));
 
-  // Each task owns a (rows x cols) tile of dW and reduces over all columns of the batch in
-  // one fixed order.
-  at::parallel_for(0, g.G * row_tasks * col_tasks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, split.splits * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> a_pack(round_up(kWeightRowsPerTask, t.mr) * kReductionBlock);
     std::vector<T> b_pack(round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
     std::vector<int64_t> dy_cols(kReductionBlock);
     ColumnTile tile(kReductionBlock);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t group = task / (row_tasks * col_tasks);
-      const int64_t m0 = ((task / col_tasks) % row_tasks) * kWeightRowsPerTask;
-      const int64_t k0 = (task % col_tasks) * kWeightColsPerTask;
-      const int64_t rows = std::min(kWeightRowsPerTask, g.Kg - m0);
-      const int64_t cols = std::min(kWeightColsPerTask, red - k0);
-      T* dw_tile = dw + (group * g.Kg + m0) * red + k0;
+      const int64_t s = task / tiles, tile_index = task % tiles;
+      const int64_t group = tile_index / (split.row_tasks * split.col_tasks);
+      const int64_t r0 = ((tile_index / split.col_tasks) % split.row_tasks) * kWeightRowsPerTask;
+      const int64_t c0 = (tile_index % split.col_tasks) * kWeightColsPerTask;
+      const int64_t rows = std::min(kWeightRowsPerTask, split.rows - r0);
+      const int64_t cols = std::min(kWeightColsPerTask, split.cols - c0);
+      T* dw_group = (s == 0 ? dw : partial.data() + (s - 1) * g.K * red) + group * g.Kg * red;
       const OffsetMatrix<T> dy_group{dy + group * g.Kg * dys.c, dy_rows.data(), dy_cols.data()};
       const T* x_group = x + group * g.Cg * xs.c;
-      for (int64_t q0 = 0; q0 < g.columns(); q0 += kReductionBlock) {
-        tile.fill(g, q0, std::min(kReductionBlock, g.columns() - q0), xs.n);
+      const int64_t q_end = std::min(g.columns(), (s + 1) * columns_per_split);
+      for (int64_t q0 = s * columns_per_split; q0 < q_end; q0 += kReductionBlock) {
+        tile.fill(g, q0, std::min(kReductionBlock, q_end - q0), xs.n);
         tile.output_offsets(g, dys, dy_cols.data());
-        pack_a(dy_group, m0, rows, 0, tile.count, t.mr, a_pack.data());
-        pack_im2col(x_group, xs, g, k0, cols, tile, true, t.nr, b_pack.data());
-        gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(), dw_tile, red, 1);
+        if (split.taps_as_rows) {  // dW^T[tap, k]: C is dW read column-major
+          pack_im2col(x_group, xs, g, r0, rows, tile, true, t.mr, a_pack.data());
+          pack_a(dy_group, c0, cols, 0, tile.count, t.nr, b_pack.data());
+          gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
+                      dw_group + c0 * red + r0, 1, red);
+        } else {
+          pack_a(dy_group, r0, rows, 0, tile.count, t.mr, a_pack.data());
+          pack_im2col(x_group, xs, g, c0, cols, tile, true, t.nr, b_pack.data());
+          gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
+                      dw_group + r0 * red + c0, red, 1);
+        }
       }
     }
   });
+  for (int64_t s = 1; s < split.splits; ++s) {
+    const T* part = partial.data() + (s - 1) * g.K * red;
+    for (int64_t i = 0; i < g.K * red; ++i) dw[i] += part[i];
+  }
 }
 
 bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
@@ -474,14 +420,15 @@ bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
 // ---------------------------------------------------------------------------------------
 // Operators
 
-at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
-                              const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                              c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                              int64_t groups) {
-  const auto params = Conv2dParams::from_lists("cnnops.conv2d", stride, padding, dilation, groups);
-  const auto out_size = check_conv2d_forward(input, weight, bias, params);
+// conv2d, and with `relu` the inference-only conv2d_bias_relu: max(conv2d(...), 0).
+at::Tensor conv2d_forward_impl(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                               int64_t groups, bool relu) {
+  const auto params = Conv2dParams::from_lists(op, stride, padding, dilation, groups);
+  const auto out_size = check_conv2d_forward(input, weight, bias, params, op);
   if (is_depthwise(input.size(1), groups) && !use_reference()) {
-    return depthwise_forward_cpu(input, weight, bias, params);  // cpu/depthwise.cpp
+    return depthwise_forward_cpu(input, weight, bias, params, relu);  // cpu/depthwise.cpp
   }
   at::Tensor output = at::empty(
       out_size, input.options().memory_format(conv_output_memory_format(input, weight)));
@@ -492,12 +439,28 @@ at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnops.conv2d", [&] {
     const scalar_t* b = bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr;
     if (use_reference()) {
-      conv2d_forward_reference<scalar_t>(input, weight, b, output, g);
+      conv2d_forward_reference<scalar_t>(input, weight, b, output, g, relu);
     } else {
-      conv2d_forward_gemm<scalar_t>(input, weight, b, output, g);
+      conv2d_forward_gemm<scalar_t>(input, weight, b, output, g, relu);
     }
   });
   return output;
+}
+
+at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
+                              const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                              c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                              int64_t groups) {
+  return conv2d_forward_impl("cnnops.conv2d", input, weight, bias, stride, padding, dilation,
+                             groups, false);
+}
+
+at::Tensor conv2d_bias_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                int64_t groups) {
+  return conv2d_forward_impl("cnnops.conv2d_bias_relu", input, weight, bias, stride, padding,
+                             dilation, groups, true);
 }
 
 at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -511,15 +474,20 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
     return depthwise_grad_input_cpu(grad_output, weight, input_size, params,
                                     conv_output_memory_format(grad_output, weight));
   }
-  at::Tensor grad_input = at::zeros(
+  // at::empty, not at::zeros: at::zeros(size, options) drops the options' memory format.
+  at::Tensor grad_input = at::empty(
       input_size,
       grad_output.options().memory_format(conv_output_memory_format(grad_output, weight)));
-  if (grad_input.numel() == 0 || grad_output.numel() == 0) return grad_input;
+  if (grad_input.numel() == 0) return grad_input;
+  if (grad_output.numel() == 0) return grad_input.zero_();  // K == 0: nothing flows back
   const ConvGeometry g(input_size, weight.sizes(), grad_output.size(2), grad_output.size(3), params);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_input", [&] {
     if (use_reference()) {
       conv2d_grad_input_reference<scalar_t>(grad_output, weight, grad_input, g);
+    } else if (grad_input_is_convolution(g)) {
+      conv2d_grad_input_as_convolution<scalar_t>(grad_output, weight, grad_input, g);
     } else {
+      grad_input.zero_();  // col2im accumulates
       conv2d_grad_input_gemm<scalar_t>(grad_output, weight, grad_input, g);
     }
   });
@@ -533,11 +501,15 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_weight", stride, padding, dilation, groups);
   check_conv2d_grad_weight(grad_output, input, weight_size, params);
+  // The GEMM writes a contiguous K x CgRS matrix; a channels_last result is one small copy.
+  const c10::MemoryFormat format = conv_output_memory_format(grad_output, input);
   if (is_depthwise(input.size(1), groups) && !use_reference()) {
-    return depthwise_grad_weight_cpu(grad_output, input, weight_size, params);
+    return depthwise_grad_weight_cpu(grad_output, input, weight_size, params).contiguous(format);
   }
   at::Tensor grad_weight = at::zeros(weight_size, grad_output.options());
-  if (grad_weight.numel() == 0 || grad_output.numel() == 0) return grad_weight;
+  if (grad_weight.numel() == 0 || grad_output.numel() == 0) {
+    return grad_weight.contiguous(format);
+  }
   const ConvGeometry g(input.sizes(), weight_size, grad_output.size(2), grad_output.size(3), params);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
@@ -546,13 +518,14 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
       conv2d_grad_weight_gemm<scalar_t>(grad_output, input, grad_weight, g);
     }
   });
-  return grad_weight;
+  return grad_weight.contiguous(format);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cnnops, CPU, m) {
   m.impl("conv2d", &conv2d_forward_cpu);
+  m.impl("conv2d_bias_relu", &conv2d_bias_relu_cpu);
   m.impl("conv2d_grad_input", &conv2d_grad_input_cpu);
   m.impl("conv2d_grad_weight", &conv2d_grad_weight_cpu);
 }

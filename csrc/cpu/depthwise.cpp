@@ -143,7 +143,8 @@ constexpr int64_t kMinWeightTasks = 32;
 
 template <typename T>
 void depthwise_forward_reference(const at::Tensor& input, const at::Tensor& weight,
-                                 const T* bias, at::Tensor& output, const DwGeometry& g) {
+                                 const T* bias, at::Tensor& output, const DwGeometry& g,
+                                 bool relu) {
   const T* x = input.data_ptr<T>();
   const T* w = weight.data_ptr<T>();
   T* y = output.data_ptr<T>();
@@ -163,7 +164,7 @@ void depthwise_forward_reference(const at::Tensor& input, const at::Tensor& weig
               acc += x[n * xs.n + c * xs.c + ih * xs.h + iw * xs.w] * w[k * ws.n + r * ws.h + s * ws.w];
             }
           }
-          y[n * ys.n + k * ys.c + oh * ys.h + ow * ys.w] = acc;
+          y[n * ys.n + k * ys.c + oh * ys.h + ow * ys.w] = relu && acc < T(0) ? T(0) : acc;
         }
       }
     }
@@ -237,7 +238,7 @@ void depthwise_grad_weight_reference(const at::Tensor& grad_output, const at::Te
 
 template <typename T>
 void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, const T* bias,
-                            at::Tensor& output, const DwGeometry& g) {
+                            at::Tensor& output, const DwGeometry& g, bool relu) {
   const T* x = input.data_ptr<T>();
   T* y = output.data_ptr<T>();
   const Strides4 xs(input), ys(output);
@@ -271,6 +272,9 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
                          taps.data() + k * g.taps(), bias ? bias[k] : T(0),
                          out.data() + (ch * g.mult + j) * out_stride);
         }
+      }
+      if (relu) {
+        for (int64_t i = 0; i < count * g.mult * out_stride; ++i) out[i] = std::max(out[i], T(0));
       }
       store_planes(out.data(), out_stride, L.sub_w, count * g.mult, L.rows, g.Q,
                    y + n * ys.n + c0 * g.mult * ys.c + p0 * ys.h, ys.c, ys.h, ys.w);
@@ -479,7 +483,8 @@ bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }
 // Entry points (argument checks are conv2d's, done by the caller)
 
 at::Tensor depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
-                                 const c10::optional<at::Tensor>& bias, const Conv2dParams& p) {
+                                 const c10::optional<at::Tensor>& bias, const Conv2dParams& p,
+                                 bool relu) {
   const int64_t out_h = conv_out_size(input.size(2), weight.size(2), p.pad_top, p.pad_bottom,
                                       p.stride_h, p.dilation_h);
   const int64_t out_w = conv_out_size(input.size(3), weight.size(3), p.pad_left, p.pad_right,
@@ -493,9 +498,9 @@ at::Tensor depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weig
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnops.conv2d (depthwise)", [&] {
     const scalar_t* b = bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr;
     if (use_reference()) {
-      depthwise_forward_reference<scalar_t>(input, weight, b, output, g);
+      depthwise_forward_reference<scalar_t>(input, weight, b, output, g, relu);
     } else {
-      depthwise_forward_fast<scalar_t>(input, weight, b, output, g);
+      depthwise_forward_fast<scalar_t>(input, weight, b, output, g, relu);
     }
   });
   return output;

@@ -20,8 +20,10 @@ inline bool is_depthwise(int64_t in_channels, int64_t groups) { return groups ==
 
 // The three conv2d operators for a depthwise geometry, after conv2d's argument checks.
 // Outputs are laid out as conv2d's (conv_output_memory_format); grad_weight is contiguous.
+// `relu` applies max(., 0) to the output (conv2d_bias_relu).
 at::Tensor depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
-                                 const c10::optional<at::Tensor>& bias, const Conv2dParams& p);
+                                 const c10::optional<at::Tensor>& bias, const Conv2dParams& p,
+                                 bool relu = false);
 at::Tensor depthwise_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
                                     c10::IntArrayRef input_size, const Conv2dParams& p,
                                     c10::MemoryFormat memory_format);

@@ -20,7 +20,7 @@ inline void micro_kernel(long K, const typename V::scalar* __restrict a,
   constexpr int NR = NV * W;
 
   vec acc[MR][NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
@@ -30,7 +30,7 @@ inline void micro_kernel(long K, const typename V::scalar* __restrict a,
     vec bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const vec ai = V::broadcast(a[k * MR + i]);
 #pragma GCC unroll 4
@@ -39,7 +39,7 @@ inline void micro_kernel(long K, const typename V::scalar* __restrict a,
   }
 
   if (m_valid == MR && n_valid == NR && cs_c == 1) {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {

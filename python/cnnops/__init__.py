@@ -4,15 +4,18 @@ The kernels are registered as operators in ``torch.ops.cnnops``, differentiable 
 order and traceable by torch.compile and torch.export; this package is their public face.
 """
 
-from . import functional
+from . import analysis, functional, nn
 from ._ops import kernel_version
+from .analysis import summary
+from .convert import convert
 from .functional import conv2d
+from .fuse import fuse
 
 # depthwise-separable convolution (issue 4)
-from . import nn
 from .functional import depthwise_separable_conv2d
 
 __version__ = "0.1.0"
 
-__all__ = ["conv2d", "functional", "kernel_version", "__version__"]
-__all__ += ["depthwise_separable_conv2d", "nn"]
+__all__ = ["analysis", "conv2d", "convert", "functional", "fuse", "kernel_version", "nn", "summary",
+           "__version__"]
+__all__ += ["depthwise_separable_conv2d"]

@@ -120,6 +120,11 @@ def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
                        device=input.device, memory_format=_conv_memory_format(input, weight))
 
 
+@torch.library.register_fake("cnnops::conv2d_bias_relu")
+def _conv2d_bias_relu_fake(input, weight, bias, stride, padding, dilation, groups):
+    return _conv2d_fake(input, weight, bias, stride, padding, dilation, groups)
+
+
 @torch.library.register_fake("cnnops::conv2d_grad_input")
 def _conv2d_grad_input_fake(grad_output, weight, input_size, stride, padding, dilation, groups):
     _check_operands("cnnops.conv2d_grad_input", grad_output, weight)
@@ -134,7 +139,8 @@ def _conv2d_grad_weight_fake(grad_output, input, weight_size, stride, padding, d
     _check_operands("cnnops.conv2d_grad_weight", grad_output, input)
     _conv2d_output_hw("cnnops.conv2d_grad_weight", input.shape, weight_size, stride, padding,
                       dilation, groups)
-    return torch.empty(weight_size, dtype=grad_output.dtype, device=grad_output.device)
+    return torch.empty(weight_size, dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=_conv_memory_format(grad_output, input))
 
 
 # --------------------------------------------------------------------------------------
@@ -202,6 +208,20 @@ torch.library.register_autograd(
     "cnnops::conv2d_grad_weight", _conv2d_grad_weight_backward,
     setup_context=_conv2d_grad_weight_setup_context)
 
+
+def _inference_only(ctx, inputs, output):
+    raise RuntimeError(
+        "cnnops.conv2d_bias_relu is inference-only and records no gradients; call it under "
+        "torch.no_grad() or torch.inference_mode() (cnnops.fuse does), or train with "
+        "cnnops.conv2d followed by relu")
+
+
+def _no_backward(ctx, grad):
+    raise AssertionError("unreachable: conv2d_bias_relu refuses to record gradients")
+
+
+torch.library.register_autograd(
+    "cnnops::conv2d_bias_relu", _no_backward, setup_context=_inference_only)
 
 
 # --------------------------------------------------------------------------------------

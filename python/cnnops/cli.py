@@ -1,6 +1,7 @@
 """The ``cnnops`` command.
 
     cnnops info     version, build configuration and a ten-second self-check against torch
+    cnnops bench    every op raced against native PyTorch on the reference shapes (bench.py)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from . import __version__, functional
+from . import __version__, bench, functional
 from ._ops import _C, kernel_version
 
 # (input shape, weight shape, keyword arguments): small, awkward cases for the self-check.
@@ -114,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     info = commands.add_parser("info", help="version, build configuration and a self-check")
     info.add_argument("--no-check", action="store_true", help="skip the self-check")
     info.set_defaults(run=cmd_info)
+    bench_parser = commands.add_parser(
+        "bench", help="time every op against native PyTorch on the reference shapes",
+        description=bench.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(run=bench.main_from_args)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ._ops import ops
 
-__all__ = ["conv2d", "depthwise_separable_conv2d"]
+__all__ = ["conv2d", "conv2d_bias_relu"]
 
 _IntOrPair = int | Sequence[int]
 
@@ -62,6 +62,27 @@ def _conv2d_padding(padding, weight: Tensor, stride: list[int], dilation: list[i
     return pads
 
 
+def _conv2d_call(op, name: str, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
+    """Normalises conv2d's arguments and calls `op` (conv2d or a fused variant)."""
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError(f"{name}: arguments 'input' and 'weight' must be tensors, got "
+                        f"{type(input).__name__} and {type(weight).__name__}")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"{name}: argument 'bias' must be a tensor or None, got "
+                        f"{type(bias).__name__}")
+    if not _is_int(groups):
+        raise TypeError(f"{name}: argument 'groups' must be an int, got {groups!r}")
+    stride = _pair("stride", stride, name)
+    dilation = _pair("dilation", dilation, name)
+    pads = _conv2d_padding(padding, weight, stride, dilation)
+    if input.dim() == 3:
+        return op(input.unsqueeze(0), weight, bias, stride, pads, dilation, groups).squeeze(0)
+    if input.dim() != 4:
+        raise ValueError(f"{name}: argument 'input' must be 3-D (C, H, W) or 4-D "
+                         f"(N, C, H, W), got shape {tuple(input.shape)}")
+    return op(input, weight, bias, stride, pads, dilation, groups)
+
+
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -90,28 +111,31 @@ def conv2d(
         :math:`(N, C_{out}, H_{out}, W_{out})` (or :math:`(C_{out}, H_{out}, W_{out})`), in
         channels_last memory format when ``input`` or ``weight`` is channels_last.
     """
-    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
-        raise TypeError(f"conv2d: arguments 'input' and 'weight' must be tensors, got "
-                        f"{type(input).__name__} and {type(weight).__name__}")
-    if bias is not None and not isinstance(bias, Tensor):
-        raise TypeError(f"conv2d: argument 'bias' must be a tensor or None, got "
-                        f"{type(bias).__name__}")
-    if not _is_int(groups):
-        raise TypeError(f"conv2d: argument 'groups' must be an int, got {groups!r}")
-    stride = _pair("stride", stride, "conv2d")
-    dilation = _pair("dilation", dilation, "conv2d")
-    pads = _conv2d_padding(padding, weight, stride, dilation)
-    if input.dim() == 3:
-        return ops.conv2d(input.unsqueeze(0), weight, bias, stride, pads, dilation,
-                          groups).squeeze(0)
-    if input.dim() != 4:
-        raise ValueError(f"conv2d: argument 'input' must be 3-D (C, H, W) or 4-D "
-                         f"(N, C, H, W), got shape {tuple(input.shape)}")
-    return ops.conv2d(input, weight, bias, stride, pads, dilation, groups)
+    return _conv2d_call(ops.conv2d, "conv2d", input, weight, bias, stride, padding, dilation,
+                        groups)
+
+
+def conv2d_bias_relu(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: _IntOrPair = 1,
+    padding: str | _IntOrPair = 0,
+    dilation: _IntOrPair = 1,
+    groups: int = 1,
+) -> Tensor:
+    """``relu(conv2d(input, weight, bias, ...))`` in one operator, the ReLU applied in the
+    kernel's epilogue. Inference only: it refuses to record gradients (run it under
+    ``torch.no_grad()`` or ``torch.inference_mode()``). Arguments as :func:`conv2d`.
+    """
+    return _conv2d_call(ops.conv2d_bias_relu, "conv2d_bias_relu", input, weight, bias, stride,
+                        padding, dilation, groups)
 
 
 # --------------------------------------------------------------------------------------
 # depthwise-separable convolution (issue 4)
+
+__all__ += ["depthwise_separable_conv2d"]
 
 
 def depthwise_separable_conv2d(

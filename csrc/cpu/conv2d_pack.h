@@ -1,0 +1,269 @@
+// Geometry and operand packing of the CPU implicit-GEMM convolution (cpu/conv2d.cpp):
+// how a conv2d call's tensors become the panels the GEMM micro-kernel streams (cpu/gemm.h).
+//
+// Letters as in cpu/conv2d.cpp: N batch, C input channels, H x W input, K output channels,
+// R x S kernel, P x Q output, G groups, Cg = C / G, Kg = K / G.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "common/conv2d_params.h"
+
+namespace cnnops::cpu {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+struct Strides4 {
+  int64_t n, c, h, w;
+  explicit Strides4(const at::Tensor& t)
+      : n(t.stride(0)), c(t.stride(1)), h(t.stride(2)), w(t.stride(3)) {}
+};
+
+// Everything a kernel needs to know about one conv2d call.
+struct ConvGeometry {
+  int64_t N, C, H, W, K, R, S, P, Q, G, Cg, Kg;
+  Conv2dParams p;
+
+  ConvGeometry(c10::IntArrayRef input_size, c10::IntArrayRef weight_size, int64_t out_h,
+               int64_t out_w, const Conv2dParams& params)
+      : N(input_size[0]), C(input_size[1]), H(input_size[2]), W(input_size[3]),
+        K(weight_size[0]), R(weight_size[2]), S(weight_size[3]), P(out_h), Q(out_w),
+        G(params.groups), Cg(C / params.groups), Kg(K / params.groups), p(params) {}
+
+  int64_t pixels() const { return P * Q; }          // output pixels of one image
+  int64_t columns() const { return N * P * Q; }     // GEMM columns: output pixels of the batch
+  int64_t reduction() const { return Cg * R * S; }  // CgRS: one im2col column's length
+};
+
+// (c, r, s) of row k of the im2col matrix.
+struct KernelTap {
+  int64_t c, r, s;
+  KernelTap(int64_t k, const ConvGeometry& g)
+      : c(k / (g.R * g.S)), r((k / g.S) % g.R), s(k % g.S) {}
+};
+
+// A run of GEMM columns [q0, q0 + count), column q being output pixel q % PQ of image
+// q / PQ: a tile may span images, so that small images still fill the micro-kernel.
+// Consecutive columns on one output row form a run, whose inputs are evenly spaced along
+// a row of x: packing copies runs rather than gathering column by column.
+struct ColumnTile {
+  int64_t q0 = 0, count = 0;
+  std::vector<int64_t> image_off;  // image * (image stride of the tensor given to fill)
+  std::vector<int64_t> ih0, iw0;   // top-left input coordinate of the column's window
+  std::vector<int64_t> run_end;    // first column past the output row of column j
+
+  explicit ColumnTile(int64_t capacity)
+      : image_off(capacity), ih0(capacity), iw0(capacity), run_end(capacity) {}
+
+  void fill(const ConvGeometry& g, int64_t first, int64_t n_columns, int64_t image_stride) {
+    q0 = first;
+    count = n_columns;
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t q = q0 + j, pixel = q % g.pixels();
+      image_off[j] = (q / g.pixels()) * image_stride;
+      ih0[j] = (pixel / g.Q) * g.p.stride_h - g.p.pad_top;
+      iw0[j] = (pixel % g.Q) * g.p.stride_w - g.p.pad_left;
+    }
+    for (int64_t j = count - 1; j >= 0; --j) {
+      const bool row_goes_on = j + 1 < count && (q0 + j + 1) % g.Q != 0;
+      run_end[j] = row_goes_on ? run_end[j + 1] : j + 1;
+    }
+  }
+
+  // Offsets of the columns' output pixels in a tensor of output shape with strides s.
+  void output_offsets(const ConvGeometry& g, const Strides4& s, int64_t* off) const {
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t q = q0 + j, pixel = q % g.pixels();
+      off[j] = (q / g.pixels()) * s.n + (pixel / g.Q) * s.h + (pixel % g.Q) * s.w;
+    }
+  }
+};
+
+// The im2col rows [k0, k0 + kc) of one pack call, decoded once: channel offset in x and
+// the dilated kernel offsets.
+struct TapTable {
+  std::vector<int64_t> c_off, dh, dw;
+
+  TapTable(const ConvGeometry& g, const Strides4& xs, int64_t k0, int64_t kc)
+      : c_off(kc), dh(kc), dw(kc) {
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const KernelTap tap(k0 + kk, g);
+      c_off[kk] = tap.c * xs.c;
+      dh[kk] = tap.r * g.p.dilation_h;
+      dw[kk] = tap.s * g.p.dilation_w;
+    }
+  }
+};
+
+// Copies the run of columns [j, j + len) of im2col row kk into out[0], out[step], ...:
+// x values on one input row at a column stride of stride_w, zero where the window lies in
+// the padding.
+template <typename T>
+inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, const ColumnTile& tile,
+                     const TapTable& taps, int64_t kk, int64_t j, int64_t len, T* out,
+                     int64_t step) {
+  const int64_t ih = tile.ih0[j] + taps.dh[kk];
+  int64_t lo = len, hi = len;  // [lo, hi): the columns inside the input
+  const int64_t iw = tile.iw0[j] + taps.dw[kk], sw = g.p.stride_w;
+  if (ih >= 0 && ih < g.H && iw + (len - 1) * sw >= 0 && iw < g.W) {
+    lo = iw >= 0 ? 0 : ceil_div(-iw, sw);
+    hi = std::min(len, (g.W - 1 - iw) / sw + 1);
+  }
+  for (int64_t c = 0; c < lo; ++c) out[c * step] = T(0);
+  if (lo < hi) {
+    const T* src = x + tile.image_off[j] + taps.c_off[kk] + ih * xs.h + (iw + lo * sw) * xs.w;
+    const int64_t src_step = sw * xs.w;
+    if (src_step == 1 && step == 1) {
+      std::copy(src, src + (hi - lo), out + lo);
+    } else {
+      for (int64_t c = lo; c < hi; ++c) out[c * step] = src[(c - lo) * src_step];
+    }
+  }
+  for (int64_t c = std::max(lo, hi); c < len; ++c) out[c * step] = T(0);
+}
+
+// B of the forward GEMM: im2col rows [k0, k0 + kc) x the tile's columns, in panels of NR
+// columns (gemm.h), zero past the last column. `x` points at the group's first channel;
+// the tile was filled with x's image stride.
+template <typename T, int NR>
+void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0,
+                        int64_t kc, const ColumnTile& tile, T* dst) {
+  const TapTable taps(g, xs, k0, kc);
+  for (int64_t j0 = 0; j0 < tile.count; j0 += NR) {
+    const int64_t j_end = std::min<int64_t>(j0 + NR, tile.count);
+    T* panel = dst + (j0 / NR) * kc * NR;
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      T* out = panel + kk * NR;
+      for (int64_t j = j0; j < j_end;) {
+        const int64_t e = std::min(tile.run_end[j], j_end);
+        copy_run(x, xs, g, tile, taps, kk, j, e - j, out + (j - j0), 1);
+        j = e;
+      }
+      for (int64_t j = j_end - j0; j < NR; ++j) out[j] = T(0);
+    }
+  }
+}
+
+// An operand of the grad_weight GEMM: im2col rows [k0, k0 + kc) in panels of NR of them,
+// the reduction running over the tile's columns, zero past the last row. (B when dW is
+// computed as dY * X_col^T, A, with NR = MR, when as X_col * dY^T.)
+template <typename T, int NR>
+void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0,
+                            int64_t kc, const ColumnTile& tile, T* dst) {
+  const TapTable taps(g, xs, k0, kc);
+  const int64_t cols = tile.count;
+  for (int64_t kk = 0; kk < round_up(kc, NR); ++kk) {
+    T* out = dst + (kk / NR) * cols * NR + kk % NR;
+    if (kk >= kc) {
+      for (int64_t j = 0; j < cols; ++j) out[j * NR] = T(0);
+      continue;
+    }
+    for (int64_t j = 0; j < cols;) {
+      const int64_t e = tile.run_end[j];
+      copy_run(x, xs, g, tile, taps, kk, j, e - j, out + j * NR, NR);
+      j = e;
+    }
+  }
+}
+
+// A matrix read through offset tables: element (i, j) = base[row_off[i] + col_off[j]].
+template <typename T>
+struct OffsetMatrix {
+  const T* base;
+  const int64_t* row_off;
+  const int64_t* col_off;
+};
+
+// Packs rows [m0, m0 + rows) x reduction [k0, k0 + kc) of A into MR-row panels (gemm.h),
+// zero past the last row. Reads run along the reduction, the contiguous direction of
+// weights and of NCHW activations.
+template <typename T, int MR>
+void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
+                   T* dst) {
+  for (int64_t i = 0; i < rows; i += MR) {
+    T* panel = dst + (i / MR) * kc * MR;
+    for (int r = 0; r < MR; ++r) {
+      if (i + r >= rows) {
+        for (int64_t k = 0; k < kc; ++k) panel[k * MR + r] = T(0);
+        continue;
+      }
+      const T* row = A.base + A.row_off[m0 + i + r];
+      const int64_t* col = A.col_off + k0;
+      for (int64_t k = 0; k < kc; ++k) panel[k * MR + r] = row[col[k]];
+    }
+  }
+}
+
+// Packs reduction [k0, k0 + kc) x columns [0, cols) of B into NR-column panels.
+template <typename T, int NR>
+void pack_b_panels(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, T* dst) {
+  for (int64_t j = 0; j < cols; j += NR) {
+    const int64_t n = std::min<int64_t>(NR, cols - j);
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* row = B.base + B.row_off[k0 + k];
+      const int64_t* col = B.col_off + j;
+      for (int64_t c = 0; c < n; ++c) *dst++ = row[col[c]];
+      for (int64_t c = n; c < NR; ++c) *dst++ = T(0);
+    }
+  }
+}
+
+// The packers for the micro-kernel in use: its MR and NR are known at run time only, and
+// either may be the panel width of either operand.
+#define CNNOPS_DISPATCH_WIDTH(width, NAME, ...)                                   \
+  switch (width) {                                                               \
+    case 6: { constexpr int NAME = 6; __VA_ARGS__; break; }                      \
+    case 8: { constexpr int NAME = 8; __VA_ARGS__; break; }                      \
+    case 12: { constexpr int NAME = 12; __VA_ARGS__; break; }                    \
+    case 16: { constexpr int NAME = 16; __VA_ARGS__; break; }                    \
+    case 32: { constexpr int NAME = 32; __VA_ARGS__; break; }                    \
+    default: TORCH_INTERNAL_ASSERT(false, "unexpected micro-kernel panel width ", width); \
+  }
+
+template <typename T>
+void pack_a(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
+            int64_t width, T* dst) {
+  CNNOPS_DISPATCH_WIDTH(width, MR, pack_a_panels<T, MR>(A, m0, rows, k0, kc, dst))
+}
+
+template <typename T>
+void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, int64_t width,
+            T* dst) {
+  CNNOPS_DISPATCH_WIDTH(width, NR, pack_b_panels<T, NR>(B, k0, kc, cols, dst))
+}
+
+template <typename T>
+void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0, int64_t kc,
+                 const ColumnTile& tile, bool transposed, int64_t width, T* dst) {
+  if (transposed) {
+    CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_transposed<T, NR>(x, xs, g, k0, kc, tile, dst))
+  } else {
+    CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_panels<T, NR>(x, xs, g, k0, kc, tile, dst))
+  }
+}
+
+#undef CNNOPS_DISPATCH_WIDTH
+
+// Offsets of the (c, r, s) taps of a weight tensor, in im2col row order.
+inline std::vector<int64_t> weight_tap_offsets(const ConvGeometry& g, const Strides4& ws) {
+  std::vector<int64_t> off(g.reduction());
+  for (int64_t k = 0; k < g.reduction(); ++k) {
+    const KernelTap tap(k, g);
+    off[k] = tap.c * ws.c + tap.r * ws.h + tap.s * ws.w;
+  }
+  return off;
+}
+
+inline std::vector<int64_t> strided_offsets(int64_t count, int64_t stride) {
+  std::vector<int64_t> off(count);
+  for (int64_t i = 0; i < count; ++i) off[i] = i * stride;
+  return off;
+}
+
+}  // namespace cnnops::cpu

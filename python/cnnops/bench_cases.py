@@ -1,0 +1,379 @@
+"""The cases of `cnnops bench` (bench.py): what is timed, grouped in op families.
+
+A case builds its operands for one device and dtype, checks cnnops against torch, and hands
+out zero-argument runners, one per implementation ('cnnops', 'torch') and pass ('forward',
+'forward+backward'). An op family joins with a few lines in FAMILIES: its name, the cnnops
+function whose presence enables it, the unit of its rate, and a function that builds its
+cases from the reference shapes (cnnops.bench_shapes). The pytest-benchmark suites of
+benchmarks/ time the same cases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import cnnops
+
+from . import bench_shapes as shapes
+from .bench_shapes import ConvShape, PoolShape, SeparableShape
+
+PASSES = ("forward", "forward+backward")
+# A result is wrong when max|cnnops - torch| exceeds this fraction of max|torch|: loose enough
+# for a different summation order, far too tight for an indexing or formula error.
+TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3, torch.float16: 2e-2,
+             torch.bfloat16: 5e-2}
+
+
+def _error(ours: Tensor, ref: Tensor) -> float:
+    """max|ours - ref| relative to max|ref| (inf when shapes differ or ours is not finite)."""
+    if ours.shape != ref.shape:
+        return math.inf
+    ours, ref = ours.detach().double(), ref.detach().double()
+    if not torch.isfinite(ours).all() and torch.isfinite(ref).all():
+        return math.inf
+    scale = ref.abs().max().item() if ref.numel() else 0.0
+    diff = (ours - ref).abs().max().item() if ref.numel() else 0.0
+    return diff / (scale if scale > 0 else 1.0)
+
+
+def _compare(pairs: Sequence[tuple[str, Tensor, Tensor]], dtype: torch.dtype) -> str | None:
+    """None when every (name, cnnops, torch) pair agrees; else what differs and by how much."""
+    tolerance = TOLERANCE[dtype]
+    for name, ours, ref in pairs:
+        if ours.shape != ref.shape:
+            return f"{name}: shape {tuple(ours.shape)}, torch gives {tuple(ref.shape)}"
+        err = _error(ours, ref)
+        if err > tolerance:
+            return f"{name} differs from torch: max error {err:.3g} of max|torch| (tolerance {tolerance:g})"
+    return None
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A case made concrete on one device and dtype."""
+
+    check: Callable[[], str | None]             # None if cnnops agrees with torch
+    runners: Callable[[str, str], Callable[[], object]]  # (impl 'cnnops'|'torch', pass)
+    forward_work: float                          # flops, or bytes, of one forward call
+
+
+@dataclasses.dataclass
+class OpCase:
+    """One op on one shape: ``ours(*inputs)`` against ``native(*inputs)``."""
+
+    op: str
+    shape: str
+    make_inputs: Callable[[torch.Generator], list[Tensor | None]]  # float32, on the CPU
+    ours: Callable[..., Tensor]
+    native: Callable[..., Tensor]
+    flops: int = 0
+
+    def prepare(self, device: torch.device, dtype: torch.dtype, unit: str) -> Prepared:
+        generator = torch.Generator().manual_seed(0)
+        inputs = [t if t is None else t.to(device, dtype) for t in self.make_inputs(generator)]
+        leaves = [t if t is None else t.clone().requires_grad_() for t in inputs]
+        grad_leaves = [t for t in leaves if t is not None]
+        reference = self.native(*inputs)
+        grad_output = torch.randn(reference.shape, generator=generator).to(device, dtype)
+        impls = {"cnnops": lambda *a: self.ours(*a), "torch": lambda *a: self.native(*a)}
+
+        def check() -> str | None:
+            pairs = [("forward", impls["cnnops"](*inputs), reference)]
+            grads = {impl: torch.autograd.grad(fn(*leaves), grad_leaves, grad_output)
+                     for impl, fn in impls.items()}
+            for i, (ours, ref) in enumerate(zip(grads["cnnops"], grads["torch"])):
+                pairs.append((f"gradient of operand {i}", ours, ref))
+            return _compare(pairs, dtype)
+
+        def runners(impl: str, pass_: str) -> Callable[[], object]:
+            fn = impls[impl]
+            if pass_ == "forward":
+                return lambda: fn(*inputs)
+            return lambda: torch.autograd.grad(fn(*leaves), grad_leaves, grad_output)
+
+        if unit == "GB/s":
+            elements = sum(t.numel() for t in inputs if t is not None) + reference.numel()
+            work = float(elements * reference.element_size())
+        else:
+            work = float(self.flops)
+        return Prepared(check, runners, work)
+
+
+@dataclasses.dataclass
+class ModelCase:
+    """A network built twice, from torch.nn layers and from cnnops layers: inference is the
+    forward pass, a training step (forward, cross-entropy, backward, SGD step) the
+    forward+backward one."""
+
+    op: str
+    shape: str
+    build: Callable[[bool], nn.Module]  # build(use_cnnops)
+    input_shape: tuple[int, int, int, int]
+    num_classes: int = 10
+
+    def prepare(self, device: torch.device, dtype: torch.dtype, unit: str) -> Prepared:
+        torch.manual_seed(0)
+        models = {"torch": self.build(False).to(device, dtype)}
+        models["cnnops"] = self.build(True).to(device, dtype)
+        models["cnnops"].load_state_dict(models["torch"].state_dict())
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(self.input_shape, generator=generator).to(device, dtype)
+        labels = torch.randint(0, self.num_classes, (self.input_shape[0],),
+                               generator=generator).to(device)
+        optimizers = {impl: torch.optim.SGD(m.parameters(), lr=1e-4) for impl, m in models.items()}
+
+        def check() -> str | None:
+            # Eval mode: dropout off, so both nets compute the same function.
+            outputs, grads = {}, {}
+            for impl, model in models.items():
+                model.eval()
+                model.zero_grad(set_to_none=True)
+                outputs[impl] = model(x)
+                F.cross_entropy(outputs[impl], labels).backward()
+                grads[impl] = {n: p.grad for n, p in model.named_parameters()}
+                model.zero_grad(set_to_none=True)
+            pairs = [("logits", outputs["cnnops"], outputs["torch"])]
+            pairs += [(f"gradient of {n}", g, grads["torch"][n]) for n, g in grads["cnnops"].items()]
+            return _compare(pairs, dtype)
+
+        def runners(impl: str, pass_: str) -> Callable[[], object]:
+            model, optimizer = models[impl], optimizers[impl]
+            if pass_ == "forward":
+                def infer() -> Tensor:
+                    model.eval()
+                    with torch.no_grad():
+                        return model(x)
+                return infer
+
+            def train_step() -> Tensor:
+                model.train()
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x), labels)
+                loss.backward()
+                optimizer.step()
+                return loss
+            return train_step
+
+        return Prepared(check, runners, float(_model_flops(models["torch"], x)))
+
+
+def _model_flops(model: nn.Module, x: Tensor) -> int:
+    """Forward flops of the convolutions and linear layers (multiply-adds count two)."""
+    total = 0
+
+    def count(module: nn.Module, inputs, output: Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            total += 2 * output.numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+# --------------------------------------------------------------------------------------
+# The op families.
+
+
+def _conv_inputs(shape: ConvShape) -> Callable[[torch.Generator], list[Tensor]]:
+    def make(generator: torch.Generator) -> list[Tensor]:
+        fan_in = shape.weight_shape[1] * shape.kernel * shape.kernel
+        x = torch.randn(shape.input_shape, generator=generator)
+        w = torch.randn(shape.weight_shape, generator=generator) / math.sqrt(fan_in)
+        b = torch.randn(shape.out_channels, generator=generator) * 0.1
+        return [x, w, b]
+    return make
+
+
+def _conv_case(family: str, shape: ConvShape) -> OpCase:
+    kwargs = dict(stride=shape.stride, padding=shape.padding, groups=shape.groups)
+    return OpCase(f"{family}.{shape.name}", shape.describe(), _conv_inputs(shape),
+                  lambda x, w, b: cnnops.conv2d(x, w, b, **kwargs),
+                  lambda x, w, b: F.conv2d(x, w, b, **kwargs), shape.flops)
+
+
+def _separable_case(block: SeparableShape) -> OpCase:
+    dw, pw = block.depthwise, block.pointwise
+
+    def make(generator: torch.Generator) -> list[Tensor]:
+        x, dw_w, dw_b = _conv_inputs(dw)(generator)
+        _, pw_w, pw_b = _conv_inputs(pw)(generator)
+        return [x, dw_w, pw_w, dw_b, pw_b]
+
+    def ours(x, dw_w, pw_w, dw_b, pw_b):
+        return cnnops.depthwise_separable_conv2d(x, dw_w, pw_w, dw_b, pw_b, stride=dw.stride,
+                                                 padding=dw.padding)
+
+    def native(x, dw_w, pw_w, dw_b, pw_b):
+        y = F.conv2d(x, dw_w, dw_b, stride=dw.stride, padding=dw.padding, groups=dw.groups)
+        return F.conv2d(y, pw_w, pw_b)
+
+    return OpCase(f"separable.{block.name}", block.describe(), make, ours, native, block.flops)
+
+
+def _pool_case(family: str, shape: PoolShape) -> OpCase:
+    def make(generator: torch.Generator) -> list[Tensor]:
+        return [torch.randn(shape.input_shape, generator=generator)]
+
+    if shape.kernel == 0:  # global pooling: adaptive to 1x1
+        def ours(x):
+            return getattr(cnnops, family)(x, 1)
+
+        def native(x):
+            return getattr(F, family)(x, 1)
+    else:
+        def ours(x):
+            return getattr(cnnops, family)(x, shape.kernel, shape.stride, shape.padding)
+
+        def native(x):
+            return getattr(F, family)(x, shape.kernel, shape.stride, shape.padding)
+
+    return OpCase(f"{family}.{shape.name}", shape.describe(), make, ours, native)
+
+
+# Tiny shapes: a smoke test of the harness itself (`--tiny`), seconds for every family.
+_TINY_CONV = ConvShape("tiny", 2, 3, 9, 7, 4)
+_TINY_DEPTHWISE = ConvShape("tiny", 2, 4, 9, 7, 4, groups=4)
+_TINY_POINTWISE = ConvShape("tiny", 2, 4, 9, 7, 6, kernel=1, padding=0)
+_TINY_SEPARABLE = SeparableShape("tiny", _TINY_DEPTHWISE, _TINY_POINTWISE)
+_TINY_POOL = PoolShape("tiny", 2, 3, 8, 8, kernel=2, stride=2)
+_TINY_GLOBAL = PoolShape("tiny", 2, 3, 5, 5, kernel=0, stride=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str
+    requires: str      # the cnnops function whose presence enables the family
+    unit: str          # 'GFLOP/s' or 'GB/s'
+    backward_factor: int  # work of forward+backward / work of forward
+    cases: Callable[[bool], list]  # cases(tiny)
+    quick: str         # the one op that --quick runs
+    native_conv: bool = True  # native runs cuDNN convolutions (CUDA: time TF32 off and on)
+    note: str = ""
+
+    def available(self) -> bool:
+        return hasattr(cnnops, self.requires)
+
+
+def _e2e_cases(tiny: bool) -> list[ModelCase]:
+    if tiny:
+        return [ModelCase("e2e.simplecnn_b2", "2x1x28x28", _simple_cnn, (2, 1, 28, 28))]
+    return [ModelCase("e2e.simplecnn", "64x1x28x28", _simple_cnn, (64, 1, 28, 28)),
+            ModelCase("e2e.vgg16c", "32x3x32x32", _vgg16_cifar, (32, 3, 32, 32))]
+
+
+FAMILIES = [
+    Family("conv2d", "conv2d", "GFLOP/s", 3,
+           lambda tiny: [_conv_case("conv2d", s) for s in ([_TINY_CONV] if tiny else shapes.CONV_SHAPES)],
+           quick="conv2d.simplecnn.conv2"),
+    Family("pointwise", "conv2d", "GFLOP/s", 3,
+           lambda tiny: [_conv_case("pointwise", s)
+                         for s in ([_TINY_POINTWISE] if tiny else shapes.MBV1_POINTWISE)],
+           quick="pointwise.mbv1.pw28"),
+    # conv2d with groups == C runs the generic grouped GEMM until the depthwise kernels land
+    # (with depthwise_separable_conv2d): only then do these rows measure what they name.
+    Family("depthwise", "depthwise_separable_conv2d", "GB/s", 3,
+           lambda tiny: [_conv_case("depthwise", s)
+                         for s in ([_TINY_DEPTHWISE] if tiny else shapes.MBV1_DEPTHWISE)],
+           quick="depthwise.mbv1.dw56", note="the depthwise kernels"),
+    Family("separable", "depthwise_separable_conv2d", "GFLOP/s", 3,
+           lambda tiny: [_separable_case(b) for b in ([_TINY_SEPARABLE] if tiny else shapes.MOBILENET_V1)],
+           quick="separable.mbv1.ds28"),
+    *[Family(name, name, "GB/s", 2,
+             lambda tiny, name=name: [_pool_case(name, s)
+                                      for s in ([_TINY_POOL] if tiny else shapes.POOL_SHAPES)],
+             quick=f"{name}.2x2", native_conv=False)
+      for name in ("max_pool2d", "avg_pool2d")],
+    *[Family(name, name, "GB/s", 2,
+             lambda tiny, name=name: [_pool_case(name, s)
+                                      for s in ([_TINY_GLOBAL] if tiny else shapes.GLOBAL_POOL_SHAPES)],
+             quick=f"{name}.global", native_conv=False)
+      for name in ("adaptive_avg_pool2d", "adaptive_max_pool2d")],
+    Family("e2e", "conv2d", "GFLOP/s", 3, _e2e_cases, quick="e2e.simplecnn"),
+]
+FAMILY_NAMES = [family.name for family in FAMILIES]
+
+
+# --------------------------------------------------------------------------------------
+# End-to-end stand-ins. cnnops.models does not exist yet (its own issue): until it lands,
+# SimpleCNN and VGG-16 for CIFAR are built here twice, from torch.nn layers and with the
+# cnnops functional calls swapped in by the two small wrappers below (pooling only once
+# cnnops has it). Replace this section with cnnops.models when they exist.
+
+
+class _CnnopsConv2d(nn.Conv2d):
+    """torch.nn.Conv2d computed by cnnops.conv2d: same parameters, same state_dict."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return cnnops.conv2d(input, self.weight, self.bias, self.stride, self.padding,
+                             self.dilation, self.groups)
+
+
+class _CnnopsMaxPool2d(nn.MaxPool2d):
+    """torch.nn.MaxPool2d computed by cnnops.max_pool2d."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return cnnops.max_pool2d(input, self.kernel_size, self.stride, self.padding,
+                                 self.dilation, self.ceil_mode, self.return_indices)
+
+
+def _layers(use_cnnops: bool) -> tuple[type[nn.Conv2d], type[nn.MaxPool2d]]:
+    if not use_cnnops:
+        return nn.Conv2d, nn.MaxPool2d
+    return _CnnopsConv2d, (_CnnopsMaxPool2d if hasattr(cnnops, "max_pool2d") else nn.MaxPool2d)
+
+
+def _simple_cnn(use_cnnops: bool) -> nn.Module:
+    """The seed's SimpleCNN for 1x28x28 input: three 3x3 convs, each followed by ReLU and a
+    2x2 max-pool, then 576 -> 64 -> 10 with dropout."""
+    conv, pool = _layers(use_cnnops)
+    return nn.Sequential(
+        conv(1, 32, 3, padding=1), nn.ReLU(), pool(2),
+        conv(32, 64, 3, padding=1), nn.ReLU(), pool(2),
+        conv(64, 64, 3, padding=1), nn.ReLU(), pool(2),
+        nn.Flatten(), nn.Linear(576, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10))
+
+
+VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                512, 512, 512, "M"]
+
+
+def _vgg16_cifar(use_cnnops: bool) -> nn.Module:
+    """VGG-16's thirteen 3x3 convs for 3x32x32 input (no batch norm), then 512 -> 10."""
+    conv, pool = _layers(use_cnnops)
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in VGG16_LAYOUT:
+        if item == "M":
+            layers.append(pool(2))
+        else:
+            layers += [conv(channels, item, 3, padding=1), nn.ReLU()]
+            channels = item
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 10))
+
+
+def select_cases(families: Sequence[Family], quick: bool, tiny: bool) -> list[tuple[Family, object]]:
+    selected = []
+    for family in families:
+        cases = family.cases(tiny)
+        if quick and not tiny:
+            cases = [c for c in cases if c.op == family.quick] or cases[:1]
+        selected += [(family, case) for case in cases]
+    return selected
+

@@ -1,0 +1,421 @@
+"""cnnops.conv2d against torch.nn.functional.conv2d: forward values, gradients, memory format.
+
+Every case runs on the reference kernel (version 1) and the fast kernel (version 2). The
+reference result is F.conv2d in float64 on upcast copies of the operands, so the only
+error measured is the kernel's own; tolerances come from the dtype under test:
+atol + rtol * |ref|, with atol growing as sqrt(reduction length).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnops
+
+# torch's own F.conv2d (the reference) warns about even kernels with padding='same'
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
+VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast")]
+
+# dtype: (rtol, atol per sqrt(reduction length)); the operands are unit normals, so a sum of
+# L products is about sqrt(L) in size and its rounding error grows with it.
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-12),
+    torch.float32: (1e-4, 1e-5),
+    torch.float16: (5e-3, 1e-3),
+    torch.bfloat16: (3e-2, 8e-3),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    input_shape: tuple[int, ...]
+    weight_shape: tuple[int, int, int, int]
+    bias: bool = False
+    kwargs: dict = field(default_factory=dict)  # stride, padding, dilation, groups
+
+
+def case(name, input_shape, weight_shape, bias=False, **kwargs):
+    return pytest.param(Case(input_shape, weight_shape, bias, kwargs), id=name)
+
+
+CASES = [
+    case("1x1x1", (1, 1, 1, 1), (1, 1, 1, 1), bias=True),
+    case("h1", (2, 3, 1, 9), (4, 3, 1, 3), padding=(0, 1)),
+    case("w1_stride2", (2, 5, 9, 1), (3, 5, 3, 1), bias=True, stride=2, padding=1),
+    case("1x1_image_k3_pad1", (2, 7, 1, 1), (5, 7, 3, 3), bias=True, padding=1),
+    case("7x9_k1", (2, 17, 7, 9), (13, 17, 1, 1), bias=True),
+    case("7x9_k3", (2, 3, 7, 9), (5, 3, 3, 3), padding=1),
+    case("7x9_k4x4", (2, 5, 7, 9), (7, 5, 4, 4), bias=True),
+    case("7x9_k6x5", (1, 7, 7, 9), (3, 7, 6, 5), padding=(1, 2)),
+    case("7x9_k2x2_stride2", (3, 3, 7, 9), (5, 3, 2, 2), stride=2),
+    case("13x17_k5_stride3", (2, 5, 13, 17), (7, 5, 5, 5), bias=True, stride=3, padding=2),
+    case("13x17_k7_pad3", (1, 3, 13, 17), (5, 3, 7, 7), padding=3),
+    case("13x17_k3x5_stride2x1", (2, 13, 13, 17), (3, 13, 3, 5), stride=(2, 1), padding=(0, 2)),
+    # stride > kernel: some input pixels feed no output and must get a zero gradient
+    case("k1_stride3", (2, 5, 7, 9), (3, 5, 1, 1), stride=3),
+    case("dilation2", (2, 3, 13, 17), (4, 3, 3, 3), bias=True, dilation=2, padding=2),
+    case("dilation2x3_stride2", (1, 5, 13, 17), (6, 5, 3, 2), stride=2, dilation=(2, 3),
+         padding=(1, 0)),
+    case("padding_wider_than_kernel", (1, 2, 5, 4), (3, 2, 2, 3), padding=(4, 3)),
+    case("kernel_equals_input", (3, 4, 5, 5), (2, 4, 5, 5), bias=True),
+    case("groups2", (2, 6, 9, 7), (4, 3, 3, 3), bias=True, groups=2, padding=1),
+    case("groups2_odd_channels_stride2", (2, 14, 7, 9), (10, 7, 3, 3), groups=2, stride=2),
+    case("groups3_k1", (2, 9, 5, 6), (6, 3, 1, 1), groups=3),
+    case("groups_eq_channels", (2, 13, 9, 11), (13, 1, 3, 3), bias=True, groups=13, padding=1),
+    case("groups_eq_channels_x2_stride2", (1, 5, 7, 9), (10, 1, 5, 5), groups=5, stride=2,
+         padding=2),
+    case("same_k3", (2, 3, 7, 9), (5, 3, 3, 3), bias=True, padding="same"),
+    case("same_k2x2", (2, 3, 7, 9), (4, 3, 2, 2), padding="same"),
+    case("same_k4x4", (1, 5, 7, 9), (3, 5, 4, 4), bias=True, padding="same"),
+    case("same_k6x5", (2, 3, 7, 9), (4, 3, 6, 5), padding="same"),
+    case("same_k4_dilation3", (1, 3, 13, 17), (2, 3, 4, 4), padding="same", dilation=3),
+    case("same_k2x3_groups2", (2, 4, 7, 9), (6, 2, 2, 3), bias=True, padding="same", groups=2),
+    case("valid", (2, 3, 7, 9), (4, 3, 3, 2), bias=True, padding="valid"),
+    case("batch0", (0, 3, 7, 9), (4, 3, 3, 3), bias=True, padding=1),
+    case("unbatched", (3, 7, 9), (4, 3, 3, 3), bias=True, padding=1),
+    case("unbatched_same_k4x2", (5, 13, 17), (2, 5, 4, 2), padding="same"),
+    # big enough to cross the tile boundaries of a fast kernel in every dimension
+    case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
+    case("tile_64to70_20x20", (1, 64, 20, 20), (70, 64, 3, 3), padding=1),
+    case("tile_19to37_k5_stride2", (2, 19, 33, 35), (37, 19, 5, 5), bias=True, stride=2, padding=2),
+]
+
+
+# Operand layouts: how a tensor of a given (logical) shape is laid out in memory.
+def make_tensor(shape, layout="contiguous", dtype=torch.float32, device="cpu"):
+    def randn(*size):
+        return torch.randn(*size, dtype=torch.float32).to(dtype=dtype, device=device)
+
+    if len(shape) != 4:
+        if layout == "sliced":
+            return randn(*shape[:-1], 2 * shape[-1])[..., ::2]
+        if layout == "expanded":
+            return randn(*(1 for _ in shape)).expand(*shape)
+        return randn(*shape)
+    n, c, h, w = shape
+    if layout in ("contiguous", "like_output"):
+        return randn(n, c, h, w)
+    if layout == "channels_last":
+        return randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    if layout == "permuted_nhwc":
+        return randn(n, h, w, c).permute(0, 3, 1, 2)
+    if layout == "transposed_hw":
+        return randn(n, c, w, h).transpose(2, 3)
+    if layout == "sliced":
+        return randn(n, c, h, 2 * w)[:, :, :, ::2]
+    if layout == "offset":
+        return randn(n + 1, c + 2, h + 1, w + 3)[1:, 2:, 1:, 3:]
+    if layout == "expanded":
+        return randn(1, c, h, w).expand(n, c, h, w)
+    raise AssertionError(f"unknown layout {layout}")
+
+
+def make_operands(c: Case, dtype, device, input_layout="contiguous", weight_layout="contiguous",
+                  requires_grad=False):
+    x = make_tensor(c.input_shape, input_layout, dtype, device)
+    w = make_tensor(c.weight_shape, weight_layout, dtype, device)
+    # the bias follows the weight's layout where a 1-D tensor can (sliced, expanded)
+    b = make_tensor((c.weight_shape[0],), weight_layout, dtype, device) if c.bias else None
+    if requires_grad:
+        for t in (x, w, b):
+            if t is not None:
+                t.requires_grad_()
+    return x, w, b
+
+
+def reduction_lengths(c: Case, out_shape):
+    """How many products each result element sums: output, grad_input, grad_weight/bias."""
+    k, cg, r, s = c.weight_shape
+    groups = c.kwargs.get("groups", 1)
+    batch = 1 if len(c.input_shape) == 3 else c.input_shape[0]
+    return {
+        "output": cg * r * s,
+        "grad_input": (k // groups) * r * s,
+        "grad_weight": batch * out_shape[-2] * out_shape[-1],
+        "grad_bias": batch * out_shape[-2] * out_shape[-1],
+    }
+
+
+def assert_conv_close(actual, expected, dtype, reduction, what):
+    assert actual.dtype == dtype, f"{what}: dtype {actual.dtype}, expected {dtype}"
+    assert actual.shape == expected.shape, (
+        f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    rtol, atol_unit = TOLERANCES[dtype]
+    atol = atol_unit * math.sqrt(max(reduction, 1))
+    torch.testing.assert_close(actual.to(expected.dtype), expected, rtol=rtol, atol=atol,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def assert_same_memory_format(actual, expected):
+    # Compared as flags, so sizes of 1 (where both formats hold at once) need no special case.
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        assert (actual.is_contiguous(memory_format=memory_format)
+                == expected.is_contiguous(memory_format=memory_format)), (
+            f"output strides {actual.stride()}, torch's {expected.stride()}")
+
+
+def reference(x, w, b, c: Case, grad_output=None):
+    """F.conv2d in float64 on upcast copies; returns the output and, given grad_output,
+    the gradients with respect to (x, w, b)."""
+    operands = [t.detach().to(torch.float64).requires_grad_(grad_output is not None)
+                if t is not None else None for t in (x, w, b)]
+    out = F.conv2d(*operands, **c.kwargs)
+    if grad_output is None:
+        return out.detach(), None
+    wanted = [t for t in operands if t is not None]
+    grads = torch.autograd.grad(out, wanted, grad_output.to(torch.float64))
+    return out.detach(), list(grads) + ([None] if b is None else [])
+
+
+def run_cnnops(x, w, b, c: Case, version, grad_output=None):
+    with cnnops.kernel_version("conv2d", version):
+        out = cnnops.conv2d(x, w, b, **c.kwargs)
+        if grad_output is None:
+            return out, None
+        wanted = [t for t in (x, w, b) if t is not None]
+        grads = torch.autograd.grad(out, wanted, grad_output)
+    return out, list(grads) + ([None] if b is None else [])
+
+
+def check_against_torch(c: Case, dtype, device, version, input_layout="contiguous",
+                        weight_layout="contiguous", grad_layout=None):
+    """Forward (values, dtype, device, memory format) and, if grad_layout is given, the
+    gradients of x, w and b, all against F.conv2d."""
+    x, w, b = make_operands(c, dtype, device, input_layout, weight_layout,
+                            requires_grad=grad_layout is not None)
+    native = F.conv2d(x.detach(), w.detach(), None if b is None else b.detach(), **c.kwargs)
+    grad_output = None
+    if grad_layout is not None:
+        if grad_layout == "like_output":
+            grad_output = torch.randn_like(native)
+        else:
+            grad_output = make_tensor(tuple(native.shape), grad_layout, dtype, device)
+    out, grads = run_cnnops(x, w, b, c, version, grad_output)
+    ref_out, ref_grads = reference(x, w, b, c, grad_output)
+    lengths = reduction_lengths(c, ref_out.shape)
+
+    assert out.device == native.device
+    assert_conv_close(out, ref_out, dtype, lengths["output"], "output")
+    assert_same_memory_format(out, native)
+    if grad_output is None:
+        return
+    for name, grad, ref_grad, operand in zip(("grad_input", "grad_weight", "grad_bias"), grads,
+                                             ref_grads, (x, w, b)):
+        if operand is None:
+            continue
+        assert grad.device == operand.device
+        assert_conv_close(grad, ref_grad, dtype, lengths[name], name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("c", CASES)
+def test_forward_matches_torch(c, version, dtype, device):
+    check_against_torch(c, dtype, device, version)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("c", CASES)
+def test_gradients_match_torch(c, version, dtype, device):
+    check_against_torch(c, dtype, device, version, grad_layout="like_output")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("c", CASES)
+def test_automatic_kernel_matches_torch(c, device):
+    check_against_torch(c, torch.float32, device, 0, grad_layout="like_output")
+
+
+LAYOUT_CASES = [
+    case("generic", (2, 5, 9, 11), (7, 5, 3, 3), bias=True, padding=1),
+    case("stride2_groups2", (2, 6, 7, 9), (4, 3, 3, 2), stride=2, groups=2),
+    case("depthwise_same_k4x3", (2, 7, 9, 8), (7, 1, 4, 3), bias=True, padding="same", groups=7),
+    case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
+]
+
+# (input layout, weight and bias layout, grad_output layout)
+LAYOUTS = [
+    pytest.param(("channels_last", "contiguous", "like_output"), id="channels_last_input"),
+    pytest.param(("contiguous", "channels_last", "like_output"), id="channels_last_weight"),
+    pytest.param(("channels_last", "channels_last", "like_output"), id="channels_last_both"),
+    pytest.param(("permuted_nhwc", "contiguous", "like_output"), id="permuted_nhwc_input"),
+    pytest.param(("permuted_nhwc", "permuted_nhwc", "like_output"), id="permuted_nhwc_both"),
+    pytest.param(("transposed_hw", "transposed_hw", "like_output"), id="transposed_hw"),
+    pytest.param(("sliced", "contiguous", "like_output"), id="sliced_input"),
+    pytest.param(("sliced", "sliced", "sliced"), id="sliced_all"),
+    pytest.param(("offset", "offset", "like_output"), id="offset_views"),
+    pytest.param(("expanded", "expanded", "like_output"), id="expanded"),
+    pytest.param(("contiguous", "contiguous", "channels_last"), id="channels_last_grad_output"),
+    pytest.param(("channels_last", "contiguous", "contiguous"),
+                 id="contiguous_grad_output_of_channels_last"),
+    pytest.param(("contiguous", "contiguous", "transposed_hw"), id="transposed_grad_output"),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("layouts", LAYOUTS)
+@pytest.mark.parametrize("c", LAYOUT_CASES)
+def test_layouts_match_torch(c, layouts, version, device):
+    input_layout, weight_layout, grad_layout = layouts
+    check_against_torch(c, torch.float32, device, version, input_layout, weight_layout, grad_layout)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    "input_layout, weight_layout",
+    [("contiguous", "contiguous"), ("channels_last", "contiguous"), ("contiguous", "channels_last"),
+     ("channels_last", "channels_last")],
+    ids=["contiguous", "channels_last_input", "channels_last_weight", "channels_last_both"],
+)
+def test_gradient_memory_format_matches_torch(input_layout, weight_layout, version, device):
+    c = Case((2, 5, 9, 11), (7, 5, 3, 3), True, dict(padding=1))
+    x, w, b = make_operands(c, torch.float32, device, input_layout, weight_layout,
+                            requires_grad=True)
+    native = F.conv2d(x, w, b, **c.kwargs)
+    grad_output = torch.randn_like(native)
+    native_grads = torch.autograd.grad(native, (x, w), grad_output)
+    with cnnops.kernel_version("conv2d", version):
+        grads = torch.autograd.grad(cnnops.conv2d(x, w, b, **c.kwargs), (x, w), grad_output)
+    mismatches = [
+        f"{name}: strides {grad.stride()}, torch's {native_grad.stride()}"
+        for name, grad, native_grad in zip(("grad_input", "grad_weight"), grads, native_grads)
+        if grad.is_contiguous(memory_format=torch.channels_last)
+        != native_grad.is_contiguous(memory_format=torch.channels_last)
+    ]
+    assert not mismatches, "; ".join(mismatches)
+
+
+HALF_CASES = [
+    case("1x1x1", (1, 1, 1, 1), (1, 1, 1, 1), bias=True),
+    case("7x9_k3", (2, 3, 7, 9), (5, 3, 3, 3), padding=1),
+    case("13x17_k5_stride3", (2, 5, 13, 17), (7, 5, 5, 5), bias=True, stride=3, padding=2),
+    case("dilation2", (2, 3, 13, 17), (4, 3, 3, 3), bias=True, dilation=2, padding=2),
+    case("groups_eq_channels", (2, 13, 9, 11), (13, 1, 3, 3), bias=True, groups=13, padding=1),
+    case("same_k4x4", (1, 5, 7, 9), (3, 5, 4, 4), bias=True, padding="same"),
+    case("batch0", (0, 3, 7, 9), (4, 3, 3, 3), bias=True, padding=1),
+    case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
+    case("tile_64to70_20x20", (1, 64, 20, 20), (70, 64, 3, 3), padding=1),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("input_layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("c", HALF_CASES)
+def test_half_precision_cuda_matches_torch(c, version, dtype, input_layout):
+    check_against_torch(c, dtype, "cuda", version, input_layout, grad_layout="like_output")
+
+
+REFERENCE_VS_FAST_CASES = [
+    case("13x17_k5_stride3", (2, 5, 13, 17), (7, 5, 5, 5), bias=True, stride=3, padding=2),
+    case("groups2_odd_channels_stride2", (2, 14, 7, 9), (10, 7, 3, 3), groups=2, stride=2),
+    case("same_k6x5", (2, 3, 7, 9), (4, 3, 6, 5), padding="same"),
+    case("dilation2x3_stride2", (1, 5, 13, 17), (6, 5, 3, 2), stride=2, dilation=(2, 3),
+         padding=(1, 0)),
+    case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
+    case("tile_64to70_20x20", (1, 64, 20, 20), (70, 64, 3, 3), padding=1),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", REFERENCE_VS_FAST_CASES)
+def test_fast_kernel_matches_reference_kernel(c, dtype, device):
+    x, w, b = make_operands(c, dtype, device, requires_grad=True)
+    grad_output = torch.randn_like(F.conv2d(x.detach(), w.detach(), None, **c.kwargs))
+    out_ref, grads_ref = run_cnnops(x, w, b, c, 1, grad_output)
+    out_fast, grads_fast = run_cnnops(x, w, b, c, 2, grad_output)
+    lengths = reduction_lengths(c, out_ref.shape)
+    # both sides carry rounding error, hence twice the tolerance against an exact reference
+    assert_conv_close(out_fast, out_ref.detach(), dtype, 4 * lengths["output"], "output")
+    for name, fast, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads_fast, grads_ref):
+        if ref is not None:
+            assert_conv_close(fast, ref, dtype, 4 * lengths[name], name)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_same_padding_of_even_kernel_pads_bottom_and_right(version):
+    # kernel 2x3: 'same' needs 1 row (all of it at the bottom) and 2 columns (1 each side)
+    x = torch.randn(2, 3, 6, 7)
+    w = torch.randn(4, 3, 2, 3)
+    with cnnops.kernel_version("conv2d", version):
+        same = cnnops.conv2d(x, w, padding="same")
+        explicit = torch.ops.cnnops.conv2d(x, w, None, [1, 1], [0, 1, 1, 1], [1, 1], 1)
+    assert same.shape == (2, 4, 6, 7)
+    torch.testing.assert_close(same, explicit, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(same, F.conv2d(x, w, padding="same"), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    "padding", [[2, 0, 1, 3], [0, 3, 0, 0], [1, 0, 0, 2]],
+    ids=["t2b0l1r3", "bottom3", "top1right2"])
+def test_operators_with_asymmetric_padding(padding, version, device):
+    """The three operators take [top, bottom, left, right] padding, which F.conv2d cannot
+    express: the reference pads explicitly with F.pad."""
+    top, bottom, left, right = padding
+    stride, dilation, groups = [2, 1], [1, 2], 2
+    x = torch.randn(2, 4, 7, 9, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(6, 2, 3, 2, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, device=device)
+    ref = F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride, 0, dilation, groups)
+    grad_output = torch.randn_like(ref)
+    ref_grad_input, ref_grad_weight = torch.autograd.grad(ref, (x, w), grad_output)
+    with cnnops.kernel_version("conv2d", version):
+        out = torch.ops.cnnops.conv2d(x.detach(), w.detach(), b, stride, padding, dilation, groups)
+        grad_input = torch.ops.cnnops.conv2d_grad_input(grad_output, w.detach(), list(x.shape),
+                                                        stride, padding, dilation, groups)
+        grad_weight = torch.ops.cnnops.conv2d_grad_weight(grad_output, x.detach(), list(w.shape),
+                                                          stride, padding, dilation, groups)
+    tol = dict(rtol=1e-10, atol=1e-11)
+    torch.testing.assert_close(out, ref.detach(), **tol)
+    torch.testing.assert_close(grad_input, ref_grad_input, **tol)
+    torch.testing.assert_close(grad_weight, ref_grad_weight, **tol)
+
+
+def test_functional_module_is_the_same_function():
+    c = Case((2, 3, 7, 9), (5, 3, 3, 3), True, dict(stride=2, padding=1))
+    x, w, b = make_operands(c, torch.float32, "cpu")
+    torch.testing.assert_close(cnnops.functional.conv2d(x, w, b, **c.kwargs),
+                               cnnops.conv2d(x, w, b, **c.kwargs), rtol=0, atol=0)
+
+
+def test_keyword_names_match_torch():
+    x, w, b = torch.randn(2, 4, 8, 9), torch.randn(6, 2, 3, 3), torch.randn(6)
+    kwargs = dict(input=x, weight=w, bias=b, stride=2, padding=1, dilation=2, groups=2)
+    torch.testing.assert_close(cnnops.conv2d(**kwargs), F.conv2d(**kwargs), rtol=1e-4, atol=1e-4)
+
+
+def test_positional_order_matches_torch():
+    x, w, b = torch.randn(2, 4, 8, 9), torch.randn(6, 2, 3, 3), torch.randn(6)
+    args = (x, w, b, 2, 1, 2, 2)  # input, weight, bias, stride, padding, dilation, groups
+    torch.testing.assert_close(cnnops.conv2d(*args), F.conv2d(*args), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param(dict(stride=[2, 1], padding=[1, 0], dilation=[1, 2]), id="lists"),
+        pytest.param(dict(stride=(1, 2), padding=(0, 2), dilation=(2, 1)), id="tuples"),
+        pytest.param(dict(stride=2, padding=1, dilation=2), id="ints"),
+        pytest.param(dict(padding="valid", dilation=(2, 1)), id="valid_with_pair"),
+        pytest.param(dict(padding="same", dilation=(1, 2)), id="same_with_pair"),
+    ],
+)
+def test_argument_forms_match_torch(kwargs):
+    x, w = torch.randn(2, 4, 8, 9), torch.randn(6, 4, 3, 2)
+    torch.testing.assert_close(cnnops.conv2d(x, w, **kwargs), F.conv2d(x, w, **kwargs),
+                               rtol=1e-4, atol=1e-4)
