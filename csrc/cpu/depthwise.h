@@ -11,12 +11,9 @@
 #include <cstdint>
 
 #include "common/conv2d_params.h"
+#include "common/depthwise.h"  // is_depthwise
 
 namespace cnnops::cpu {
-
-// Whether conv2d with these channels and groups is a depthwise convolution: one input
-// channel per group, any number (the channel multiplier) of output channels per group.
-inline bool is_depthwise(int64_t in_channels, int64_t groups) { return groups == in_channels; }
 
 // The three conv2d operators for a depthwise geometry, after conv2d's argument checks.
 // Outputs are laid out as conv2d's (conv_output_memory_format); grad_weight is contiguous.

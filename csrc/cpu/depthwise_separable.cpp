@@ -32,7 +32,7 @@
 #include <tuple>
 #include <vector>
 
-#include "common/depthwise_separable.h"
+#include "common/depthwise.h"
 #include "common/kernel_version.h"
 #include "cpu/depthwise.h"
 #include "cpu/depthwise_planes.h"

@@ -1,5 +1,6 @@
-// Host-side argument handling of depthwise_separable_conv2d and its backward, shared by the
-// CPU and CUDA kernels: checks with clear messages, output-size math, the memory format.
+// Host-side argument handling of depthwise convolution and depthwise_separable_conv2d,
+// shared by the CPU and CUDA kernels: when conv2d is depthwise, checks of the separable
+// operator with clear messages, output-size math, the memory format.
 //
 //   input (N, C, H, W), depthwise_weight (M, 1, R, S) with M = C * mult, depthwise_bias (M),
 //   pointwise_weight (K, M, 1, 1), pointwise_bias (K), output (N, K, P, Q).
@@ -15,6 +16,11 @@
 #include "common/conv2d_params.h"
 
 namespace cnnops {
+
+// Whether conv2d with these channels and groups is a depthwise convolution: one input
+// channel per group, any number (the channel multiplier) of output channels per group.
+// conv2d's CPU and CUDA operators then run the depthwise kernels.
+inline bool is_depthwise(int64_t in_channels, int64_t groups) { return groups == in_channels; }
 
 struct SeparableShape {
   int64_t N, C, H, W, M, K, R, S, P, Q;

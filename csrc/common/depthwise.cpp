@@ -1,4 +1,4 @@
-#include "common/depthwise_separable.h"
+#include "common/depthwise.h"
 
 #include <c10/util/Exception.h>
 
