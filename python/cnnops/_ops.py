@@ -306,13 +306,11 @@ def _separable_backward(ctx, grad):
     if ctx.has_pointwise_bias and needs[4]:
         grad_pointwise_bias = grad.sum((0, 2, 3))
     if not torch.is_grad_enabled():
-        grads = ops.depthwise_separable_conv2d_backward(
+        grad_input, grad_dw, grad_dw_bias, grad_pw = ops.depthwise_separable_conv2d_backward(
             grad, input, depthwise_weight, pointwise_weight, depthwise_bias, stride, padding,
             dilation)
-        grads = [g if need else None for g, need in zip(grads, needs[:4])]
-        grad_input, grad_dw, grad_dw_bias, grad_pw = grads
-        return (grad_input, grad_dw, grad_pw, grad_dw_bias, grad_pointwise_bias,
-                None, None, None)
+        grads = (grad_input, grad_dw, grad_pw, grad_dw_bias, grad_pointwise_bias)  # inputs' order
+        return (*[g if need else None for g, need in zip(grads, needs)], None, None, None)
     groups = input.shape[1]
     pointwise_args = ([1, 1], [0, 0, 0, 0], [1, 1], 1)
     depthwise_args = (stride, padding, dilation, groups)
