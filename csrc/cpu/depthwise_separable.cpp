@@ -46,23 +46,35 @@ using namespace dw;
 
 constexpr int64_t kReductionBlock = 256;     // KC: depthwise channels per packed GEMM block
 constexpr int64_t kForwardTilePixels = 256;  // output pixels per forward tile (at most)
-constexpr int64_t kBackwardTilePixels = 128; // per backward tile: D^T of a tile is M x this
+constexpr int64_t kBackwardTilePixels = 256; // per backward tile: D^T of a tile is M x this
 constexpr int64_t kMaxWeightChunks = 8;      // backward: chunks of tiles with a dPW partial
 constexpr int64_t kMaxPartialElements = int64_t{4} << 20;  // ... all partials together
 
 // Output pixels in tiles: `rows` rows of one image, or `images` whole images when an image
-// has fewer pixels than a tile. Tile t's pixels are consecutive in (n, p, q) order.
+// has fewer pixels than a tile. Tile t's pixels are consecutive in (n, p, q) order. Among
+// the sizes between target / 2 and 2 * target, the first (smallest) whose last GEMM panel
+// of `nr` columns is nearly full wins; failing that, the fullest.
 struct PixelTiles {
   int64_t images, rows, per_image, count;
 
-  PixelTiles(const DwGeometry& g, int64_t target) {
-    if (g.P * g.Q >= target) {
-      images = 1;
-      rows = std::clamp<int64_t>(target / g.Q, 1, g.P);
-    } else {
-      rows = g.P;
-      images = std::clamp<int64_t>(target / (g.P * g.Q), 1, g.N);
+  PixelTiles(const DwGeometry& g, int64_t target, int64_t nr) {
+    const bool whole_images = g.P * g.Q < target;
+    const int64_t unit = whole_images ? g.P * g.Q : g.Q;      // pixels per image or per row
+    const int64_t most = whole_images ? g.N : g.P;             // images or rows available
+    const auto waste = [nr](int64_t pixels) {
+      return static_cast<double>(round_up(pixels, nr) - pixels) / round_up(pixels, nr);
+    };
+    int64_t best = std::clamp<int64_t>(target / unit, 1, most);
+    for (int64_t n = std::max<int64_t>(1, target / 2 / unit); n <= most && n * unit <= 2 * target; ++n) {
+      if (n * unit < target / 2) continue;
+      if (waste(n * unit) <= 1.0 / 16) {
+        best = n;
+        break;
+      }
+      if (waste(n * unit) < waste(best * unit)) best = n;
     }
+    images = whole_images ? best : 1;
+    rows = whole_images ? g.P : best;
     per_image = ceil_div(g.P, rows);
     count = ceil_div(g.N, images) * per_image;
   }
@@ -169,7 +181,7 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
   }
   T* y = output.data_ptr<T>();
   const Strides4 ys(output);
-  const PixelTiles tiles(g, kForwardTilePixels);
+  const PixelTiles tiles(g, kForwardTilePixels, gt.nr);
   const int64_t max_pixels = tiles.max_pixels(g);
 
   at::parallel_for(0, tiles.count, 1, [&](int64_t begin, int64_t end) {
@@ -246,7 +258,7 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
     pack_a(pw_weight.data_ptr<T>(), pw_weight.stride(1), pw_weight.stride(0), M, k0,
            std::min(kReductionBlock, K - k0), gt.mr, a_pack.data() + k0 * m_padded);
   }
-  const PixelTiles tiles(g, kBackwardTilePixels);
+  const PixelTiles tiles(g, kBackwardTilePixels, gt.nr);
   const int64_t max_pixels = tiles.max_pixels(g);
   int64_t chunks = std::min(tiles.count, kMaxWeightChunks);
   while (chunks > 1 && chunks * K * M > kMaxPartialElements) --chunks;
