@@ -3,7 +3,7 @@ on MobileNetV1's layers (batch 8), with torch.utils.benchmark.
 
     python benchmarks/bench_depthwise.py [--parts depthwise,separable] [--layers 112,56s2,...]
                                          [--threads 2] [--dtype float32] [--channels-last]
-                                         [--version 0] [--separable-backward]
+                                         [--version 0] [--separable-backward] [--cpu-time]
 
 depthwise: cnnops.conv2d(groups=C) (the depthwise kernels) against F.conv2d(groups=C), forward
            and forward+backward, with cnnops' GFLOP/s and effective GB/s (input read once,
@@ -17,7 +17,9 @@ Every candidate of a row is timed in alternating rounds (ours, native, ours, ...
 keeps its median of rounds, so drift on a busy machine hits all alike. Ratios compare runs of
 one process only: native's timings vary between processes (its depthwise path is bimodal
 here, 2-16 ms on the first layer single-threaded), so quote ratios, not absolute times from
-different runs. Version 0 is automatic (fast), 1 the reference kernels.
+different runs. Version 0 is automatic (fast), 1 the reference kernels. On a machine shared
+with other work, --cpu-time (with --threads 1) times the thread's CPU time instead of wall
+time, which leaves out the time slices the OS gives to other processes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import argparse
 import math
 import os
 import sys
+import time
+import timeit
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +40,20 @@ import cnnops  # noqa: E402
 from shapes import MOBILENET_V1, SeparableShape  # noqa: E402
 
 
+CLOCK = timeit.default_timer  # wall time; --cpu-time: the calling thread's CPU time
+
+
 def median_ms(stmt: str, env: dict, min_run_time: float) -> float:
-    timer = benchmark.Timer(stmt=stmt, globals=env, num_threads=torch.get_num_threads())
+    timer = benchmark.Timer(stmt=stmt, globals=env, num_threads=torch.get_num_threads(),
+                            timer=CLOCK)
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
 def race(stmts: dict[str, str], env: dict, min_run_time: float, rounds: int) -> dict[str, float]:
     """Median over alternating rounds of each statement's median time (ms)."""
     times: dict[str, list[float]] = {name: [] for name in stmts}
+    for stmt in stmts.values():  # warm-up: first-call allocations stay out of the rounds
+        benchmark.Timer(stmt=stmt, globals=env, timer=CLOCK).timeit(2)
     for _ in range(rounds):
         for name, stmt in stmts.items():
             times[name].append(median_ms(stmt, env, min_run_time))
@@ -133,15 +143,23 @@ def main() -> None:
     parser.add_argument("--separable-backward", action="store_true")
     parser.add_argument("--min-run-time", type=float, default=0.2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time the thread's CPU time (needs --threads 1)")
     opts = parser.parse_args()
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    if opts.cpu_time:
+        if torch.get_num_threads() != 1:
+            parser.error("--cpu-time measures one thread: add --threads 1")
+        global CLOCK
+        CLOCK = time.thread_time
     dtype = getattr(torch, opts.dtype)
     blocks = [b for b in MOBILENET_V1
               if opts.layers is None or layer_name(b) in opts.layers.split(",")]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {opts.dtype}, "
           f"{'channels_last' if opts.channels_last else 'NCHW'}, cnnops depthwise kernel version "
-          f"{opts.version}, CPU ISA {cnnops._ops._C.cpu_isa()}")
+          f"{opts.version}, CPU ISA {cnnops._ops._C.cpu_isa()}, "
+          f"{'thread CPU' if opts.cpu_time else 'wall'} time")
     parts = opts.parts.split(",")
     with cnnops.kernel_version("depthwise", opts.version):
         if "depthwise" in parts:
