@@ -53,6 +53,12 @@ namespace cnnops::cpu {
                       float* out);                                                           \
   void taps_correlate(long n, int ntaps, const double* const* src, const double* w,         \
                       double init, double* out);                                             \
+  void taps_correlate_rows(long rows, long cols, int ntaps, const float* const* src,          \
+                           long src_pitch, const float* w, float init, float* out,           \
+                           long out_pitch);                                                  \
+  void taps_correlate_rows(long rows, long cols, int ntaps, const double* const* src,         \
+                           long src_pitch, const double* w, double init, double* out,        \
+                           long out_pitch);                                                  \
   void taps_dot(long n, int ntaps, const float* const* src, const float* g, float* acc);     \
   void taps_dot(long n, int ntaps, const double* const* src, const double* g, double* acc);  \
   void deinterleave_rows(long rows, long n, int k, const float* src, long src_pitch,         \
@@ -107,6 +113,16 @@ void taps_correlate(int64_t n, int ntaps, const float* const* src, const float* 
 void taps_correlate(int64_t n, int ntaps, const double* const* src, const double* w,
                     double init, double* out) {
   CNNOPS_DISPATCH_LOOP(taps_correlate, n, ntaps, src, w, init, out)
+}
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const float* const* src,
+                         int64_t src_pitch, const float* w, float init, float* out,
+                         int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(taps_correlate_rows, rows, cols, ntaps, src, src_pitch, w, init, out, out_pitch)
+}
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const double* const* src,
+                         int64_t src_pitch, const double* w, double init, double* out,
+                         int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(taps_correlate_rows, rows, cols, ntaps, src, src_pitch, w, init, out, out_pitch)
 }
 void taps_dot(int64_t n, int ntaps, const float* const* src, const float* g, float* acc) {
   CNNOPS_DISPATCH_LOOP(taps_dot, n, ntaps, src, g, acc)
@@ -250,10 +266,13 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
   const int64_t tiles = ceil_div(g.P, tile_rows);
   const StripLayout largest(g, 0, tile_rows);
   const int64_t out_stride = round_up(largest.out_len, kDwBlock);
+  // Unit column stride (NCHW): rows are written straight from the vector loop; otherwise
+  // (channels_last) a task's planes are gathered in `out` and stored row by row.
+  const bool direct = ys.w == 1 && !relu;
 
   at::parallel_for(0, g.N * blocks * tiles, 1, [&](int64_t begin, int64_t end) {
     StripBuffer<T> strips(block, largest, g);
-    std::vector<T> out(block * g.mult * out_stride);
+    std::vector<T> out(direct ? 0 : block * g.mult * out_stride);
     std::vector<const T*> src(g.taps());
     std::vector<int64_t> offsets(g.taps());
     for (int64_t task = begin; task < end; ++task) {
@@ -268,11 +287,18 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
         for (int64_t t = 0; t < g.taps(); ++t) src[t] = strips.strip(ch) + offsets[t];
         for (int64_t j = 0; j < g.mult; ++j) {
           const int64_t k = (c0 + ch) * g.mult + j;
+          if (direct) {  // rows straight into the output
+            taps_correlate_rows(L.rows, g.Q, static_cast<int>(g.taps()), src.data(), L.sub_w,
+                                taps.data() + k * g.taps(), bias ? bias[k] : T(0),
+                                y + n * ys.n + k * ys.c + p0 * ys.h, ys.h);
+            continue;
+          }
           taps_correlate(L.out_len, static_cast<int>(g.taps()), src.data(),
                          taps.data() + k * g.taps(), bias ? bias[k] : T(0),
                          out.data() + (ch * g.mult + j) * out_stride);
         }
       }
+      if (direct) continue;
       if (relu) {
         for (int64_t i = 0; i < count * g.mult * out_stride; ++i) out[i] = std::max(out[i], T(0));
       }
@@ -340,6 +366,7 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
   const int64_t blocks = ceil_div(g.C, block);
   const GradOutputLayout G(g);
   const int64_t out_stride = round_up(G.rows * G.cols, kDwBlock);
+  const bool direct = sw == 1 && dxs.w == 1;  // one column phase, rows written in place
   std::vector<InputPhase> phases;
   for (int64_t a = 0; a < sh; ++a) {
     for (int64_t b = 0; b < sw; ++b) phases.emplace_back(g, G, a, b);
@@ -348,7 +375,7 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
     // Zero borders once: every task writes grad_output to the same places.
     std::vector<T> gy(block * g.mult * G.size, T(0));
-    std::vector<T> out(sw * block * out_stride);  // [phase b][channel]
+    std::vector<T> out(direct ? 0 : sw * block * out_stride);  // [phase b][channel]
     std::vector<const T*> src(std::max<int64_t>(g.mult * g.taps(), sw));
     std::vector<T> w(g.mult * g.taps());
     for (int64_t task = begin; task < end; ++task) {
@@ -371,6 +398,16 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
               src[t] = planes + ph.plane[t] * G.size + ph.offset[t];
               w[t] = w_channel[ph.plane[t] * g.taps() + ph.tap[t]];
             }
+            if (direct) {  // stride_w == 1: phase a's rows straight into grad_input
+              T* rows = dx + n * dxs.n + (c0 + ch) * dxs.c + (vr.first * sh + a - g.p.pad_top) * dxs.h;
+              if (ntaps == 0) {
+                for (int64_t v = 0; v < vr.count; ++v) std::fill(rows + v * sh * dxs.h, rows + v * sh * dxs.h + g.W, T(0));
+              } else {
+                taps_correlate_rows(vr.count, g.W, ntaps, src.data(), G.cols, w.data(), T(0), rows,
+                                    sh * dxs.h);
+              }
+              continue;
+            }
             T* o = out.data() + (b * block + ch) * out_stride;
             if (ntaps == 0) {
               std::fill(o, o + len, T(0));
@@ -379,6 +416,7 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
             }
           }
         }
+        if (direct) continue;
         // Input rows h = v*sh + a - pad_top interleave the column phases: column w is element
         // w / sw of phase (w + pad_left) % sw, whose sub-grid starts at column w % sw.
         T* dx_rows = dx + n * dxs.n + c0 * dxs.c + (vr.first * sh + a - g.p.pad_top) * dxs.h;

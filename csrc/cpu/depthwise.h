@@ -39,6 +39,16 @@ void taps_correlate(int64_t n, int ntaps, const float* const* src, const float* 
 void taps_correlate(int64_t n, int ntaps, const double* const* src, const double* w,
                     double init, double* out);
 
+// The same, written straight into rows of a plane: for r < rows and q < cols,
+// out[r * out_pitch + q] = init + sum_t w[t] * src[t][r * src_pitch + q]; rows of src are
+// read up to round_up(cols, 16) elements.
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const float* const* src,
+                         int64_t src_pitch, const float* w, float init, float* out,
+                         int64_t out_pitch);
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const double* const* src,
+                         int64_t src_pitch, const double* w, double init, double* out,
+                         int64_t out_pitch);
+
 // acc[t * kDotLanes + lane] += the lane's share of sum_i g[i] * src[t][i]; adding a tap's
 // lanes in lane order gives its dot product. Every lane ends in a fixed order of sums.
 constexpr int64_t kDotLanes = 16;

@@ -59,6 +59,55 @@ inline void taps_correlate(long n, int ntaps, const typename V::scalar* const* _
   }
 }
 
+// The same sum written straight into rows of a strided plane: for r < rows, q < cols,
+//   out[r * out_pitch + q] = init + sum_t w[t] * src[t][r * src_pitch + q].
+// Row by row in vectors of W columns, the last one masked; four vectors (of one row or of
+// consecutive rows, whatever comes next) at a time to hide the FMA latency. Reads past
+// `cols` in a row stay within round_up(cols, W) of it.
+template <typename V, int NT>
+inline void taps_correlate_rows(long rows, long cols, int ntaps,
+                                const typename V::scalar* const* __restrict src, long src_pitch,
+                                const typename V::scalar* __restrict w, typename V::scalar init,
+                                typename V::scalar* __restrict out, long out_pitch) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  const int nt = NT > 0 ? NT : ntaps;
+  const vec start = V::broadcast(init);
+  long r = 0, q = 0;  // the next vector to compute: row r, columns [q, q + W)
+  while (r < rows) {
+    long in[4] = {}, dst[4] = {}, count[4] = {};
+    int jobs = 0;
+    for (; jobs < 4 && r < rows; ++jobs) {
+      in[jobs] = r * src_pitch + q;
+      dst[jobs] = r * out_pitch + q;
+      count[jobs] = cols - q < W ? cols - q : W;
+      q += W;
+      if (q >= cols) {
+        q = 0;
+        ++r;
+      }
+    }
+    vec a0 = start, a1 = start, a2 = start, a3 = start;
+#pragma GCC unroll 25
+    for (int t = 0; t < nt; ++t) {
+      const typename V::scalar* s = src[t];
+      const vec wt = V::broadcast(w[t]);
+      a0 = V::fma(wt, V::load(s + in[0]), a0);
+      if (jobs > 1) a1 = V::fma(wt, V::load(s + in[1]), a1);
+      if (jobs > 2) a2 = V::fma(wt, V::load(s + in[2]), a2);
+      if (jobs > 3) a3 = V::fma(wt, V::load(s + in[3]), a3);
+    }
+    const vec acc[4] = {a0, a1, a2, a3};
+    for (int j = 0; j < jobs; ++j) {
+      if (count[j] == W) {
+        V::store(out + dst[j], acc[j]);
+      } else {
+        V::store_n(out + dst[j], acc[j], count[j]);
+      }
+    }
+  }
+}
+
 // acc holds kDotLanes partial sums per tap (acc[t * kDotLanes + lane]); callers add the
 // lanes up once, in lane order, when a task is done.
 template <typename V, int NT>
@@ -214,6 +263,17 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
     if (ntaps == 9) return detail::taps_correlate<VEC, 9>(n, ntaps, src, w, init, out);      \
     if (ntaps == 25) return detail::taps_correlate<VEC, 25>(n, ntaps, src, w, init, out);    \
     detail::taps_correlate<VEC, 0>(n, ntaps, src, w, init, out);                             \
+  }                                                                                           \
+  void taps_correlate_rows(long rows, long cols, int ntaps, const T* const* src,              \
+                           long src_pitch, const T* w, T init, T* out, long out_pitch) {     \
+    if (ntaps == 9)                                                                           \
+      return detail::taps_correlate_rows<VEC, 9>(rows, cols, ntaps, src, src_pitch, w, init,  \
+                                                 out, out_pitch);                             \
+    if (ntaps == 25)                                                                          \
+      return detail::taps_correlate_rows<VEC, 25>(rows, cols, ntaps, src, src_pitch, w, init, \
+                                                  out, out_pitch);                            \
+    detail::taps_correlate_rows<VEC, 0>(rows, cols, ntaps, src, src_pitch, w, init, out,     \
+                                        out_pitch);                                           \
   }                                                                                           \
   void taps_dot(long n, int ntaps, const T* const* src, const T* g, T* acc) {                 \
     if (ntaps == 9) return detail::taps_dot_unrolled<VEC, 9>(n, src, g, acc);                 \
