@@ -22,8 +22,9 @@
 //                           grad_output planes of all mult output channels with the taps
 //                           that reach that phase; no scatter, no atomics
 //              grad_weight  per tap, the dot product of grad_output with the strip
-//            Channels-last tensors are handled in blocks of 64 bytes of channels per task,
-//            so copies in and out read and write whole cache lines.
+//            Results with a unit column stride (NCHW) are written row by row straight from
+//            the vector loop; channels_last tensors are handled in blocks of 64 bytes of
+//            channels per task, so that copies in and out read and write whole cache lines.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
 // of the batch (chosen from the shape alone) in order, so results do not depend on the
 // thread count.
