@@ -54,4 +54,20 @@ TORCH_LIBRARY(cnnops, m) {
       "int? divisor_override) -> Tensor");
   m.def("adaptive_avg_pool2d(Tensor input, int[2] output_size) -> Tensor");
   m.def("adaptive_avg_pool2d_grad_input(Tensor grad_output, Tensor input) -> Tensor");
+
+  // ---- depthwise-separable convolution -------------------------------------
+  // y = conv2d(conv2d(x, dw_w, dw_b, groups=C), pw_w, pw_b) in one pass: input (N, C, H, W),
+  // depthwise_weight (C*m, 1, R, S), pointwise_weight (K, C*m, 1, 1), biases (C*m) and (K).
+  // stride, padding and dilation are the depthwise half's, as conv2d's above.
+  m.def(
+      "depthwise_separable_conv2d(Tensor input, Tensor depthwise_weight, "
+      "Tensor pointwise_weight, Tensor? depthwise_bias, Tensor? pointwise_bias, "
+      "int[2] stride, int[4] padding, int[2] dilation) -> Tensor");
+  // The gradients of input, depthwise_weight, depthwise_bias and pointwise_weight given
+  // dL/dy (pointwise_bias' is grad_output summed over (N, H, W)). The depthwise result is
+  // recomputed, never stored; depthwise_bias may be None (its gradient is computed anyway).
+  m.def(
+      "depthwise_separable_conv2d_backward(Tensor grad_output, Tensor input, "
+      "Tensor depthwise_weight, Tensor pointwise_weight, Tensor? depthwise_bias, "
+      "int[2] stride, int[4] padding, int[2] dilation) -> (Tensor, Tensor, Tensor, Tensor)");
 }

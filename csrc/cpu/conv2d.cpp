@@ -31,6 +31,7 @@
 #include "common/conv2d_params.h"
 #include "common/kernel_version.h"
 #include "cpu/conv2d_pack.h"
+#include "cpu/depthwise.h"
 #include "cpu/gemm.h"
 
 namespace cnnops::cpu {
@@ -426,6 +427,9 @@ at::Tensor conv2d_forward_impl(const char* op, const at::Tensor& input, const at
                                int64_t groups, bool relu) {
   const auto params = Conv2dParams::from_lists(op, stride, padding, dilation, groups);
   const auto out_size = check_conv2d_forward(input, weight, bias, params, op);
+  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+    return depthwise_forward_cpu(input, weight, bias, params, relu);  // cpu/depthwise.cpp
+  }
   at::Tensor output = at::empty(
       out_size, input.options().memory_format(conv_output_memory_format(input, weight)));
   if (output.numel() == 0) return output;
@@ -466,6 +470,10 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_input", stride, padding, dilation, groups);
   check_conv2d_grad_input(grad_output, weight, input_size, params);
+  if (is_depthwise(input_size[1], groups) && !use_reference()) {
+    return depthwise_grad_input_cpu(grad_output, weight, input_size, params,
+                                    conv_output_memory_format(grad_output, weight));
+  }
   // at::empty, not at::zeros: at::zeros(size, options) drops the options' memory format.
   at::Tensor grad_input = at::empty(
       input_size,
@@ -495,6 +503,9 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   check_conv2d_grad_weight(grad_output, input, weight_size, params);
   // The GEMM writes a contiguous K x CgRS matrix; a channels_last result is one small copy.
   const c10::MemoryFormat format = conv_output_memory_format(grad_output, input);
+  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+    return depthwise_grad_weight_cpu(grad_output, input, weight_size, params).contiguous(format);
+  }
   at::Tensor grad_weight = at::zeros(weight_size, grad_output.options());
   if (grad_weight.numel() == 0 || grad_output.numel() == 0) {
     return grad_weight.contiguous(format);

@@ -57,6 +57,7 @@
 
 #include "common/conv2d_params.h"
 #include "common/kernel_version.h"
+#include "cuda/depthwise.h"
 
 namespace cnnops::cuda {
 
@@ -837,6 +838,9 @@ at::Tensor conv2d_forward_impl(const char* op, const at::Tensor& input, const at
                                int64_t groups, bool relu) {
   const auto params = Conv2dParams::from_lists(op, stride, padding, dilation, groups);
   const auto out_size = check_conv2d_forward(input, weight, bias, params, op);
+  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+    return depthwise_forward_cuda(input, weight, bias, params, relu);  // cuda/depthwise.cu
+  }
   const c10::cuda::CUDAGuard device_guard(input.device());
   at::Tensor output = at::empty(
       out_size, input.options().memory_format(conv_output_memory_format(input, weight)));
@@ -880,6 +884,10 @@ at::Tensor conv2d_grad_input_cuda(const at::Tensor& grad_output, const at::Tenso
   const auto params =
       Conv2dParams::from_lists("cnnops.conv2d_grad_input", stride, padding, dilation, groups);
   check_conv2d_grad_input(grad_output, weight, input_size, params);
+  if (is_depthwise(input_size[1], groups) && !use_reference()) {
+    return depthwise_grad_input_cuda(grad_output, weight, input_size, params,
+                                     conv_output_memory_format(grad_output, weight));
+  }
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
   // at::empty, not at::zeros: at::zeros(size, options) drops options' memory format. Every
   // element is written below.
@@ -910,6 +918,9 @@ at::Tensor conv2d_grad_weight_cuda(const at::Tensor& grad_output, const at::Tens
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
   // The kernels write a contiguous K x CgRS matrix; a channels_last result is one small copy.
   const c10::MemoryFormat format = conv_output_memory_format(grad_output, input);
+  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+    return depthwise_grad_weight_cuda(grad_output, input, weight_size, params).contiguous(format);
+  }
   if (grad_output.numel() == 0) {  // batch 0
     return at::zeros(weight_size, grad_output.options()).contiguous(format);
   }

@@ -8,13 +8,14 @@ from . import analysis, functional, nn
 from ._ops import kernel_version
 from .analysis import summary
 from .convert import convert
-from .functional import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, max_pool2d
+from .functional import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d,
+                         depthwise_separable_conv2d, max_pool2d)
 from .fuse import fuse
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-    "analysis", "convert", "functional", "fuse", "kernel_version", "nn", "summary",
-    "__version__",
+    "conv2d", "depthwise_separable_conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "adaptive_max_pool2d", "analysis", "convert", "functional", "fuse", "kernel_version", "nn",
+    "summary", "__version__",
 ]

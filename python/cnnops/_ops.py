@@ -431,3 +431,115 @@ torch.library.register_autograd(
 torch.library.register_autograd(
     "cnnops::adaptive_avg_pool2d_grad_input", _adaptive_avg_pool2d_grad_input_backward,
     setup_context=_adaptive_avg_pool2d_grad_input_setup_context)
+
+# --------------------------------------------------------------------------------------
+# depthwise_separable_conv2d: a depthwise conv2d (groups = in_channels) and a
+# pointwise (1x1) conv2d in one pass. (conv2d itself runs the depthwise kernels whenever
+# groups == in_channels: that needs nothing here.)
+
+
+def _separable_memory_format(input, depthwise_weight, pointwise_weight) -> torch.memory_format:
+    """The native two-conv sequence's layout: channels_last when any operand is."""
+    if torch.channels_last == suggest_memory_format(pointwise_weight):
+        return torch.channels_last
+    return _conv_memory_format(input, depthwise_weight)
+
+
+def _separable_output_shape(op, input, depthwise_weight, pointwise_weight, stride, padding,
+                            dilation):
+    torch._check(input.dim() == 4 and depthwise_weight.dim() == 4 and pointwise_weight.dim() == 4,
+                 lambda: f"{op}: 'input', 'depthwise_weight' and 'pointwise_weight' must be 4-D")
+    channels, multiple = input.shape[1], depthwise_weight.shape[0]
+    torch._check(channels >= 1, lambda: f"{op}: 'input' must have at least one channel")
+    torch._check(depthwise_weight.shape[1] == 1 and multiple % channels == 0
+                 and multiple >= channels,
+                 lambda: f"{op}: 'depthwise_weight' must have shape (C * m, 1, kH, kW) with "
+                 f"C = {channels}, got {tuple(depthwise_weight.shape)}")
+    torch._check(tuple(pointwise_weight.shape[1:]) == (multiple, 1, 1),
+                 lambda: f"{op}: 'pointwise_weight' must have shape (out_channels, {multiple}, 1, "
+                 f"1), got {tuple(pointwise_weight.shape)}")
+    out_h, out_w = _conv2d_output_hw(op, input.shape, depthwise_weight.shape, stride, padding,
+                                     dilation, channels)
+    return (input.shape[0], pointwise_weight.shape[0], out_h, out_w)
+
+
+@torch.library.register_fake("cnnops::depthwise_separable_conv2d")
+def _depthwise_separable_conv2d_fake(input, depthwise_weight, pointwise_weight, depthwise_bias,
+                                     pointwise_bias, stride, padding, dilation):
+    op = "cnnops.depthwise_separable_conv2d"
+    _check_operands(op, input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias)
+    shape = _separable_output_shape(op, input, depthwise_weight, pointwise_weight, stride,
+                                    padding, dilation)
+    return torch.empty(shape, dtype=input.dtype, device=input.device,
+                       memory_format=_separable_memory_format(input, depthwise_weight,
+                                                              pointwise_weight))
+
+
+@torch.library.register_fake("cnnops::depthwise_separable_conv2d_backward")
+def _depthwise_separable_conv2d_backward_fake(grad_output, input, depthwise_weight,
+                                              pointwise_weight, depthwise_bias, stride, padding,
+                                              dilation):
+    op = "cnnops.depthwise_separable_conv2d_backward"
+    _check_operands(op, input, grad_output, depthwise_weight, pointwise_weight, depthwise_bias)
+    shape = _separable_output_shape(op, input, depthwise_weight, pointwise_weight, stride,
+                                    padding, dilation)
+    torch._check(tuple(grad_output.shape) == tuple(shape),
+                 lambda: f"{op}: 'grad_output' must have the output shape {tuple(shape)}")
+    like = dict(dtype=input.dtype, device=input.device)
+    fmt = _separable_memory_format(input, depthwise_weight, pointwise_weight)
+    return (torch.empty(input.shape, memory_format=fmt, **like),
+            torch.empty(depthwise_weight.shape, **like),
+            torch.empty((depthwise_weight.shape[0],), **like),
+            torch.empty((pointwise_weight.shape[0], depthwise_weight.shape[0], 1, 1), **like))
+
+
+# Autograd. The first-order backward is the fused backward operator (it recomputes the
+# depthwise result tile by tile). When the backward itself must be differentiable
+# (create_graph=True, grad mode on inside backward), it is spelled out with conv2d and its
+# adjoints instead, whose own autograd formulas give every higher derivative.
+
+
+def _separable_setup_context(ctx, inputs, output):
+    input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, *conv_args = inputs
+    ctx.save_for_backward(input, depthwise_weight, pointwise_weight, depthwise_bias)
+    ctx.conv_args = conv_args
+    ctx.has_pointwise_bias = pointwise_bias is not None
+
+
+def _separable_backward(ctx, grad):
+    input, depthwise_weight, pointwise_weight, depthwise_bias = ctx.saved_tensors
+    stride, padding, dilation = ctx.conv_args
+    needs = ctx.needs_input_grad
+    grad_pointwise_bias = None
+    if ctx.has_pointwise_bias and needs[4]:
+        grad_pointwise_bias = grad.sum((0, 2, 3))
+    if not torch.is_grad_enabled():
+        grad_input, grad_dw, grad_dw_bias, grad_pw = ops.depthwise_separable_conv2d_backward(
+            grad, input, depthwise_weight, pointwise_weight, depthwise_bias, stride, padding,
+            dilation)
+        grads = (grad_input, grad_dw, grad_pw, grad_dw_bias, grad_pointwise_bias)  # inputs' order
+        return (*[g if need else None for g, need in zip(grads, needs)], None, None, None)
+    groups = input.shape[1]
+    pointwise_args = ([1, 1], [0, 0, 0, 0], [1, 1], 1)
+    depthwise_args = (stride, padding, dilation, groups)
+    depthwise = ops.conv2d(input, depthwise_weight, depthwise_bias, *depthwise_args)
+    grad_depthwise = ops.conv2d_grad_input(grad, pointwise_weight, list(depthwise.shape),
+                                           *pointwise_args)
+    grad_input = grad_dw = grad_pw = grad_dw_bias = None
+    if needs[0]:
+        grad_input = ops.conv2d_grad_input(grad_depthwise, depthwise_weight, list(input.shape),
+                                           *depthwise_args)
+    if needs[1]:
+        grad_dw = ops.conv2d_grad_weight(grad_depthwise, input, list(depthwise_weight.shape),
+                                         *depthwise_args)
+    if needs[2]:
+        grad_pw = ops.conv2d_grad_weight(grad, depthwise, list(pointwise_weight.shape),
+                                         *pointwise_args)
+    if needs[3] and depthwise_bias is not None:
+        grad_dw_bias = grad_depthwise.sum((0, 2, 3))
+    return grad_input, grad_dw, grad_pw, grad_dw_bias, grad_pointwise_bias, None, None, None
+
+
+torch.library.register_autograd(
+    "cnnops::depthwise_separable_conv2d", _separable_backward,
+    setup_context=_separable_setup_context)

@@ -286,8 +286,8 @@ FAMILIES = [
            lambda tiny: [_conv_case("pointwise", s)
                          for s in ([_TINY_POINTWISE] if tiny else shapes.MBV1_POINTWISE)],
            quick="pointwise.mbv1.pw28"),
-    # conv2d with groups == C runs the generic grouped GEMM until the depthwise kernels land
-    # (with depthwise_separable_conv2d): only then do these rows measure what they name.
+    # conv2d with groups == C runs the depthwise kernels (cpu/depthwise.cpp, cuda/depthwise.cu),
+    # which came with depthwise_separable_conv2d.
     Family("depthwise", "depthwise_separable_conv2d", "GB/s", 3,
            lambda tiny: [_conv_case("depthwise", s)
                          for s in ([_TINY_DEPTHWISE] if tiny else shapes.MBV1_DEPTHWISE)],

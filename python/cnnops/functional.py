@@ -300,3 +300,59 @@ def adaptive_max_pool2d(
     if return_indices:
         return _pool_output(output, unbatched), _pool_output(indices, unbatched)
     return _pool_output(output, unbatched)
+
+# depthwise-separable convolution
+
+__all__ += ["depthwise_separable_conv2d"]
+
+
+def depthwise_separable_conv2d(
+    input: Tensor,
+    depthwise_weight: Tensor,
+    pointwise_weight: Tensor,
+    depthwise_bias: Tensor | None = None,
+    pointwise_bias: Tensor | None = None,
+    stride: _IntOrPair = 1,
+    padding: str | _IntOrPair = 0,
+    dilation: _IntOrPair = 1,
+) -> Tensor:
+    r"""Depthwise convolution followed by a pointwise (1x1) convolution, in one pass.
+
+    Equal to ``conv2d(conv2d(input, depthwise_weight, depthwise_bias, stride, padding,
+    dilation, groups=C), pointwise_weight, pointwise_bias)``, without ever holding the
+    intermediate (depthwise) result whole in memory.
+
+    Args:
+        input: :math:`(N, C, H, W)` or unbatched :math:`(C, H, W)`.
+        depthwise_weight: :math:`(C \cdot m, 1, kH, kW)`, ``m`` the channel multiplier.
+        pointwise_weight: :math:`(C_{out}, C \cdot m, 1, 1)`.
+        depthwise_bias: optional :math:`(C \cdot m)`.
+        pointwise_bias: optional :math:`(C_{out})`.
+        stride, padding, dilation: of the depthwise convolution, as in :func:`conv2d`
+            (``padding`` may be an int, a pair, ``'valid'`` or ``'same'``).
+
+    Returns:
+        :math:`(N, C_{out}, H_{out}, W_{out})` (or unbatched), in channels_last memory format
+        when ``input`` or either weight is channels_last.
+    """
+    op = "depthwise_separable_conv2d"
+    for name, value in (("input", input), ("depthwise_weight", depthwise_weight),
+                        ("pointwise_weight", pointwise_weight)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op}: argument '{name}' must be a tensor, got "
+                            f"{type(value).__name__}")
+    for name, value in (("depthwise_bias", depthwise_bias), ("pointwise_bias", pointwise_bias)):
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"{op}: argument '{name}' must be a tensor or None, got "
+                            f"{type(value).__name__}")
+    stride = _pair("stride", stride, op)
+    dilation = _pair("dilation", dilation, op)
+    pads = _conv2d_padding(padding, depthwise_weight, stride, dilation)
+    args = (depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride, pads,
+            dilation)
+    if input.dim() == 3:
+        return ops.depthwise_separable_conv2d(input.unsqueeze(0), *args).squeeze(0)
+    if input.dim() != 4:
+        raise ValueError(f"{op}: argument 'input' must be 3-D (C, H, W) or 4-D (N, C, H, W), "
+                         f"got shape {tuple(input.shape)}")
+    return ops.depthwise_separable_conv2d(input, *args)

@@ -1,0 +1,580 @@
+// CPU kernels of depthwise convolution: conv2d with groups == in_channels, entered from the
+// conv2d operators (cpu/conv2d.cpp) and from the fused depthwise-separable operator.
+//
+// Letters: N batch, C input channels, H x W input, M = C * mult output channels (mult is the
+// channel multiplier: output channel k reads input channel k / mult), R x S kernel, P x Q
+// output. Weights are (M, 1, R, S). Tensors may have any strides (NCHW, channels_last, views).
+//
+// Kernel versions (cnnops.kernel_version("depthwise", v); 0 = automatic = 2):
+// version 1: reference. A plain loop per output element: the direct sum over (r, s) for the
+//            forward pass, the gather form of the input gradient, a reduction over (n, p, q)
+//            per weight element.
+// version 2: flattened planes. Each task copies the input rows its outputs read into a
+//            zero-padded "strip" split into stride_h x stride_w phase sub-planes. In that
+//            layout every tap (r, s) reads consecutive elements for consecutive outputs, also
+//            across output rows when the few columns past each row are computed too and
+//            discarded, so a whole plane is one long 1-D loop of vector FMAs over the taps
+//            (depthwise_kernel.h: 3x3 and 5x5 unrolled, others generic), built for AVX-512,
+//            AVX2 and portable C++.
+//              forward      out = sum over taps of w * strip
+//              grad_input   the gather form per input phase (h + pad_top) mod stride_h,
+//                           (w + pad_left) mod stride_w: a correlation of the zero-padded
+//                           grad_output planes of all mult output channels with the taps
+//                           that reach that phase; no scatter, no atomics
+//              grad_weight  per tap, the dot product of grad_output with the strip
+//            Results with a unit column stride (NCHW) are written row by row straight from
+//            the vector loop; channels_last tensors are handled in blocks of 64 bytes of
+//            channels per task, so that copies in and out read and write whole cache lines.
+// Determinism: every output element is written by one task; grad_weight sums fixed chunks
+// of the batch (chosen from the shape alone) in order, so results do not depend on the
+// thread count.
+
+#include "cpu/depthwise.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/kernel_version.h"
+#include "cpu/depthwise_planes.h"
+#include "cpu/gemm.h"
+
+namespace cnnops::cpu {
+
+// ---- ISA dispatch of the 1-D loops -----------------------------------------------------
+
+#define CNNOPS_DECLARE_DEPTHWISE_LOOPS(isa)                                                  \
+  namespace isa {                                                                            \
+  void taps_correlate(long n, int ntaps, const float* const* src, const float* w, float init, \
+                      float* out);                                                           \
+  void taps_correlate(long n, int ntaps, const double* const* src, const double* w,         \
+                      double init, double* out);                                             \
+  void taps_correlate_rows(long rows, long cols, int ntaps, const float* const* src,          \
+                           long src_pitch, const float* w, float init, float* out,           \
+                           long out_pitch);                                                  \
+  void taps_correlate_rows(long rows, long cols, int ntaps, const double* const* src,         \
+                           long src_pitch, const double* w, double init, double* out,        \
+                           long out_pitch);                                                  \
+  void taps_dot(long n, int ntaps, const float* const* src, const float* g, float* acc);     \
+  void taps_dot(long n, int ntaps, const double* const* src, const double* g, double* acc);  \
+  void deinterleave_rows(long rows, long n, int k, const float* src, long src_pitch,         \
+                         float* const* dst, long dst_pitch);                                 \
+  void deinterleave_rows(long rows, long n, int k, const double* src, long src_pitch,        \
+                         double* const* dst, long dst_pitch);                                \
+  void interleave_rows(long rows, long n, int k, const float* const* src, long src_pitch,    \
+                       float* dst, long dst_pitch);                                          \
+  void interleave_rows(long rows, long n, int k, const double* const* src, long src_pitch,   \
+                       double* dst, long dst_pitch);                                         \
+  }
+
+CNNOPS_DECLARE_DEPTHWISE_LOOPS(portable)
+#if defined(__x86_64__) || defined(_M_X64)
+#define CNNOPS_DEPTHWISE_X86 1
+CNNOPS_DECLARE_DEPTHWISE_LOOPS(avx2)
+CNNOPS_DECLARE_DEPTHWISE_LOOPS(avx512)
+#endif
+
+namespace {
+
+// The ISA the GEMM runs with (gemm.cpp decides once, honouring CNNOPS_CPU_ISA).
+enum class LoopIsa { portable, avx2, avx512 };
+
+LoopIsa loop_isa() {
+  static const LoopIsa isa = [] {
+    const char* name = cpu_isa();
+    if (std::strcmp(name, "avx512") == 0) return LoopIsa::avx512;
+    if (std::strcmp(name, "avx2+fma") == 0) return LoopIsa::avx2;
+    return LoopIsa::portable;
+  }();
+  return isa;
+}
+
+}  // namespace
+
+#ifdef CNNOPS_DEPTHWISE_X86
+#define CNNOPS_DISPATCH_LOOP(fn, ...)                         \
+  switch (loop_isa()) {                                       \
+    case LoopIsa::avx512: return avx512::fn(__VA_ARGS__);     \
+    case LoopIsa::avx2: return avx2::fn(__VA_ARGS__);         \
+    default: return portable::fn(__VA_ARGS__);                \
+  }
+#else
+#define CNNOPS_DISPATCH_LOOP(fn, ...) return portable::fn(__VA_ARGS__);
+#endif
+
+void taps_correlate(int64_t n, int ntaps, const float* const* src, const float* w, float init,
+                    float* out) {
+  CNNOPS_DISPATCH_LOOP(taps_correlate, n, ntaps, src, w, init, out)
+}
+void taps_correlate(int64_t n, int ntaps, const double* const* src, const double* w,
+                    double init, double* out) {
+  CNNOPS_DISPATCH_LOOP(taps_correlate, n, ntaps, src, w, init, out)
+}
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const float* const* src,
+                         int64_t src_pitch, const float* w, float init, float* out,
+                         int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(taps_correlate_rows, rows, cols, ntaps, src, src_pitch, w, init, out, out_pitch)
+}
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const double* const* src,
+                         int64_t src_pitch, const double* w, double init, double* out,
+                         int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(taps_correlate_rows, rows, cols, ntaps, src, src_pitch, w, init, out, out_pitch)
+}
+void taps_dot(int64_t n, int ntaps, const float* const* src, const float* g, float* acc) {
+  CNNOPS_DISPATCH_LOOP(taps_dot, n, ntaps, src, g, acc)
+}
+void taps_dot(int64_t n, int ntaps, const double* const* src, const double* g, double* acc) {
+  CNNOPS_DISPATCH_LOOP(taps_dot, n, ntaps, src, g, acc)
+}
+void deinterleave_rows(int64_t rows, int64_t n, int k, const float* src, int64_t src_pitch,
+                       float* const* dst, int64_t dst_pitch) {
+  CNNOPS_DISPATCH_LOOP(deinterleave_rows, rows, n, k, src, src_pitch, dst, dst_pitch)
+}
+void deinterleave_rows(int64_t rows, int64_t n, int k, const double* src, int64_t src_pitch,
+                       double* const* dst, int64_t dst_pitch) {
+  CNNOPS_DISPATCH_LOOP(deinterleave_rows, rows, n, k, src, src_pitch, dst, dst_pitch)
+}
+void interleave_rows(int64_t rows, int64_t n, int k, const float* const* src, int64_t src_pitch,
+                     float* dst, int64_t dst_pitch) {
+  CNNOPS_DISPATCH_LOOP(interleave_rows, rows, n, k, src, src_pitch, dst, dst_pitch)
+}
+void interleave_rows(int64_t rows, int64_t n, int k, const double* const* src,
+                     int64_t src_pitch, double* dst, int64_t dst_pitch) {
+  CNNOPS_DISPATCH_LOOP(interleave_rows, rows, n, k, src, src_pitch, dst, dst_pitch)
+}
+
+namespace {
+
+using namespace dw;
+
+// grad_weight: enough (channel block, batch chunk) tasks to keep threads busy.
+constexpr int64_t kMinWeightTasks = 32;
+
+// ---------------------------------------------------------------------------------------
+// version 1: reference kernels
+
+template <typename T>
+void depthwise_forward_reference(const at::Tensor& input, const at::Tensor& weight,
+                                 const T* bias, at::Tensor& output, const DwGeometry& g,
+                                 bool relu) {
+  const T* x = input.data_ptr<T>();
+  const T* w = weight.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  const Strides4 xs(input), ws(weight), ys(output);
+  at::parallel_for(0, g.N * g.M, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nk = begin; nk < end; ++nk) {
+      const int64_t n = nk / g.M, k = nk % g.M, c = k / g.mult;
+      for (int64_t oh = 0; oh < g.P; ++oh) {
+        for (int64_t ow = 0; ow < g.Q; ++ow) {
+          T acc = bias ? bias[k] : T(0);
+          for (int64_t r = 0; r < g.R; ++r) {
+            const int64_t ih = oh * g.p.stride_h - g.p.pad_top + r * g.p.dilation_h;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int64_t s = 0; s < g.S; ++s) {
+              const int64_t iw = ow * g.p.stride_w - g.p.pad_left + s * g.p.dilation_w;
+              if (iw < 0 || iw >= g.W) continue;
+              acc += x[n * xs.n + c * xs.c + ih * xs.h + iw * xs.w] * w[k * ws.n + r * ws.h + s * ws.w];
+            }
+          }
+          y[n * ys.n + k * ys.c + oh * ys.h + ow * ys.w] = relu && acc < T(0) ? T(0) : acc;
+        }
+      }
+    }
+  });
+}
+
+// Gather form: each input element sums the outputs whose windows cover it.
+template <typename T>
+void depthwise_grad_input_reference(const at::Tensor& grad_output, const at::Tensor& weight,
+                                    at::Tensor& grad_input, const DwGeometry& g) {
+  const T* dy = grad_output.data_ptr<T>();
+  const T* w = weight.data_ptr<T>();
+  T* dx = grad_input.data_ptr<T>();
+  const Strides4 dys(grad_output), ws(weight), dxs(grad_input);
+  at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / g.C, c = nc % g.C;
+      for (int64_t ih = 0; ih < g.H; ++ih) {
+        for (int64_t iw = 0; iw < g.W; ++iw) {
+          T acc = T(0);
+          for (int64_t k = c * g.mult; k < (c + 1) * g.mult; ++k) {
+            for (int64_t r = 0; r < g.R; ++r) {
+              const int64_t th = ih + g.p.pad_top - r * g.p.dilation_h;
+              if (th < 0 || th % g.p.stride_h != 0 || th / g.p.stride_h >= g.P) continue;
+              for (int64_t s = 0; s < g.S; ++s) {
+                const int64_t tw = iw + g.p.pad_left - s * g.p.dilation_w;
+                if (tw < 0 || tw % g.p.stride_w != 0 || tw / g.p.stride_w >= g.Q) continue;
+                acc += dy[n * dys.n + k * dys.c + (th / g.p.stride_h) * dys.h +
+                          (tw / g.p.stride_w) * dys.w] *
+                       w[k * ws.n + r * ws.h + s * ws.w];
+              }
+            }
+          }
+          dx[n * dxs.n + c * dxs.c + ih * dxs.h + iw * dxs.w] = acc;
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void depthwise_grad_weight_reference(const at::Tensor& grad_output, const at::Tensor& input,
+                                     at::Tensor& grad_weight, const DwGeometry& g) {
+  const T* dy = grad_output.data_ptr<T>();
+  const T* x = input.data_ptr<T>();
+  T* dw = grad_weight.data_ptr<T>();  // contiguous (M, 1, R, S)
+  const Strides4 dys(grad_output), xs(input);
+  at::parallel_for(0, g.M * g.taps(), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t idx = begin; idx < end; ++idx) {
+      const int64_t k = idx / g.taps(), r = (idx / g.S) % g.R, s = idx % g.S, c = k / g.mult;
+      T acc = T(0);
+      for (int64_t n = 0; n < g.N; ++n) {
+        for (int64_t oh = 0; oh < g.P; ++oh) {
+          const int64_t ih = oh * g.p.stride_h - g.p.pad_top + r * g.p.dilation_h;
+          if (ih < 0 || ih >= g.H) continue;
+          for (int64_t ow = 0; ow < g.Q; ++ow) {
+            const int64_t iw = ow * g.p.stride_w - g.p.pad_left + s * g.p.dilation_w;
+            if (iw < 0 || iw >= g.W) continue;
+            acc += dy[n * dys.n + k * dys.c + oh * dys.h + ow * dys.w] *
+                   x[n * xs.n + c * xs.c + ih * xs.h + iw * xs.w];
+          }
+        }
+      }
+      dw[idx] = acc;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// version 2: flattened planes
+
+template <typename T>
+void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, const T* bias,
+                            at::Tensor& output, const DwGeometry& g, bool relu) {
+  const T* x = input.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  const Strides4 xs(input), ys(output);
+  const std::vector<T> taps = weight_taps<T>(weight, g);
+  const StripTaps strip_taps(g);
+  const int64_t block = channel_block<T>(input, g.C);
+  const int64_t blocks = ceil_div(g.C, block);
+  const int64_t tile_rows = strip_rows(g, block);
+  const int64_t tiles = ceil_div(g.P, tile_rows);
+  const StripLayout largest(g, 0, tile_rows);
+  const int64_t out_stride = round_up(largest.out_len, kDwBlock);
+  // Unit column stride (NCHW): rows are written straight from the vector loop; otherwise
+  // (channels_last) a task's planes are gathered in `out` and stored row by row.
+  const bool direct = ys.w == 1 && !relu;
+
+  at::parallel_for(0, g.N * blocks * tiles, 1, [&](int64_t begin, int64_t end) {
+    StripBuffer<T> strips(block, largest, g);
+    std::vector<T> out(direct ? 0 : block * g.mult * out_stride);
+    std::vector<const T*> src(g.taps());
+    std::vector<int64_t> offsets(g.taps());
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / (blocks * tiles);
+      const int64_t c0 = ((task / tiles) % blocks) * block;
+      const int64_t p0 = (task % tiles) * tile_rows;
+      const int64_t count = std::min(block, g.C - c0);
+      const StripLayout L(g, p0, std::min(tile_rows, g.P - p0));
+      strips.fill(x + n * xs.n + c0 * xs.c, xs, count, L);
+      L.offsets(strip_taps, offsets.data());
+      for (int64_t ch = 0; ch < count; ++ch) {
+        for (int64_t t = 0; t < g.taps(); ++t) src[t] = strips.strip(ch) + offsets[t];
+        for (int64_t j = 0; j < g.mult; ++j) {
+          const int64_t k = (c0 + ch) * g.mult + j;
+          if (direct) {  // rows straight into the output
+            taps_correlate_rows(L.rows, g.Q, static_cast<int>(g.taps()), src.data(), L.sub_w,
+                                taps.data() + k * g.taps(), bias ? bias[k] : T(0),
+                                y + n * ys.n + k * ys.c + p0 * ys.h, ys.h);
+            continue;
+          }
+          taps_correlate(L.out_len, static_cast<int>(g.taps()), src.data(),
+                         taps.data() + k * g.taps(), bias ? bias[k] : T(0),
+                         out.data() + (ch * g.mult + j) * out_stride);
+        }
+      }
+      if (direct) continue;
+      if (relu) {
+        for (int64_t i = 0; i < count * g.mult * out_stride; ++i) out[i] = std::max(out[i], T(0));
+      }
+      store_planes(out.data(), out_stride, L.sub_w, count * g.mult, L.rows, g.Q,
+                   y + n * ys.n + c0 * g.mult * ys.c + p0 * ys.h, ys.c, ys.h, ys.w);
+    }
+  });
+}
+
+// grad_input, gather form. grad_output planes are copied into zero-bordered buffers where
+// grad_output (p, q) sits at (p + top, q + left). Input (h, w) with
+// h + pad_top = v*stride_h + a and w + pad_left = u*stride_w + b (phase (a, b)) is reached by
+// the taps with r*dilation_h = a (mod stride_h) and s*dilation_w = b (mod stride_w), from
+// output (v - r*dilation_h / stride_h, u - s*dilation_w / stride_w): per phase, a
+// correlation over (v, u) flattened with the buffer's pitch, like the forward pass.
+struct GradOutputLayout {
+  int64_t top, left;  // zero rows above and columns left of grad_output
+  int64_t rows, cols, size;
+
+  explicit GradOutputLayout(const DwGeometry& g)
+      : top((g.R - 1) * g.p.dilation_h / g.p.stride_h),
+        left((g.S - 1) * g.p.dilation_w / g.p.stride_w) {
+    rows = top + std::max(g.P, (g.H - 1 + g.p.pad_top) / g.p.stride_h + 1);
+    cols = left + std::max(g.Q, (g.W - 1 + g.p.pad_left) / g.p.stride_w + 1);
+    size = rows * cols + cols + kDwBlock;
+  }
+};
+
+// One input phase (a, b) of grad_input: its sub-grid and the taps (j, r, s) that reach it,
+// each with its offset in grad_output plane j's buffer.
+struct InputPhase {
+  int64_t a, b;
+  PhaseRange rows, cols;
+  std::vector<int64_t> plane, tap, offset;  // j, r * S + s, offset
+
+  InputPhase(const DwGeometry& g, const GradOutputLayout& G, int64_t a_, int64_t b_)
+      : a(a_), b(b_), rows(a_, g.p.pad_top, g.p.stride_h, g.H),
+        cols(b_, g.p.pad_left, g.p.stride_w, g.W) {
+    for (int64_t j = 0; j < g.mult; ++j) {
+      for (int64_t r = 0; r < g.R; ++r) {
+        const int64_t dh = r * g.p.dilation_h;
+        if (dh % g.p.stride_h != a) continue;
+        for (int64_t s = 0; s < g.S; ++s) {
+          const int64_t dw = s * g.p.dilation_w;
+          if (dw % g.p.stride_w != b) continue;
+          plane.push_back(j);
+          tap.push_back(r * g.S + s);
+          offset.push_back((rows.first - dh / g.p.stride_h + G.top) * G.cols +
+                           (cols.first - dw / g.p.stride_w + G.left));
+        }
+      }
+    }
+  }
+};
+
+template <typename T>
+void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& weight,
+                               at::Tensor& grad_input, const DwGeometry& g) {
+  const T* dy = grad_output.data_ptr<T>();
+  T* dx = grad_input.data_ptr<T>();
+  const Strides4 dys(grad_output), dxs(grad_input);
+  const std::vector<T> taps = weight_taps<T>(weight, g);
+  const int64_t sh = g.p.stride_h, sw = g.p.stride_w;
+  const int64_t block = channel_block<T>(grad_input, g.C);
+  const int64_t blocks = ceil_div(g.C, block);
+  const GradOutputLayout G(g);
+  const int64_t out_stride = round_up(G.rows * G.cols, kDwBlock);
+  const bool direct = sw == 1 && dxs.w == 1;  // one column phase, rows written in place
+  std::vector<InputPhase> phases;
+  for (int64_t a = 0; a < sh; ++a) {
+    for (int64_t b = 0; b < sw; ++b) phases.emplace_back(g, G, a, b);
+  }
+
+  at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
+    // Zero borders once: every task writes grad_output to the same places.
+    std::vector<T> gy(block * g.mult * G.size, T(0));
+    std::vector<T> out(direct ? 0 : sw * block * out_stride);  // [phase b][channel]
+    std::vector<const T*> src(std::max<int64_t>(g.mult * g.taps(), sw));
+    std::vector<T> w(g.mult * g.taps());
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks, c0 = (task % blocks) * block;
+      const int64_t count = std::min(block, g.C - c0);
+      load_planes(dy + n * dys.n + c0 * g.mult * dys.c, dys.c, dys.h, dys.w, count * g.mult,
+                  g.P, g.Q, gy.data() + G.top * G.cols + G.left, G.size, G.cols);
+      for (int64_t a = 0; a < sh; ++a) {
+        const PhaseRange& vr = phases[a * sw].rows;
+        if (vr.count == 0) continue;
+        const int64_t len = vr.count * G.cols;
+        for (int64_t b = 0; b < sw; ++b) {
+          const InputPhase& ph = phases[a * sw + b];
+          if (ph.cols.count == 0) continue;
+          const int ntaps = static_cast<int>(ph.tap.size());
+          for (int64_t ch = 0; ch < count; ++ch) {
+            const T* planes = gy.data() + ch * g.mult * G.size;
+            const T* w_channel = taps.data() + (c0 + ch) * g.mult * g.taps();
+            for (int t = 0; t < ntaps; ++t) {
+              src[t] = planes + ph.plane[t] * G.size + ph.offset[t];
+              w[t] = w_channel[ph.plane[t] * g.taps() + ph.tap[t]];
+            }
+            if (direct) {  // stride_w == 1: phase a's rows straight into grad_input
+              T* rows = dx + n * dxs.n + (c0 + ch) * dxs.c + (vr.first * sh + a - g.p.pad_top) * dxs.h;
+              if (ntaps == 0) {
+                for (int64_t v = 0; v < vr.count; ++v) std::fill(rows + v * sh * dxs.h, rows + v * sh * dxs.h + g.W, T(0));
+              } else {
+                taps_correlate_rows(vr.count, g.W, ntaps, src.data(), G.cols, w.data(), T(0), rows,
+                                    sh * dxs.h);
+              }
+              continue;
+            }
+            T* o = out.data() + (b * block + ch) * out_stride;
+            if (ntaps == 0) {
+              std::fill(o, o + len, T(0));
+            } else {
+              taps_correlate(len, ntaps, src.data(), w.data(), T(0), o);
+            }
+          }
+        }
+        if (direct) continue;
+        // Input rows h = v*sh + a - pad_top interleave the column phases: column w is element
+        // w / sw of phase (w + pad_left) % sw, whose sub-grid starts at column w % sw.
+        T* dx_rows = dx + n * dxs.n + c0 * dxs.c + (vr.first * sh + a - g.p.pad_top) * dxs.h;
+        for (int64_t ch = 0; ch < count; ++ch) {
+          for (int64_t f = 0; f < sw; ++f) {
+            src[f] = out.data() + (((f + g.p.pad_left) % sw) * block + ch) * out_stride;
+          }
+          T* rows = dx_rows + ch * dxs.c;
+          if (dxs.w == 1) {
+            interleave_rows(vr.count, g.W, static_cast<int>(sw), src.data(), G.cols, rows, sh * dxs.h);
+            continue;
+          }
+          for (int64_t v = 0; v < vr.count; ++v) {
+            for (int64_t f = 0; f < sw; ++f) {
+              const T* s = src[f] + v * G.cols;
+              for (int64_t i = 0, iw = f; iw < g.W; ++i, iw += sw) rows[v * sh * dxs.h + iw * dxs.w] = s[i];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor& input,
+                                at::Tensor& grad_weight, const DwGeometry& g) {
+  const T* dy = grad_output.data_ptr<T>();
+  const T* x = input.data_ptr<T>();
+  T* dw = grad_weight.data_ptr<T>();  // contiguous (M, 1, R, S)
+  const Strides4 dys(grad_output), xs(input);
+  const StripTaps strip_taps(g);
+  const int64_t block = channel_block<T>(input, g.C);
+  const int64_t blocks = ceil_div(g.C, block);
+  const int64_t tile_rows = strip_rows(g, block);
+  const StripLayout largest(g, 0, tile_rows);
+  const int64_t g_stride = round_up(largest.out_len, kDwBlock);
+  // The batch is cut into chunks chosen from the shape alone; each (channel block, chunk)
+  // task sums its chunk into its own partial, and the partials are added in chunk order.
+  const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, blocks), 1, g.N);
+  const int64_t per_chunk = ceil_div(g.N, chunks);
+  std::vector<T> partial(chunks * g.M * g.taps(), T(0));
+
+  at::parallel_for(0, blocks * chunks, 1, [&](int64_t begin, int64_t end) {
+    StripBuffer<T> strips(block, largest, g);
+    // grad_output rows at the strip's pitch; the columns past Q stay zero, and so do the
+    // rows past a short last tile (its rows are a prefix of the largest tile's).
+    std::vector<T> gy(block * g.mult * g_stride, T(0));
+    int64_t gy_rows = tile_rows;
+    std::vector<const T*> src(g.taps());
+    std::vector<int64_t> offsets(g.taps());
+    std::vector<T> lanes(block * g.mult * g.taps() * kDotLanes);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c0 = (task / chunks) * block, chunk = task % chunks;
+      const int64_t count = std::min(block, g.C - c0);
+      std::fill(lanes.begin(), lanes.end(), T(0));
+      for (int64_t n = chunk * per_chunk; n < std::min(g.N, (chunk + 1) * per_chunk); ++n) {
+        for (int64_t p0 = 0; p0 < g.P; p0 += tile_rows) {
+          const StripLayout L(g, p0, std::min(tile_rows, g.P - p0));
+          strips.fill(x + n * xs.n + c0 * xs.c, xs, count, L);
+          if (L.rows < gy_rows) {
+            for (int64_t pl = 0; pl < block * g.mult; ++pl) {
+              std::fill(gy.begin() + pl * g_stride + L.out_len, gy.begin() + (pl + 1) * g_stride, T(0));
+            }
+          }
+          gy_rows = L.rows;
+          load_planes(dy + n * dys.n + c0 * g.mult * dys.c + p0 * dys.h, dys.c, dys.h, dys.w,
+                      count * g.mult, L.rows, g.Q, gy.data(), g_stride, L.sub_w);
+          L.offsets(strip_taps, offsets.data());
+          for (int64_t ch = 0; ch < count; ++ch) {
+            for (int64_t t = 0; t < g.taps(); ++t) src[t] = strips.strip(ch) + offsets[t];
+            for (int64_t j = 0; j < g.mult; ++j) {
+              taps_dot(L.out_len, static_cast<int>(g.taps()), src.data(),
+                       gy.data() + (ch * g.mult + j) * g_stride,
+                       lanes.data() + (ch * g.mult + j) * g.taps() * kDotLanes);
+            }
+          }
+        }
+      }
+      T* acc = partial.data() + (chunk * g.M + c0 * g.mult) * g.taps();
+      for (int64_t i = 0; i < count * g.mult * g.taps(); ++i) {
+        T sum = T(0);
+        for (int64_t l = 0; l < kDotLanes; ++l) sum += lanes[i * kDotLanes + l];
+        acc[i] = sum;
+      }
+    }
+  });
+  at::parallel_for(0, g.M * g.taps(), 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T sum = T(0);
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * g.M * g.taps() + i];
+      dw[i] = sum;
+    }
+  });
+}
+
+bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Entry points (argument checks are conv2d's, done by the caller)
+
+at::Tensor depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                 const c10::optional<at::Tensor>& bias, const Conv2dParams& p,
+                                 bool relu) {
+  const int64_t out_h = conv_out_size(input.size(2), weight.size(2), p.pad_top, p.pad_bottom,
+                                      p.stride_h, p.dilation_h);
+  const int64_t out_w = conv_out_size(input.size(3), weight.size(3), p.pad_left, p.pad_right,
+                                      p.stride_w, p.dilation_w);
+  at::Tensor output = at::empty(
+      {input.size(0), weight.size(0), out_h, out_w},
+      input.options().memory_format(conv_output_memory_format(input, weight)));
+  if (output.numel() == 0) return output;
+  const DwGeometry g(input.sizes(), weight.sizes(), out_h, out_w, p);
+  const at::Tensor bias_c = bias.has_value() ? bias->contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnops.conv2d (depthwise)", [&] {
+    const scalar_t* b = bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr;
+    if (use_reference()) {
+      depthwise_forward_reference<scalar_t>(input, weight, b, output, g, relu);
+    } else {
+      depthwise_forward_fast<scalar_t>(input, weight, b, output, g, relu);
+    }
+  });
+  return output;
+}
+
+at::Tensor depthwise_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
+                                    c10::IntArrayRef input_size, const Conv2dParams& p,
+                                    c10::MemoryFormat memory_format) {
+  at::Tensor grad_input = at::empty(input_size, grad_output.options().memory_format(memory_format));
+  if (grad_input.numel() == 0) return grad_input;
+  if (grad_output.numel() == 0) return grad_input.zero_();  // no output channels
+  const DwGeometry g(input_size, weight.sizes(), grad_output.size(2), grad_output.size(3), p);
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_input (depthwise)", [&] {
+    if (use_reference()) {
+      depthwise_grad_input_reference<scalar_t>(grad_output, weight, grad_input, g);
+    } else {
+      depthwise_grad_input_fast<scalar_t>(grad_output, weight, grad_input, g);
+    }
+  });
+  return grad_input;
+}
+
+at::Tensor depthwise_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                     c10::IntArrayRef weight_size, const Conv2dParams& p) {
+  at::Tensor grad_weight = at::zeros(weight_size, grad_output.options());
+  if (grad_weight.numel() == 0 || grad_output.numel() == 0) return grad_weight;
+  const DwGeometry g(input.sizes(), weight_size, grad_output.size(2), grad_output.size(3), p);
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight (depthwise)", [&] {
+    if (use_reference()) {
+      depthwise_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
+    } else {
+      depthwise_grad_weight_fast<scalar_t>(grad_output, input, grad_weight, g);
+    }
+  });
+  return grad_weight;
+}
+
+}  // namespace cnnops::cpu

@@ -1,0 +1,70 @@
+// CPU depthwise convolution (groups == in_channels), entered from the conv2d operators
+// (cpu/conv2d.cpp) and used by the fused depthwise-separable operator
+// (cpu/depthwise_separable.cpp). Kernels and their versions: cpu/depthwise.cpp.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/MemoryFormat.h>
+#include <c10/util/ArrayRef.h>
+#include <c10/util/Optional.h>
+
+#include <cstdint>
+
+#include "common/conv2d_params.h"
+#include "common/depthwise.h"  // is_depthwise
+
+namespace cnnops::cpu {
+
+// The three conv2d operators for a depthwise geometry, after conv2d's argument checks.
+// Outputs are laid out as conv2d's (conv_output_memory_format); grad_weight is contiguous.
+// `relu` applies max(., 0) to the output (conv2d_bias_relu).
+at::Tensor depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                 const c10::optional<at::Tensor>& bias, const Conv2dParams& p,
+                                 bool relu = false);
+at::Tensor depthwise_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
+                                    c10::IntArrayRef input_size, const Conv2dParams& p,
+                                    c10::MemoryFormat memory_format);
+at::Tensor depthwise_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                     c10::IntArrayRef weight_size, const Conv2dParams& p);
+
+// ---- the vectorised loops (cpu/depthwise_kernel.h), built per ISA ---------------------
+
+// The 1-D loops run over whole vectors (up to the widest ISA's 16 floats): buffers they
+// read or write hold round_up(n, kDwBlock) initialised elements past their start.
+constexpr int64_t kDwBlock = 64;
+
+// out[i] = init + sum_{t < ntaps} w[t] * src[t][i] for i < n (and scratch up to the block).
+void taps_correlate(int64_t n, int ntaps, const float* const* src, const float* w, float init,
+                    float* out);
+void taps_correlate(int64_t n, int ntaps, const double* const* src, const double* w,
+                    double init, double* out);
+
+// The same, written straight into rows of a plane: for r < rows and q < cols,
+// out[r * out_pitch + q] = init + sum_t w[t] * src[t][r * src_pitch + q]; rows of src are
+// read up to round_up(cols, 16) elements.
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const float* const* src,
+                         int64_t src_pitch, const float* w, float init, float* out,
+                         int64_t out_pitch);
+void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const double* const* src,
+                         int64_t src_pitch, const double* w, double init, double* out,
+                         int64_t out_pitch);
+
+// acc[t * kDotLanes + lane] += the lane's share of sum_i g[i] * src[t][i]; adding a tap's
+// lanes in lane order gives its dot product. Every lane ends in a fixed order of sums.
+constexpr int64_t kDotLanes = 16;
+void taps_dot(int64_t n, int ntaps, const float* const* src, const float* g, float* acc);
+void taps_dot(int64_t n, int ntaps, const double* const* src, const double* g, double* acc);
+
+// Plane copies to and from k column phases (k = 1 is a plain copy): for every row r < rows,
+// dst[f][r * dst_pitch + i] = src[r * src_pitch + i*k + f] for i*k + f < n (deinterleave),
+// and back (interleave).
+void deinterleave_rows(int64_t rows, int64_t n, int k, const float* src, int64_t src_pitch,
+                       float* const* dst, int64_t dst_pitch);
+void deinterleave_rows(int64_t rows, int64_t n, int k, const double* src, int64_t src_pitch,
+                       double* const* dst, int64_t dst_pitch);
+void interleave_rows(int64_t rows, int64_t n, int k, const float* const* src, int64_t src_pitch,
+                     float* dst, int64_t dst_pitch);
+void interleave_rows(int64_t rows, int64_t n, int k, const double* const* src,
+                     int64_t src_pitch, double* dst, int64_t dst_pitch);
+
+}  // namespace cnnops::cpu

@@ -1,0 +1,81 @@
+// The depthwise loops (depthwise_kernel.h) built for AVX2 + FMA; chosen at run time by
+// depthwise.cpp, following the ISA gemm.cpp picked.
+#if defined(__x86_64__) || defined(_M_X64)
+
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+#include "cpu/depthwise_kernel.h"
+
+namespace cnnops::cpu::avx2 {
+
+namespace {  // internal linkage: gemm_avx2.cpp has vector traits of its own
+
+struct FloatVec {
+  using scalar = float;
+  using vec = __m256;
+  static constexpr int width = 8;
+  static constexpr bool kShuffles = true;
+  static vec zero() { return _mm256_setzero_ps(); }
+  static vec load(const float* p) { return _mm256_loadu_ps(p); }
+  static vec broadcast(float x) { return _mm256_set1_ps(x); }
+  static vec fma(vec a, vec b, vec acc) { return _mm256_fmadd_ps(a, b, acc); }
+  static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+  static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  static __m256i first(long n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static vec load_n(const float* p, long n) { return _mm256_maskload_ps(p, first(n)); }
+  static void store_n(float* p, vec v, long n) { _mm256_maskstore_ps(p, first(n), v); }
+  static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
+    // [a0 a2 b0 b2 | a4 a6 b4 b6], then 64-bit lanes (0, 2, 1, 3): [a0 a2 a4 a6 b0 b2 b4 b6]
+    const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  static void interleave2(vec even, vec odd, vec& lo, vec& hi) {
+    // [e0 o0 e1 o1 | e4 o4 e5 o5] and [e2 o2 e3 o3 | e6 o6 e7 o7], then whole halves
+    const __m256 l = _mm256_unpacklo_ps(even, odd), h = _mm256_unpackhi_ps(even, odd);
+    lo = _mm256_permute2f128_ps(l, h, 0x20);
+    hi = _mm256_permute2f128_ps(l, h, 0x31);
+  }
+};
+
+struct DoubleVec {
+  using scalar = double;
+  using vec = __m256d;
+  static constexpr int width = 4;
+  static constexpr bool kShuffles = true;
+  static vec zero() { return _mm256_setzero_pd(); }
+  static vec load(const double* p) { return _mm256_loadu_pd(p); }
+  static vec broadcast(double x) { return _mm256_set1_pd(x); }
+  static vec fma(vec a, vec b, vec acc) { return _mm256_fmadd_pd(a, b, acc); }
+  static vec add(vec a, vec b) { return _mm256_add_pd(a, b); }
+  static void store(double* p, vec v) { _mm256_storeu_pd(p, v); }
+  static __m256i first(long n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  static vec load_n(const double* p, long n) { return _mm256_maskload_pd(p, first(n)); }
+  static void store_n(double* p, vec v, long n) { _mm256_maskstore_pd(p, first(n), v); }
+  static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
+    // [a0 b0 | a2 b2], then 64-bit lanes (0, 2, 1, 3): [a0 a2 b0 b2]
+    even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+    odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  static void interleave2(vec even, vec odd, vec& lo, vec& hi) {
+    const __m256d l = _mm256_unpacklo_pd(even, odd), h = _mm256_unpackhi_pd(even, odd);
+    lo = _mm256_permute2f128_pd(l, h, 0x20);
+    hi = _mm256_permute2f128_pd(l, h, 0x31);
+  }
+};
+
+}  // namespace
+
+CNNOPS_DEPTHWISE_ENTRY_POINTS(float, FloatVec)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(double, DoubleVec)
+
+}  // namespace cnnops::cpu::avx2
+
+#endif

@@ -1,0 +1,290 @@
+// The loops every fast CPU depthwise kernel reduces to, written once over a vector ISA
+// traits type `V` and compiled three times: by depthwise_avx512.cpp, depthwise_avx2.cpp and
+// depthwise_portable.cpp (see depthwise.h for what each entry point computes).
+//
+//   taps_correlate     out[i]  = init + sum_t w[t] * src[t][i]
+//   taps_dot           acc[t] += sum_i g[i] * src[t][i]   (kept as per-lane partial sums)
+//   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back
+//
+// A "tap" is one (channel, r, s) term of the convolution; src[t] points at the element the
+// tap multiplies for i = 0 (depthwise.cpp lays planes out so that i advances one element).
+// The 1-D loops run over whole vectors: callers size buffers for round_up(n, kDwBlock).
+//
+// V provides what gemm_kernel.h's traits do (scalar, vec, width, zero, load, broadcast, fma,
+// add, store) plus load_n / store_n (the first n < width lanes; the rest read as zero and
+// are not written) and, where kShuffles, deinterleave2 / interleave2 (two vectors to their
+// even and odd lanes, and back).
+//
+// This header includes nothing: the ISA translation units compile everything after their
+// `#pragma GCC target` for that ISA, and must not pull in shared inline code.
+#pragma once
+
+namespace cnnops::cpu::detail {
+
+// Lanes of a partial-sum slot of taps_dot: the widest vector (AVX-512 floats).
+constexpr int kDotLanes = 16;
+
+// NT > 0: the tap count, known at compile time (9 for 3x3, 25 for 5x5), fully unrolled;
+// NT == 0: `ntaps` at run time. Four vectors per step hide the FMA latency.
+template <typename V, int NT>
+inline void taps_correlate(long n, int ntaps, const typename V::scalar* const* __restrict src,
+                           const typename V::scalar* __restrict w, typename V::scalar init,
+                           typename V::scalar* __restrict out) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  const int nt = NT > 0 ? NT : ntaps;
+  const vec start = V::broadcast(init);
+  long i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    vec a0 = start, a1 = start, a2 = start, a3 = start;
+#pragma GCC unroll 25
+    for (int t = 0; t < nt; ++t) {
+      const typename V::scalar* s = src[t] + i;
+      const vec wt = V::broadcast(w[t]);
+      a0 = V::fma(wt, V::load(s), a0);
+      a1 = V::fma(wt, V::load(s + W), a1);
+      a2 = V::fma(wt, V::load(s + 2 * W), a2);
+      a3 = V::fma(wt, V::load(s + 3 * W), a3);
+    }
+    V::store(out + i, a0);
+    V::store(out + i + W, a1);
+    V::store(out + i + 2 * W, a2);
+    V::store(out + i + 3 * W, a3);
+  }
+  for (; i < n; i += W) {  // the last 1-3 vectors, the final one partly past n
+    vec a0 = start;
+#pragma GCC unroll 25
+    for (int t = 0; t < nt; ++t) a0 = V::fma(V::broadcast(w[t]), V::load(src[t] + i), a0);
+    V::store(out + i, a0);
+  }
+}
+
+// The same sum written straight into rows of a strided plane: for r < rows, q < cols,
+//   out[r * out_pitch + q] = init + sum_t w[t] * src[t][r * src_pitch + q].
+// Row by row in vectors of W columns, the last one masked; four vectors (of one row or of
+// consecutive rows, whatever comes next) at a time to hide the FMA latency. Reads past
+// `cols` in a row stay within round_up(cols, W) of it.
+template <typename V, int NT>
+inline void taps_correlate_rows(long rows, long cols, int ntaps,
+                                const typename V::scalar* const* __restrict src, long src_pitch,
+                                const typename V::scalar* __restrict w, typename V::scalar init,
+                                typename V::scalar* __restrict out, long out_pitch) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  const int nt = NT > 0 ? NT : ntaps;
+  const vec start = V::broadcast(init);
+  long r = 0, q = 0;  // the next vector to compute: row r, columns [q, q + W)
+  while (r < rows) {
+    long in[4] = {}, dst[4] = {}, count[4] = {};
+    int jobs = 0;
+    for (; jobs < 4 && r < rows; ++jobs) {
+      in[jobs] = r * src_pitch + q;
+      dst[jobs] = r * out_pitch + q;
+      count[jobs] = cols - q < W ? cols - q : W;
+      q += W;
+      if (q >= cols) {
+        q = 0;
+        ++r;
+      }
+    }
+    vec a0 = start, a1 = start, a2 = start, a3 = start;
+#pragma GCC unroll 25
+    for (int t = 0; t < nt; ++t) {
+      const typename V::scalar* s = src[t];
+      const vec wt = V::broadcast(w[t]);
+      a0 = V::fma(wt, V::load(s + in[0]), a0);
+      if (jobs > 1) a1 = V::fma(wt, V::load(s + in[1]), a1);
+      if (jobs > 2) a2 = V::fma(wt, V::load(s + in[2]), a2);
+      if (jobs > 3) a3 = V::fma(wt, V::load(s + in[3]), a3);
+    }
+    const vec acc[4] = {a0, a1, a2, a3};
+    for (int j = 0; j < jobs; ++j) {
+      if (count[j] == W) {
+        V::store(out + dst[j], acc[j]);
+      } else {
+        V::store_n(out + dst[j], acc[j], count[j]);
+      }
+    }
+  }
+}
+
+// acc holds kDotLanes partial sums per tap (acc[t * kDotLanes + lane]); callers add the
+// lanes up once, in lane order, when a task is done.
+template <typename V, int NT>
+inline void taps_dot_unrolled(long n, const typename V::scalar* const* __restrict src,
+                              const typename V::scalar* __restrict g,
+                              typename V::scalar* __restrict acc) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  vec a[NT];
+#pragma GCC unroll 25
+  for (int t = 0; t < NT; ++t) a[t] = V::load(acc + t * kDotLanes);
+  for (long i = 0; i < n; i += W) {
+    const vec gv = V::load(g + i);
+#pragma GCC unroll 25
+    for (int t = 0; t < NT; ++t) a[t] = V::fma(gv, V::load(src[t] + i), a[t]);
+  }
+#pragma GCC unroll 25
+  for (int t = 0; t < NT; ++t) V::store(acc + t * kDotLanes, a[t]);
+}
+
+// Any tap count: one tap at a time over the whole row, four accumulators.
+template <typename V>
+inline void taps_dot_generic(long n, int ntaps, const typename V::scalar* const* __restrict src,
+                             const typename V::scalar* __restrict g,
+                             typename V::scalar* __restrict acc) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  for (int t = 0; t < ntaps; ++t) {
+    const typename V::scalar* s = src[t];
+    vec a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+    long i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+      a0 = V::fma(V::load(g + i), V::load(s + i), a0);
+      a1 = V::fma(V::load(g + i + W), V::load(s + i + W), a1);
+      a2 = V::fma(V::load(g + i + 2 * W), V::load(s + i + 2 * W), a2);
+      a3 = V::fma(V::load(g + i + 3 * W), V::load(s + i + 3 * W), a3);
+    }
+    for (; i < n; i += W) a0 = V::fma(V::load(g + i), V::load(s + i), a0);
+    const vec sum = V::add(V::add(a0, a1), V::add(a2, a3));
+    V::store(acc + t * kDotLanes, V::add(V::load(acc + t * kDotLanes), sum));
+  }
+}
+
+// Stream f of k holds elements f, f + k, f + 2k, ... of a row of n: dst[f][i] = src[i*k + f].
+// k = 1 is a copy, k = 2 is vectorised where V has shuffles, other k go element by element.
+template <typename V>
+inline void deinterleave_row(long n, int k, const typename V::scalar* __restrict src,
+                             typename V::scalar* const* __restrict dst) {
+  using T = typename V::scalar;
+  constexpr int W = V::width;
+  long done = 0;
+  if (k == 1) {
+    T* d = dst[0];
+    for (; done + W <= n; done += W) V::store(d + done, V::load(src + done));
+    if (done < n) V::store_n(d + done, V::load_n(src + done, n - done), n - done);
+    return;
+  }
+  if (V::kShuffles && k == 2) {
+    typename V::vec even, odd;
+    for (; done + 2 * W <= n; done += 2 * W) {
+      V::deinterleave2(V::load(src + done), V::load(src + done + W), even, odd);
+      V::store(dst[0] + done / 2, even);
+      V::store(dst[1] + done / 2, odd);
+    }
+    if (done < n) {  // m < 2W elements left: partial vectors
+      const long m = n - done;
+      V::deinterleave2(V::load_n(src + done, m < W ? m : W),
+                       m > W ? V::load_n(src + done + W, m - W) : V::zero(), even, odd);
+      V::store_n(dst[0] + done / 2, even, (m + 1) / 2);
+      if (m > 1) V::store_n(dst[1] + done / 2, odd, m / 2);
+    }
+    return;
+  }
+  for (int f = 0; f < k; ++f) {  // done is a multiple of k
+    T* d = dst[f];
+    for (long i = done / k, j = done + f; j < n; ++i, j += k) d[i] = src[j];
+  }
+}
+
+// The inverse: dst[i*k + f] = src[f][i] for i*k + f < n.
+template <typename V>
+inline void interleave_row(long n, int k, const typename V::scalar* const* __restrict src,
+                           typename V::scalar* __restrict dst) {
+  using T = typename V::scalar;
+  constexpr int W = V::width;
+  long done = 0;
+  if (k == 1) {
+    const T* s = src[0];
+    for (; done + W <= n; done += W) V::store(dst + done, V::load(s + done));
+    if (done < n) V::store_n(dst + done, V::load_n(s + done, n - done), n - done);
+    return;
+  }
+  if (V::kShuffles && k == 2) {
+    typename V::vec lo, hi;
+    for (; done + 2 * W <= n; done += 2 * W) {
+      V::interleave2(V::load(src[0] + done / 2), V::load(src[1] + done / 2), lo, hi);
+      V::store(dst + done, lo);
+      V::store(dst + done + W, hi);
+    }
+    if (done < n) {
+      const long m = n - done;
+      V::interleave2(V::load_n(src[0] + done / 2, (m + 1) / 2), V::load_n(src[1] + done / 2, m / 2),
+                     lo, hi);
+      V::store_n(dst + done, lo, m < W ? m : W);
+      if (m > W) V::store_n(dst + done + W, hi, m - W);
+    }
+    return;
+  }
+  for (int f = 0; f < k; ++f) {
+    const T* s = src[f];
+    for (long i = done / k, j = done + f; j < n; ++i, j += k) dst[j] = s[i];
+  }
+}
+
+// Row r of the plane: src + r * src_pitch, and stream f at dst[f] + r * dst_pitch.
+template <typename V>
+inline void deinterleave_rows(long rows, long n, int k, const typename V::scalar* src,
+                              long src_pitch, typename V::scalar* const* dst, long dst_pitch) {
+  typename V::scalar* streams[8];
+  if (k > 8) {  // wider strides than any real network uses: element by element
+    for (long r = 0; r < rows; ++r) {
+      for (long j = 0; j < n; ++j) dst[j % k][r * dst_pitch + j / k] = src[r * src_pitch + j];
+    }
+    return;
+  }
+  for (long r = 0; r < rows; ++r) {
+    for (int f = 0; f < k; ++f) streams[f] = dst[f] + r * dst_pitch;
+    deinterleave_row<V>(n, k, src + r * src_pitch, streams);
+  }
+}
+
+template <typename V>
+inline void interleave_rows(long rows, long n, int k, const typename V::scalar* const* src,
+                            long src_pitch, typename V::scalar* dst, long dst_pitch) {
+  const typename V::scalar* streams[8];
+  if (k > 8) {
+    for (long r = 0; r < rows; ++r) {
+      for (long j = 0; j < n; ++j) dst[r * dst_pitch + j] = src[j % k][r * src_pitch + j / k];
+    }
+    return;
+  }
+  for (long r = 0; r < rows; ++r) {
+    for (int f = 0; f < k; ++f) streams[f] = src[f] + r * src_pitch;
+    interleave_row<V>(n, k, streams, dst + r * dst_pitch);
+  }
+}
+
+}  // namespace cnnops::cpu::detail
+
+// Defines the entry points of depthwise.h for one ISA, inside `namespace <isa>`.
+#define CNNOPS_DEPTHWISE_ENTRY_POINTS(T, VEC)                                                 \
+  void taps_correlate(long n, int ntaps, const T* const* src, const T* w, T init, T* out) {   \
+    if (ntaps == 9) return detail::taps_correlate<VEC, 9>(n, ntaps, src, w, init, out);      \
+    if (ntaps == 25) return detail::taps_correlate<VEC, 25>(n, ntaps, src, w, init, out);    \
+    detail::taps_correlate<VEC, 0>(n, ntaps, src, w, init, out);                             \
+  }                                                                                           \
+  void taps_correlate_rows(long rows, long cols, int ntaps, const T* const* src,              \
+                           long src_pitch, const T* w, T init, T* out, long out_pitch) {     \
+    if (ntaps == 9)                                                                           \
+      return detail::taps_correlate_rows<VEC, 9>(rows, cols, ntaps, src, src_pitch, w, init,  \
+                                                 out, out_pitch);                             \
+    if (ntaps == 25)                                                                          \
+      return detail::taps_correlate_rows<VEC, 25>(rows, cols, ntaps, src, src_pitch, w, init, \
+                                                  out, out_pitch);                            \
+    detail::taps_correlate_rows<VEC, 0>(rows, cols, ntaps, src, src_pitch, w, init, out,     \
+                                        out_pitch);                                           \
+  }                                                                                           \
+  void taps_dot(long n, int ntaps, const T* const* src, const T* g, T* acc) {                 \
+    if (ntaps == 9) return detail::taps_dot_unrolled<VEC, 9>(n, src, g, acc);                 \
+    if (ntaps == 25) return detail::taps_dot_unrolled<VEC, 25>(n, src, g, acc);               \
+    detail::taps_dot_generic<VEC>(n, ntaps, src, g, acc);                                     \
+  }                                                                                           \
+  void deinterleave_rows(long rows, long n, int k, const T* src, long src_pitch,              \
+                         T* const* dst, long dst_pitch) {                                     \
+    detail::deinterleave_rows<VEC>(rows, n, k, src, src_pitch, dst, dst_pitch);               \
+  }                                                                                           \
+  void interleave_rows(long rows, long n, int k, const T* const* src, long src_pitch, T* dst, \
+                       long dst_pitch) {                                                      \
+    detail::interleave_rows<VEC>(rows, n, k, src, src_pitch, dst, dst_pitch);                 \
+  }

@@ -1,0 +1,43 @@
+// The depthwise loops (depthwise_kernel.h) in portable C++ (GCC/Clang generic vectors,
+// whatever the target ISA offers): the fallback without AVX2/FMA or with
+// CNNOPS_CPU_ISA=portable.
+#include <cstring>
+
+#include "cpu/depthwise_kernel.h"
+
+namespace cnnops::cpu::portable {
+
+namespace {  // internal linkage: gemm_portable.cpp has vector traits of its own
+
+template <typename T>
+struct GenericVec {
+  using scalar = T;
+  typedef T vec __attribute__((vector_size(32)));
+  static constexpr int width = 32 / sizeof(T);
+  static constexpr bool kShuffles = false;  // stride-2 rows go element by element
+  static vec zero() { return vec{}; }
+  static vec load(const T* p) {
+    vec v;
+    std::memcpy(&v, p, sizeof(vec));
+    return v;
+  }
+  static vec broadcast(T x) { return vec{} + x; }
+  static vec fma(vec a, vec b, vec acc) { return a * b + acc; }
+  static vec add(vec a, vec b) { return a + b; }
+  static void store(T* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
+  static vec load_n(const T* p, long n) {
+    vec v{};
+    std::memcpy(&v, p, n * sizeof(T));
+    return v;
+  }
+  static void store_n(T* p, vec v, long n) { std::memcpy(p, &v, n * sizeof(T)); }
+  static void deinterleave2(vec, vec, vec&, vec&) {}
+  static void interleave2(vec, vec, vec&, vec&) {}
+};
+
+}  // namespace
+
+CNNOPS_DEPTHWISE_ENTRY_POINTS(float, GenericVec<float>)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(double, GenericVec<double>)
+
+}  // namespace cnnops::cpu::portable

@@ -1,0 +1,494 @@
+// CPU kernels of depthwise_separable_conv2d: a depthwise convolution (M = C * mult channels,
+// R x S) whose result D feeds a pointwise (1x1) convolution (K x M) directly.
+//
+// Letters as in cpu/depthwise.cpp (N, C, H, W, M, R, S, P, Q), plus K output channels.
+// Per image, the pointwise half is the GEMM Y[K x PQ] = PW[K x M] * D[M x PQ].
+//
+// Kernel versions (the "depthwise" family; 0 = automatic = 2):
+// version 1: reference. D is materialised by the depthwise kernels, the pointwise product is
+//            a plain loop; backward likewise, through a materialised dD.
+// version 2: fused. Work is split into tiles of output pixels (a few rows of one image, or
+//            several whole small images). Per tile and block of KC depthwise channels, D is
+//            computed for the tile with the strips of cpu/depthwise_planes.h and packed
+//            straight into the B panels of the GEMM micro-kernel (gemm.h), which accumulates
+//            Y_tile += PW[:, block] * D_block. D exists one cache-sized tile at a time.
+//            Backward recomputes D per tile into the panels of D^T:
+//              dPW += dY_tile * D_tile^T   per chunk of tiles (chunks from the shape alone),
+//                                          the chunks' partials added in order afterwards
+//              dD_tile = PW^T * dY_tile    written to a dD buffer (channel-major, M x NPQ)
+//            and the depthwise gradients of dD follow (cpu/depthwise.cpp), with
+//            d(depthwise_bias) = dD summed over pixels. Every sum runs in an order fixed by
+//            the shape: results do not depend on the thread count.
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "common/depthwise.h"
+#include "common/kernel_version.h"
+#include "cpu/depthwise.h"
+#include "cpu/depthwise_planes.h"
+#include "cpu/gemm.h"
+
+namespace cnnops::cpu {
+
+namespace {
+
+using namespace dw;
+
+constexpr int64_t kReductionBlock = 256;     // KC: depthwise channels per packed GEMM block
+constexpr int64_t kForwardTilePixels = 256;  // output pixels per forward tile (at most)
+constexpr int64_t kBackwardTilePixels = 256; // per backward tile: D^T of a tile is M x this
+constexpr int64_t kMaxWeightChunks = 8;      // backward: chunks of tiles with a dPW partial
+constexpr int64_t kMaxPartialElements = int64_t{4} << 20;  // ... all partials together
+
+// Output pixels in tiles: `rows` rows of one image, or `images` whole images when an image
+// has fewer pixels than a tile. Tile t's pixels are consecutive in (n, p, q) order. Among
+// the sizes between target / 2 and 2 * target, the first (smallest) whose last GEMM panel
+// of `nr` columns is nearly full wins; failing that, the fullest.
+struct PixelTiles {
+  int64_t images, rows, per_image, count;
+
+  PixelTiles(const DwGeometry& g, int64_t target, int64_t nr) {
+    const bool whole_images = g.P * g.Q < target;
+    const int64_t unit = whole_images ? g.P * g.Q : g.Q;      // pixels per image or per row
+    const int64_t most = whole_images ? g.N : g.P;             // images or rows available
+    const auto waste = [nr](int64_t pixels) {
+      return static_cast<double>(round_up(pixels, nr) - pixels) / round_up(pixels, nr);
+    };
+    int64_t best = std::clamp<int64_t>(target / unit, 1, most);
+    for (int64_t n = std::max<int64_t>(1, target / 2 / unit); n <= most && n * unit <= 2 * target; ++n) {
+      if (n * unit < target / 2) continue;
+      if (waste(n * unit) <= 1.0 / 16) {
+        best = n;
+        break;
+      }
+      if (waste(n * unit) < waste(best * unit)) best = n;
+    }
+    images = whole_images ? best : 1;
+    rows = whole_images ? g.P : best;
+    per_image = ceil_div(g.P, rows);
+    count = ceil_div(g.N, images) * per_image;
+  }
+
+  int64_t max_pixels(const DwGeometry& g) const { return images * rows * g.Q; }
+};
+
+struct Tile {
+  int64_t n0, images, p0, rows, pixels;
+  Tile(const PixelTiles& t, const DwGeometry& g, int64_t index)
+      : n0((index / t.per_image) * t.images), images(std::min(t.images, g.N - n0)),
+        p0((index % t.per_image) * t.rows), rows(std::min(t.rows, g.P - p0)),
+        pixels(images * rows * g.Q) {}
+
+  // The tile's first pixel in (n, p, q) order.
+  int64_t first_pixel(const DwGeometry& g) const { return (n0 * g.P + p0) * g.Q; }
+};
+
+// Packs A[i][k] = src[i * row_stride + k * col_stride] for rows [0, rows) and k in [k0, k0 + kc)
+// into MR-row panels (gemm.h); rows past `rows` are zero.
+template <typename T>
+void pack_a(const T* src, int64_t row_stride, int64_t col_stride, int64_t rows, int64_t k0,
+            int64_t kc, int64_t mr, T* dst) {
+  for (int64_t i = 0; i < rows; i += mr) {
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t r = 0; r < mr; ++r) {
+        *dst++ = i + r < rows ? src[(i + r) * row_stride + (k0 + k) * col_stride] : T(0);
+      }
+    }
+  }
+}
+
+// Computes D for one tile, one depthwise channel at a time, handing each channel's rows to
+// `sink(k, d, pitch)`: d[(img * rows + row) * pitch + q] is D[n0 + img, k, p0 + row, q].
+template <typename T>
+class DepthwiseTile {
+ public:
+  DepthwiseTile(const at::Tensor& input, const at::Tensor& weight, const T* bias,
+                const DwGeometry& g, const PixelTiles& tiles)
+      : g_(g), x_(input.data_ptr<T>()), xs_(input), taps_(weight_taps<T>(weight, g)),
+        strip_taps_(g), bias_(bias), block_(channel_block<T>(input, g.C)),
+        largest_(g, 0, tiles.rows), strips_(block_, largest_, g),
+        rows_(tiles.images * round_up(largest_.out_len, kDwBlock)), src_(g.taps()),
+        offsets_(g.taps()) {}
+
+  template <typename Sink>
+  void compute(const Tile& tile, int64_t k_begin, int64_t k_end, Sink&& sink) {
+    const StripLayout L(g_, tile.p0, tile.rows);
+    const int64_t stride = round_up(L.out_len, kDwBlock);
+    L.offsets(strip_taps_, offsets_.data());
+    for (int64_t k = k_begin; k < k_end; ++k) {
+      const int64_t c = k / g_.mult;
+      for (int64_t img = 0; img < tile.images; ++img) {
+        const int64_t n = tile.n0 + img;
+        // Strips hold a block of channels of one image; refill when c or n leaves it.
+        if (n != filled_n_ || c < filled_c_ || c >= filled_c_ + filled_count_ || !L.same_as(filled_)) {
+          filled_n_ = n;
+          filled_c_ = c;
+          filled_count_ = std::min(block_, g_.C - c);
+          filled_ = L;
+          strips_.fill(x_ + n * xs_.n + c * xs_.c, xs_, filled_count_, L);
+        }
+        for (int64_t t = 0; t < g_.taps(); ++t) src_[t] = strips_.strip(c - filled_c_) + offsets_[t];
+        taps_correlate(L.out_len, static_cast<int>(g_.taps()), src_.data(),
+                       taps_.data() + k * g_.taps(), bias_ ? bias_[k] : T(0),
+                       rows_.data() + img * stride);
+      }
+      sink(k, rows_.data(), L.sub_w, stride);
+    }
+  }
+
+ private:
+  const DwGeometry& g_;
+  const T* x_;
+  Strides4 xs_;
+  std::vector<T> taps_;
+  StripTaps strip_taps_;
+  const T* bias_;
+  int64_t block_;
+  StripLayout largest_;
+  StripBuffer<T> strips_;
+  std::vector<T> rows_;  // per image: the tile's rows of one channel, flattened
+  std::vector<const T*> src_;
+  std::vector<int64_t> offsets_;
+  int64_t filled_n_ = -1, filled_c_ = -1, filled_count_ = 0;
+  StripLayout filled_{largest_};
+};
+
+// ---------------------------------------------------------------------------------------
+// version 2: fused
+
+template <typename T>
+void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weight,
+                             const T* dw_bias, const at::Tensor& pw_weight, const T* pw_bias,
+                             at::Tensor& output, const DwGeometry& g, int64_t K) {
+  const GemmTile gt = gemm_tile<T>();
+  const int64_t M = g.M;
+  const int64_t rows_padded = round_up(K, gt.mr);
+  // PW packed once: the MR-row panels of PW[:, k0 : k0 + kc] start at a_pack + k0 * rows_padded.
+  std::vector<T> a_pack(rows_padded * M);
+  for (int64_t k0 = 0; k0 < M; k0 += kReductionBlock) {
+    pack_a(pw_weight.data_ptr<T>(), pw_weight.stride(0), pw_weight.stride(1), K, k0,
+           std::min(kReductionBlock, M - k0), gt.mr, a_pack.data() + k0 * rows_padded);
+  }
+  T* y = output.data_ptr<T>();
+  const Strides4 ys(output);
+  const PixelTiles tiles(g, kForwardTilePixels, gt.nr);
+  const int64_t max_pixels = tiles.max_pixels(g);
+
+  at::parallel_for(0, tiles.count, 1, [&](int64_t begin, int64_t end) {
+    DepthwiseTile<T> depthwise(input, dw_weight, dw_bias, g, tiles);
+    std::vector<T> b_pack(kReductionBlock * round_up(max_pixels, gt.nr));
+    std::vector<T> c_tile(K * max_pixels);
+    for (int64_t index = begin; index < end; ++index) {
+      const Tile tile(tiles, g, index);
+      const int64_t cols = tile.pixels;
+      std::fill(c_tile.begin(), c_tile.begin() + K * cols, T(0));
+      for (int64_t k0 = 0; k0 < M; k0 += kReductionBlock) {
+        const int64_t kc = std::min(kReductionBlock, M - k0);
+        // D rows go straight into the B panels: pixel i of channel k0 + kk at
+        // b_pack[((i / NR) * kc + kk) * NR + i % NR]; the padding columns stay zero.
+        depthwise.compute(tile, k0, k0 + kc, [&](int64_t k, const T* d, int64_t pitch, int64_t stride) {
+          T* panel = b_pack.data() + (k - k0) * gt.nr;
+          int64_t lane = 0;
+          for (int64_t img = 0; img < tile.images; ++img) {
+            for (int64_t r = 0; r < tile.rows; ++r) {
+              const T* src = d + img * stride + r * pitch;
+              for (int64_t q = 0; q < g.Q; ++q) {
+                panel[lane] = src[q];
+                if (++lane == gt.nr) {
+                  lane = 0;
+                  panel += kc * gt.nr;
+                }
+              }
+            }
+          }
+          if (lane > 0) std::fill(panel + lane, panel + gt.nr, T(0));
+        });
+        gemm_packed(K, cols, kc, a_pack.data() + k0 * rows_padded, b_pack.data(), c_tile.data(),
+                    cols, 1);
+      }
+      // Epilogue: bias, and the tile's pixels to their places in the output.
+      int64_t i = 0;
+      for (int64_t img = 0; img < tile.images; ++img) {
+        for (int64_t r = 0; r < tile.rows; ++r, i += g.Q) {
+          T* y_row = y + (tile.n0 + img) * ys.n + (tile.p0 + r) * ys.h;
+          if (ys.c == 1) {  // channels_last: channels innermost
+            for (int64_t q = 0; q < g.Q; ++q) {
+              for (int64_t k = 0; k < K; ++k) {
+                y_row[q * ys.w + k] = c_tile[k * cols + i + q] + (pw_bias ? pw_bias[k] : T(0));
+              }
+            }
+            continue;
+          }
+          for (int64_t k = 0; k < K; ++k) {
+            const T add = pw_bias ? pw_bias[k] : T(0);
+            const T* c_row = c_tile.data() + k * cols + i;
+            T* dst = y_row + k * ys.c;
+            for (int64_t q = 0; q < g.Q; ++q) dst[q * ys.w] = c_row[q] + add;
+          }
+        }
+      }
+    }
+  });
+}
+
+// Fills grad_d (M x NPQ, row-major) and grad_pw (K x M, row-major).
+template <typename T>
+void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& input,
+                              const at::Tensor& dw_weight, const T* dw_bias,
+                              const at::Tensor& pw_weight, const DwGeometry& g, int64_t K,
+                              T* grad_d, T* grad_pw) {
+  const GemmTile gt = gemm_tile<T>();
+  const int64_t M = g.M, npq = g.N * g.P * g.Q;
+  const T* gy = grad_output.data_ptr<T>();
+  const Strides4 gys(grad_output);
+  // PW^T packed once: the MR-row panels of PW^T[:, k0 : k0 + kc] at a_pack + k0 * m_padded.
+  const int64_t m_padded = round_up(M, gt.mr);
+  std::vector<T> a_pack(m_padded * K);
+  for (int64_t k0 = 0; k0 < K; k0 += kReductionBlock) {
+    pack_a(pw_weight.data_ptr<T>(), pw_weight.stride(1), pw_weight.stride(0), M, k0,
+           std::min(kReductionBlock, K - k0), gt.mr, a_pack.data() + k0 * m_padded);
+  }
+  const PixelTiles tiles(g, kBackwardTilePixels, gt.nr);
+  const int64_t max_pixels = tiles.max_pixels(g);
+  int64_t chunks = std::min(tiles.count, kMaxWeightChunks);
+  while (chunks > 1 && chunks * K * M > kMaxPartialElements) --chunks;
+  const int64_t per_chunk = ceil_div(tiles.count, chunks);
+  std::vector<T> partial(chunks * K * M, T(0));
+
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    DepthwiseTile<T> depthwise(input, dw_weight, dw_bias, g, tiles);
+    std::vector<T> d_t(round_up(M, gt.nr) * max_pixels);          // D^T panels (B of dPW)
+    std::vector<T> gy_a(round_up(K, gt.mr) * max_pixels);         // dY panels (A of dPW)
+    std::vector<T> gy_b(kReductionBlock * round_up(max_pixels, gt.nr));  // dY panels (B of dD)
+    std::vector<int64_t> pixel(max_pixels);                       // offsets in grad_output
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      for (int64_t index = chunk * per_chunk; index < std::min(tiles.count, (chunk + 1) * per_chunk); ++index) {
+        const Tile tile(tiles, g, index);
+        const int64_t cols = tile.pixels, first = tile.first_pixel(g);
+        for (int64_t i = 0; i < cols; ++i) {
+          const int64_t n = tile.n0 + i / (tile.rows * g.Q), pq = i % (tile.rows * g.Q);
+          pixel[i] = n * gys.n + (tile.p0 + pq / g.Q) * gys.h + (pq % g.Q) * gys.w;
+        }
+        // D^T: channel k's pixels at d_t[((k / NR) * cols + i) * NR + k % NR].
+        depthwise.compute(tile, 0, M, [&](int64_t k, const T* d, int64_t pitch, int64_t stride) {
+          T* lane = d_t.data() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
+          int64_t i = 0;
+          for (int64_t img = 0; img < tile.images; ++img) {
+            for (int64_t r = 0; r < tile.rows; ++r) {
+              const T* src = d + img * stride + r * pitch;
+              for (int64_t q = 0; q < g.Q; ++q, ++i) lane[i * gt.nr] = src[q];
+            }
+          }
+        });
+        for (int64_t k = M; k < round_up(M, gt.nr); ++k) {
+          T* lane = d_t.data() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
+          for (int64_t i = 0; i < cols; ++i) lane[i * gt.nr] = T(0);
+        }
+        // dPW += dY_tile * D_tile^T
+        for (int64_t i0 = 0; i0 < K; i0 += gt.mr) {
+          T* dst = gy_a.data() + i0 * cols;
+          for (int64_t t = 0; t < cols; ++t) {
+            for (int64_t r = 0; r < gt.mr; ++r) {
+              *dst++ = i0 + r < K ? gy[(i0 + r) * gys.c + pixel[t]] : T(0);
+            }
+          }
+        }
+        gemm_packed(K, M, cols, gy_a.data(), d_t.data(), partial.data() + chunk * K * M, M, 1);
+        // dD_tile = PW^T * dY_tile, into the tile's columns of grad_d
+        for (int64_t m = 0; m < M; ++m) std::fill(grad_d + m * npq + first, grad_d + m * npq + first + cols, T(0));
+        for (int64_t k0 = 0; k0 < K; k0 += kReductionBlock) {
+          const int64_t kc = std::min(kReductionBlock, K - k0);
+          for (int64_t j = 0; j < cols; j += gt.nr) {
+            T* dst = gy_b.data() + j * kc;
+            for (int64_t kk = 0; kk < kc; ++kk) {
+              const T* gy_k = gy + (k0 + kk) * gys.c;
+              for (int64_t c = 0; c < gt.nr; ++c) *dst++ = j + c < cols ? gy_k[pixel[j + c]] : T(0);
+            }
+          }
+          gemm_packed(M, cols, kc, a_pack.data() + k0 * m_padded, gy_b.data(), grad_d + first,
+                      npq, 1);
+        }
+      }
+    }
+  });
+  at::parallel_for(0, K * M, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T sum = T(0);
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * K * M + i];
+      grad_pw[i] = sum;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// version 1: reference (the depthwise half by the depthwise kernels, the pointwise by loops)
+
+// y[n, k, p, q] = b[k] + sum_j pw[k, j] * d[n, j, p, q]
+template <typename T>
+void pointwise_reference(const at::Tensor& d, const at::Tensor& pw_weight, const T* bias,
+                         at::Tensor& output) {
+  const T* dp = d.data_ptr<T>();
+  const T* w = pw_weight.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  const Strides4 ds(d), ys(output);
+  const int64_t N = d.size(0), M = d.size(1), P = d.size(2), Q = d.size(3), K = output.size(1);
+  at::parallel_for(0, N * K, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nk = begin; nk < end; ++nk) {
+      const int64_t n = nk / K, k = nk % K;
+      for (int64_t p = 0; p < P; ++p) {
+        for (int64_t q = 0; q < Q; ++q) {
+          T acc = bias ? bias[k] : T(0);
+          for (int64_t j = 0; j < M; ++j) {
+            acc += w[k * pw_weight.stride(0) + j * pw_weight.stride(1)] *
+                   dp[n * ds.n + j * ds.c + p * ds.h + q * ds.w];
+          }
+          y[n * ys.n + k * ys.c + p * ys.h + q * ys.w] = acc;
+        }
+      }
+    }
+  });
+}
+
+// grad_d[n, j, p, q] = sum_k pw[k, j] * gy[n, k, p, q]; grad_pw[k, j] = sum gy[n, k, p, q] * d[n, j, p, q]
+template <typename T>
+void pointwise_backward_reference(const at::Tensor& grad_output, const at::Tensor& d,
+                                  const at::Tensor& pw_weight, at::Tensor& grad_d,
+                                  T* grad_pw) {
+  const T* gy = grad_output.data_ptr<T>();
+  const T* dp = d.data_ptr<T>();
+  const T* w = pw_weight.data_ptr<T>();
+  T* gd = grad_d.data_ptr<T>();
+  const Strides4 gys(grad_output), ds(d), gds(grad_d);
+  const int64_t N = d.size(0), M = d.size(1), P = d.size(2), Q = d.size(3);
+  const int64_t K = grad_output.size(1);
+  at::parallel_for(0, N * M, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nj = begin; nj < end; ++nj) {
+      const int64_t n = nj / M, j = nj % M;
+      for (int64_t p = 0; p < P; ++p) {
+        for (int64_t q = 0; q < Q; ++q) {
+          T acc = T(0);
+          for (int64_t k = 0; k < K; ++k) {
+            acc += w[k * pw_weight.stride(0) + j * pw_weight.stride(1)] *
+                   gy[n * gys.n + k * gys.c + p * gys.h + q * gys.w];
+          }
+          gd[n * gds.n + j * gds.c + p * gds.h + q * gds.w] = acc;
+        }
+      }
+    }
+  });
+  at::parallel_for(0, K * M, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t kj = begin; kj < end; ++kj) {
+      const int64_t k = kj / M, j = kj % M;
+      T acc = T(0);
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t p = 0; p < P; ++p) {
+          for (int64_t q = 0; q < Q; ++q) {
+            acc += gy[n * gys.n + k * gys.c + p * gys.h + q * gys.w] *
+                   dp[n * ds.n + j * ds.c + p * ds.h + q * ds.w];
+          }
+        }
+      }
+      grad_pw[kj] = acc;
+    }
+  });
+}
+
+bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }
+
+// ---------------------------------------------------------------------------------------
+// Operators
+
+at::Tensor depthwise_separable_forward_cpu(const at::Tensor& input, const at::Tensor& dw_weight,
+                                           const at::Tensor& pw_weight,
+                                           const c10::optional<at::Tensor>& dw_bias,
+                                           const c10::optional<at::Tensor>& pw_bias,
+                                           c10::IntArrayRef stride, c10::IntArrayRef padding,
+                                           c10::IntArrayRef dilation) {
+  constexpr const char* op = "cnnops.depthwise_separable_conv2d";
+  const Conv2dParams params = depthwise_separable_params(op, input, stride, padding, dilation);
+  const SeparableShape s =
+      check_depthwise_separable_forward(input, dw_weight, pw_weight, dw_bias, pw_bias, params);
+  at::Tensor output = at::empty(
+      {s.N, s.K, s.P, s.Q},
+      input.options().memory_format(depthwise_separable_memory_format(input, dw_weight, pw_weight)));
+  if (output.numel() == 0) return output;
+  const at::Tensor dw_b = dw_bias.has_value() ? dw_bias->contiguous() : at::Tensor();
+  const at::Tensor pw_b = pw_bias.has_value() ? pw_bias->contiguous() : at::Tensor();
+  if (use_reference()) {
+    const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
+      pointwise_reference<scalar_t>(d, pw_weight, pw_b.defined() ? pw_b.data_ptr<scalar_t>() : nullptr,
+                                    output);
+    });
+    return output;
+  }
+  const DwGeometry g(input.sizes(), dw_weight.sizes(), s.P, s.Q, params);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
+    separable_forward_fused<scalar_t>(
+        input, dw_weight, dw_b.defined() ? dw_b.data_ptr<scalar_t>() : nullptr, pw_weight,
+        pw_b.defined() ? pw_b.data_ptr<scalar_t>() : nullptr, output, g, s.K);
+  });
+  return output;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_separable_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& dw_weight,
+    const at::Tensor& pw_weight, const c10::optional<at::Tensor>& dw_bias,
+    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  constexpr const char* op = "cnnops.depthwise_separable_conv2d_backward";
+  const Conv2dParams params = depthwise_separable_params(op, input, stride, padding, dilation);
+  const SeparableShape s =
+      check_depthwise_separable_backward(grad_output, input, dw_weight, pw_weight, dw_bias, params);
+  const auto grad_input_format = depthwise_separable_memory_format(input, dw_weight, pw_weight);
+  const auto options = grad_output.options();
+  at::Tensor grad_pw = at::zeros({s.K, s.M, 1, 1}, options);
+  if (grad_output.numel() == 0 || input.numel() == 0) {  // N, K or H*W empty: nothing flows
+    return {at::zeros(input.sizes(), options.memory_format(grad_input_format)),
+            at::zeros(dw_weight.sizes(), options), at::zeros({s.M}, options), grad_pw};
+  }
+  at::Tensor grad_d;  // dL/dD, as an (N, M, P, Q) tensor of any layout
+  if (use_reference()) {
+    const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
+    grad_d = at::empty(d.sizes(), options);
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
+      pointwise_backward_reference<scalar_t>(grad_output, d, pw_weight, grad_d,
+                                             grad_pw.data_ptr<scalar_t>());
+    });
+  } else {
+    // channel-major (M, N*P*Q), so that a tile's pixels are consecutive in every row
+    at::Tensor grad_d_rows = at::empty({s.M, s.N * s.P * s.Q}, options);
+    const at::Tensor dw_b = dw_bias.has_value() ? dw_bias->contiguous() : at::Tensor();
+    const DwGeometry g(input.sizes(), dw_weight.sizes(), s.P, s.Q, params);
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
+      separable_backward_fused<scalar_t>(grad_output, input, dw_weight,
+                                         dw_b.defined() ? dw_b.data_ptr<scalar_t>() : nullptr,
+                                         pw_weight, g, s.K, grad_d_rows.data_ptr<scalar_t>(),
+                                         grad_pw.data_ptr<scalar_t>());
+    });
+    grad_d = grad_d_rows.view({s.M, s.N, s.P, s.Q}).permute({1, 0, 2, 3});
+  }
+  at::Tensor grad_dw_bias = at::sum(grad_d, {0, 2, 3});
+  at::Tensor grad_input =
+      depthwise_grad_input_cpu(grad_d, dw_weight, input.sizes(), params, grad_input_format);
+  at::Tensor grad_dw = depthwise_grad_weight_cpu(grad_d, input, dw_weight.sizes(), params);
+  return {grad_input, grad_dw, grad_dw_bias, grad_pw};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cnnops, CPU, m) {
+  m.impl("depthwise_separable_conv2d", &depthwise_separable_forward_cpu);
+  m.impl("depthwise_separable_conv2d_backward", &depthwise_separable_backward_cpu);
+}
+
+}  // namespace cnnops::cpu

@@ -1,0 +1,364 @@
+"""Depthwise convolution (cnnops.conv2d with groups == in_channels, which runs the depthwise
+kernels) against torch.nn.functional.conv2d: forward, gradients, memory formats, both kernel
+versions, every CPU instruction set, determinism, gradcheck and opcheck.
+
+The reference is F.conv2d in float64 on upcast copies of the operands, so the error measured
+is the kernel's own; tolerances come from the dtype: atol + rtol * |ref|, atol growing as
+sqrt(reduction length).
+"""
+
+import math
+import os
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnops
+
+# torch's own F.conv2d (the reference) warns about even kernels with padding='same'
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
+VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast")]
+LAYOUTS = ["contiguous", "channels_last", "sliced"]
+
+# dtype: (rtol, atol per sqrt(reduction length))
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-12),
+    torch.float32: (1e-4, 1e-5),
+    torch.float16: (5e-3, 2e-3),
+    torch.bfloat16: (3e-2, 1.6e-2),
+}
+
+
+@dataclass(frozen=True)
+class DwCase:
+    batch: int
+    channels: int
+    mult: int  # channel multiplier: out_channels = channels * mult
+    hw: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] | str = 0
+    dilation: int | tuple[int, int] = 1
+    bias: bool = True
+
+    @property
+    def input_shape(self):
+        return (self.batch, self.channels, *self.hw)
+
+    @property
+    def weight_shape(self):
+        return (self.channels * self.mult, 1, *self.kernel)
+
+    @property
+    def kwargs(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.channels)
+
+
+def case(name, *args, **kwargs):
+    return pytest.param(DwCase(*args, **kwargs), id=name)
+
+
+# Awkward on purpose: channels of 1, odd and multiples of 8, multipliers, H or W of 1, sizes
+# that are no multiple of a vector or tile, kernels of 1 to 7 and non-square, every stride and
+# dilation the flattened-plane kernels treat as separate phases.
+CASES = [
+    case("c1_k3", 2, 1, 1, (7, 9), (3, 3), padding=1),
+    case("c1_mult3_stride2", 1, 1, 3, (5, 6), (3, 3), stride=2, padding=1),
+    case("c7_k5_stride2", 2, 7, 1, (13, 17), (5, 5), stride=2, padding=2),
+    case("c8_k3_33x35", 1, 8, 1, (33, 35), (3, 3), padding=1, bias=False),
+    case("c16_k3_stride2_14x14", 2, 16, 1, (14, 14), (3, 3), stride=2, padding=1),
+    case("c5_mult2_k3x5_stride2x1", 2, 5, 2, (9, 11), (3, 5), stride=(2, 1), padding=(1, 2)),
+    case("c3_dilation2", 2, 3, 1, (13, 17), (3, 3), padding=2, dilation=2),
+    case("c6_dilation2x3_stride2", 1, 6, 1, (13, 17), (3, 2), stride=2, padding=(1, 0),
+         dilation=(2, 3)),
+    case("c9_k1_stride3", 2, 9, 1, (7, 9), (1, 1), stride=3),
+    case("c3_k7_pad3", 1, 3, 1, (13, 17), (7, 7), padding=3),
+    case("c4_k2x3_same", 2, 4, 1, (7, 9), (2, 3), padding="same"),
+    case("c4_k4_same_dilation2", 1, 4, 2, (9, 8), (4, 4), padding="same", dilation=2),
+    case("h1", 2, 3, 1, (1, 9), (1, 3), padding=(0, 1)),
+    case("w1_stride2", 2, 5, 1, (9, 1), (3, 1), stride=2, padding=1),
+    case("image_1x1_k3_pad1", 2, 7, 1, (1, 1), (3, 3), padding=1),
+    case("padding_wider_than_kernel", 1, 2, 1, (5, 4), (2, 3), padding=(4, 3)),
+    case("kernel_equals_input", 3, 4, 1, (5, 5), (5, 5)),
+    case("c24_mult2_stride2_odd", 2, 24, 2, (15, 13), (3, 3), stride=2, padding=1),
+    case("c3_mult4_k5_stride3", 2, 3, 4, (16, 19), (5, 5), stride=3, padding=2),
+    case("valid", 2, 6, 1, (8, 7), (3, 2), padding="valid"),
+    case("batch0", 0, 3, 1, (7, 9), (3, 3), padding=1),
+]
+
+
+def make_tensor(shape, layout, dtype, device):
+    def randn(*size):
+        return torch.randn(*size, dtype=torch.float32).to(dtype=dtype, device=device)
+
+    if len(shape) != 4 or layout == "contiguous":
+        return randn(*shape)
+    n, c, h, w = shape
+    if layout == "channels_last":
+        return randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    if layout == "sliced":  # a view with a width stride of 2
+        return randn(n, c, h, 2 * w)[..., ::2]
+    raise AssertionError(layout)
+
+
+def assert_close(actual, expected, dtype, reduction, what):
+    assert actual.dtype == dtype, f"{what}: dtype {actual.dtype}, expected {dtype}"
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    rtol, atol_unit = TOLERANCES[dtype]
+    torch.testing.assert_close(actual.to(expected.dtype), expected, rtol=rtol,
+                               atol=atol_unit * math.sqrt(max(reduction, 1)),
+                               msg=lambda m: f"{what}: {m}")
+
+
+def assert_same_memory_format(actual, expected, what):
+    if expected.numel() == 0:  # no strides to speak of (cnnops.conv2d makes these contiguous)
+        return
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        assert (actual.is_contiguous(memory_format=memory_format)
+                == expected.is_contiguous(memory_format=memory_format)), (
+            f"{what}: strides {actual.stride()}, torch's {expected.stride()}")
+
+
+def check_against_torch(c: DwCase, dtype, device, version, layout="contiguous",
+                        weight_layout="contiguous"):
+    """Forward and the three gradients of cnnops.conv2d against F.conv2d."""
+    x = make_tensor(c.input_shape, layout, dtype, device).requires_grad_()
+    w = make_tensor(c.weight_shape, weight_layout, dtype, device).requires_grad_()
+    b = make_tensor((c.weight_shape[0],), "contiguous", dtype, device).requires_grad_() if c.bias else None
+    operands = [t for t in (x, w, b) if t is not None]
+    native = F.conv2d(x, w, b, **c.kwargs)
+    grad_output = make_tensor(tuple(native.shape), layout, dtype, device)
+    native_grads = torch.autograd.grad(native, operands, grad_output)
+
+    exact = [t.detach().double().requires_grad_() for t in operands]
+    ref = F.conv2d(exact[0], exact[1], exact[2] if c.bias else None, **c.kwargs)
+    ref_grads = torch.autograd.grad(ref, exact, grad_output.double())
+
+    with cnnops.kernel_version("depthwise", version):
+        out = cnnops.conv2d(x, w, b, **c.kwargs)
+        grads = torch.autograd.grad(out, operands, grad_output)
+
+    kh, kw = c.kernel
+    pixels = c.batch * native.shape[2] * native.shape[3]
+    lengths = {"output": kh * kw, "grad_input": c.mult * kh * kw, "grad_weight": pixels,
+               "grad_bias": pixels}
+    assert_close(out, ref.detach(), dtype, lengths["output"], "output")
+    assert_same_memory_format(out, native, "output")
+    for name, grad, ref_grad, native_grad in zip(("grad_input", "grad_weight", "grad_bias"),
+                                                 grads, ref_grads, native_grads):
+        assert_close(grad, ref_grad, dtype, lengths[name], name)
+        # conv2d_grad_input sees grad_output, not the input: its layout decides, and it can
+        # only when it is not both contiguous and channels_last (1x1 outputs are both)
+        ambiguous = all(grad_output.is_contiguous(memory_format=f)
+                        for f in (torch.contiguous_format, torch.channels_last))
+        if name == "grad_input" and not ambiguous:
+            assert_same_memory_format(grad, native_grad, name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("c", CASES)
+def test_depthwise_matches_torch(c, version, dtype, layout, device):
+    check_against_torch(c, dtype, device, version, layout)
+
+
+def random_case(seed):
+    """A random geometry: channels 1, odd or a multiple of 8, multiplier 1-3, kernel 1-5 (maybe
+    non-square), stride 1-3, dilation 1-2, and a padding that keeps the output non-empty."""
+    rng = random.Random(seed)
+    channels = rng.choice([1, rng.randrange(3, 30, 2), 8 * rng.randint(1, 4)])
+    kernel = (rng.randint(1, 5), rng.randint(1, 5))
+    dilation = (rng.randint(1, 2), rng.randint(1, 2))
+    padding = tuple(rng.randint(0, (k - 1) * d) for k, d in zip(kernel, dilation))
+    hw = tuple(max(rng.randint(1, 23), (k - 1) * d + 1 - 2 * p)
+               for k, d, p in zip(kernel, dilation, padding))
+    return DwCase(rng.randint(1, 3), channels, rng.randint(1, 3), hw, kernel,
+                  (rng.randint(1, 3), rng.randint(1, 3)), padding, dilation, rng.random() < 0.5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("seed", range(12))
+def test_random_geometries_match_torch(seed, version, dtype, device):
+    c = random_case(seed)
+    check_against_torch(c, dtype, device, version, LAYOUTS[seed % len(LAYOUTS)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("weight_layout", ["channels_last", "sliced"])
+def test_weight_layouts_match_torch(weight_layout, version, device):
+    c = DwCase(2, 6, 2, (9, 11), (3, 3), stride=2, padding=1)
+    check_against_torch(c, torch.float32, device, version, "contiguous", weight_layout)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unbatched_input(device):
+    x = torch.randn(5, 9, 11, device=device)
+    w = torch.randn(10, 1, 3, 3, device=device)
+    torch.testing.assert_close(cnnops.conv2d(x, w, padding=1, groups=5),
+                               F.conv2d(x, w, padding=1, groups=5), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_bias_relu_epilogue(version, device):
+    x = torch.randn(2, 6, 9, 10, device=device)
+    w = torch.randn(12, 1, 3, 3, device=device)
+    b = torch.randn(12, device=device)
+    with torch.no_grad(), cnnops.kernel_version("depthwise", version):
+        out = cnnops.functional.conv2d_bias_relu(x, w, b, stride=2, padding=1, groups=6)
+    torch.testing.assert_close(out, F.relu(F.conv2d(x, w, b, stride=2, padding=1, groups=6)),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_kernel_matches_reference_kernel(dtype, device):
+    # big enough that the CPU kernels cut planes into several strips and tasks
+    c = DwCase(2, 20, 2, (70, 45), (3, 3), stride=1, padding=1)
+    x = torch.randn(c.input_shape, dtype=dtype, device=device, requires_grad=True)
+    w = torch.randn(c.weight_shape, dtype=dtype, device=device, requires_grad=True)
+    results = []
+    for version in (1, 2):
+        with cnnops.kernel_version("depthwise", version):
+            out = cnnops.conv2d(x, w, None, **c.kwargs)
+            grad_output = torch.ones_like(out)
+            results.append([out.detach(), *torch.autograd.grad(out, (x, w), grad_output)])
+    rtol, atol = TOLERANCES[dtype]
+    for name, ref, fast, length in zip(("output", "grad_input", "grad_weight"), *results,
+                                       (9, 18, 2 * 70 * 45)):
+        torch.testing.assert_close(fast, ref, rtol=2 * rtol, atol=2 * atol * math.sqrt(length),
+                                   msg=lambda m: f"{name}: {m}")
+
+
+# ---------------------------------------------------------------------------------------
+# every instruction set of the CPU loops, in a child process (the choice is made once)
+
+ISA_SCRIPT = r"""
+import torch, torch.nn.functional as F, cnnops
+torch.manual_seed(0)
+cases = [((2, 3, 7, 9), 1, (3, 3), 1, 1, 1), ((2, 5, 13, 17), 2, (5, 5), 2, 2, 1),
+         ((1, 4, 33, 35), 1, (3, 3), 1, 1, 2), ((2, 6, 9, 40), 2, (3, 2), (2, 3), (1, 0), 1),
+         ((3, 8, 14, 14), 1, (3, 3), 2, 1, 1), ((1, 2, 5, 70), 3, (1, 7), 1, (0, 3), 1)]
+for dtype in (torch.float32, torch.float64):
+    for layout in (torch.contiguous_format, torch.channels_last):
+        for shape, mult, kernel, stride, padding, dilation in cases:
+            x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=layout)
+            w = torch.randn(shape[1] * mult, 1, *kernel, dtype=torch.float64)
+            args = (stride, padding, dilation, shape[1])
+            xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+            ref = F.conv2d(xr, wr, None, *args)
+            gy = torch.randn_like(ref)
+            refs = [ref, *torch.autograd.grad(ref, (xr, wr), gy)]
+            xs, ws = x.to(dtype).requires_grad_(), w.to(dtype).requires_grad_()
+            out = cnnops.conv2d(xs, ws, None, *args)
+            ours = [out, *torch.autograd.grad(out, (xs, ws), gy.to(dtype))]
+            for a, e in zip(ours, refs):
+                err = ((a.double() - e).abs().max() / (1 + e.abs().max())).item()
+                assert err < (1e-5 if dtype == torch.float32 else 1e-12), (shape, dtype, layout, err)
+print(cnnops._ops._C.cpu_isa(), "ok")
+"""
+
+
+@pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
+def test_every_cpu_instruction_set_matches_torch(isa):
+    best = cnnops._ops._C.cpu_best_isa()
+    if isa == "avx512" and best != "avx512" or isa == "avx2" and best == "portable":
+        pytest.skip(f"this CPU has no {isa}")
+    env = dict(os.environ, CNNOPS_CPU_ISA=isa)
+    result = subprocess.run([sys.executable, "-c", ISA_SCRIPT], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split()[0] == {"avx2": "avx2+fma"}.get(isa, isa)
+
+
+# ---------------------------------------------------------------------------------------
+# determinism, autograd, opcheck
+
+
+def _run_all(x, w, grad_output):
+    out = cnnops.conv2d(x, w, None, 2, 1, 1, x.shape[1])
+    return [out.detach(), *torch.autograd.grad(out, (x, w), grad_output)]
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last],
+                         ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cpu_results_are_bitwise_reproducible_across_thread_counts(version, layout):
+    x = torch.randn(3, 40, 33, 35).contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(80, 1, 3, 3, requires_grad=True)
+    grad_output = torch.randn(3, 80, 17, 18)
+    threads = torch.get_num_threads()
+    with cnnops.kernel_version("depthwise", version):
+        first = _run_all(x, w, grad_output)
+        try:
+            torch.set_num_threads(1)
+            single = _run_all(x, w, grad_output)
+        finally:
+            torch.set_num_threads(threads)
+        again = _run_all(x, w, grad_output)
+    for run in (single, again):
+        for name, a, e in zip(("output", "grad_input", "grad_weight"), run, first):
+            assert torch.equal(a, e), f"{name} differs bitwise"
+
+
+GRADCHECK_CASES = [
+    case("k3_pad1_bias", 1, 2, 1, (4, 5), (3, 3), padding=1),
+    case("mult2_stride2", 2, 2, 2, (5, 4), (3, 2), stride=2, padding=(1, 0), bias=False),
+    case("c1_dilation2", 1, 1, 2, (6, 5), (2, 2), padding=1, dilation=2),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("c", GRADCHECK_CASES)
+def test_gradcheck_and_gradgradcheck(c, version, device):
+    operands = [torch.randn(c.input_shape, dtype=torch.float64, device=device, requires_grad=True),
+                torch.randn(c.weight_shape, dtype=torch.float64, device=device, requires_grad=True)]
+    if c.bias:
+        operands.append(torch.randn(c.weight_shape[0], dtype=torch.float64, device=device,
+                                    requires_grad=True))
+
+    def fn(x, w, *b):
+        return cnnops.conv2d(x, w, b[0] if b else None, **c.kwargs)
+
+    with cnnops.kernel_version("depthwise", version):
+        assert torch.autograd.gradcheck(fn, operands)
+        assert torch.autograd.gradgradcheck(fn, operands)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_opcheck_depthwise_geometries(layout, device):
+    x = make_tensor((2, 6, 7, 8), layout, torch.float32, device).requires_grad_()
+    w = torch.randn(12, 1, 3, 3, device=device, requires_grad=True)
+    b = torch.randn(12, device=device, requires_grad=True)
+    args = ([2, 1], [1, 0, 1, 2], [1, 1], 6)
+    torch.library.opcheck(torch.ops.cnnops.conv2d, (x, w, b, *args))
+    grad_output = make_tensor((2, 12, 3, 9), layout, torch.float32, device)
+    torch.library.opcheck(torch.ops.cnnops.conv2d_grad_input,
+                          (grad_output, w.detach(), [2, 6, 7, 8], *args))
+    torch.library.opcheck(torch.ops.cnnops.conv2d_grad_weight,
+                          (grad_output, x.detach(), [12, 1, 3, 3], *args))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("c", [CASES[2], CASES[5], CASES[17]])
+def test_half_precision_cuda_matches_torch(c, version, dtype, layout):
+    check_against_torch(c, dtype, "cuda", version, layout)
