@@ -104,7 +104,7 @@ def load_image(source: str, max_size: int | None = 1024) -> Tensor:
                                           else "RGB")
                 if max_size is not None and max(picture.size) > max_size:
                     picture.thumbnail((max_size, max_size))
-                array = np.asarray(picture)
+                array = np.array(picture)  # a writable copy
         except UnidentifiedImageError as error:
             raise FileNotFoundError(f"'{source}' is not an image file PIL can read") from error
     image = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255)
