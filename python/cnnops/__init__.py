@@ -4,7 +4,7 @@ The kernels are registered as operators in ``torch.ops.cnnops``, differentiable 
 order and traceable by torch.compile and torch.export; this package is their public face.
 """
 
-from . import analysis, functional, nn
+from . import analysis, filters, functional, nn
 from ._ops import kernel_version
 from .analysis import summary
 from .convert import convert

@@ -59,7 +59,7 @@ CHECKPOINT_FORMAT = "cnnops-train-checkpoint"
 CHECKPOINT_VERSION = 1
 
 # Options a resumed run takes from its checkpoint unless the command line names them.
-_FROM_CHECKPOINT = ("model", "dataset", "batch_size", "lr", "schedule", "weight_decay",
+_FROM_CHECKPOINT = ("model", "dataset", "epochs", "batch_size", "lr", "schedule", "weight_decay",
                     "seed", "limit", "max_batches", "data_dir")
 
 
