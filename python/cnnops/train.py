@@ -569,9 +569,14 @@ def run(config: TrainConfig, given: set[str] | None = None, progress: bool = Tru
         raise TrainError("--compare-native runs in one process; leave out torchrun")
     try:
         channels, size = MODELS[config.model]
+        load = dict(data_dir=config.data_dir, seed=config.seed, channels=channels, size=size,
+                    limit=config.limit)
+        if config.download and world.distributed:  # process 0 fetches, the others wait
+            if world.main:
+                _data.load(config.dataset, download=True, **load)
+            dist.barrier()
         train_set, test_set, info = _data.load(
-            config.dataset, data_dir=config.data_dir, download=config.download and world.main,
-            seed=config.seed, channels=channels, size=size, limit=config.limit)
+            config.dataset, download=config.download and not world.distributed, **load)
         _say(world, f"{config.model} on {config.dataset}: {len(train_set)} training and "
                     f"{len(test_set)} test images of {info.channels}x{info.size}x{info.size}, "
                     f"{info.num_classes} classes; batch {config.batch_size}"
