@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import itertools
 import json
 import math
 import os
@@ -188,6 +189,19 @@ def _all_sum(world: _World, values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
+class _SkipSampler(torch.utils.data.Sampler):
+    """``sampler``'s indices less the first ``skip``."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler, skip: int) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.skip, 0)
+
+
 class _StopOnSignal:
     """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current batch; a second
     Ctrl-C stops at once. Only the main thread can install signal handlers; elsewhere this
@@ -243,14 +257,15 @@ class _Progress:
         if self._progress is not None:
             self._progress.stop()
 
-    def epoch(self, description: str, total: int, done: int = 0) -> Callable[[str], None]:
-        """Starts an epoch's bar; returns the function that advances it by one batch."""
+    def epoch(self, description: str, total: int, done: int = 0) -> Callable[[str, int], None]:
+        """Starts an epoch's bar; returns the function that sets its statistics and the
+        number of batches done."""
         if self._progress is None:
-            return lambda stats: None
+            return lambda stats, done: None
         task = self._progress.add_task(description, total=total, completed=done, stats="")
 
-        def advance(stats: str) -> None:
-            self._progress.update(task, advance=1, stats=stats)
+        def advance(stats: str, done: int) -> None:
+            self._progress.update(task, completed=done, stats=stats)
         return advance
 
 
@@ -400,12 +415,18 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainCo
     # The same shuffled order for any number of processes: rank r takes every N-th image.
     sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank,
                                  shuffle=True, seed=config.seed, drop_last=True)
-    # A generator of its own keeps the loader off torch's global stream (dropout's).
-    loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, drop_last=True,
-                        generator=torch.Generator().manual_seed(config.seed),
-                        pin_memory=world.device.type == "cuda")
-    steps_per_epoch = len(loader) if config.max_batches is None else min(len(loader),
-                                                                         config.max_batches)
+
+    def batches(skip: int) -> DataLoader:
+        """The epoch's batches from batch ``skip`` on (a resumed epoch draws no skipped
+        image). A generator of its own keeps the loader off torch's global random stream,
+        which is dropout's."""
+        return DataLoader(train_set, batch_size=local_batch, drop_last=True,
+                          sampler=_SkipSampler(sampler, skip * local_batch),
+                          generator=torch.Generator().manual_seed(config.seed),
+                          pin_memory=world.device.type == "cuda")
+
+    full_epoch = len(sampler) // local_batch
+    steps_per_epoch = min(full_epoch, config.max_batches or full_epoch)
     total_steps = config.epochs * steps_per_epoch
 
     start_epoch, skip, step, history, best = 0, 0, 0, [], None
@@ -438,16 +459,17 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainCo
             trained.train()
             advance = bars.epoch(f"{label} epoch {epoch + 1}/{config.epochs}", steps_per_epoch,
                                  skip)
-            # Sums over this process's images; a resumed epoch starts from the saved totals,
-            # which already count every process (so only process 0 takes them).
-            loss_sum, correct, seen = partial if world.main else (0.0, 0.0, 0.0)
-            partial_seen = seen
+            # Sums over this process's images, kept on the device (no sync per batch); a
+            # resumed epoch starts from the saved totals, which already count every process
+            # (so only process 0 takes them).
+            start = partial if world.main else (0.0, 0.0, 0.0)
+            sums = torch.tensor(start, dtype=torch.float64, device=world.device)
+            partial_seen, seen = start[2], start[2]
             partial = (0.0, 0.0, 0.0)
             batch = skip
+            shown = 0.0
             epoch_start = time.perf_counter()
-            for index, (images, labels) in enumerate(loader):
-                if index < skip:
-                    continue
+            for index, (images, labels) in enumerate(batches(skip), start=skip):
                 if index >= steps_per_epoch:
                     break
                 images = images.to(world.device, non_blocking=True)
@@ -460,12 +482,16 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainCo
                 loss.backward()
                 optimizer.step()
                 step, batch = step + 1, index + 1
-                loss_sum += loss.item() * len(labels)
-                correct += (logits.argmax(1) == labels).sum().item()
+                sums[0] += loss.detach() * len(labels)
+                sums[1] += (logits.detach().argmax(1) == labels).sum()
                 seen += len(labels)
-                elapsed = time.perf_counter() - epoch_start
-                advance(f"loss {loss_sum / seen:.3f}  acc {100 * correct / seen:5.1f}%  "
-                        f"{(seen - partial_seen) * world.size / max(elapsed, 1e-9):,.0f} img/s")
+                now = time.perf_counter()
+                if now - shown > 0.2 or batch == steps_per_epoch:  # the bar's refresh rate
+                    shown = now
+                    loss_sum, correct = sums.tolist()[:2]
+                    advance(f"loss {loss_sum / seen:.3f}  acc {100 * correct / seen:5.1f}%  "
+                            f"{(seen - partial_seen) * world.size / (now - epoch_start):,.0f} "
+                            f"img/s", batch)
                 stop_now = stop.requested
                 if world.distributed:  # every process must leave at the same batch
                     stop_now = _all_sum(world, [float(stop_now)])[0] > 0
@@ -474,7 +500,8 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainCo
                     break
             skip = 0
             train_seconds += time.perf_counter() - epoch_start
-            loss_sum, correct, seen = _all_sum(world, [loss_sum, correct, seen])
+            sums[2] = seen
+            loss_sum, correct, seen = _all_sum(world, sums.tolist())
             partial_seen = _all_sum(world, [partial_seen])[0]
             images_seen += int(seen - partial_seen)
             if interrupted:
@@ -622,6 +649,10 @@ def run(config: TrainConfig, given: set[str] | None = None, progress: bool = Tru
                                         out_dir / "viz", info.unnormalize,
                                         title=f"{config.model} on {config.dataset}: ")
                 print(f"wrote {len(written)} pictures into {out_dir / 'viz'}")
+        if world.distributed:
+            # Leave together: a process tearing its gloo connections down while another is
+            # still busy can abort the other ("terminate called without an active exception").
+            dist.barrier()
         return result
     finally:
         if world.distributed and dist.is_initialized():
