@@ -28,4 +28,30 @@ TORCH_LIBRARY(cnnops, m) {
   m.def(
       "conv2d_grad_weight(Tensor grad_output, Tensor input, SymInt[4] weight_size, "
       "int[2] stride, int[4] padding, int[2] dilation, int groups) -> Tensor");
+
+  // ---- pooling (csrc/cpu/pool.cpp, csrc/cuda/pool.cu) -------------------------------------
+  // kernel_size, stride, padding, dilation = [height, width]; padding is symmetric and at
+  // most half the kernel; indices are int64, flat within each H*W plane (F.max_unpool2d's).
+  m.def(
+      "max_pool2d_with_indices(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  // output_size (P, Q) >= 0; windows [floor(p*H/P), ceil((p+1)*H/P)) and likewise along W.
+  m.def("adaptive_max_pool2d(Tensor input, int[2] output_size) -> (Tensor, Tensor)");
+  // The adjoint of max pooling (regular or adaptive) given its indices: grad_output scattered
+  // onto zeros shaped like input, at the indices. `input` gives the shape and memory format.
+  m.def("max_pool2d_grad_input(Tensor grad_output, Tensor indices, Tensor input) -> Tensor");
+  // out[n, c, p, q] = input[n, c, indices[n, c, p, q]]: the adjoint of max_pool2d_grad_input,
+  // which makes max pooling differentiable to any order.
+  m.def("max_pool2d_gather(Tensor input, Tensor indices) -> Tensor");
+  m.def(
+      "avg_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  // The adjoint of avg_pool2d (linear, so its own adjoint is avg_pool2d). `input` gives the
+  // shape and memory format of the result.
+  m.def(
+      "avg_pool2d_grad_input(Tensor grad_output, Tensor input, int[2] kernel_size, "
+      "int[2] stride, int[2] padding, bool ceil_mode, bool count_include_pad, "
+      "int? divisor_override) -> Tensor");
+  m.def("adaptive_avg_pool2d(Tensor input, int[2] output_size) -> Tensor");
+  m.def("adaptive_avg_pool2d_grad_input(Tensor grad_output, Tensor input) -> Tensor");
 }

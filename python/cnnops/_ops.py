@@ -222,3 +222,212 @@ def _no_backward(ctx, grad):
 
 torch.library.register_autograd(
     "cnnops::conv2d_bias_relu", _no_backward, setup_context=_inference_only)
+
+# --------------------------------------------------------------------------------------
+# pooling: shape rules shared by the fake kernels (they mirror csrc/common/pool_params.cpp)
+
+
+def _pool_memory_format(t: torch.Tensor) -> torch.memory_format:
+    """torch's rule for a pooling result: the input's suggested memory format."""
+    return suggest_memory_format(t) if t.dim() == 4 else torch.contiguous_format
+
+
+def _pool_out_size(size, kernel, pad, stride, dilation, ceil_mode):
+    span = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = span // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1  # the last window must start inside the input or its left padding
+    return out
+
+
+def _check_pool_input(op: str, input: torch.Tensor) -> None:
+    torch._check(input.dim() == 4, lambda: f"{op}: argument 'input' must be 4-D (N, C, H, W)")
+    torch._check(input.dtype.is_floating_point,
+                 lambda: f"{op}: argument 'input' must be floating point, got {input.dtype}")
+
+
+def _pool2d_output_size(op, input, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_pool_input(op, input)
+    torch._check(all(len(v) == 2 for v in (kernel_size, stride, padding, dilation)),
+                 lambda: f"{op}: kernel_size, stride, padding and dilation need 2 values each")
+    out = [_pool_out_size(input.shape[2 + d], kernel_size[d], padding[d], stride[d],
+                          dilation[d], ceil_mode) for d in range(2)]
+    torch._check(out[0] >= 1 and out[1] >= 1,
+                 lambda: f"{op}: argument 'kernel_size' is larger than the padded input")
+    return (input.shape[0], input.shape[1], out[0], out[1])
+
+
+def _pool_empty(size, like: torch.Tensor, format_of: torch.Tensor, dtype=None) -> torch.Tensor:
+    return torch.empty(size, dtype=dtype or like.dtype, device=like.device,
+                       memory_format=_pool_memory_format(format_of))
+
+
+@torch.library.register_fake("cnnops::max_pool2d_with_indices")
+def _max_pool2d_with_indices_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    size = _pool2d_output_size("cnnops.max_pool2d", input, kernel_size, stride, padding,
+                               dilation, ceil_mode)
+    return _pool_empty(size, input, input), _pool_empty(size, input, input, torch.int64)
+
+
+@torch.library.register_fake("cnnops::adaptive_max_pool2d")
+def _adaptive_max_pool2d_fake(input, output_size):
+    _check_pool_input("cnnops.adaptive_max_pool2d", input)
+    size = (input.shape[0], input.shape[1], *output_size)
+    return _pool_empty(size, input, input), _pool_empty(size, input, input, torch.int64)
+
+
+@torch.library.register_fake("cnnops::max_pool2d_grad_input")
+def _max_pool2d_grad_input_fake(grad_output, indices, input):
+    _check_operands("cnnops.max_pool2d_grad_input", input, grad_output)
+    torch._check(grad_output.shape == indices.shape,
+                 lambda: "cnnops.max_pool2d_grad_input: 'grad_output' and 'indices' differ in shape")
+    return _pool_empty(input.shape, input, input)
+
+
+@torch.library.register_fake("cnnops::max_pool2d_gather")
+def _max_pool2d_gather_fake(input, indices):
+    torch._check(indices.dtype == torch.int64,
+                 lambda: "cnnops.max_pool2d_gather: argument 'indices' must be int64")
+    return _pool_empty(indices.shape, input, indices)
+
+
+@torch.library.register_fake("cnnops::avg_pool2d")
+def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override):
+    size = _pool2d_output_size("cnnops.avg_pool2d", input, kernel_size, stride, padding,
+                               [1, 1], ceil_mode)
+    return _pool_empty(size, input, input)
+
+
+@torch.library.register_fake("cnnops::avg_pool2d_grad_input")
+def _avg_pool2d_grad_input_fake(grad_output, input, kernel_size, stride, padding, ceil_mode,
+                                count_include_pad, divisor_override):
+    _check_operands("cnnops.avg_pool2d_grad_input", input, grad_output)
+    return _pool_empty(input.shape, input, input)
+
+
+@torch.library.register_fake("cnnops::adaptive_avg_pool2d")
+def _adaptive_avg_pool2d_fake(input, output_size):
+    _check_pool_input("cnnops.adaptive_avg_pool2d", input)
+    return _pool_empty((input.shape[0], input.shape[1], *output_size), input, input)
+
+
+@torch.library.register_fake("cnnops::adaptive_avg_pool2d_grad_input")
+def _adaptive_avg_pool2d_grad_input_fake(grad_output, input):
+    _check_operands("cnnops.adaptive_avg_pool2d_grad_input", input, grad_output)
+    return _pool_empty(input.shape, input, input)
+
+
+# --------------------------------------------------------------------------------------
+# pooling: autograd. Every pooling operator is linear once max pooling's argmax (the indices)
+# is fixed; each *_grad_input operator is the adjoint of its forward, and the adjoint of an
+# adjoint is the forward again (for max pooling: the gather at the same indices). The input
+# passed to the adjoints only gives the shape and memory format of their result.
+
+
+def _max_pool2d_setup_context(ctx, inputs, output):
+    _, indices = output
+    ctx.mark_non_differentiable(indices)
+    ctx.set_materialize_grads(False)  # no zero gradient for the indices on every backward
+    ctx.save_for_backward(inputs[0], indices)
+    ctx.num_args = len(inputs)
+
+
+def _max_pool2d_backward(ctx, grad, _grad_indices):
+    input, indices = ctx.saved_tensors
+    grad_input = None
+    if ctx.needs_input_grad[0] and grad is not None:
+        grad_input = ops.max_pool2d_grad_input(grad, indices, input)
+    return (grad_input,) + (None,) * (ctx.num_args - 1)
+
+
+def _max_pool2d_grad_input_setup_context(ctx, inputs, output):
+    _grad_output, indices, _input = inputs
+    ctx.save_for_backward(indices)
+
+
+def _max_pool2d_grad_input_backward(ctx, grad):
+    (indices,) = ctx.saved_tensors
+    d_grad_output = ops.max_pool2d_gather(grad, indices) if ctx.needs_input_grad[0] else None
+    return d_grad_output, None, None
+
+
+def _max_pool2d_gather_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _max_pool2d_gather_backward(ctx, grad):
+    input, indices = ctx.saved_tensors
+    d_input = ops.max_pool2d_grad_input(grad, indices, input) if ctx.needs_input_grad[0] else None
+    return d_input, None
+
+
+def _avg_pool2d_setup_context(ctx, inputs, output):
+    input, *pool_args = inputs
+    ctx.save_for_backward(input)
+    ctx.pool_args = pool_args
+
+
+def _avg_pool2d_backward(ctx, grad):
+    (input,) = ctx.saved_tensors
+    grad_input = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.avg_pool2d_grad_input(grad, input, *ctx.pool_args)
+    return (grad_input,) + (None,) * len(ctx.pool_args)
+
+
+def _avg_pool2d_grad_input_setup_context(ctx, inputs, output):
+    _grad_output, _input, *pool_args = inputs
+    ctx.pool_args = pool_args
+
+
+def _avg_pool2d_grad_input_backward(ctx, grad):
+    d_grad_output = ops.avg_pool2d(grad, *ctx.pool_args) if ctx.needs_input_grad[0] else None
+    return (d_grad_output, None) + (None,) * len(ctx.pool_args)
+
+
+def _adaptive_avg_pool2d_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+
+
+def _adaptive_avg_pool2d_backward(ctx, grad):
+    (input,) = ctx.saved_tensors
+    grad_input = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.adaptive_avg_pool2d_grad_input(grad, input)
+    return grad_input, None
+
+
+def _adaptive_avg_pool2d_grad_input_setup_context(ctx, inputs, output):
+    ctx.output_size = list(inputs[0].shape[-2:])
+
+
+def _adaptive_avg_pool2d_grad_input_backward(ctx, grad):
+    d_grad_output = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.adaptive_avg_pool2d(grad, ctx.output_size)
+    return d_grad_output, None
+
+
+torch.library.register_autograd(
+    "cnnops::max_pool2d_with_indices", _max_pool2d_backward,
+    setup_context=_max_pool2d_setup_context)
+torch.library.register_autograd(
+    "cnnops::adaptive_max_pool2d", _max_pool2d_backward, setup_context=_max_pool2d_setup_context)
+torch.library.register_autograd(
+    "cnnops::max_pool2d_grad_input", _max_pool2d_grad_input_backward,
+    setup_context=_max_pool2d_grad_input_setup_context)
+torch.library.register_autograd(
+    "cnnops::max_pool2d_gather", _max_pool2d_gather_backward,
+    setup_context=_max_pool2d_gather_setup_context)
+torch.library.register_autograd(
+    "cnnops::avg_pool2d", _avg_pool2d_backward, setup_context=_avg_pool2d_setup_context)
+torch.library.register_autograd(
+    "cnnops::avg_pool2d_grad_input", _avg_pool2d_grad_input_backward,
+    setup_context=_avg_pool2d_grad_input_setup_context)
+torch.library.register_autograd(
+    "cnnops::adaptive_avg_pool2d", _adaptive_avg_pool2d_backward,
+    setup_context=_adaptive_avg_pool2d_setup_context)
+torch.library.register_autograd(
+    "cnnops::adaptive_avg_pool2d_grad_input", _adaptive_avg_pool2d_grad_input_backward,
+    setup_context=_adaptive_avg_pool2d_grad_input_setup_context)

@@ -16,6 +16,10 @@ __all__ = ["convert"]
 # device and dtype all stay as they are.
 TWINS: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv2d: cnn.Conv2d,
+    nn.MaxPool2d: cnn.MaxPool2d,
+    nn.AvgPool2d: cnn.AvgPool2d,
+    nn.AdaptiveAvgPool2d: cnn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d: cnn.AdaptiveMaxPool2d,
 }
 
 

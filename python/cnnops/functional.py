@@ -130,3 +130,173 @@ def conv2d_bias_relu(
     """
     return _conv2d_call(ops.conv2d_bias_relu, "conv2d_bias_relu", input, weight, bias, stride,
                         padding, dilation, groups)
+
+
+# --------------------------------------------------------------------------------------
+# pooling
+
+__all__ += ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
+
+_OutputSize = int | None | Sequence[int | None]
+
+
+def _pool_input(input, op: str) -> tuple[Tensor, bool]:
+    """input as 4-D, and whether it came unbatched (3-D)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: argument 'input' must be a tensor, got {type(input).__name__}")
+    if input.dim() == 3:
+        return input.unsqueeze(0), True
+    if input.dim() != 4:
+        raise ValueError(f"{op}: argument 'input' must be 3-D (C, H, W) or 4-D (N, C, H, W), "
+                         f"got shape {tuple(input.shape)}")
+    return input, False
+
+
+def _pool_output(output: Tensor, unbatched: bool) -> Tensor:
+    # torch gives unbatched results in the contiguous format (a 3-D tensor has no other)
+    return output.squeeze(0).contiguous() if unbatched else output
+
+
+def _pool_stride(stride, kernel: list[int], op: str) -> list[int]:
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return list(kernel)
+    return _pair("stride", stride, op)
+
+
+def _adaptive_output_size(output_size: _OutputSize, input: Tensor, op: str) -> list[int]:
+    """output_size as two ints, None meaning "the input's size" (as torch has it)."""
+    if output_size is None or _is_int(output_size):
+        output_size = [output_size]
+    if not isinstance(output_size, (tuple, list, torch.Size)) or len(output_size) not in (1, 2):
+        raise ValueError(f"{op}: argument 'output_size' must be an int or a pair of ints "
+                         f"(None keeping the input's size), got {output_size!r}")
+    sizes = list(input.shape[-len(output_size):])
+    resolved = [size if v is None else v for v, size in zip(output_size, sizes)]
+    if not all(_is_int(v) for v in resolved):
+        raise TypeError(f"{op}: argument 'output_size' must hold ints or None, got "
+                        f"{output_size!r}")
+    return resolved * 2 if len(resolved) == 1 else resolved
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size: _IntOrPair,
+    stride: _IntOrPair | None = None,
+    padding: _IntOrPair = 0,
+    dilation: _IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""2-D max pooling over an input of several planes.
+
+    Same arguments and results as :func:`torch.nn.functional.max_pool2d`, indices included:
+    the first maximum of each window in row-major order wins, NaN wins over any number.
+
+    Args:
+        input: :math:`(N, C, H, W)` or unbatched :math:`(C, H, W)`.
+        kernel_size: window size, an int or a pair ``(kH, kW)``.
+        stride: an int or a pair; ``None`` (the default) means ``kernel_size``.
+        padding: implicit ``-inf`` padding on both sides, at most half the kernel size.
+        dilation: spacing between the window's taps.
+        ceil_mode: use ceil instead of floor for the output size (the last window must
+            still start inside the input or its left padding).
+        return_indices: also return the argmax of each window, int64 and flat within each
+            ``H * W`` plane, as :func:`torch.nn.functional.max_unpool2d` takes them.
+
+    Returns:
+        :math:`(N, C, H_{out}, W_{out})` (or :math:`(C, H_{out}, W_{out})`) in the input's
+        memory format, and the indices of the same shape if ``return_indices``.
+    """
+    op = "max_pool2d"
+    x, unbatched = _pool_input(input, op)
+    kernel = _pair("kernel_size", kernel_size, op)
+    output, indices = ops.max_pool2d_with_indices(
+        x, kernel, _pool_stride(stride, kernel, op), _pair("padding", padding, op),
+        _pair("dilation", dilation, op), bool(ceil_mode))
+    if return_indices:
+        return _pool_output(output, unbatched), _pool_output(indices, unbatched)
+    return _pool_output(output, unbatched)
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: _IntOrPair,
+    stride: _IntOrPair | None = None,
+    padding: _IntOrPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    r"""2-D average pooling over an input of several planes.
+
+    Same arguments and results as :func:`torch.nn.functional.avg_pool2d`.
+
+    Args:
+        input: :math:`(N, C, H, W)` or unbatched :math:`(C, H, W)`.
+        kernel_size: window size, an int or a pair ``(kH, kW)``.
+        stride: an int or a pair; ``None`` (the default) means ``kernel_size``.
+        padding: implicit zero padding on both sides, at most half the kernel size.
+        ceil_mode: use ceil instead of floor for the output size.
+        count_include_pad: whether the zero padding counts in the divisor.
+        divisor_override: if given (non-zero), the divisor of every window.
+
+    Returns:
+        :math:`(N, C, H_{out}, W_{out})` (or :math:`(C, H_{out}, W_{out})`) in the input's
+        memory format.
+    """
+    op = "avg_pool2d"
+    x, unbatched = _pool_input(input, op)
+    kernel = _pair("kernel_size", kernel_size, op)
+    if divisor_override is not None and not _is_int(divisor_override):
+        raise TypeError(f"{op}: argument 'divisor_override' must be an int or None, got "
+                        f"{divisor_override!r}")
+    output = ops.avg_pool2d(x, kernel, _pool_stride(stride, kernel, op),
+                            _pair("padding", padding, op), bool(ceil_mode),
+                            bool(count_include_pad), divisor_override)
+    return _pool_output(output, unbatched)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: _OutputSize) -> Tensor:
+    r"""2-D adaptive average pooling: the output has the size asked for, each output averaging
+    the input window ``[floor(i * H / H_out), ceil((i + 1) * H / H_out))`` (and likewise
+    along W).
+
+    Same arguments and results as :func:`torch.nn.functional.adaptive_avg_pool2d`.
+
+    Args:
+        input: :math:`(N, C, H, W)` or unbatched :math:`(C, H, W)`.
+        output_size: an int or a pair ``(H_out, W_out)``; ``None`` keeps the input's size.
+
+    Returns:
+        :math:`(N, C, H_{out}, W_{out})` (or :math:`(C, H_{out}, W_{out})`) in the input's
+        memory format. ``output_size=1`` is global average pooling.
+    """
+    op = "adaptive_avg_pool2d"
+    x, unbatched = _pool_input(input, op)
+    output = ops.adaptive_avg_pool2d(x, _adaptive_output_size(output_size, x, op))
+    return _pool_output(output, unbatched)
+
+
+def adaptive_max_pool2d(
+    input: Tensor, output_size: _OutputSize, return_indices: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""2-D adaptive max pooling, with the windows of :func:`adaptive_avg_pool2d`.
+
+    Same arguments and results as :func:`torch.nn.functional.adaptive_max_pool2d`.
+
+    Args:
+        input: :math:`(N, C, H, W)` or unbatched :math:`(C, H, W)`.
+        output_size: an int or a pair ``(H_out, W_out)``; ``None`` keeps the input's size.
+        return_indices: also return the argmax of each window (int64, flat within each
+            ``H * W`` plane).
+
+    Returns:
+        :math:`(N, C, H_{out}, W_{out})` (or :math:`(C, H_{out}, W_{out})`) in the input's
+        memory format, and the indices of the same shape if ``return_indices``.
+    """
+    op = "adaptive_max_pool2d"
+    x, unbatched = _pool_input(input, op)
+    output, indices = ops.adaptive_max_pool2d(x, _adaptive_output_size(output_size, x, op))
+    if return_indices:
+        return _pool_output(output, unbatched), _pool_output(indices, unbatched)
+    return _pool_output(output, unbatched)

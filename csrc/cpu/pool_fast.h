@@ -1,0 +1,742 @@
+// Version 2 of the CPU pooling kernels: one kernel per layout (NCHW, channels_last). The
+// plan of each is in cpu/pool.cpp's header comment; cpu/pool_kernels.h declares them.
+//
+// Compiled twice, by pool_fast_avx2.cpp (AVX2 + FMA) and pool_fast_portable.cpp, which
+// include this file twice: first with CNNOPS_POOL_ISA undefined, which pulls in the headers
+// the kernels use (compiled for the baseline target, so that inline library code shared
+// with other files never carries AVX2 instructions), then after their `#pragma GCC target`
+// with CNNOPS_POOL_ISA naming the namespace the kernels are compiled into. The loops are
+// written for the compiler's vectoriser: branch-free selects, int32 running indices beside
+// float or double values, compile-time strides 1 and 2.
+
+#ifndef CNNOPS_POOL_ISA
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "cpu/pool_kernels.h"
+
+#else  // CNNOPS_POOL_ISA: the kernels
+
+namespace cnnops::cpu::CNNOPS_POOL_ISA {
+
+// Everything but pool_kernels() has internal linkage: each build keeps its own copy.
+namespace {
+
+constexpr int64_t kChannelBlock = 256;  // channels_last: channels per task
+constexpr int64_t kTaskWork = 16384;    // elements of work a parallel chunk should hold at least
+constexpr int kLanes = 8;               // independent lanes of the global reductions
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// parallel_for grain for items of `work` elements each.
+int64_t grain(int64_t work) { return std::max<int64_t>(1, kTaskWork / std::max<int64_t>(work, 1)); }
+
+template <typename T>
+constexpr T minus_infinity() {
+  return -std::numeric_limits<T>::infinity();
+}
+
+// The windows of every output position along one axis. The interior is the run [lo, hi) of
+// outputs whose windows are full and evenly spaced: window o has the taps
+// o * stride + offset + j * step, j < kernel, all inside the input.
+struct AxisTable {
+  std::vector<PoolWindow> win;
+  int64_t step;
+  int64_t lo = 0, hi = 0;
+  int64_t stride = 1, offset = 0, kernel = 0;
+  std::vector<int64_t> first, last;  // outputs_of(i) for every input i (with_inverse)
+
+  AxisTable(const PoolAxis& axis, bool with_inverse = false) : win(axis.out), step(axis.step()) {
+    for (int64_t o = 0; o < axis.out; ++o) win[o] = axis.window(o);
+    if (with_inverse) {
+      first.resize(axis.in);
+      last.resize(axis.in);
+      for (int64_t i = 0; i < axis.in; ++i) axis.outputs_of(i, &first[i], &last[i]);
+    }
+    if (!axis.adaptive) {
+      stride = axis.stride;
+      offset = -axis.pad;
+      kernel = axis.kernel;
+    } else if (axis.out > 0 && axis.in % axis.out == 0) {  // adaptive, but evenly split
+      stride = kernel = axis.in / axis.out;
+    } else {
+      return;
+    }
+    auto full = [&](int64_t o) { return win[o].begin == o * stride + offset && win[o].count == kernel; };
+    while (lo < axis.out && !full(lo)) ++lo;
+    hi = lo;
+    while (hi < axis.out && full(hi)) ++hi;
+  }
+
+  // Calls f(o) for every output outside the interior.
+  template <typename F>
+  void for_each_border(F f) const {
+    for (int64_t o = 0; o < lo; ++o) f(o);
+    for (int64_t o = hi; o < static_cast<int64_t>(win.size()); ++o) f(o);
+  }
+
+  // Whether the single window covers the whole axis in unit steps (global pooling).
+  bool global(int64_t in) const {
+    return win.size() == 1 && win[0].begin == 0 && win[0].count == in && (step == 1 || in == 1);
+  }
+};
+
+// ---- NCHW: max ------------------------------------------------------------------------
+//
+// Running arguments are int32 in-plane indices (the fast kernels need H*W < 2^31), which
+// lets the compiler vectorise the selects beside float or double values; -1 means "no tap
+// taken yet" and becomes the window's init index when the row is stored.
+
+// One tap of the interior: outputs q < count take src[q * stride] (in-plane index
+// base + q * stride) if it beats their running maximum.
+template <typename T, int kStride>
+void max_tap(const T* __restrict__ src, int64_t stride, int32_t base, int64_t count,
+             T* __restrict__ best, int32_t* __restrict__ arg) {
+  const int64_t s = kStride > 0 ? kStride : stride;
+  int32_t k = base;  // a second induction variable: no 64-to-32-bit conversion per lane
+  for (int64_t q = 0; q < count; ++q, k += static_cast<int32_t>(s)) {
+    const T v = src[q * s];
+    const T b = best[q];
+    const bool take = (v > b) | (v != v);  // no short circuit: keeps the loop branch-free
+    best[q] = take ? v : b;
+    arg[q] = take ? k : arg[q];
+  }
+}
+
+// Folds input row `row` (whose first element has in-plane index row_index) into the running
+// maxima of one output row's interior. kStride > 0 fixes the stride at compile time, so
+// that the strided loads vectorise.
+template <typename T, int kStride>
+void max_row_interior(const T* row, int32_t row_index, const AxisTable& wt, T* best, int32_t* arg) {
+  for (int64_t j = 0; j < wt.kernel; ++j) {
+    const int64_t first = wt.offset + j * wt.step + wt.lo * wt.stride;
+    max_tap<T, kStride>(row + first, wt.stride, row_index + static_cast<int32_t>(first),
+                        wt.hi - wt.lo, best + wt.lo, arg + wt.lo);
+  }
+}
+
+// ---- NCHW: fused windows ----------------------------------------------------------------
+//
+// The common windows (2x2 and 3x3, stride 2 along W, no dilation) of an output row whose
+// window rows all lie inside the input: every interior output takes all its KH x KW taps
+// in registers, in row-major order, and is written once, instead of loading and storing its
+// running result once per tap. Each output is a pure function of the input, so a row whose
+// interior is not a whole number of vectors ends with one more vector's worth that
+// overlaps the previous one (rather than a scalar remainder, which for max pooling would
+// branch on every comparison).
+
+constexpr int64_t kFusedVector = 8;
+
+// Runs body(q) for q in [0, count): in whole vectors, then an overlapping last vector.
+template <typename Body>
+inline void for_each_output_vectorised(int64_t count, Body body) {
+  const int64_t whole = count >= kFusedVector ? count - count % kFusedVector : count;
+  for (int64_t q = 0; q < whole; ++q) body(q);
+  if (whole < count) {
+    const int64_t last = count - kFusedVector;
+    for (int64_t l = 0; l < kFusedVector; ++l) body(last + l);  // a fixed trip count: one vector
+  }
+}
+
+// Eight lanes of T (GCC vector extensions: one AVX2 register for float, two for double,
+// SSE2 pairs in the portable build), the int vector of comparison results of the same
+// width, and eight int32 lanes for in-plane indices.
+template <typename T>
+struct Lanes8;
+template <>
+struct Lanes8<float> {
+  typedef float values __attribute__((vector_size(32)));
+  typedef int32_t mask __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes8<double> {
+  typedef double values __attribute__((vector_size(64)));
+  typedef int64_t mask __attribute__((vector_size(64)));
+};
+using Index8 = int32_t __attribute__((vector_size(32)));
+
+// (Vectors travel by reference: returning one by value from a function changes the ABI
+// with the target, which GCC warns about in the portable build.)
+template <typename T>
+void load8(const T* p, typename Lanes8<T>::values& v) {
+  std::memcpy(&v, p, sizeof(v));
+}
+
+// p[0], p[2], ..., p[14], reading nothing past p[14]: the second load starts at p[7].
+template <typename T>
+void load8_stride2(const T* p, typename Lanes8<T>::values& v) {
+  using M = typename Lanes8<T>::mask;
+  typename Lanes8<T>::values lo, hi;
+  load8(p, lo);
+  load8(p + 7, hi);
+  v = __builtin_shuffle(lo, hi, M{0, 2, 4, 6, 9, 11, 13, 15});
+}
+
+// Max pooling of one output row's interior for the common windows: KH x KW taps, stride 2,
+// eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
+// branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
+// base: the in-plane index of rows[0]; W: the input width. Rows of fewer than eight
+// interior outputs take the per-tap path instead (see max_row_fused_for).
+template <typename T, int KH, int KW>
+void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
+                   int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
+  using V = typename Lanes8<T>::values;
+  auto block = [&](int64_t q0) {
+    V b = V{} + minus_infinity<T>();
+    Index8 a = Index8{} - 1;
+    const Index8 lane_index = Index8{0, 2, 4, 6, 8, 10, 12, 14} + (base + static_cast<int32_t>(2 * q0));
+#pragma GCC unroll 3
+    for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < KW; ++j) {
+        V v;
+        load8_stride2(rows + i * row_stride + 2 * q0 + j, v);
+        const auto take = (v > b) | (v != v);
+        b = take ? v : b;
+        a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
+      }
+    }
+    std::memcpy(best + q0, &b, sizeof(b));
+    std::memcpy(arg + q0, &a, sizeof(a));
+  };
+  int64_t q0 = 0;
+  for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
+  if (q0 < count) block(count - kFusedVector);
+}
+
+template <typename T, int KH, int KW, int S>
+void sum_row_fused(const T* __restrict__ rows, int64_t row_stride, int64_t count,
+                   T* __restrict__ acc) {
+  for_each_output_vectorised(count, [&](int64_t q) {
+    T sum = 0;
+#pragma GCC unroll 9
+    for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < KW; ++j) sum += rows[i * row_stride + q * S + j];
+    }
+    acc[q] = sum;
+  });
+}
+
+template <typename T>
+using MaxRowFused = void (*)(const T*, int64_t, int32_t, int32_t, int64_t, T*, int32_t*);
+template <typename T>
+using SumRowFused = void (*)(const T*, int64_t, int64_t, T*);
+
+// The fused kernel for this call's windows, or nullptr.
+template <typename T>
+MaxRowFused<T> max_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
+  if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
+  if (wt.hi - wt.lo < kFusedVector) return nullptr;
+  if (wt.kernel == 2) return &max_row_fused<T, 2, 2>;
+  if (wt.kernel == 3) return &max_row_fused<T, 3, 3>;
+  return nullptr;
+}
+
+template <typename T>
+SumRowFused<T> sum_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
+  if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
+  if (wt.kernel == 2) return &sum_row_fused<T, 2, 2, 2>;
+  if (wt.kernel == 3) return &sum_row_fused<T, 3, 3, 2>;
+  return nullptr;
+}
+
+template <typename T>
+void max_row_border(const T* row, int32_t row_index, const AxisTable& wt, int64_t q, T* best,
+                    int32_t* arg) {
+  const PoolWindow& ww = wt.win[q];
+  for (int64_t j = 0; j < ww.count; ++j) {
+    const int64_t iw = ww.begin + j * wt.step;
+    const T v = row[iw];
+    if (v > best[q] || v != v) {
+      best[q] = v;
+      arg[q] = row_index + static_cast<int32_t>(iw);
+    }
+  }
+}
+
+// Global max of a contiguous plane in two passes: the maximum (and whether there is a NaN)
+// in kLanes vector lanes, then the index torch's sequential scan would report: the first
+// element equal to the maximum, or the last NaN. The second pass stops there, and small
+// planes (the 7x7 heads of CNNs) are still in L1 for it. The value is read back at the
+// index, so that -0.0 and 0.0 come out as torch has them.
+template <typename T>
+void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
+  T best[kLanes];
+  int32_t nan[kLanes] = {};
+  for (int l = 0; l < kLanes; ++l) best[l] = minus_infinity<T>();
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const T v = x[i + l];
+      best[l] = v > best[l] ? v : best[l];
+      nan[l] |= v != v;
+    }
+  }
+  T maximum = minus_infinity<T>();
+  bool any_nan = false;
+  for (; i < len; ++i) {
+    maximum = x[i] > maximum ? x[i] : maximum;
+    any_nan |= x[i] != x[i];
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    maximum = best[l] > maximum ? best[l] : maximum;
+    any_nan |= nan[l] != 0;
+  }
+  int64_t k = 0;
+  if (any_nan) {
+    for (k = len - 1; k > 0 && x[k] == x[k]; --k) {
+    }
+  } else {
+    while (k < len - 1 && !(x[k] == maximum)) ++k;
+  }
+  *value = x[k];
+  *index = k;
+}
+
+// Sum of a contiguous plane in kLanes lanes, folded pairwise at the end. The tail goes to a
+// scalar of its own: adding it into the lane array would store single lanes and reload
+// them as a vector, which stalls store forwarding on every small plane.
+template <typename T>
+T plane_sum(const T* x, int64_t len) {
+  T acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l];
+  }
+  T tail = 0;
+  for (; i < len; ++i) tail += x[i];
+  for (int half = kLanes / 2; half > 0; half /= 2) {
+    for (int l = 0; l < half; ++l) acc[l] += acc[l + half];
+  }
+  return acc[0] + tail;
+}
+
+// Calls f(n, c) for planes [begin, end) of C channels each, without a division per plane
+// (global pooling of small planes spends only a few cycles on each).
+template <typename F>
+void for_each_plane(int64_t begin, int64_t end, int64_t C, F f) {
+  int64_t n = begin / C, c = begin % C;
+  for (int64_t plane = begin; plane < end; ++plane) {
+    f(n, c);
+    if (++c == C) {
+      c = 0;
+      ++n;
+    }
+  }
+}
+
+// A plane that global pooling can read as one contiguous run.
+bool contiguous_plane(const Strides4& xs, int64_t H, int64_t W) {
+  return xs.w == 1 && (xs.h == W || H == 1);
+}
+
+template <typename T>
+void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Tensor& indices,
+                             const PoolShape& s) {
+  const T* x = input.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  int64_t* ind = indices.data_ptr<int64_t>();
+  const Strides4 xs(input), ys(output), is(indices);
+  const AxisTable ht(s.h), wt(s.w);
+
+  if (ht.global(s.H) && wt.global(s.W) && contiguous_plane(xs, s.H, s.W)) {
+    at::parallel_for(0, s.N * s.C, grain(s.H * s.W), [&](int64_t begin, int64_t end) {
+      for_each_plane(begin, end, s.C, [&](int64_t n, int64_t c) {
+        plane_argmax(x + n * xs.n + c * xs.c, s.H * s.W, y + n * ys.n + c * ys.c,
+                     ind + n * is.n + c * is.c);
+      });
+    });
+    return;
+  }
+
+  auto interior = wt.stride == 1   ? &max_row_interior<T, 1>
+                  : wt.stride == 2 ? &max_row_interior<T, 2>
+                                   : &max_row_interior<T, 0>;
+  const MaxRowFused<T> fused = max_row_fused_for<T>(ht, wt);
+  const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
+  at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
+    std::vector<T> best(s.Q);
+    std::vector<int32_t> arg(s.Q);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t p = row % s.P, c = (row / s.P) % s.C, n = row / (s.P * s.C);
+      const T* plane = x + n * xs.n + c * xs.c;
+      const PoolWindow& wh = ht.win[p];
+      std::fill(best.begin(), best.end(), minus_infinity<T>());
+      std::fill(arg.begin(), arg.end(), -1);
+      const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
+      for (int64_t i = 0; i < wh.count; ++i) {
+        const int64_t ih = wh.begin + i * ht.step;
+        const T* x_row = plane + ih * xs.h;
+        const auto row_index = static_cast<int32_t>(ih * s.W);
+        wt.for_each_border(
+            [&](int64_t q) { max_row_border(x_row, row_index, wt, q, best.data(), arg.data()); });
+        if (!fuse) interior(x_row, row_index, wt, best.data(), arg.data());
+      }
+      if (fuse) {
+        const int64_t first = wt.offset + wt.lo * wt.stride;
+        fused(plane + wh.begin * xs.h + first, xs.h, static_cast<int32_t>(wh.begin * s.W + first),
+              static_cast<int32_t>(s.W), wt.hi - wt.lo, best.data() + wt.lo, arg.data() + wt.lo);
+      }
+      T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
+      int64_t* ind_row = ind + n * is.n + c * is.c + p * is.h;
+      std::copy(best.begin(), best.end(), y_row);
+      for (int64_t q = 0; q < s.Q; ++q) {
+        ind_row[q] = arg[q] >= 0 ? arg[q] : wh.init * s.W + wt.win[q].init;
+      }
+    }
+  });
+}
+
+// ---- NCHW: average ----------------------------------------------------------------------
+
+template <typename T, int kStride>
+void sum_row_interior(const T* row, const AxisTable& wt, T* acc) {
+  const int64_t s = kStride > 0 ? kStride : wt.stride;
+  const int64_t count = wt.hi - wt.lo;
+  for (int64_t j = 0; j < wt.kernel; ++j) {
+    const T* src = row + wt.offset + j * wt.step + wt.lo * wt.stride;
+    T* a = acc + wt.lo;
+    for (int64_t q = 0; q < count; ++q) a[q] += src[q * s];
+  }
+}
+
+// Each output's divisor extent along the axis, 0 for an empty window.
+template <typename T>
+std::vector<T> divisor_extents(const AxisTable& t) {
+  std::vector<T> extent(t.win.size());
+  for (size_t o = 0; o < t.win.size(); ++o) {
+    extent[o] = t.win[o].count == 0 ? T(0) : static_cast<T>(t.win[o].divisor_extent);
+  }
+  return extent;
+}
+
+// The divisors of output row `wh`: s.divisor(wh, ww) for every ww (a product of two exact
+// integers, rounded once, as torch's integer product converted to T), and 1 for an empty
+// window, whose sum is 0 (torch gives 0 there).
+template <typename T>
+void row_divisors(const PoolShape& s, const PoolWindow& wh, const std::vector<T>& w_extent,
+                  T* divisor) {
+  const T h_extent = wh.count == 0 ? T(0) : static_cast<T>(wh.divisor_extent);
+  for (size_t q = 0; q < w_extent.size(); ++q) {
+    const T d = s.divisor_override != 0 ? static_cast<T>(s.divisor_override) : h_extent * w_extent[q];
+    divisor[q] = wh.count == 0 || w_extent[q] == T(0) ? T(1) : d;
+  }
+}
+
+// Adds share[q] over the interior windows of one output row, into the row `spread` of
+// width W. kStride > 0 fixes the stride at compile time.
+template <typename T, int kStride>
+void spread_row_interior(const T* share, const AxisTable& wt, T* spread) {
+  const int64_t s = kStride > 0 ? kStride : wt.stride;
+  const int64_t count = wt.hi - wt.lo;
+  for (int64_t j = 0; j < wt.kernel; ++j) {
+    T* dst = spread + wt.offset + j * wt.step + wt.lo * wt.stride;
+    const T* g = share + wt.lo;
+    for (int64_t q = 0; q < count; ++q) dst[q * s] += g[q];
+  }
+}
+
+template <typename T>
+void avg_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, const PoolShape& s) {
+  const T* x = input.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  const Strides4 xs(input), ys(output);
+  const AxisTable ht(s.h), wt(s.w);
+
+  if (ht.global(s.H) && wt.global(s.W) && contiguous_plane(xs, s.H, s.W)) {
+    const T divisor = static_cast<T>(s.divisor(ht.win[0], wt.win[0]));
+    at::parallel_for(0, s.N * s.C, grain(s.H * s.W), [&](int64_t begin, int64_t end) {
+      for_each_plane(begin, end, s.C, [&](int64_t n, int64_t c) {
+        y[n * ys.n + c * ys.c] = plane_sum(x + n * xs.n + c * xs.c, s.H * s.W) / divisor;
+      });
+    });
+    return;
+  }
+
+  auto interior = wt.stride == 1   ? &sum_row_interior<T, 1>
+                  : wt.stride == 2 ? &sum_row_interior<T, 2>
+                                   : &sum_row_interior<T, 0>;
+  const SumRowFused<T> fused = sum_row_fused_for<T>(ht, wt);
+  const std::vector<T> w_extent = divisor_extents<T>(wt);
+  const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
+  at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
+    std::vector<T> acc(s.Q), divisor(s.Q);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t p = row % s.P, c = (row / s.P) % s.C, n = row / (s.P * s.C);
+      const T* plane = x + n * xs.n + c * xs.c;
+      const PoolWindow& wh = ht.win[p];
+      std::fill(acc.begin(), acc.end(), T(0));
+      const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
+      for (int64_t ih = wh.begin; ih < wh.begin + wh.count; ++ih) {
+        const T* x_row = plane + ih * xs.h;
+        wt.for_each_border([&](int64_t q) {
+          const PoolWindow& ww = wt.win[q];
+          for (int64_t iw = ww.begin; iw < ww.begin + ww.count; ++iw) acc[q] += x_row[iw];
+        });
+        if (!fuse) interior(x_row, wt, acc.data());
+      }
+      if (fuse) {
+        fused(plane + wh.begin * xs.h + wt.offset + wt.lo * wt.stride, xs.h, wt.hi - wt.lo,
+              acc.data() + wt.lo);
+      }
+      row_divisors(s, wh, w_extent, divisor.data());
+      T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
+      for (int64_t q = 0; q < s.Q; ++q) y_row[q] = acc[q] / divisor[q];
+    }
+  });
+}
+
+template <typename T>
+void avg_pool2d_grad_input_nchw(const at::Tensor& grad_output, at::Tensor& grad_input,
+                                const PoolShape& s) {
+  const T* dy = grad_output.data_ptr<T>();
+  T* dx = grad_input.data_ptr<T>();
+  const Strides4 dys(grad_output), dxs(grad_input);
+  const AxisTable ht(s.h, true), wt(s.w);
+
+  if (ht.global(s.H) && wt.global(s.W) && contiguous_plane(dxs, s.H, s.W)) {
+    // global pooling: every element of a plane gets the plane's share
+    const T divisor = static_cast<T>(s.divisor(ht.win[0], wt.win[0]));
+    at::parallel_for(0, s.N * s.C, grain(s.H * s.W), [&](int64_t begin, int64_t end) {
+      for_each_plane(begin, end, s.C, [&](int64_t n, int64_t c) {
+        T* dx_plane = dx + n * dxs.n + c * dxs.c;
+        std::fill(dx_plane, dx_plane + s.H * s.W, dy[n * dys.n + c * dys.c] / divisor);
+      });
+    });
+    return;
+  }
+
+  auto interior = wt.stride == 1   ? &spread_row_interior<T, 1>
+                  : wt.stride == 2 ? &spread_row_interior<T, 2>
+                                   : &spread_row_interior<T, 0>;
+  const std::vector<T> w_extent = divisor_extents<T>(wt);
+  at::parallel_for(0, s.N * s.C, grain(s.H * s.W), [&](int64_t begin, int64_t end) {
+    std::vector<T> share(s.Q), divisor(s.Q);
+    std::vector<T> spread(s.P * s.W);  // row p: output row p's gradient spread along W
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t c = plane % s.C, n = plane / s.C;
+      const T* dy_plane = dy + n * dys.n + c * dys.c;
+      for (int64_t p = 0; p < s.P; ++p) {
+        const PoolWindow& wh = ht.win[p];
+        row_divisors(s, wh, w_extent, divisor.data());
+        const T* dy_row = dy_plane + p * dys.h;
+        for (int64_t q = 0; q < s.Q; ++q) share[q] = dy_row[q * dys.w] / divisor[q];
+        T* spread_row = spread.data() + p * s.W;
+        std::fill(spread_row, spread_row + s.W, T(0));
+        wt.for_each_border([&](int64_t q) {
+          const PoolWindow& ww = wt.win[q];
+          for (int64_t iw = ww.begin; iw < ww.begin + ww.count; ++iw) spread_row[iw] += share[q];
+        });
+        interior(share.data(), wt, spread_row);
+      }
+      T* dx_plane = dx + n * dxs.n + c * dxs.c;
+      for (int64_t ih = 0; ih < s.H; ++ih) {
+        T* dx_row = dx_plane + ih * dxs.h;
+        const int64_t p0 = ht.first[ih], p1 = ht.last[ih];
+        if (p0 >= p1) {
+          std::fill(dx_row, dx_row + s.W, T(0));
+          continue;
+        }
+        std::copy(spread.data() + p0 * s.W, spread.data() + (p0 + 1) * s.W, dx_row);
+        for (int64_t p = p0 + 1; p < p1; ++p) {
+          const T* spread_row = spread.data() + p * s.W;
+          for (int64_t iw = 0; iw < s.W; ++iw) dx_row[iw] += spread_row[iw];
+        }
+      }
+    }
+  });
+}
+
+// ---- NCHW: max backward -----------------------------------------------------------------
+
+template <typename T>
+void max_pool2d_grad_input_nchw(const at::Tensor& grad_output, const at::Tensor& indices,
+                                at::Tensor& grad_input) {
+  const T* dy = grad_output.data_ptr<T>();
+  const int64_t* ind = indices.data_ptr<int64_t>();
+  T* dx = grad_input.data_ptr<T>();
+  const Strides4 dys(grad_output), is(indices), dxs(grad_input);
+  const int64_t C = grad_input.size(1), plane_size = grad_input.size(2) * grad_input.size(3);
+  const int64_t P = indices.size(2), Q = indices.size(3);
+  at::parallel_for(0, grad_input.size(0) * C, grain(plane_size), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t c = plane % C, n = plane / C;
+      T* dx_plane = dx + n * dxs.n + c * dxs.c;  // contiguous: element k at dx_plane[k]
+      std::fill(dx_plane, dx_plane + plane_size, T(0));
+      const T* dy_plane = dy + n * dys.n + c * dys.c;
+      const int64_t* ind_plane = ind + n * is.n + c * is.c;
+      for (int64_t p = 0; p < P; ++p) {
+        for (int64_t q = 0; q < Q; ++q) {
+          const int64_t k = ind_plane[p * is.h + q * is.w];
+          if (k >= 0 && k < plane_size) dx_plane[k] += dy_plane[p * dys.h + q * dys.w];
+        }
+      }
+    }
+  });
+}
+
+// ---- channels_last ----------------------------------------------------------------------
+
+template <typename T>
+void max_pool2d_forward_channels_last(const at::Tensor& input, at::Tensor& output,
+                                      at::Tensor& indices, const PoolShape& s) {
+  const T* x = input.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  int64_t* ind = indices.data_ptr<int64_t>();
+  const Strides4 xs(input), ys(output), is(indices);
+  const AxisTable ht(s.h), wt(s.w);
+  const int64_t blocks = ceil_div(s.C, kChannelBlock);
+  const int64_t taps = std::max<int64_t>(ht.kernel * wt.kernel, 1);
+  at::parallel_for(0, s.N * s.P * s.Q * blocks, grain(std::min(s.C, kChannelBlock) * taps),
+                   [&](int64_t begin, int64_t end) {
+    int32_t arg[kChannelBlock];  // running in-plane indices, -1: none taken yet
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, s.C - c0);
+      const int64_t pixel = task / blocks;
+      const int64_t q = pixel % s.Q, p = (pixel / s.Q) % s.P, n = pixel / (s.Q * s.P);
+      const PoolWindow &wh = ht.win[p], &ww = wt.win[q];
+      T* best = y + n * ys.n + p * ys.h + q * ys.w + c0;
+      std::fill(best, best + cn, minus_infinity<T>());
+      std::fill(arg, arg + cn, -1);
+      for (int64_t i = 0; i < wh.count; ++i) {
+        const int64_t ih = wh.begin + i * ht.step;
+        for (int64_t j = 0; j < ww.count; ++j) {
+          const int64_t iw = ww.begin + j * wt.step;
+          const T* xv = x + n * xs.n + ih * xs.h + iw * xs.w + c0;
+          const auto k = static_cast<int32_t>(ih * s.W + iw);
+          for (int64_t c = 0; c < cn; ++c) {
+            const T v = xv[c];
+            const T b = best[c];
+            const bool take = (v > b) | (v != v);
+            best[c] = take ? v : b;
+            arg[c] = take ? k : arg[c];
+          }
+        }
+      }
+      int64_t* ind_pixel = ind + n * is.n + p * is.h + q * is.w + c0;
+      const int64_t init = wh.init * s.W + ww.init;
+      for (int64_t c = 0; c < cn; ++c) ind_pixel[c] = arg[c] >= 0 ? arg[c] : init;
+    }
+  });
+}
+
+template <typename T>
+void avg_pool2d_forward_channels_last(const at::Tensor& input, at::Tensor& output,
+                                      const PoolShape& s) {
+  const T* x = input.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  const Strides4 xs(input), ys(output);
+  const AxisTable ht(s.h), wt(s.w);
+  const int64_t blocks = ceil_div(s.C, kChannelBlock);
+  const int64_t taps = std::max<int64_t>(ht.kernel * wt.kernel, 1);
+  at::parallel_for(0, s.N * s.P * s.Q * blocks, grain(std::min(s.C, kChannelBlock) * taps),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, s.C - c0);
+      const int64_t pixel = task / blocks;
+      const int64_t q = pixel % s.Q, p = (pixel / s.Q) % s.P, n = pixel / (s.Q * s.P);
+      const PoolWindow &wh = ht.win[p], &ww = wt.win[q];
+      T* acc = y + n * ys.n + p * ys.h + q * ys.w + c0;
+      std::fill(acc, acc + cn, T(0));
+      if (wh.count == 0 || ww.count == 0) continue;
+      for (int64_t ih = wh.begin; ih < wh.begin + wh.count; ++ih) {
+        for (int64_t iw = ww.begin; iw < ww.begin + ww.count; ++iw) {
+          const T* xv = x + n * xs.n + ih * xs.h + iw * xs.w + c0;
+          for (int64_t c = 0; c < cn; ++c) acc[c] += xv[c];
+        }
+      }
+      const T divisor = static_cast<T>(s.divisor(wh, ww));
+      for (int64_t c = 0; c < cn; ++c) acc[c] /= divisor;
+    }
+  });
+}
+
+template <typename T>
+void avg_pool2d_grad_input_channels_last(const at::Tensor& grad_output, at::Tensor& grad_input,
+                                         const PoolShape& s) {
+  const T* dy = grad_output.data_ptr<T>();
+  T* dx = grad_input.data_ptr<T>();
+  const Strides4 dys(grad_output), dxs(grad_input);
+  const AxisTable ht(s.h, true), wt(s.w, true);
+  const int64_t blocks = ceil_div(s.C, kChannelBlock);
+  at::parallel_for(0, s.N * s.H * s.W * blocks, grain(std::min(s.C, kChannelBlock) * 4),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, s.C - c0);
+      const int64_t pixel = task / blocks;
+      const int64_t iw = pixel % s.W, ih = (pixel / s.W) % s.H, n = pixel / (s.W * s.H);
+      T* acc = dx + n * dxs.n + ih * dxs.h + iw * dxs.w + c0;
+      std::fill(acc, acc + cn, T(0));
+      for (int64_t p = ht.first[ih]; p < ht.last[ih]; ++p) {
+        const PoolWindow& wh = ht.win[p];
+        for (int64_t q = wt.first[iw]; q < wt.last[iw]; ++q) {
+          const PoolWindow& ww = wt.win[q];
+          if (wh.count == 0 || ww.count == 0) continue;
+          const T divisor = static_cast<T>(s.divisor(wh, ww));
+          const T* gv = dy + n * dys.n + p * dys.h + q * dys.w + c0;
+          for (int64_t c = 0; c < cn; ++c) acc[c] += gv[c] / divisor;
+        }
+      }
+    }
+  });
+}
+
+// One task per (image, block of channels), in output-pixel order: within each plane the
+// additions come in the same order as the NCHW and reference kernels'.
+template <typename T>
+void max_pool2d_grad_input_channels_last(const at::Tensor& grad_output, const at::Tensor& indices,
+                                         at::Tensor& grad_input) {
+  const T* dy = grad_output.data_ptr<T>();
+  const int64_t* ind = indices.data_ptr<int64_t>();
+  T* dx = grad_input.data_ptr<T>();
+  const Strides4 dys(grad_output), is(indices), dxs(grad_input);
+  const int64_t N = grad_input.size(0), C = grad_input.size(1);
+  const int64_t plane_size = grad_input.size(2) * grad_input.size(3);
+  const int64_t P = indices.size(2), Q = indices.size(3);
+  const int64_t blocks = ceil_div(C, kChannelBlock);
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, C - c0);
+      const int64_t n = task / blocks;
+      T* dx_image = dx + n * dxs.n + c0;  // element k of channel c at dx_image[k * dxs.w + c]
+      for (int64_t p = 0; p < P; ++p) {
+        for (int64_t q = 0; q < Q; ++q) {
+          const T* gv = dy + n * dys.n + p * dys.h + q * dys.w + c0;
+          const int64_t* kv = ind + n * is.n + p * is.h + q * is.w + c0;
+          for (int64_t c = 0; c < cn; ++c) {
+            const int64_t k = kv[c];
+            if (k >= 0 && k < plane_size) dx_image[k * dxs.w + c] += gv[c];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+template <typename T>
+PoolKernels<T> pool_kernels() {
+  return {&max_pool2d_forward_nchw<T>,
+          &max_pool2d_forward_channels_last<T>,
+          &max_pool2d_grad_input_nchw<T>,
+          &max_pool2d_grad_input_channels_last<T>,
+          &avg_pool2d_forward_nchw<T>,
+          &avg_pool2d_forward_channels_last<T>,
+          &avg_pool2d_grad_input_nchw<T>,
+          &avg_pool2d_grad_input_channels_last<T>};
+}
+
+template PoolKernels<float> pool_kernels<float>();
+template PoolKernels<double> pool_kernels<double>();
+
+}  // namespace cnnops::cpu::CNNOPS_POOL_ISA
+
+#endif  // CNNOPS_POOL_ISA
