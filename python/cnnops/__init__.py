@@ -15,6 +15,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-    "analysis", "convert", "functional", "fuse", "kernel_version", "nn", "summary",
+    "analysis", "convert", "filters", "functional", "fuse", "kernel_version", "nn", "summary",
     "__version__",
 ]

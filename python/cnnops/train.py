@@ -115,9 +115,12 @@ def build_model(name: str, num_classes: int) -> nn.Module:
     except ImportError as error:
         raise TrainError(f"cnnops.models is not available in this build: {error}") from error
     factory = getattr(models, name)
-    if "num_classes" in inspect.signature(factory).parameters:
-        return factory(num_classes=num_classes)
-    return factory()
+    kwargs = {"num_classes": num_classes} if "num_classes" in inspect.signature(
+        factory).parameters else {}
+    try:
+        return factory(**kwargs)
+    except AttributeError as error:  # a layer this build lacks
+        raise TrainError(f"{name} cannot be built with this cnnops: {error}") from error
 
 
 def learning_rate(step: int, total_steps: int, lr: float, schedule: str) -> float:
