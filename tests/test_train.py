@@ -310,6 +310,17 @@ def test_compare_native(tmp_path):
     assert metrics["speedup"] > 0
 
 
+def test_a_three_channel_model_on_shapes(tmp_path):
+    # cifar_cnn (batch norm, dropout, global average pooling) on pictures drawn on the fly.
+    assert cnnops_train("--model", "cifar_cnn", "--dataset", "shapes", "--limit", "64",
+                        "--batch-size", "16", "--max-batches", "2", "--out", str(tmp_path),
+                        "--json", str(tmp_path / "m.json")) == 0
+    metrics = read_json(tmp_path / "m.json")
+    assert metrics["epochs"] == 3 and 0 <= metrics["test_accuracy"] <= 1
+    model, info = train.model_from_checkpoint(train.load_checkpoint(tmp_path / "best.pt"))
+    assert info.classes == data.SHAPES and model(torch.zeros(1, 3, 32, 32)).shape == (1, 6)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -517,6 +517,11 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainCo
                 break
             epoch_seconds = time.perf_counter() - epoch_start
             train_loss = loss_sum / max(seen, 1)
+            if world.distributed:
+                # Batch norm's running statistics follow each process's own last batches;
+                # score every shard with process 0's (the ones its checkpoint keeps).
+                for buffer in model.buffers():
+                    dist.broadcast(buffer, 0)
             test_accuracy, test_loss = evaluate(model, test_set, world)
             history.append({"epoch": epoch + 1, "train_loss": train_loss,
                             "train_accuracy": correct / max(seen, 1),
