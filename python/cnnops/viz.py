@@ -25,10 +25,12 @@ __all__ = ["confusion_matrix", "conv_layers", "feature_maps", "load_image",
 
 def _figure(rows: int, cols: int, cell: float = 1.8, title_room: float = 0.5):
     try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
         raise RuntimeError("pictures need matplotlib: pip install matplotlib") from error
     figure = Figure(figsize=(cols * cell, rows * cell + title_room), layout="constrained")
+    FigureCanvasAgg(figure)  # Agg draws into memory: no display, pyplot's backend untouched
     axes = figure.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
