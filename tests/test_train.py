@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -247,6 +248,9 @@ def test_ctrl_c_stops_after_the_batch_and_saves(tmp_path):
                str(tmp_path / "m.json")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True, env=subprocess_env())
+    # Should the child never print, the watchdog kills it and the read below ends.
+    watchdog = threading.Timer(90, os.killpg, (process.pid, signal.SIGKILL))
+    watchdog.start()
     try:
         # The first epoch's line: training is under way and best.pt exists.
         for line in process.stdout:
@@ -256,6 +260,7 @@ def test_ctrl_c_stops_after_the_batch_and_saves(tmp_path):
         process.send_signal(signal.SIGINT)
         out_text, err = process.communicate(timeout=60)
     finally:
+        watchdog.cancel()
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()

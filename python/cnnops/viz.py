@@ -263,6 +263,19 @@ def plot_confusion_matrix(matrix: Tensor, classes: Sequence[str], path: str | os
     return _save(figure, path)
 
 
+def _describe_layer(module: nn.Module) -> str:
+    """'Conv2d 32->64 3x3' and the like."""
+    weight = getattr(module, "weight", None)
+    if isinstance(module, nn.Conv2d):
+        kernel = "x".join(map(str, module.kernel_size))
+        stride = f" stride {module.stride[0]}" if max(module.stride) > 1 else ""
+        groups = f" groups {module.groups}" if module.groups > 1 else ""
+        return (f"{type(module).__name__} {module.in_channels}->{module.out_channels} "
+                f"{kernel}{stride}{groups}")
+    shape = f" {tuple(weight.shape)}" if isinstance(weight, Tensor) else ""
+    return f"{type(module).__name__}{shape}"
+
+
 def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "model"
 
@@ -294,10 +307,12 @@ def visualize(model: nn.Module, test_set, classes: Sequence[str], out_dir: str |
     written.append(plot_learned_filters(first.weight, out_dir / "filters.png",
                                         f"{title}{first_name}: learned filters "
                                         f"{tuple(first.weight.shape)}"))
+    modules = dict(model.named_modules())
     for k, (name, output) in enumerate(maps):
         path = out_dir / f"feature_maps_{k:02d}_{_file_name(name)}.png"
-        written.append(plot_feature_maps(f"{name} (test image {index}, label "
-                                         f"{classes[label]})", output, path, shown))
+        written.append(plot_feature_maps(f"{name} {_describe_layer(modules[name])}, test image "
+                                         f"{index} (label {classes[label]})", output, path,
+                                         shown))
     matrix = confusion_matrix(model, test_set, len(classes), device)
     written.append(plot_confusion_matrix(matrix, classes, out_dir / "confusion_matrix.png",
                                          title))
