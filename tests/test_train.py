@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import cnnops
 from cnnops import cli, data, train
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
@@ -324,6 +325,17 @@ def test_a_three_channel_model_on_shapes(tmp_path):
     assert metrics["epochs"] == 3 and 0 <= metrics["test_accuracy"] <= 1
     model, info = train.model_from_checkpoint(train.load_checkpoint(tmp_path / "best.pt"))
     assert info.classes == data.SHAPES and model(torch.zeros(1, 3, 32, 32)).shape == (1, 6)
+
+
+@pytest.mark.skipif(not hasattr(cnnops.nn, "DepthwiseSeparableConv2d"),
+                    reason="mobilenet_v1 needs cnnops.nn.DepthwiseSeparableConv2d")
+def test_mobilenet_trains_and_is_drawn(tmp_path):
+    assert cnnops_train("--model", "mobilenet_v1", "--dataset", "shapes", "--limit", "32",
+                        "--batch-size", "8", "--max-batches", "2", "--epochs", "1", "--out",
+                        str(tmp_path), "--viz") == 0
+    maps = list((tmp_path / "viz").glob("feature_maps_*.png"))
+    assert len(maps) >= 14  # the stem and the thirteen separable blocks
+    assert all(path.stat().st_size > 1000 for path in maps)
 
 
 def free_port() -> int:
