@@ -23,15 +23,17 @@ __all__ = ["confusion_matrix", "conv_layers", "feature_maps", "load_image",
            "plot_learned_filters", "visualize"]
 
 
-def _figure(rows: int, cols: int, cell: float = 1.8, title_room: float = 0.5):
+def _figure(rows: int, cols: int, cell: float = 1.8, title_room: float = 0.5,
+            size: tuple[float, float] | None = None, **grid):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
         raise RuntimeError("pictures need matplotlib: pip install matplotlib") from error
-    figure = Figure(figsize=(cols * cell, rows * cell + title_room), layout="constrained")
+    figure = Figure(figsize=size or (cols * cell, rows * cell + title_room),
+                    layout="constrained")
     FigureCanvasAgg(figure)  # Agg draws into memory: no display, pyplot's backend untouched
-    axes = figure.subplots(rows, cols, squeeze=False)
+    axes = figure.subplots(rows, cols, squeeze=False, gridspec_kw=grid or None)
     for ax in axes.flat:
         ax.set_axis_off()
     return figure, axes
@@ -173,46 +175,77 @@ def feature_maps(model: nn.Module, image: Tensor) -> list[tuple[str, Tensor]]:
     return caught
 
 
-def _grid(count: int, max_cols: int = 8) -> tuple[int, int]:
-    cols = min(count, max_cols)
-    return -(-count // cols), cols
+def _mosaic(tiles: list[np.ndarray], cols: int, gap: int = 1) -> np.ndarray:
+    """Tiles of one shape, (h, w) or (h, w, 3), laid out ``cols`` to a row with ``gap``
+    pixels of white between them, as one array: one image to draw instead of one axes per
+    tile, which keeps a 64-channel layer to a fraction of a second."""
+    height, width = tiles[0].shape[:2]
+    rows = -(-len(tiles) // cols)
+    shape = (rows * (height + gap) - gap, cols * (width + gap) - gap, *tiles[0].shape[2:])
+    mosaic = np.full(shape, np.nan, dtype=np.float32)
+    for index, tile in enumerate(tiles):
+        top, left = (index // cols) * (height + gap), (index % cols) * (width + gap)
+        mosaic[top:top + height, left:left + width] = tile
+    if mosaic.ndim == 3:  # RGB has no 'bad' colour: white gaps
+        mosaic = np.nan_to_num(mosaic, nan=1.0)
+    return mosaic
 
 
-def plot_learned_filters(weight: Tensor, path: str | os.PathLike, title: str) -> Path:
+def _draw_mosaic(ax, tiles: list[np.ndarray], cols: int, cmap: str) -> None:
+    import matplotlib
+    colours = matplotlib.colormaps[cmap].copy()
+    colours.set_bad("white")
+    mosaic = _mosaic(tiles, cols)
+    ax.imshow(mosaic, cmap=None if mosaic.ndim == 3 else colours, vmin=0, vmax=1,
+              interpolation="nearest")
+    height, width = tiles[0].shape[:2]
+    if height < 8:  # a number would hide a 3x3 or 5x5 filter
+        return
+    for index in range(len(tiles)):  # channel numbers in the tiles' top-left corners
+        ax.text((index % cols) * (width + 1), (index // cols) * (height + 1), str(index),
+                fontsize=6, color="white", va="top", ha="left",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
+
+
+def plot_learned_filters(weight: Tensor, path: str | os.PathLike, title: str,
+                         max_filters: int = 64) -> Path:
     """Writes a PNG of a convolution's filters, ``weight`` ``(out, in, kH, kW)``: RGB when
     ``in`` is 3, else the first input channel in grey; each filter stretched to its range."""
     weight = weight.detach().float().cpu()
-    count = min(weight.shape[0], 64)
-    rows, cols = _grid(count)
-    figure, axes = _figure(rows, cols, cell=1.0)
-    for index, ax in zip(range(count), axes.flat):
-        kernel = weight[index] if weight.shape[1] == 3 else weight[index, 0]
-        _imshow(ax, kernel, "minmax")
-        ax.set_title(str(index), fontsize=7)
+    count = min(weight.shape[0], max_filters)
+    cols = min(count, 8)
+    tiles = [_to_display(weight[i] if weight.shape[1] == 3 else weight[i, 0], "minmax")
+             for i in range(count)]
+    rows = -(-count // cols)
+    figure, axes = _figure(1, 1, size=(max(cols, 4) * 0.9, rows * 0.9 + 0.6))
+    _draw_mosaic(axes[0, 0], tiles, cols, "gray")
     shown = "" if count == weight.shape[0] else f" (first {count} of {weight.shape[0]})"
-    figure.suptitle(f"{title}{shown}", fontsize=10)
+    figure.suptitle(f"{title}{shown}", fontsize=9)
     return _save(figure, path)
 
 
 def plot_feature_maps(name: str, maps: Tensor, path: str | os.PathLike,
                       image: Tensor | None = None, max_channels: int = 64) -> Path:
     """Writes a PNG of one layer's feature maps ``(channels, H, W)``, each stretched to its
-    range (viridis), after the input ``image`` when given."""
+    range (viridis; maps of under four pixels share one range), beside the input ``image``
+    when given."""
     count = min(maps.shape[0], max_channels)
-    panels = count + (image is not None)
-    rows, cols = _grid(panels)
-    figure, axes = _figure(rows, cols, cell=1.3)
-    flat = list(axes.flat)
+    cols = min(count, 8)
+    rows = -(-count // cols)
+    if maps.shape[1] * maps.shape[2] < 4:  # a pixel or two per map: compare across channels
+        scaled = _to_display(maps[:count].reshape(count, -1), "minmax")
+        tiles = [scaled[c].reshape(maps.shape[1:]) for c in range(count)]
+    else:  # each map stretched to its own range: its pattern, not its scale
+        tiles = [_to_display(maps[c], "minmax") for c in range(count)]
+    figure, axes = _figure(1, 2, size=(1.6 + cols * 1.3, max(rows * 1.3, 1.6) + 0.6),
+                           width_ratios=[1.3, cols * 1.3])
     if image is not None:
-        ax = flat.pop(0)
-        _imshow(ax, image)
-        ax.set_title("input", fontsize=7)
-    for channel, ax in zip(range(count), flat):
-        _imshow(ax, maps[channel], "minmax", cmap="viridis")
-        ax.set_title(str(channel), fontsize=7)
+        _imshow(axes[0, 0], image)
+        axes[0, 0].set_title("input", fontsize=8)
+    _draw_mosaic(axes[0, 1], tiles, cols, "viridis")
     shown = "" if count == maps.shape[0] else f", first {count} of {maps.shape[0]} channels"
     figure.suptitle(f"{name}: {maps.shape[0]} x {maps.shape[1]} x {maps.shape[2]}{shown}",
-                    fontsize=10)
+                    fontsize=9)
     return _save(figure, path)
 
 
