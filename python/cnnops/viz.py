@@ -193,8 +193,7 @@ def _mosaic(tiles: list[np.ndarray], cols: int, gap: int = 1) -> np.ndarray:
 
 def _draw_mosaic(ax, tiles: list[np.ndarray], cols: int, cmap: str) -> None:
     import matplotlib
-    colours = matplotlib.colormaps[cmap].copy()
-    colours.set_bad("white")
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="white")
     mosaic = _mosaic(tiles, cols)
     ax.imshow(mosaic, cmap=None if mosaic.ndim == 3 else colours, vmin=0, vmax=1,
               interpolation="nearest")
