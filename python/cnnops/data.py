@@ -292,8 +292,13 @@ def _load_real(name: str, data_dir: str, download: bool, channels: int,
     try:
         for train in (True, False):
             splits.append(dataset_class(data_dir, train=train, download=download))
-    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
-        raise DataError(f"{name}: torchvision could not read '{where}' ({error}). "
+    except (RuntimeError, OSError) as error:  # "Dataset not found or corrupted", no network
+        detail = " ".join(str(error).split())
+        if download:
+            raise DataError(f"{name}: could not download it into '{data_dir}' ({detail}). "
+                            f"Without a network, copy {', '.join(files)} into '{where}' "
+                            f"from a machine that has one") from error
+        raise DataError(f"{name}: torchvision could not read '{where}' ({detail}). "
                         f"{_fetch_hint(name, data_dir)}") from error
     adapt = _Adapt(source_channels, mean, std, channels, size)
     info = DatasetInfo(name, classes, channels, size, adapt.mean, adapt.std)
