@@ -2,6 +2,9 @@
 
     cnnops info     version, build configuration and a ten-second self-check against torch
     cnnops bench    every op raced against native PyTorch on the reference shapes (bench.py)
+    cnnops train    train a model on a data set, one process or several (train.py)
+    cnnops filters  an image under the classic filters, as a PNG grid (filters.py, viz.py)
+    cnnops viz      pictures of a trained checkpoint: filters, feature maps, confusion matrix
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import platform
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +112,43 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_filters(args: argparse.Namespace) -> int:
+    from . import viz
+    from .filters import BANK
+    try:
+        image = viz.load_image(args.image, args.max_size)
+    except FileNotFoundError as error:
+        print(f"cnnops filters: error: {error}", file=sys.stderr)
+        return 2
+    name = "camera" if args.image == "camera" else Path(args.image).stem
+    path = viz.plot_filter_bank(
+        image, Path(args.out) / f"filters_{name}.png", args.padding_mode,
+        title=f"{name} ({image.shape[0]}x{image.shape[1]}x{image.shape[2]}) under "
+              f"{len(BANK)} filters and the edge magnitude, through cnnops.conv2d")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from . import data, train, viz
+    try:
+        state = train.load_checkpoint(args.checkpoint)
+        model, info = train.model_from_checkpoint(state)
+        config = state["config"]
+        _, test_set, _ = data.load(config["dataset"], data_dir=args.data_dir or config["data_dir"],
+                                   seed=config["seed"], channels=info.channels, size=info.size,
+                                   limit=config["limit"])
+        written = viz.visualize(model, test_set, info.classes, args.out, info.unnormalize,
+                                index=args.index,
+                                title=f"{config['model']} on {config['dataset']}: ")
+    except (train.TrainError, data.DataError, IndexError) as error:
+        print(f"cnnops viz: error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cnnops", description="Hand-written CNN kernels for PyTorch.")
     parser.add_argument("--version", action="version", version=f"cnnops {__version__}")
@@ -120,6 +161,35 @@ def main(argv: list[str] | None = None) -> int:
         description=bench.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(run=bench.main_from_args)
+    from . import train
+    train_parser = commands.add_parser(
+        "train", help="train a model on a data set (defaults: simple_cnn on digits)",
+        description=train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_arguments(train_parser)
+    train_parser.set_defaults(run=train.main_from_args)
+    filters = commands.add_parser(
+        "filters", help="a PNG grid of an image under the classic filters (Sobel, Gaussian, ...)")
+    filters.add_argument("--image", default="camera",
+                         help="a PNG or JPEG path, or 'camera' (scikit-image's cameraman; the "
+                              "default)")
+    filters.add_argument("--out", default="runs/filters", metavar="DIR",
+                         help="where the PNG goes (default runs/filters)")
+    filters.add_argument("--padding-mode", default="replicate",
+                         choices=["replicate", "reflect", "zeros"],
+                         help="how the border is extended (default replicate)")
+    filters.add_argument("--max-size", type=int, default=1024,
+                         help="shrink larger images to this many pixels on the long side")
+    filters.set_defaults(run=cmd_filters)
+    viz = commands.add_parser(
+        "viz", help="PNGs of a checkpoint's first-layer filters, feature maps and confusion matrix")
+    viz.add_argument("--checkpoint", required=True, help="best.pt or last.pt of cnnops train")
+    viz.add_argument("--out", default="runs/viz", metavar="DIR",
+                     help="where the PNGs go (default runs/viz)")
+    viz.add_argument("--index", type=int, default=0,
+                     help="the test image whose feature maps are drawn (default 0)")
+    viz.add_argument("--data-dir", metavar="DIR", help="the data folder, if not the "
+                     "checkpoint's (mnist, fashion_mnist, cifar10)")
+    viz.set_defaults(run=cmd_viz)
     args = parser.parse_args(argv)
     return args.run(args)
 
