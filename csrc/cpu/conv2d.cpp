@@ -197,7 +197,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
         const T add = bias ? bias[group * g.Kg + k] : T(0);
         T* y_channel = y + (group * g.Kg + k) * ys.c;
         const T* c_row = c_tile.data() + k * cols;
-        if (relu) {  // branch-free max: a branch on the sign would mispredict half the time
+        if (relu) {  // the flag tested once per row, not per element
           for (int64_t j = 0; j < cols; ++j) {
             const T v = c_row[j] + add;
             y_channel[y_off[j]] = std::max(v, T(0));  // max(NaN, 0) is NaN, as torch.relu
