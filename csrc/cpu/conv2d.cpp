@@ -149,6 +149,35 @@ void conv2d_grad_weight_reference(const at::Tensor& grad_output, const at::Tenso
 // ---------------------------------------------------------------------------------------
 // version 2: implicit GEMM
 
+// Whether offsets off[0..count) are off[0], off[0] + 1, ...: a tile of columns within one
+// image of an output whose pixels are contiguous (NCHW).
+inline bool offsets_are_contiguous(const int64_t* off, int64_t count) {
+  for (int64_t j = 1; j < count; ++j) {
+    if (off[j] != off[0] + j) return false;
+  }
+  return true;
+}
+
+// y[j] = c[j] + add, then ReLU if asked (max(NaN, 0) is NaN, as torch.relu), for a run of
+// contiguous outputs, or at offsets off[j] of y.
+template <typename T>
+void store_columns(const T* c, T add, bool relu, T* y, int64_t count) {
+  if (relu) {
+    for (int64_t j = 0; j < count; ++j) y[j] = std::max(c[j] + add, T(0));
+  } else {
+    for (int64_t j = 0; j < count; ++j) y[j] = c[j] + add;
+  }
+}
+
+template <typename T>
+void store_columns(const T* c, T add, bool relu, T* y, const int64_t* off, int64_t count) {
+  if (relu) {
+    for (int64_t j = 0; j < count; ++j) y[off[j]] = std::max(c[j] + add, T(0));
+  } else {
+    for (int64_t j = 0; j < count; ++j) y[off[j]] = c[j] + add;
+  }
+}
+
 // The implicit-GEMM convolution y = conv(x, w) + bias of geometry g, the weight given as
 // an OffsetMatrix with rows k in [0, K) and columns the (c, r, s) taps of one group. Shared
 // by the forward pass and by grad_input at stride 1, which is itself such a convolution.
@@ -193,17 +222,16 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
       }
       // Epilogue: bias and ReLU, then scatter the tile's columns to their images.
       tile.output_offsets(g, ys, y_off.data());
+      const bool contiguous = offsets_are_contiguous(y_off.data(), cols);
       for (int64_t k = 0; k < g.Kg; ++k) {
         const T add = bias ? bias[group * g.Kg + k] : T(0);
         T* y_channel = y + (group * g.Kg + k) * ys.c;
         const T* c_row = c_tile.data() + k * cols;
-        if (relu) {  // the flag tested once per row, not per element
-          for (int64_t j = 0; j < cols; ++j) {
-            const T v = c_row[j] + add;
-            y_channel[y_off[j]] = std::max(v, T(0));  // max(NaN, 0) is NaN, as torch.relu
-          }
+        // The flags tested once per row, not per element; unit-stride loops vectorise.
+        if (contiguous) {
+          store_columns(c_row, add, relu, y_channel + y_off[0], cols);
         } else {
-          for (int64_t j = 0; j < cols; ++j) y_channel[y_off[j]] = c_row[j] + add;
+          store_columns(c_row, add, relu, y_channel, y_off.data(), cols);
         }
       }
     }

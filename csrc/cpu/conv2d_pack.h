@@ -103,7 +103,8 @@ struct TapTable {
 
 // Copies the run of columns [j, j + len) of im2col row kk into out[0], out[step], ...:
 // x values on one input row at a column stride of stride_w, zero where the window lies in
-// the padding.
+// the padding. Runs are short (an output row, often 8 to 56 columns) and packing is called
+// for every tile, so the unit-stride case avoids divisions and library calls.
 template <typename T>
 inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, const ColumnTile& tile,
                      const TapTable& taps, int64_t kk, int64_t j, int64_t len, T* out,
@@ -112,20 +113,28 @@ inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, cons
   int64_t lo = len, hi = len;  // [lo, hi): the columns inside the input
   const int64_t iw = tile.iw0[j] + taps.dw[kk], sw = g.p.stride_w;
   if (ih >= 0 && ih < g.H && iw + (len - 1) * sw >= 0 && iw < g.W) {
-    lo = iw >= 0 ? 0 : ceil_div(-iw, sw);
-    hi = std::min(len, (g.W - 1 - iw) / sw + 1);
-  }
-  for (int64_t c = 0; c < lo; ++c) out[c * step] = T(0);
-  if (lo < hi) {
-    const T* src = x + tile.image_off[j] + taps.c_off[kk] + ih * xs.h + (iw + lo * sw) * xs.w;
-    const int64_t src_step = sw * xs.w;
-    if (src_step == 1 && step == 1) {
-      std::copy(src, src + (hi - lo), out + lo);
+    if (sw == 1) {
+      lo = std::max<int64_t>(-iw, 0);
+      hi = std::min(len, g.W - iw);
     } else {
-      for (int64_t c = lo; c < hi; ++c) out[c * step] = src[(c - lo) * src_step];
+      lo = iw >= 0 ? 0 : ceil_div(-iw, sw);
+      hi = std::min(len, (g.W - 1 - iw) / sw + 1);
     }
   }
-  for (int64_t c = std::max(lo, hi); c < len; ++c) out[c * step] = T(0);
+  hi = std::max(lo, hi);
+  // x[base + c * src_step] is column c's value; an offset, as it may point outside x when
+  // the run lies in the padding (then lo == hi and nothing is read).
+  const int64_t base = tile.image_off[j] + taps.c_off[kk] + ih * xs.h + iw * xs.w;
+  const int64_t src_step = sw * xs.w;
+  if (step == 1 && src_step == 1) {
+    for (int64_t c = 0; c < lo; ++c) out[c] = T(0);
+    for (int64_t c = lo; c < hi; ++c) out[c] = x[base + c];
+    for (int64_t c = hi; c < len; ++c) out[c] = T(0);
+    return;
+  }
+  for (int64_t c = 0; c < lo; ++c) out[c * step] = T(0);
+  for (int64_t c = lo; c < hi; ++c) out[c * step] = x[base + c * src_step];
+  for (int64_t c = hi; c < len; ++c) out[c * step] = T(0);
 }
 
 // B of the forward GEMM: im2col rows [k0, k0 + kc) x the tile's columns, in panels of NR
