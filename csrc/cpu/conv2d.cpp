@@ -201,6 +201,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
     }
   });
 
+  const TapTable taps(g, xs);
   const int64_t tiles = ceil_div(g.columns(), kColumnTile);
   at::parallel_for(0, g.G * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
@@ -216,7 +217,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
       const T* x_group = x + group * g.Cg * xs.c;
       for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
         const int64_t kc = std::min(kReductionBlock, red - k0);
-        pack_im2col(x_group, xs, g, k0, kc, tile, false, t.nr, b_pack.data());
+        pack_im2col(x_group, xs, g, taps, k0, kc, tile, false, t.nr, b_pack.data());
         gemm_packed(g.Kg, cols, kc, a_pack.data() + group * rows_padded * red + k0 * rows_padded,
                     b_pack.data(), c_tile.data(), cols, 1);
       }
@@ -405,6 +406,7 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   const int64_t tiles = g.G * split.row_tasks * split.col_tasks;
   const int64_t columns_per_split = round_up(ceil_div(g.columns(), split.splits), kReductionBlock);
   const std::vector<int64_t> dy_rows = strided_offsets(g.K, dys.c);
+  const TapTable taps(g, xs);
   // Split 0 sums straight into dW; the others into partial copies of it.
   std::vector<T> partial((split.splits - 1) * g.K * red, T(0));
 
@@ -428,13 +430,13 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
         tile.fill(g, q0, std::min(kReductionBlock, q_end - q0), xs.n);
         tile.output_offsets(g, dys, dy_cols.data());
         if (split.taps_as_rows) {  // dW^T[tap, k]: C is dW read column-major
-          pack_im2col(x_group, xs, g, r0, rows, tile, true, t.mr, a_pack.data());
+          pack_im2col(x_group, xs, g, taps, r0, rows, tile, true, t.mr, a_pack.data());
           pack_a(dy_group, c0, cols, 0, tile.count, t.nr, b_pack.data());
           gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
                       dw_group + c0 * red + r0, 1, red);
         } else {
           pack_a(dy_group, r0, rows, 0, tile.count, t.mr, a_pack.data());
-          pack_im2col(x_group, xs, g, c0, cols, tile, true, t.nr, b_pack.data());
+          pack_im2col(x_group, xs, g, taps, c0, cols, tile, true, t.nr, b_pack.data());
           gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
                       dw_group + r0 * red + c0, red, 1);
         }

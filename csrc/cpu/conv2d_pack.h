@@ -10,9 +10,16 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CNNOPS_MASKED_COPY 1
+#endif
+
 #include "common/conv2d_params.h"
+#include "cpu/gemm.h"
 
 namespace cnnops::cpu {
 
@@ -85,35 +92,66 @@ struct ColumnTile {
   }
 };
 
-// The im2col rows [k0, k0 + kc) of one pack call, decoded once: channel offset in x and
-// the dilated kernel offsets.
+// Every im2col row (c, r, s) of a call, decoded once: channel offset in x and the dilated
+// kernel offsets.
 struct TapTable {
   std::vector<int64_t> c_off, dh, dw;
 
-  TapTable(const ConvGeometry& g, const Strides4& xs, int64_t k0, int64_t kc)
-      : c_off(kc), dh(kc), dw(kc) {
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      const KernelTap tap(k0 + kk, g);
-      c_off[kk] = tap.c * xs.c;
-      dh[kk] = tap.r * g.p.dilation_h;
-      dw[kk] = tap.s * g.p.dilation_w;
+  TapTable(const ConvGeometry& g, const Strides4& xs)
+      : c_off(g.reduction()), dh(g.reduction()), dw(g.reduction()) {
+    for (int64_t k = 0; k < g.reduction(); ++k) {
+      const KernelTap tap(k, g);
+      c_off[k] = tap.c * xs.c;
+      dh[k] = tap.r * g.p.dilation_h;
+      dw[k] = tap.s * g.p.dilation_w;
     }
   }
 };
 
-// Copies the run of columns [j, j + len) of im2col row kk into out[0], out[step], ...:
-// x values on one input row at a column stride of stride_w, zero where the window lies in
-// the padding. Runs are short (an output row, often 8 to 56 columns) and packing is called
-// for every tile, so the unit-stride case avoids divisions and library calls.
+#ifdef CNNOPS_MASKED_COPY
+// out[c] = c in [lo, hi) ? src[c] : 0 for c in [0, len), with masked vector loads and
+// stores: one load and one store per 16 floats (8 doubles) however the run is cut by the
+// padding. Masked-off lanes are never read (they may lie outside the tensor) nor written.
+// Compiled for AVX-512F alone, inlined into the AVX-512 packer below.
 template <typename T>
-inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, const ColumnTile& tile,
-                     const TapTable& taps, int64_t kk, int64_t j, int64_t len, T* out,
-                     int64_t step) {
-  const int64_t ih = tile.ih0[j] + taps.dh[kk];
-  int64_t lo = len, hi = len;  // [lo, hi): the columns inside the input
-  const int64_t iw = tile.iw0[j] + taps.dw[kk], sw = g.p.stride_w;
+__attribute__((target("avx512f"), always_inline)) inline void copy_masked_avx512(
+    const T* src, int64_t lo, int64_t hi, int64_t len, T* out) {
+  constexpr int64_t kLanes = 64 / sizeof(T);
+  const auto below = [](int64_t n) -> uint32_t {  // lanes [0, n) of a vector
+    return n <= 0 ? 0u : n >= kLanes ? (1u << kLanes) - 1 : (1u << n) - 1;
+  };
+  for (int64_t c = 0; c < len; c += kLanes) {
+    const uint32_t load = below(hi - c) & ~below(lo - c), store = below(len - c);
+    if constexpr (sizeof(T) == 4) {
+      _mm512_mask_storeu_ps(out + c, static_cast<__mmask16>(store),
+                            _mm512_maskz_loadu_ps(static_cast<__mmask16>(load), src + c));
+    } else {
+      _mm512_mask_storeu_pd(out + c, static_cast<__mmask8>(store),
+                            _mm512_maskz_loadu_pd(static_cast<__mmask8>(load), src + c));
+    }
+  }
+}
+
+inline bool masked_copy_available() {
+  static const bool avx512 = std::strcmp(cpu_isa(), "avx512") == 0;
+  return avx512;
+}
+#endif
+
+// Where the run of columns [j, j + len) of im2col row k reads x: column c's value is
+// x[base + c * src_step] for c in [lo, hi), zero (padding) elsewhere. base is an offset, as
+// it may point outside x when the run starts in the padding.
+struct RunSource {
+  int64_t base, src_step, lo, hi;
+};
+
+inline RunSource run_source(const Strides4& xs, const ConvGeometry& g, const ColumnTile& tile,
+                            const TapTable& taps, int64_t k, int64_t j, int64_t len) {
+  const int64_t ih = tile.ih0[j] + taps.dh[k];
+  int64_t lo = len, hi = len;
+  const int64_t iw = tile.iw0[j] + taps.dw[k], sw = g.p.stride_w;
   if (ih >= 0 && ih < g.H && iw + (len - 1) * sw >= 0 && iw < g.W) {
-    if (sw == 1) {
+    if (sw == 1) {  // runs are short and packed for every tile: no divisions here
       lo = std::max<int64_t>(-iw, 0);
       hi = std::min(len, g.W - iw);
     } else {
@@ -121,29 +159,36 @@ inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, cons
       hi = std::min(len, (g.W - 1 - iw) / sw + 1);
     }
   }
-  hi = std::max(lo, hi);
-  // x[base + c * src_step] is column c's value; an offset, as it may point outside x when
-  // the run lies in the padding (then lo == hi and nothing is read).
-  const int64_t base = tile.image_off[j] + taps.c_off[kk] + ih * xs.h + iw * xs.w;
-  const int64_t src_step = sw * xs.w;
-  if (step == 1 && src_step == 1) {
-    for (int64_t c = 0; c < lo; ++c) out[c] = T(0);
-    for (int64_t c = lo; c < hi; ++c) out[c] = x[base + c];
-    for (int64_t c = hi; c < len; ++c) out[c] = T(0);
+  return {tile.image_off[j] + taps.c_off[k] + ih * xs.h + iw * xs.w, sw * xs.w, lo,
+          std::max(lo, hi)};
+}
+
+// Copies the run of columns [j, j + len) of im2col row k into out[0], out[step], ...:
+// x values on one input row at a column stride of stride_w, zero where the window lies in
+// the padding.
+template <typename T>
+inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, const ColumnTile& tile,
+                     const TapTable& taps, int64_t k, int64_t j, int64_t len, T* out,
+                     int64_t step) {
+  const RunSource src = run_source(xs, g, tile, taps, k, j, len);
+  if (step == 1 && src.src_step == 1) {  // loops the compiler vectorises, no memmove calls
+    for (int64_t c = 0; c < src.lo; ++c) out[c] = T(0);
+    for (int64_t c = src.lo; c < src.hi; ++c) out[c] = x[src.base + c];
+    for (int64_t c = src.hi; c < len; ++c) out[c] = T(0);
     return;
   }
-  for (int64_t c = 0; c < lo; ++c) out[c * step] = T(0);
-  for (int64_t c = lo; c < hi; ++c) out[c * step] = x[base + c * src_step];
-  for (int64_t c = hi; c < len; ++c) out[c * step] = T(0);
+  for (int64_t c = 0; c < src.lo; ++c) out[c * step] = T(0);
+  for (int64_t c = src.lo; c < src.hi; ++c) out[c * step] = x[src.base + c * src.src_step];
+  for (int64_t c = src.hi; c < len; ++c) out[c * step] = T(0);
 }
 
 // B of the forward GEMM: im2col rows [k0, k0 + kc) x the tile's columns, in panels of NR
 // columns (gemm.h), zero past the last column. `x` points at the group's first channel;
-// the tile was filled with x's image stride.
-template <typename T, int NR>
-void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0,
-                        int64_t kc, const ColumnTile& tile, T* dst) {
-  const TapTable taps(g, xs, k0, kc);
+// the tile was filled with x's image stride. Copy(x, source, len, out) writes one run.
+template <typename T, int NR, typename Copy>
+__attribute__((always_inline)) inline void pack_im2col_panels_with(const T* x, const Strides4& xs, const ConvGeometry& g,
+                                    const TapTable& taps, int64_t k0, int64_t kc,
+                                    const ColumnTile& tile, T* dst, Copy copy) {
   for (int64_t j0 = 0; j0 < tile.count; j0 += NR) {
     const int64_t j_end = std::min<int64_t>(j0 + NR, tile.count);
     T* panel = dst + (j0 / NR) * kc * NR;
@@ -151,7 +196,7 @@ void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g, i
       T* out = panel + kk * NR;
       for (int64_t j = j0; j < j_end;) {
         const int64_t e = std::min(tile.run_end[j], j_end);
-        copy_run(x, xs, g, tile, taps, kk, j, e - j, out + (j - j0), 1);
+        copy(run_source(xs, g, tile, taps, k0 + kk, j, e - j), e - j, out + (j - j0));
         j = e;
       }
       for (int64_t j = j_end - j0; j < NR; ++j) out[j] = T(0);
@@ -159,13 +204,50 @@ void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g, i
   }
 }
 
+template <typename T, int NR>
+void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g,
+                        const TapTable& taps, int64_t k0, int64_t kc, const ColumnTile& tile,
+                        T* dst) {
+  pack_im2col_panels_with<T, NR>(
+      x, xs, g, taps, k0, kc, tile, dst, [x](const RunSource& src, int64_t len, T* out) {
+        for (int64_t c = 0; c < src.lo; ++c) out[c] = T(0);
+        for (int64_t c = src.lo; c < src.hi; ++c) out[c] = x[src.base + c * src.src_step];
+        for (int64_t c = src.hi; c < len; ++c) out[c] = T(0);
+      });
+}
+
+#ifdef CNNOPS_MASKED_COPY
+// The same, built for AVX-512F: a unit-stride run is one masked load and store per vector.
+template <typename T>
+struct MaskedRunCopy {
+  const T* x;
+  __attribute__((target("avx512f"))) void operator()(const RunSource& src, int64_t len,
+                                                     T* out) const {
+    if (src.src_step == 1) {
+      copy_masked_avx512(x + src.base, src.lo, src.hi, len, out);
+      return;
+    }
+    for (int64_t c = 0; c < src.lo; ++c) out[c] = T(0);
+    for (int64_t c = src.lo; c < src.hi; ++c) out[c] = x[src.base + c * src.src_step];
+    for (int64_t c = src.hi; c < len; ++c) out[c] = T(0);
+  }
+};
+
+template <typename T, int NR>
+__attribute__((target("avx512f"))) void pack_im2col_panels_avx512(
+    const T* x, const Strides4& xs, const ConvGeometry& g, const TapTable& taps, int64_t k0,
+    int64_t kc, const ColumnTile& tile, T* dst) {
+  pack_im2col_panels_with<T, NR>(x, xs, g, taps, k0, kc, tile, dst, MaskedRunCopy<T>{x});
+}
+#endif
+
 // An operand of the grad_weight GEMM: im2col rows [k0, k0 + kc) in panels of NR of them,
 // the reduction running over the tile's columns, zero past the last row. (B when dW is
 // computed as dY * X_col^T, A, with NR = MR, when as X_col * dY^T.)
 template <typename T, int NR>
-void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0,
-                            int64_t kc, const ColumnTile& tile, T* dst) {
-  const TapTable taps(g, xs, k0, kc);
+void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& g,
+                            const TapTable& taps, int64_t k0, int64_t kc, const ColumnTile& tile,
+                            T* dst) {
   const int64_t cols = tile.count;
   for (int64_t kk = 0; kk < round_up(kc, NR); ++kk) {
     T* out = dst + (kk / NR) * cols * NR + kk % NR;
@@ -175,7 +257,7 @@ void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& 
     }
     for (int64_t j = 0; j < cols;) {
       const int64_t e = tile.run_end[j];
-      copy_run(x, xs, g, tile, taps, kk, j, e - j, out + j * NR, NR);
+      copy_run(x, xs, g, tile, taps, k0 + kk, j, e - j, out + j * NR, NR);
       j = e;
     }
   }
@@ -248,13 +330,22 @@ void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, int6
 }
 
 template <typename T>
-void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t k0, int64_t kc,
-                 const ColumnTile& tile, bool transposed, int64_t width, T* dst) {
+void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, const TapTable& taps,
+                 int64_t k0, int64_t kc, const ColumnTile& tile, bool transposed, int64_t width,
+                 T* dst) {
   if (transposed) {
-    CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_transposed<T, NR>(x, xs, g, k0, kc, tile, dst))
-  } else {
-    CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_panels<T, NR>(x, xs, g, k0, kc, tile, dst))
+    CNNOPS_DISPATCH_WIDTH(width, NR,
+                          pack_im2col_transposed<T, NR>(x, xs, g, taps, k0, kc, tile, dst))
+    return;
   }
+#ifdef CNNOPS_MASKED_COPY
+  if (masked_copy_available()) {
+    CNNOPS_DISPATCH_WIDTH(width, NR,
+                          pack_im2col_panels_avx512<T, NR>(x, xs, g, taps, k0, kc, tile, dst))
+    return;
+  }
+#endif
+  CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_panels<T, NR>(x, xs, g, taps, k0, kc, tile, dst))
 }
 
 #undef CNNOPS_DISPATCH_WIDTH
