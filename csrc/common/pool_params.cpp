@@ -39,11 +39,22 @@ PoolParams PoolParams::from_lists(const char* op, c10::IntArrayRef kernel_size,
           padding[1],     dilation[0],    dilation[1], ceil_mode};
 }
 
+namespace {
+
+// pool_out_size, naming `op` when the arithmetic would overflow int64.
+int64_t checked_pool_out_size(const char* op, int64_t in, int64_t kernel, int64_t pad,
+                              int64_t stride, int64_t dilation, bool ceil_mode) {
+  int64_t out = window_out_size(op, in, kernel, pad, pad, stride, dilation, ceil_mode);
+  // (out - 1) * stride <= the span, and in + pad fits: window_out_size checked both
+  if (ceil_mode && out >= 1 && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+}  // namespace
+
 int64_t pool_out_size(int64_t in, int64_t kernel, int64_t pad, int64_t stride, int64_t dilation,
                       bool ceil_mode) {
-  int64_t out = window_out_size("cnnops pooling", in, kernel, pad, pad, stride, dilation, ceil_mode);
-  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
-  return out;
+  return checked_pool_out_size("cnnops pooling", in, kernel, pad, stride, dilation, ceil_mode);
 }
 
 bool pool_dtype_supported(c10::ScalarType dtype, c10::DeviceType device) {
@@ -71,10 +82,10 @@ void check_input(const char* op, const at::Tensor& input) {
 std::array<int64_t, 4> check_pool2d_forward(const char* op, const at::Tensor& input,
                                             const PoolParams& p) {
   check_input(op, input);
-  const int64_t out_h = window_out_size(op, input.size(2), p.kernel_h, p.pad_h, p.pad_h,
-                                        p.stride_h, p.dilation_h, p.ceil_mode);
-  const int64_t out_w = window_out_size(op, input.size(3), p.kernel_w, p.pad_w, p.pad_w,
-                                        p.stride_w, p.dilation_w, p.ceil_mode);
+  const int64_t out_h = checked_pool_out_size(op, input.size(2), p.kernel_h, p.pad_h, p.stride_h,
+                                              p.dilation_h, p.ceil_mode);
+  const int64_t out_w = checked_pool_out_size(op, input.size(3), p.kernel_w, p.pad_w, p.stride_w,
+                                              p.dilation_w, p.ceil_mode);
   // avg_pool2d divides by a window's area, at most the padded plane's: it must fit int64
   int64_t padded_area = 0;
   TORCH_CHECK_VALUE(!c10::mul_overflows(input.size(2) + 2 * p.pad_h, input.size(3) + 2 * p.pad_w,
