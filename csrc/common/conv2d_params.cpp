@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "common/result_size.h"
+
 namespace cnnops {
 
 namespace {
@@ -51,10 +53,10 @@ void check_channels(const char* op, int64_t in_channels, int64_t out_channels,
 
 std::array<int64_t, 2> output_hw(const char* op, int64_t in_h, int64_t in_w,
                                  c10::IntArrayRef weight_size, const Conv2dParams& p) {
-  const int64_t out_h = conv_out_size(in_h, weight_size[2], p.pad_top, p.pad_bottom, p.stride_h,
-                                      p.dilation_h);
-  const int64_t out_w = conv_out_size(in_w, weight_size[3], p.pad_left, p.pad_right, p.stride_w,
-                                      p.dilation_w);
+  const int64_t out_h = window_out_size(op, in_h, weight_size[2], p.pad_top, p.pad_bottom,
+                                        p.stride_h, p.dilation_h, false);
+  const int64_t out_w = window_out_size(op, in_w, weight_size[3], p.pad_left, p.pad_right,
+                                        p.stride_w, p.dilation_w, false);
   TORCH_CHECK_VALUE(out_h >= 1 && out_w >= 1, op, ": the kernel (", weight_size[2], "x",
                     weight_size[3], ", dilation ", p.dilation_h, "x", p.dilation_w,
                     ") is larger than the padded input (",
@@ -95,6 +97,9 @@ std::array<int64_t, 4> check_conv2d_forward(const at::Tensor& input, const at::T
   }
   check_channels(op, input.size(1), out_channels, weight.sizes(), p.groups);
   const auto hw = output_hw(op, input.size(2), input.size(3), weight.sizes(), p);
+  check_result_size(op, "'input', 'weight', 'padding', 'stride' and 'dilation'",
+                    {input.size(0), out_channels, hw[0], hw[1]}, input.scalar_type(),
+                    input.device().type());
   return {input.size(0), out_channels, hw[0], hw[1]};
 }
 
@@ -106,6 +111,9 @@ void check_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& we
   check_same(op, "weight", weight, "grad_output", grad_output);
   TORCH_CHECK_VALUE(input_size.size() == 4, op, ": argument 'input_size' must have 4 values, got ",
                     input_size);
+  for (int64_t s : input_size) {
+    TORCH_CHECK_VALUE(s >= 0, op, ": argument 'input_size' must be >= 0, got ", input_size);
+  }
   check_channels(op, input_size[1], weight.size(0), weight.sizes(), p.groups);
   const auto hw = output_hw(op, input_size[2], input_size[3], weight.sizes(), p);
   TORCH_CHECK_VALUE(grad_output.size(0) == input_size[0] && grad_output.size(1) == weight.size(0) &&
@@ -113,6 +121,8 @@ void check_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& we
                     op, ": argument 'grad_output' has shape ", grad_output.sizes(),
                     ", expected the conv2d output shape [", input_size[0], ", ", weight.size(0),
                     ", ", hw[0], ", ", hw[1], "]");
+  check_result_size(op, "'input_size'", input_size, grad_output.scalar_type(),
+                    grad_output.device().type());
 }
 
 void check_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
@@ -123,6 +133,9 @@ void check_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
   check_same(op, "input", input, "grad_output", grad_output);
   TORCH_CHECK_VALUE(weight_size.size() == 4, op,
                     ": argument 'weight_size' must have 4 values, got ", weight_size);
+  for (int64_t s : weight_size) {
+    TORCH_CHECK_VALUE(s >= 0, op, ": argument 'weight_size' must be >= 0, got ", weight_size);
+  }
   check_channels(op, input.size(1), weight_size[0], weight_size, p.groups);
   const auto hw = output_hw(op, input.size(2), input.size(3), weight_size, p);
   TORCH_CHECK_VALUE(grad_output.size(0) == input.size(0) && grad_output.size(1) == weight_size[0] &&
@@ -130,6 +143,8 @@ void check_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
                     op, ": argument 'grad_output' has shape ", grad_output.sizes(),
                     ", expected the conv2d output shape [", input.size(0), ", ", weight_size[0],
                     ", ", hw[0], ", ", hw[1], "]");
+  check_result_size(op, "'weight_size'", weight_size, grad_output.scalar_type(),
+                    grad_output.device().type());
 }
 
 c10::MemoryFormat conv_output_memory_format(const at::Tensor& input, const at::Tensor& weight) {

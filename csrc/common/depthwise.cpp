@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "common/result_size.h"
+
 namespace cnnops {
 
 namespace {
@@ -69,12 +71,16 @@ SeparableShape check_depthwise_separable_forward(const at::Tensor& input,
   check_bias(op, "depthwise_bias", depthwise_bias, M, "depthwise_weight", input);
   check_bias(op, "pointwise_bias", pointwise_bias, pw.size(0), "pointwise_weight", input);
   const int64_t R = dw.size(2), S = dw.size(3);
-  const int64_t P = conv_out_size(input.size(2), R, p.pad_top, p.pad_bottom, p.stride_h, p.dilation_h);
-  const int64_t Q = conv_out_size(input.size(3), S, p.pad_left, p.pad_right, p.stride_w, p.dilation_w);
+  const int64_t P = window_out_size(op, input.size(2), R, p.pad_top, p.pad_bottom, p.stride_h,
+                                    p.dilation_h, false);
+  const int64_t Q = window_out_size(op, input.size(3), S, p.pad_left, p.pad_right, p.stride_w,
+                                    p.dilation_w, false);
   TORCH_CHECK_VALUE(P >= 1 && Q >= 1, op, ": the depthwise kernel (", R, "x", S, ", dilation ",
                     p.dilation_h, "x", p.dilation_w, ") is larger than the padded input (",
                     input.size(2) + p.pad_top + p.pad_bottom, "x",
                     input.size(3) + p.pad_left + p.pad_right, ")");
+  check_result_size(op, "'input', 'pointwise_weight', 'padding', 'stride' and 'dilation'",
+                    {input.size(0), pw.size(0), P, Q}, input.scalar_type(), input.device().type());
   return {input.size(0), C, input.size(2), input.size(3), M, pw.size(0), R, S, P, Q};
 }
 

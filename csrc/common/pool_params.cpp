@@ -1,6 +1,9 @@
 #include "common/pool_params.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
+
+#include "common/result_size.h"
 
 #include <cstdint>
 #include <limits>
@@ -17,9 +20,6 @@ void check_list(const char* op, const char* name, c10::IntArrayRef values, int64
                       ", got ", values);
   }
 }
-
-// floor(a / b) for b > 0, whatever the sign of a.
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 }  // namespace
 
@@ -39,12 +39,22 @@ PoolParams PoolParams::from_lists(const char* op, c10::IntArrayRef kernel_size,
           padding[1],     dilation[0],    dilation[1], ceil_mode};
 }
 
+namespace {
+
+// pool_out_size, naming `op` when the arithmetic would overflow int64.
+int64_t checked_pool_out_size(const char* op, int64_t in, int64_t kernel, int64_t pad,
+                              int64_t stride, int64_t dilation, bool ceil_mode) {
+  int64_t out = window_out_size(op, in, kernel, pad, pad, stride, dilation, ceil_mode);
+  // (out - 1) * stride <= the span, and in + pad fits: window_out_size checked both
+  if (ceil_mode && out >= 1 && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+}  // namespace
+
 int64_t pool_out_size(int64_t in, int64_t kernel, int64_t pad, int64_t stride, int64_t dilation,
                       bool ceil_mode) {
-  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
-  int64_t out = floor_div(span, stride) + 1;
-  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
-  return out;
+  return checked_pool_out_size("cnnops pooling", in, kernel, pad, stride, dilation, ceil_mode);
 }
 
 bool pool_dtype_supported(c10::ScalarType dtype, c10::DeviceType device) {
@@ -72,14 +82,24 @@ void check_input(const char* op, const at::Tensor& input) {
 std::array<int64_t, 4> check_pool2d_forward(const char* op, const at::Tensor& input,
                                             const PoolParams& p) {
   check_input(op, input);
-  const int64_t out_h = pool_out_size(input.size(2), p.kernel_h, p.pad_h, p.stride_h,
-                                      p.dilation_h, p.ceil_mode);
-  const int64_t out_w = pool_out_size(input.size(3), p.kernel_w, p.pad_w, p.stride_w,
-                                      p.dilation_w, p.ceil_mode);
+  const int64_t out_h = checked_pool_out_size(op, input.size(2), p.kernel_h, p.pad_h, p.stride_h,
+                                              p.dilation_h, p.ceil_mode);
+  const int64_t out_w = checked_pool_out_size(op, input.size(3), p.kernel_w, p.pad_w, p.stride_w,
+                                              p.dilation_w, p.ceil_mode);
+  // avg_pool2d divides by a window's area, at most the padded plane's: it must fit int64
+  int64_t padded_area = 0;
+  TORCH_CHECK_VALUE(!c10::mul_overflows(input.size(2) + 2 * p.pad_h, input.size(3) + 2 * p.pad_w,
+                                        &padded_area),
+                    op, ": argument 'padding' ", c10::IntArrayRef{p.pad_h, p.pad_w},
+                    " (with kernel_size ", c10::IntArrayRef{p.kernel_h, p.kernel_w},
+                    ") is too large: the padded input's area does not fit in int64");
   TORCH_CHECK_VALUE(out_h >= 1 && out_w >= 1, op, ": argument 'kernel_size' (", p.kernel_h, "x",
                     p.kernel_w, ", dilation ", p.dilation_h, "x", p.dilation_w,
                     ") is larger than the padded input (", input.size(2) + 2 * p.pad_h, "x",
                     input.size(3) + 2 * p.pad_w, ")");
+  check_result_size(op, "'input', 'kernel_size', 'stride', 'padding' and 'dilation'",
+                    {input.size(0), input.size(1), out_h, out_w}, input.scalar_type(),
+                    input.device().type());
   return {input.size(0), input.size(1), out_h, out_w};
 }
 
@@ -92,6 +112,17 @@ std::array<int64_t, 4> check_adaptive_pool2d_forward(const char* op, const at::T
                                                      c10::IntArrayRef output_size) {
   check_input(op, input);
   check_list(op, "output_size", output_size, 0);
+  for (int d = 0; d < 2; ++d) {
+    // the window rule forms (o + 1) * in and (i + 1) * out
+    int64_t reach = 0;
+    TORCH_CHECK_VALUE(!c10::mul_overflows(input.size(2 + d) + 1, output_size[d] + 1, &reach), op,
+                      ": argument 'output_size' ", output_size, " is too large for 'input' of "
+                      "shape ", input.sizes(), ": (output_size + 1) * (input extent + 1) must "
+                      "fit in int64");
+  }
+  check_result_size(op, "'input' and 'output_size'",
+                    {input.size(0), input.size(1), output_size[0], output_size[1]},
+                    input.scalar_type(), input.device().type());
   return {input.size(0), input.size(1), output_size[0], output_size[1]};
 }
 

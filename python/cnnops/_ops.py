@@ -83,62 +83,136 @@ def _conv_memory_format(input: torch.Tensor, weight: torch.Tensor) -> torch.memo
     return torch.contiguous_format
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _check_list(op: str, name: str, values, length: int, minimum: int) -> None:
+    torch._check_value(len(values) == length,
+                       lambda: f"{op}: argument '{name}' must have {length} values, got {values}")
+    torch._check_value(all(v >= minimum for v in values),
+                       lambda: f"{op}: argument '{name}' must be >= {minimum}, got {values}")
+
+
+def _check_float(op: str, name: str, t: torch.Tensor) -> None:
+    """The dtypes the kernels compute in: float32/float64, and float16/bfloat16 off the CPU."""
+    ok = t.dtype in (torch.float32, torch.float64) or (
+        t.device.type != "cpu" and t.dtype in (torch.float16, torch.bfloat16))
+    torch._check_type(ok, lambda: f"{op}: argument '{name}' has dtype {t.dtype}, which is not "
+                      f"supported on {t.device.type} (expected float32 or float64, or on CUDA "
+                      f"also float16 or bfloat16)")
+
+
+def _window_out(op, size, kernel, pad_begin, pad_end, stride, dilation, ceil_mode=False,
+                padding_name="padding"):
+    """csrc/common/result_size.cpp's window_out_size, with its int64 overflow checks."""
+    padded = size + pad_begin + pad_end
+    extent = dilation * (kernel - 1)
+    if isinstance(padded, int):
+        torch._check_value(padded <= _INT64_MAX, lambda: f"{op}: argument '{padding_name}' "
+                           f"({pad_begin} + {pad_end}) is too large: the padded input extent "
+                           f"does not fit in int64")
+    if isinstance(extent, int):
+        torch._check_value(extent <= _INT64_MAX, lambda: f"{op}: argument 'dilation' "
+                           f"({dilation}) is too large for a kernel of extent {kernel}")
+    span = padded - extent - 1 + (stride - 1 if ceil_mode else 0)
+    return span // stride + 1
+
+
+def _check_result_size(op: str, source: str, size, dtype: torch.dtype) -> None:
+    numel = 1
+    for s in size:
+        numel = numel * s
+    if isinstance(numel, int):
+        nbytes = numel * torch.empty((), dtype=dtype).element_size()
+        torch._check_value(nbytes <= _INT64_MAX, lambda: f"{op}: the result would have shape "
+                           f"{list(size)}, more elements than int64 can count; its size comes "
+                           f"from {source}")
+
+
 def _conv2d_output_hw(op, input_size, weight_size, stride, padding, dilation, groups):
-    torch._check(len(stride) == 2 and len(dilation) == 2 and len(padding) == 4,
-                 lambda: f"{op}: 'stride' and 'dilation' need 2 values and 'padding' 4")
-    torch._check(groups >= 1, lambda: f"{op}: argument 'groups' must be >= 1, got {groups}")
-    torch._check(input_size[1] == weight_size[1] * groups,
-                 lambda: f"{op}: input has {input_size[1]} channels, but weight of shape "
-                 f"{tuple(weight_size)} with groups={groups} expects {weight_size[1] * groups}")
-    torch._check(weight_size[0] % groups == 0,
-                 lambda: f"{op}: out channels must be divisible by 'groups' ({groups})")
-    out = []
-    for dim in range(2):
-        size = input_size[2 + dim] + padding[2 * dim] + padding[2 * dim + 1]
-        out.append((size - dilation[dim] * (weight_size[2 + dim] - 1) - 1) // stride[dim] + 1)
-    torch._check(out[0] >= 1 and out[1] >= 1,
-                 lambda: f"{op}: the kernel is larger than the padded input")
+    _check_list(op, "stride", stride, 2, 1)
+    _check_list(op, "padding", padding, 4, 0)
+    _check_list(op, "dilation", dilation, 2, 1)
+    torch._check_value(groups >= 1, lambda: f"{op}: argument 'groups' must be >= 1, got {groups}")
+    torch._check_value(weight_size[2] >= 1 and weight_size[3] >= 1,
+                       lambda: f"{op}: the weight's kernel size must be at least 1x1, got weight "
+                       f"of shape {tuple(weight_size)}")
+    torch._check_value(input_size[1] % groups == 0, lambda: f"{op}: input channels "
+                       f"({input_size[1]}) must be divisible by 'groups' ({groups})")
+    torch._check_value(weight_size[0] % groups == 0, lambda: f"{op}: out channels "
+                       f"(weight.shape[0] = {weight_size[0]}) must be divisible by 'groups' "
+                       f"({groups})")
+    torch._check_value(input_size[1] == weight_size[1] * groups,
+                       lambda: f"{op}: input has {input_size[1]} channels, but weight of shape "
+                       f"{tuple(weight_size)} with groups={groups} expects "
+                       f"{weight_size[1] * groups} channels")
+    out = [_window_out(op, input_size[2 + d], weight_size[2 + d], padding[2 * d],
+                       padding[2 * d + 1], stride[d], dilation[d]) for d in range(2)]
+    torch._check_value(out[0] >= 1 and out[1] >= 1,
+                       lambda: f"{op}: the kernel is larger than the padded input")
     return out
 
 
-def _check_operands(op: str, first: torch.Tensor, *others: torch.Tensor | None) -> None:
-    for other in others:
+def _check_operands(op: str, ref_name: str, ref: torch.Tensor, **others) -> None:
+    """Every other operand (None skipped) has ``ref``'s dtype and device."""
+    for name, other in others.items():
         if other is None:
             continue
-        torch._check(other.dtype == first.dtype and other.device == first.device,
-                     lambda: f"{op}: operands must share one dtype and device")
+        torch._check_type(other.dtype == ref.dtype, lambda: f"{op}: argument '{name}' has dtype "
+                          f"{other.dtype} but '{ref_name}' has dtype {ref.dtype}; they must "
+                          f"match")
+        torch._check_value(other.device == ref.device, lambda: f"{op}: argument '{name}' is on "
+                           f"{other.device} but '{ref_name}' is on {ref.device}; they must be "
+                           f"on one device")
 
 
 @torch.library.register_fake("cnnops::conv2d")
-def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
-    _check_operands("cnnops.conv2d", input, weight, bias)
-    torch._check(input.dim() == 4 and weight.dim() == 4,
-                 lambda: "cnnops.conv2d: 'input' and 'weight' must be 4-D")
-    out_h, out_w = _conv2d_output_hw("cnnops.conv2d", input.shape, weight.shape, stride,
-                                     padding, dilation, groups)
-    return torch.empty((input.shape[0], weight.shape[0], out_h, out_w), dtype=input.dtype,
-                       device=input.device, memory_format=_conv_memory_format(input, weight))
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups, op="cnnops.conv2d"):
+    _check_float(op, "input", input)
+    _check_operands(op, "input", input, weight=weight, bias=bias)
+    torch._check_value(input.dim() == 4, lambda: f"{op}: argument 'input' must be 4-D, got a "
+                       f"tensor of shape {tuple(input.shape)}")
+    torch._check_value(weight.dim() == 4, lambda: f"{op}: argument 'weight' must be 4-D, got a "
+                       f"tensor of shape {tuple(weight.shape)}")
+    if bias is not None:
+        torch._check_value(bias.dim() == 1 and bias.shape[0] == weight.shape[0],
+                           lambda: f"{op}: argument 'bias' must have shape ({weight.shape[0]},) "
+                           f"to match weight.shape[0], got {tuple(bias.shape)}")
+    out_h, out_w = _conv2d_output_hw(op, input.shape, weight.shape, stride, padding, dilation,
+                                     groups)
+    size = (input.shape[0], weight.shape[0], out_h, out_w)
+    _check_result_size(op, "'input', 'weight', 'padding', 'stride' and 'dilation'", size,
+                       input.dtype)
+    return torch.empty(size, dtype=input.dtype, device=input.device,
+                       memory_format=_conv_memory_format(input, weight))
 
 
 @torch.library.register_fake("cnnops::conv2d_bias_relu")
 def _conv2d_bias_relu_fake(input, weight, bias, stride, padding, dilation, groups):
-    return _conv2d_fake(input, weight, bias, stride, padding, dilation, groups)
+    return _conv2d_fake(input, weight, bias, stride, padding, dilation, groups,
+                        "cnnops.conv2d_bias_relu")
 
 
 @torch.library.register_fake("cnnops::conv2d_grad_input")
 def _conv2d_grad_input_fake(grad_output, weight, input_size, stride, padding, dilation, groups):
-    _check_operands("cnnops.conv2d_grad_input", grad_output, weight)
-    _conv2d_output_hw("cnnops.conv2d_grad_input", input_size, weight.shape, stride, padding,
-                      dilation, groups)
+    op = "cnnops.conv2d_grad_input"
+    _check_float(op, "grad_output", grad_output)
+    _check_operands(op, "grad_output", grad_output, weight=weight)
+    _check_list(op, "input_size", input_size, 4, 0)
+    _conv2d_output_hw(op, input_size, weight.shape, stride, padding, dilation, groups)
+    _check_result_size(op, "'input_size'", input_size, grad_output.dtype)
     return torch.empty(input_size, dtype=grad_output.dtype, device=grad_output.device,
                        memory_format=_conv_memory_format(grad_output, weight))
 
 
 @torch.library.register_fake("cnnops::conv2d_grad_weight")
 def _conv2d_grad_weight_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
-    _check_operands("cnnops.conv2d_grad_weight", grad_output, input)
-    _conv2d_output_hw("cnnops.conv2d_grad_weight", input.shape, weight_size, stride, padding,
-                      dilation, groups)
+    op = "cnnops.conv2d_grad_weight"
+    _check_float(op, "grad_output", grad_output)
+    _check_operands(op, "grad_output", grad_output, input=input)
+    _check_list(op, "weight_size", weight_size, 4, 0)
+    _conv2d_output_hw(op, input.shape, weight_size, stride, padding, dilation, groups)
+    _check_result_size(op, "'weight_size'", weight_size, grad_output.dtype)
     return torch.empty(weight_size, dtype=grad_output.dtype, device=grad_output.device,
                        memory_format=_conv_memory_format(grad_output, input))
 
@@ -232,29 +306,66 @@ def _pool_memory_format(t: torch.Tensor) -> torch.memory_format:
     return suggest_memory_format(t) if t.dim() == 4 else torch.contiguous_format
 
 
-def _pool_out_size(size, kernel, pad, stride, dilation, ceil_mode):
-    span = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
-    out = span // stride + 1
+def _pool_out_size(op, size, kernel, pad, stride, dilation, ceil_mode):
+    out = _window_out(op, size, kernel, pad, pad, stride, dilation, ceil_mode)
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1  # the last window must start inside the input or its left padding
     return out
 
 
 def _check_pool_input(op: str, input: torch.Tensor) -> None:
-    torch._check(input.dim() == 4, lambda: f"{op}: argument 'input' must be 4-D (N, C, H, W)")
-    torch._check(input.dtype.is_floating_point,
-                 lambda: f"{op}: argument 'input' must be floating point, got {input.dtype}")
+    _check_float(op, "input", input)
+    torch._check_value(input.dim() == 4, lambda: f"{op}: argument 'input' must be 4-D "
+                       f"(N, C, H, W), got a tensor of shape {tuple(input.shape)}")
 
 
 def _pool2d_output_size(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     _check_pool_input(op, input)
-    torch._check(all(len(v) == 2 for v in (kernel_size, stride, padding, dilation)),
-                 lambda: f"{op}: kernel_size, stride, padding and dilation need 2 values each")
-    out = [_pool_out_size(input.shape[2 + d], kernel_size[d], padding[d], stride[d],
+    _check_list(op, "kernel_size", kernel_size, 2, 1)
+    _check_list(op, "stride", stride, 2, 1)
+    _check_list(op, "padding", padding, 2, 0)
+    _check_list(op, "dilation", dilation, 2, 1)
+    torch._check_value(all(padding[d] <= kernel_size[d] // 2 for d in range(2)),
+                       lambda: f"{op}: argument 'padding' must be at most half the kernel size, "
+                       f"got padding {padding} with kernel_size {kernel_size}")
+    out = [_pool_out_size(op, input.shape[2 + d], kernel_size[d], padding[d], stride[d],
                           dilation[d], ceil_mode) for d in range(2)]
-    torch._check(out[0] >= 1 and out[1] >= 1,
-                 lambda: f"{op}: argument 'kernel_size' is larger than the padded input")
-    return (input.shape[0], input.shape[1], out[0], out[1])
+    torch._check_value(out[0] >= 1 and out[1] >= 1,
+                       lambda: f"{op}: argument 'kernel_size' is larger than the padded input")
+    size = (input.shape[0], input.shape[1], out[0], out[1])
+    _check_result_size(op, "'input', 'kernel_size', 'stride', 'padding' and 'dilation'", size,
+                       input.dtype)
+    return size
+
+
+def _adaptive_output_size(op, input, output_size):
+    _check_pool_input(op, input)
+    _check_list(op, "output_size", output_size, 2, 0)
+    size = (input.shape[0], input.shape[1], *output_size)
+    _check_result_size(op, "'input' and 'output_size'", size, input.dtype)
+    return size
+
+
+def _check_indexed(op: str, values_name: str, values: torch.Tensor, indices: torch.Tensor):
+    _check_float(op, values_name, values)
+    torch._check_type(indices.dtype == torch.int64, lambda: f"{op}: argument 'indices' must be "
+                      f"int64, got {indices.dtype}")
+    torch._check_value(values.dim() == 4 and indices.dim() == 4, lambda: f"{op}: arguments "
+                       f"'{values_name}' and 'indices' must be 4-D, got shapes "
+                       f"{tuple(values.shape)} and {tuple(indices.shape)}")
+    torch._check_value(values.shape[:2] == indices.shape[:2], lambda: f"{op}: arguments "
+                       f"'{values_name}' {tuple(values.shape)} and 'indices' "
+                       f"{tuple(indices.shape)} must agree in batch and channels")
+    torch._check_value(values.device == indices.device, lambda: f"{op}: argument 'indices' is "
+                       f"on {indices.device} but '{values_name}' is on {values.device}; they "
+                       f"must be on one device")
+
+
+def _check_grad(op: str, grad_output: torch.Tensor, input: torch.Tensor, out_size) -> None:
+    _check_operands(op, "input", input, grad_output=grad_output)
+    torch._check_value(tuple(grad_output.shape) == tuple(out_size), lambda: f"{op}: argument "
+                       f"'grad_output' has shape {tuple(grad_output.shape)}, expected the "
+                       f"pooling output shape {tuple(out_size)}")
 
 
 def _pool_empty(size, like: torch.Tensor, format_of: torch.Tensor, dtype=None) -> torch.Tensor:
@@ -271,30 +382,30 @@ def _max_pool2d_with_indices_fake(input, kernel_size, stride, padding, dilation,
 
 @torch.library.register_fake("cnnops::adaptive_max_pool2d")
 def _adaptive_max_pool2d_fake(input, output_size):
-    _check_pool_input("cnnops.adaptive_max_pool2d", input)
-    size = (input.shape[0], input.shape[1], *output_size)
+    size = _adaptive_output_size("cnnops.adaptive_max_pool2d", input, output_size)
     return _pool_empty(size, input, input), _pool_empty(size, input, input, torch.int64)
 
 
 @torch.library.register_fake("cnnops::max_pool2d_grad_input")
 def _max_pool2d_grad_input_fake(grad_output, indices, input):
-    _check_operands("cnnops.max_pool2d_grad_input", input, grad_output)
-    torch._check(grad_output.shape == indices.shape,
-                 lambda: "cnnops.max_pool2d_grad_input: 'grad_output' and 'indices' differ in shape")
+    op = "cnnops.max_pool2d_grad_input"
+    _check_indexed(op, "input", input, indices)
+    _check_grad(op, grad_output, input, indices.shape)
     return _pool_empty(input.shape, input, input)
 
 
 @torch.library.register_fake("cnnops::max_pool2d_gather")
 def _max_pool2d_gather_fake(input, indices):
-    torch._check(indices.dtype == torch.int64,
-                 lambda: "cnnops.max_pool2d_gather: argument 'indices' must be int64")
+    _check_indexed("cnnops.max_pool2d_gather", "input", input, indices)
     return _pool_empty(indices.shape, input, indices)
 
 
 @torch.library.register_fake("cnnops::avg_pool2d")
 def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override):
-    size = _pool2d_output_size("cnnops.avg_pool2d", input, kernel_size, stride, padding,
+                     divisor_override, op="cnnops.avg_pool2d"):
+    torch._check_value(divisor_override is None or divisor_override != 0,
+                       lambda: f"{op}: argument 'divisor_override' must not be 0")
+    size = _pool2d_output_size(op, input, kernel_size, stride, padding,
                                [1, 1], ceil_mode)
     return _pool_empty(size, input, input)
 
@@ -302,19 +413,26 @@ def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_inclu
 @torch.library.register_fake("cnnops::avg_pool2d_grad_input")
 def _avg_pool2d_grad_input_fake(grad_output, input, kernel_size, stride, padding, ceil_mode,
                                 count_include_pad, divisor_override):
-    _check_operands("cnnops.avg_pool2d_grad_input", input, grad_output)
+    op = "cnnops.avg_pool2d_grad_input"
+    size = _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                            divisor_override, op).shape
+    _check_grad(op, grad_output, input, size)
     return _pool_empty(input.shape, input, input)
 
 
 @torch.library.register_fake("cnnops::adaptive_avg_pool2d")
 def _adaptive_avg_pool2d_fake(input, output_size):
-    _check_pool_input("cnnops.adaptive_avg_pool2d", input)
-    return _pool_empty((input.shape[0], input.shape[1], *output_size), input, input)
+    size = _adaptive_output_size("cnnops.adaptive_avg_pool2d", input, output_size)
+    return _pool_empty(size, input, input)
 
 
 @torch.library.register_fake("cnnops::adaptive_avg_pool2d_grad_input")
 def _adaptive_avg_pool2d_grad_input_fake(grad_output, input):
-    _check_operands("cnnops.adaptive_avg_pool2d_grad_input", input, grad_output)
+    op = "cnnops.adaptive_avg_pool2d_grad_input"
+    torch._check_value(grad_output.dim() == 4, lambda: f"{op}: argument 'grad_output' must be "
+                       f"4-D, got shape {tuple(grad_output.shape)}")
+    size = _adaptive_output_size(op, input, grad_output.shape[2:])
+    _check_grad(op, grad_output, input, size)
     return _pool_empty(input.shape, input, input)
 
 
@@ -460,16 +578,31 @@ def _separable_output_shape(op, input, depthwise_weight, pointwise_weight, strid
                  f"1), got {tuple(pointwise_weight.shape)}")
     out_h, out_w = _conv2d_output_hw(op, input.shape, depthwise_weight.shape, stride, padding,
                                      dilation, channels)
-    return (input.shape[0], pointwise_weight.shape[0], out_h, out_w)
+    size = (input.shape[0], pointwise_weight.shape[0], out_h, out_w)
+    _check_result_size(op, "'input', 'pointwise_weight', 'padding', 'stride' and 'dilation'",
+                       size, input.dtype)
+    return size
+
+
+def _check_separable_bias(op, name, bias, weight):
+    if bias is not None:
+        torch._check_value(bias.dim() == 1 and bias.shape[0] == weight.shape[0],
+                           lambda: f"{op}: argument '{name}' must have shape ({weight.shape[0]},)"
+                           f", got {tuple(bias.shape)}")
 
 
 @torch.library.register_fake("cnnops::depthwise_separable_conv2d")
 def _depthwise_separable_conv2d_fake(input, depthwise_weight, pointwise_weight, depthwise_bias,
                                      pointwise_bias, stride, padding, dilation):
     op = "cnnops.depthwise_separable_conv2d"
-    _check_operands(op, input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias)
+    _check_float(op, "input", input)
+    _check_operands(op, "input", input, depthwise_weight=depthwise_weight,
+                    pointwise_weight=pointwise_weight, depthwise_bias=depthwise_bias,
+                    pointwise_bias=pointwise_bias)
     shape = _separable_output_shape(op, input, depthwise_weight, pointwise_weight, stride,
                                     padding, dilation)
+    _check_separable_bias(op, "depthwise_bias", depthwise_bias, depthwise_weight)
+    _check_separable_bias(op, "pointwise_bias", pointwise_bias, pointwise_weight)
     return torch.empty(shape, dtype=input.dtype, device=input.device,
                        memory_format=_separable_memory_format(input, depthwise_weight,
                                                               pointwise_weight))
@@ -480,9 +613,13 @@ def _depthwise_separable_conv2d_backward_fake(grad_output, input, depthwise_weig
                                               pointwise_weight, depthwise_bias, stride, padding,
                                               dilation):
     op = "cnnops.depthwise_separable_conv2d_backward"
-    _check_operands(op, input, grad_output, depthwise_weight, pointwise_weight, depthwise_bias)
+    _check_float(op, "input", input)
+    _check_operands(op, "input", input, grad_output=grad_output,
+                    depthwise_weight=depthwise_weight, pointwise_weight=pointwise_weight,
+                    depthwise_bias=depthwise_bias)
     shape = _separable_output_shape(op, input, depthwise_weight, pointwise_weight, stride,
                                     padding, dilation)
+    _check_separable_bias(op, "depthwise_bias", depthwise_bias, depthwise_weight)
     torch._check(tuple(grad_output.shape) == tuple(shape),
                  lambda: f"{op}: 'grad_output' must have the output shape {tuple(shape)}")
     like = dict(dtype=input.dtype, device=input.device)

@@ -13,31 +13,35 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ._checks import check_allocation, check_bool, check_int, is_int
+
 __all__ = ["conv_output_size", "pool_output_size", "summary", "Summary"]
 
 IntOrPair = int | Sequence[int]
 
 
-def _pairs(*values: IntOrPair) -> tuple[bool, list[tuple[int, int]]]:
-    """Whether any value was a pair, and every value as a pair."""
+def _pairs(op: str, **values: IntOrPair) -> tuple[bool, list[tuple[int, int]]]:
+    """Whether any value was a pair, and every value as a pair of ints >= its minimum (0 for
+    padding, 1 for the others); bools, floats and strings are refused, naming the argument."""
     as_pairs, any_pair = [], False
-    for value in values:
-        if isinstance(value, Sequence):
+    for name, value in values.items():
+        minimum = 0 if name == "padding" else 1
+        if isinstance(value, (tuple, list)):
             if len(value) != 2:
-                raise ValueError(f"expected an int or a pair of ints, got {value!r}")
+                raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, "
+                                 f"got {value!r}")
             any_pair = True
-            as_pairs.append((int(value[0]), int(value[1])))
+            as_pairs.append(tuple(check_int(op, name, v, minimum) for v in value))
+        elif is_int(value):
+            as_pairs.append((check_int(op, name, value, minimum),) * 2)
         else:
-            as_pairs.append((int(value), int(value)))
+            raise TypeError(f"{op}: argument '{name}' must be an int or a pair of ints, got "
+                            f"{value!r}")
     return any_pair, as_pairs
 
 
 def _window_output(size: int, kernel: int, stride: int, padding: int, dilation: int,
                    ceil_mode: bool) -> int:
-    if kernel < 1 or stride < 1 or dilation < 1 or padding < 0:
-        raise ValueError(f"kernel, stride and dilation must be >= 1 and padding >= 0, got "
-                         f"kernel={kernel}, stride={stride}, dilation={dilation}, "
-                         f"padding={padding}")
     span = size + 2 * padding - dilation * (kernel - 1) - 1
     if span < 0:
         raise ValueError(f"the window (kernel {kernel}, dilation {dilation}) is larger than "
@@ -58,7 +62,9 @@ def conv_output_size(size: IntOrPair, kernel: IntOrPair, stride: IntOrPair = 1,
     ``ceil_mode`` rounds up, with torch's rule that the last window must start inside the
     input or its left padding.
     """
-    any_pair, pairs = _pairs(size, kernel, stride, padding, dilation)
+    check_bool("conv_output_size", "ceil_mode", ceil_mode)
+    any_pair, pairs = _pairs("conv_output_size", size=size, kernel=kernel, stride=stride,
+                             padding=padding, dilation=dilation)
     out = tuple(_window_output(*(p[dim] for p in pairs), ceil_mode) for dim in range(2))
     return out if any_pair else out[0]
 
@@ -66,7 +72,13 @@ def conv_output_size(size: IntOrPair, kernel: IntOrPair, stride: IntOrPair = 1,
 def pool_output_size(size: IntOrPair, kernel: IntOrPair, stride: IntOrPair | None = None,
                      padding: IntOrPair = 0, dilation: IntOrPair = 1,
                      ceil_mode: bool = False) -> int | tuple[int, int]:
-    """Output extent of max or average pooling; ``stride`` None means ``kernel``."""
+    """Output extent of max or average pooling; ``stride`` None means ``kernel``. The padding
+    may be at most half the kernel, as torch requires of pooling."""
+    stride = kernel if stride is None else stride
+    _, (kernels, paddings) = _pairs("pool_output_size", kernel=kernel, padding=padding)
+    if any(p > k // 2 for p, k in zip(paddings, kernels)):
+        raise ValueError(f"pool_output_size: argument 'padding' must be at most half the "
+                         f"kernel size, got padding {padding!r} with kernel {kernel!r}")
     return conv_output_size(size, kernel, kernel if stride is None else stride, padding,
                             dilation, ceil_mode)
 
@@ -154,15 +166,29 @@ def summary(model: nn.Module, input_size: Sequence[int], device: str | torch.dev
     The receptive field follows the recursion r += (k_eff - 1) * jump, jump *= stride, with
     k_eff = dilation * (k - 1) + 1, per spatial dimension, in execution order.
     """
-    input_size = tuple(int(s) for s in input_size)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"summary: argument 'model' must be an nn.Module, got "
+                        f"{type(model).__name__}")
+    if not isinstance(input_size, Sequence) or not all(is_int(s) for s in input_size):
+        raise TypeError(f"summary: argument 'input_size' must be a sequence of ints (C, H, W) "
+                        f"or (N, C, H, W), got {input_size!r}")
+    input_size = tuple(input_size)
     if len(input_size) == 3:
         input_size = (1, *input_size)
     if len(input_size) != 4 or min(input_size) < 1:
-        raise ValueError(f"summary: 'input_size' must be (C, H, W) or (N, C, H, W) with "
-                         f"positive entries, got {input_size}")
+        raise ValueError(f"summary: argument 'input_size' must be (C, H, W) or (N, C, H, W) "
+                         f"with positive entries, got {input_size}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"summary: argument 'dtype' must be a floating point torch.dtype, got "
+                        f"{dtype!r}")
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else "cpu"
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"summary: argument 'device' is not a device: {device!r}") from error
+    check_allocation("summary", "argument 'input_size'", input_size, dtype, device)
 
     result = Summary(input_size=input_size)
     state = {"rf": (1, 1), "jump": (1, 1), "hw": input_size[2:], "current": None}

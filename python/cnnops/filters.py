@@ -8,10 +8,13 @@ computes it (so ``sobel_x`` is positive where the image gets brighter to the rig
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import check_allocation, check_int, is_int
 from .functional import conv2d
 
 __all__ = ["BANK", "apply", "box_blur", "cross", "edge_magnitude", "emboss", "gaussian",
@@ -34,10 +37,15 @@ def sobel_y() -> Tensor:
 
 def gaussian(size: int = 3, sigma: float = 1.0) -> Tensor:
     """A ``size`` x ``size`` Gaussian blur of standard deviation ``sigma``, summing to 1."""
+    if not is_int(size):
+        raise TypeError(f"gaussian: argument 'size' must be a positive odd int, got {size!r}")
     if size < 1 or size % 2 == 0:
         raise ValueError(f"gaussian: argument 'size' must be a positive odd int, got {size}")
-    if sigma <= 0:
-        raise ValueError(f"gaussian: argument 'sigma' must be positive, got {sigma}")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+        raise TypeError(f"gaussian: argument 'sigma' must be a number, got {sigma!r}")
+    if not 0 < sigma < math.inf:
+        raise ValueError(f"gaussian: argument 'sigma' must be positive and finite, got {sigma}")
+    check_allocation("gaussian", "argument 'size'", (size, size), torch.float64)
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     line = torch.exp(-offsets**2 / (2 * sigma * sigma))
     kernel = torch.outer(line, line)
@@ -61,8 +69,8 @@ def emboss() -> Tensor:
 
 def box_blur(size: int = 3) -> Tensor:
     """The mean of a ``size`` x ``size`` neighbourhood."""
-    if size < 1:
-        raise ValueError(f"box_blur: argument 'size' must be a positive int, got {size}")
+    check_int("box_blur", "size", size, 1)
+    check_allocation("box_blur", "argument 'size'", (size, size))
     return torch.full((size, size), 1.0 / (size * size))
 
 
@@ -104,18 +112,36 @@ def apply(image: Tensor, kernel: Tensor, padding_mode: str = "replicate") -> Ten
     Returns:
         A tensor of the same shape as ``image`` (and its float dtype and device).
     """
-    if not isinstance(image, Tensor) or not isinstance(kernel, Tensor):
-        raise TypeError("apply: 'image' and 'kernel' must be tensors")
+    for name, value in (("image", image), ("kernel", kernel)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"apply: argument '{name}' must be a tensor, got "
+                            f"{type(value).__name__}")
+        if value.is_complex():
+            raise TypeError(f"apply: argument '{name}' must be real, got dtype {value.dtype}")
     if kernel.dim() != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
-        raise ValueError(f"apply: 'kernel' must be 2-D with odd sizes, got shape "
+        raise ValueError(f"apply: argument 'kernel' must be 2-D with odd sizes, got shape "
                          f"{tuple(kernel.shape)}")
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"apply: 'padding_mode' must be one of {PADDING_MODES}, got "
+    if kernel.device.type == "meta" and image.device.type != "meta":
+        raise ValueError(f"apply: argument 'kernel' is on {kernel.device} but 'image' is on "
+                         f"{image.device}; a meta kernel holds no values")
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ValueError(f"apply: argument 'padding_mode' must be one of {PADDING_MODES}, got "
                          f"{padding_mode!r}")
     if image.dim() not in (2, 3, 4):
-        raise ValueError(f"apply: 'image' must be (H, W), (C, H, W) or (N, C, H, W), got "
-                         f"shape {tuple(image.shape)}")
+        raise ValueError(f"apply: argument 'image' must be (H, W), (C, H, W) or (N, C, H, W), "
+                         f"got shape {tuple(image.shape)}")
+    if min(image.shape[-2:]) < 1:
+        raise ValueError(f"apply: argument 'image' must have a height and width of at least "
+                         f"1, got shape {tuple(image.shape)}")
+    if padding_mode == "reflect" and any(k // 2 >= s for k, s in zip(kernel.shape,
+                                                                       image.shape[-2:])):
+        raise ValueError(f"apply: argument 'kernel' of shape {tuple(kernel.shape)} is too "
+                         f"large for padding_mode='reflect' on an image of shape "
+                         f"{tuple(image.shape)}: half the kernel must be smaller than the image")
     shape = image.shape
+    if image.dtype in (torch.float16, torch.bfloat16) and image.device.type == "cpu":
+        raise TypeError(f"apply: argument 'image' has dtype {image.dtype}, which cnnops does "
+                        f"not compute in on the CPU (convert it to float32)")
     if not image.is_floating_point():
         image = image.float()
     batch = image.reshape((1,) * (4 - image.dim()) + tuple(shape))

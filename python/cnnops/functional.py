@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ._checks import INT64_MAX, check_bool
 from ._ops import ops
 
 __all__ = ["conv2d", "conv2d_bias_relu"]
@@ -27,37 +28,42 @@ def _is_int(value) -> bool:
 def _pair(name: str, value: _IntOrPair, op: str) -> list[int]:
     """An int or a sequence of one or two ints, as two ints; anything else is refused."""
     if _is_int(value):
-        return [value, value]
+        return _pair(name, [value], op)
     if isinstance(value, (tuple, list, torch.Size)) and all(_is_int(v) for v in value):
-        if len(value) == 1:
-            return [value[0], value[0]]
-        if len(value) == 2:
-            return list(value)
-        raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, "
-                         f"got {len(value)} values: {tuple(value)}")
+        if len(value) not in (1, 2):
+            raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, "
+                             f"got {len(value)} values: {tuple(value)}")
+        if not all(-INT64_MAX - 1 <= v <= INT64_MAX for v in value):
+            raise ValueError(f"{op}: argument '{name}' must fit in int64, got {tuple(value)}")
+        return [value[0], value[0]] if len(value) == 1 else list(value)
     raise TypeError(f"{op}: argument '{name}' must be an int or a pair of ints, got {value!r}")
 
 
-def _conv2d_padding(padding, weight: Tensor, stride: list[int], dilation: list[int]) -> list[int]:
+def _conv2d_padding(padding, weight: Tensor, stride: list[int], dilation: list[int],
+                    op: str = "conv2d", weight_name: str = "weight") -> list[int]:
     """``padding`` as the operator's [top, bottom, left, right]."""
     if not isinstance(padding, str):
-        pad_h, pad_w = _pair("padding", padding, "conv2d")
+        pad_h, pad_w = _pair("padding", padding, op)
         return [pad_h, pad_h, pad_w, pad_w]
     if padding == "valid":
         return [0, 0, 0, 0]
     if padding != "same":
-        raise ValueError(f"conv2d: argument 'padding' must be 'same', 'valid', an int or a "
+        raise ValueError(f"{op}: argument 'padding' must be 'same', 'valid', an int or a "
                          f"pair of ints, got {padding!r}")
     if stride != [1, 1]:
-        raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions "
+        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
                          f"(stride={tuple(stride)}); use stride=1 or explicit padding")
     if weight.dim() != 4:
-        raise ValueError(f"conv2d: argument 'weight' must be 4-D (out_channels, "
+        raise ValueError(f"{op}: argument '{weight_name}' must be 4-D (out_channels, "
                          f"in_channels/groups, kH, kW), got shape {tuple(weight.shape)}")
     # The total padding d*(k-1) is split with the odd one at the bottom/right, as torch does.
     pads = []
     for dim in range(2):
         total = dilation[dim] * (weight.shape[2 + dim] - 1)
+        if total > INT64_MAX:
+            raise ValueError(f"{op}: argument 'dilation' {tuple(dilation)} is too large for "
+                             f"padding='same' with a kernel of shape "
+                             f"{tuple(weight.shape[2:])}: the padding does not fit in int64")
         pads += [total // 2, total - total // 2]
     return pads
 
@@ -72,9 +78,11 @@ def _conv2d_call(op, name: str, input, weight, bias, stride, padding, dilation, 
                         f"{type(bias).__name__}")
     if not _is_int(groups):
         raise TypeError(f"{name}: argument 'groups' must be an int, got {groups!r}")
+    if groups > INT64_MAX:
+        raise ValueError(f"{name}: argument 'groups' must fit in int64, got {groups}")
     stride = _pair("stride", stride, name)
     dilation = _pair("dilation", dilation, name)
-    pads = _conv2d_padding(padding, weight, stride, dilation)
+    pads = _conv2d_padding(padding, weight, stride, dilation, name)
     if input.dim() == 3:
         return op(input.unsqueeze(0), weight, bias, stride, pads, dilation, groups).squeeze(0)
     if input.dim() != 4:
@@ -175,6 +183,8 @@ def _adaptive_output_size(output_size: _OutputSize, input: Tensor, op: str) -> l
     if not all(_is_int(v) for v in resolved):
         raise TypeError(f"{op}: argument 'output_size' must hold ints or None, got "
                         f"{output_size!r}")
+    if not all(-INT64_MAX - 1 <= v <= INT64_MAX for v in resolved):
+        raise ValueError(f"{op}: argument 'output_size' must fit in int64, got {output_size!r}")
     return resolved * 2 if len(resolved) == 1 else resolved
 
 
@@ -210,9 +220,10 @@ def max_pool2d(
     op = "max_pool2d"
     x, unbatched = _pool_input(input, op)
     kernel = _pair("kernel_size", kernel_size, op)
+    check_bool(op, "return_indices", return_indices)
     output, indices = ops.max_pool2d_with_indices(
         x, kernel, _pool_stride(stride, kernel, op), _pair("padding", padding, op),
-        _pair("dilation", dilation, op), bool(ceil_mode))
+        _pair("dilation", dilation, op), check_bool(op, "ceil_mode", ceil_mode))
     if return_indices:
         return _pool_output(output, unbatched), _pool_output(indices, unbatched)
     return _pool_output(output, unbatched)
@@ -250,9 +261,13 @@ def avg_pool2d(
     if divisor_override is not None and not _is_int(divisor_override):
         raise TypeError(f"{op}: argument 'divisor_override' must be an int or None, got "
                         f"{divisor_override!r}")
+    if divisor_override is not None and not -INT64_MAX - 1 <= divisor_override <= INT64_MAX:
+        raise ValueError(f"{op}: argument 'divisor_override' must fit in int64, got "
+                         f"{divisor_override}")
     output = ops.avg_pool2d(x, kernel, _pool_stride(stride, kernel, op),
-                            _pair("padding", padding, op), bool(ceil_mode),
-                            bool(count_include_pad), divisor_override)
+                            _pair("padding", padding, op), check_bool(op, "ceil_mode", ceil_mode),
+                            check_bool(op, "count_include_pad", count_include_pad),
+                            divisor_override)
     return _pool_output(output, unbatched)
 
 
@@ -296,6 +311,7 @@ def adaptive_max_pool2d(
     """
     op = "adaptive_max_pool2d"
     x, unbatched = _pool_input(input, op)
+    check_bool(op, "return_indices", return_indices)
     output, indices = ops.adaptive_max_pool2d(x, _adaptive_output_size(output_size, x, op))
     if return_indices:
         return _pool_output(output, unbatched), _pool_output(indices, unbatched)
@@ -347,7 +363,7 @@ def depthwise_separable_conv2d(
                             f"{type(value).__name__}")
     stride = _pair("stride", stride, op)
     dilation = _pair("dilation", dilation, op)
-    pads = _conv2d_padding(padding, depthwise_weight, stride, dilation)
+    pads = _conv2d_padding(padding, depthwise_weight, stride, dilation, op, "depthwise_weight")
     args = (depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride, pads,
             dilation)
     if input.dim() == 3:

@@ -99,6 +99,9 @@ def fuse(model: nn.Module) -> nn.Module:
     the original's device and dtype, and records no gradients through fused layers. Layers
     fusion cannot see in order (outside an ``nn.Sequential``) are left as they are.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fuse: argument 'model' must be an nn.Module, got "
+                        f"{type(model).__name__}")
     fused = copy.deepcopy(model).eval()
     for module in fused.modules():
         if isinstance(module, nn.Sequential):

@@ -14,15 +14,43 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import functional
+from ._checks import check_allocation, check_bool, check_int, is_int
 
 __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
 
 
-def _check_at_least(module: str, name: str, value, minimum: int) -> None:
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    if not all(isinstance(v, int) and v >= minimum for v in values):
-        raise ValueError(f"{module}: argument '{name}' must be an int >= {minimum} or a tuple "
-                         f"of them, got {value!r}")
+def _check_at_least(module: str, name: str, value, minimum: int) -> tuple[int, int]:
+    """An int >= minimum or a pair of them (bools refused), as a pair."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not all(is_int(v) for v in values):
+        raise TypeError(f"{module}: argument '{name}' must be an int or a pair of ints, got "
+                        f"{value!r}")
+    if len(values) not in (1, 2):
+        raise ValueError(f"{module}: argument '{name}' must be an int or a pair of ints, got "
+                         f"{len(values)} values: {value!r}")
+    for v in values:
+        check_int(module, name, v, minimum)
+    return (values[0], values[-1])
+
+
+def _check_conv_args(module: str, in_channels, out_channels, kernel_size, stride, padding,
+                     dilation, groups, dtype, device) -> None:
+    """torch.nn.Conv2d's arguments as cnnops can run them, refused before any allocation."""
+    check_int(module, "in_channels", in_channels, 1)
+    check_int(module, "out_channels", out_channels, 1)
+    kernel = _check_at_least(module, "kernel_size", kernel_size, 1)
+    _check_at_least(module, "stride", stride, 1)
+    _check_at_least(module, "dilation", dilation, 1)
+    if not isinstance(padding, str):
+        _check_at_least(module, "padding", padding, 0)
+    check_int(module, "groups", groups, 1)
+    if dtype is not None and dtype not in (torch.float32, torch.float64, torch.float16,
+                                           torch.bfloat16):
+        raise TypeError(f"{module}: argument 'dtype' must be a floating point dtype "
+                        f"(float32, float64, float16 or bfloat16), got {dtype}")
+    if in_channels % groups == 0:  # else torch.nn.Conv2d refuses, naming groups
+        check_allocation(module, "'in_channels', 'out_channels' and 'kernel_size'",
+                         (out_channels, in_channels // groups, *kernel), dtype, device)
 
 
 class Conv2d(torch.nn.Conv2d):
@@ -36,12 +64,10 @@ class Conv2d(torch.nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  device=None, dtype=None) -> None:
-        # torch.nn.Conv2d accepts these and fails only in forward; refuse them here.
-        _check_at_least("Conv2d", "kernel_size", kernel_size, 1)
-        _check_at_least("Conv2d", "stride", stride, 1)
-        _check_at_least("Conv2d", "dilation", dilation, 1)
-        if not isinstance(padding, str):
-            _check_at_least("Conv2d", "padding", padding, 0)
+        # torch.nn.Conv2d accepts some of these and fails only in forward (or in its
+        # allocator); refuse them here.
+        _check_conv_args("Conv2d", in_channels, out_channels, kernel_size, stride, padding,
+                         dilation, groups, dtype, device)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype)
 
@@ -55,11 +81,14 @@ class Conv2d(torch.nn.Conv2d):
 
 
 def _check_pool_window(module: str, kernel_size, stride, padding, dilation=1) -> None:
-    _check_at_least(module, "kernel_size", kernel_size, 1)
+    kernel = _check_at_least(module, "kernel_size", kernel_size, 1)
     if stride is not None and not (isinstance(stride, (tuple, list)) and len(stride) == 0):
         _check_at_least(module, "stride", stride, 1)
-    _check_at_least(module, "padding", padding, 0)
+    pads = _check_at_least(module, "padding", padding, 0)
     _check_at_least(module, "dilation", dilation, 1)
+    if any(p > k // 2 for p, k in zip(pads, kernel)):
+        raise ValueError(f"{module}: argument 'padding' must be at most half the kernel size, "
+                         f"got padding {padding!r} with kernel_size {kernel_size!r}")
 
 
 class MaxPool2d(torch.nn.MaxPool2d):
@@ -72,6 +101,8 @@ class MaxPool2d(torch.nn.MaxPool2d):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices: bool = False, ceil_mode: bool = False) -> None:
         _check_pool_window("MaxPool2d", kernel_size, stride, padding, dilation)
+        check_bool("MaxPool2d", "return_indices", return_indices)
+        check_bool("MaxPool2d", "ceil_mode", ceil_mode)
         super().__init__(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
 
     def forward(self, input: Tensor):
@@ -86,8 +117,12 @@ class AvgPool2d(torch.nn.AvgPool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None) -> None:
         _check_pool_window("AvgPool2d", kernel_size, stride, padding)
-        if divisor_override is not None and divisor_override == 0:
-            raise ValueError("AvgPool2d: argument 'divisor_override' must not be 0")
+        check_bool("AvgPool2d", "ceil_mode", ceil_mode)
+        check_bool("AvgPool2d", "count_include_pad", count_include_pad)
+        if divisor_override is not None:
+            check_int("AvgPool2d", "divisor_override", divisor_override)
+            if divisor_override == 0:
+                raise ValueError("AvgPool2d: argument 'divisor_override' must not be 0")
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad,
                          divisor_override)
 
@@ -98,10 +133,13 @@ class AvgPool2d(torch.nn.AvgPool2d):
 
 
 def _check_output_size(module: str, output_size) -> None:
-    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
-    if not all(s is None or (isinstance(s, int) and s >= 0) for s in sizes):
-        raise ValueError(f"{module}: argument 'output_size' must be a non-negative int, None, "
-                         f"or a pair of them, got {output_size!r}")
+    sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,)
+    if len(sizes) not in (1, 2) or not all(s is None or is_int(s) for s in sizes):
+        raise TypeError(f"{module}: argument 'output_size' must be an int, None, or a pair of "
+                        f"them, got {output_size!r}")
+    for s in sizes:
+        if s is not None:
+            check_int(module, "output_size", s, 0)
 
 
 class AdaptiveAvgPool2d(torch.nn.AdaptiveAvgPool2d):
@@ -169,13 +207,10 @@ class DepthwiseSeparableConv2d(torch.nn.Module):
         dtype=None,
     ) -> None:
         name = "DepthwiseSeparableConv2d"
-        _check_at_least(name, "in_channels", in_channels, 1)
-        _check_at_least(name, "out_channels", out_channels, 1)
-        _check_at_least(name, "kernel_size", kernel_size, 1)
-        _check_at_least(name, "stride", stride, 1)
-        _check_at_least(name, "dilation", dilation, 1)
-        if not isinstance(padding, str):
-            _check_at_least(name, "padding", padding, 0)
+        _check_conv_args(name, in_channels, out_channels, kernel_size, stride, padding,
+                         dilation, in_channels, dtype, device)
+        check_allocation(name, "'in_channels' and 'out_channels'", (out_channels, in_channels),
+                         dtype, device)
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.depthwise = Conv2d(in_channels, in_channels, kernel_size, stride, padding, dilation,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .. import nn as cnn
+from ._checks import check_num_classes
 
 
 def simple_cnn(num_classes: int = 10) -> nn.Sequential:
@@ -12,6 +13,7 @@ def simple_cnn(num_classes: int = 10) -> nn.Sequential:
     each followed by ReLU and 2x2 max pooling (28 -> 14 -> 7 -> 3), then fully connected
     576 -> 64 -> ``num_classes`` with dropout 0.5. 93,322 parameters for 10 classes.
     """
+    check_num_classes("simple_cnn", num_classes, 64)
     return nn.Sequential(
         cnn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), cnn.MaxPool2d(2),
         cnn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), cnn.MaxPool2d(2),
@@ -27,6 +29,7 @@ def lenet5(num_classes: int = 10) -> nn.Sequential:
     6@5x5, 2x2 average pooling, 16@5x5, 2x2 average pooling, fully connected 400 -> 120 ->
     84 -> ``num_classes``, tanh throughout. 61,706 parameters for 10 classes.
     """
+    check_num_classes("lenet5", num_classes, 84)
     return nn.Sequential(
         cnn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), cnn.AvgPool2d(2),
         cnn.Conv2d(6, 16, 5), nn.Tanh(), cnn.AvgPool2d(2),
@@ -47,6 +50,7 @@ def cifar_cnn(num_classes: int = 10) -> nn.Sequential:
     norm + ReLU (64, 128, 256 channels), each closed by 2x2 max pooling and dropout, then
     global average pooling and a linear classifier. Built to pass 85% on CIFAR-10.
     """
+    check_num_classes("cifar_cnn", num_classes, 256)
     layers: list[nn.Module] = []
     in_channels = 3
     for width, drop in ((64, 0.1), (128, 0.2), (256, 0.3)):

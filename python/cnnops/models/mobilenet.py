@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from .. import nn as cnn
+from .._checks import check_allocation
+from ._checks import check_num_classes
 
 # (output channels, stride) of the 13 depthwise-separable blocks at width 1.0.
 BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -38,11 +41,21 @@ class MobileNetV1(nn.Module):
 
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0) -> None:
         super().__init__()
-        if width_mult <= 0:
-            raise ValueError(f"mobilenet_v1: 'width_mult' must be positive, got {width_mult}")
+        if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)):
+            raise TypeError(f"mobilenet_v1: argument 'width_mult' must be a number, got "
+                            f"{width_mult!r}")
+        if not 0 < width_mult < math.inf:
+            raise ValueError(f"mobilenet_v1: argument 'width_mult' must be positive and finite, "
+                             f"got {width_mult}")
 
         def width(channels: int) -> int:
             return max(8, int(channels * width_mult))
+
+        # the pointwise weights dominate: refuse a width no memory holds before building any
+        channels = [width(32)] + [width(c) for c, _ in BLOCKS]
+        pointwise = sum(a * b for a, b in zip(channels, channels[1:]))
+        check_allocation("mobilenet_v1", "argument 'width_mult'", (pointwise,))
+        check_num_classes("mobilenet_v1", num_classes, channels[-1])
 
         in_channels = width(32)
         layers: list[nn.Module] = [nn.Sequential(

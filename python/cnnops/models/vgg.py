@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from .. import nn as cnn
+from .._checks import check_bool
+from ._checks import check_num_classes
 
 # Output channels per conv; "M" is a 2x2 max pooling.
 CONFIGS: dict[str, list[int | str]] = {
@@ -67,6 +69,8 @@ class VGG(nn.Module):
 
 
 def _vgg(name: str, num_classes: int, batch_norm: bool) -> VGG:
+    check_num_classes(name, num_classes, 4096)
+    check_bool(name, "batch_norm", batch_norm)
     return VGG(CONFIGS[name], num_classes=num_classes, batch_norm=batch_norm)
 
 
