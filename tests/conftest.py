@@ -1,15 +1,41 @@
-"""Shared pytest configuration: the `cuda` and `slow` markers, and a fixed seed per test."""
+"""Shared pytest configuration: the `cuda`, `slow`, `large` and `heavy` markers, and a fixed
+seed per test."""
+
+import os
 
 import pytest
 import torch
+
+# Opt-in markers: their tests run only when `-m` names the marker (`-m large`) or the
+# environment variable is 1; the default run skips them.
+OPT_IN = {
+    "large": ("CNNOPS_LARGE", "tensors of more than 2**31 elements (tens of GB: a GPU machine)"),
+    "heavy": ("CNNOPS_HEAVY", "minutes of torch.compile(backend='inductor') on 2 cores"),
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped when none is visible")
     config.addinivalue_line("markers", "slow: takes seconds (torch.compile and the like)")
+    for marker, (variable, what) in OPT_IN.items():
+        config.addinivalue_line(
+            "markers", f"{marker}: {what}; skipped unless -m {marker} or {variable}=1")
+
+
+def _opted_in(config: pytest.Config, marker: str) -> bool:
+    expression = config.getoption("markexpr", "") or ""
+    named = marker in expression.split() and f"not {marker}" not in expression
+    return named or os.environ.get(OPT_IN[marker][0]) == "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for marker, (variable, _) in OPT_IN.items():
+        if _opted_in(config, marker):
+            continue
+        skip = pytest.mark.skip(reason=f"opt-in: run with -m {marker} or {variable}=1")
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)
     # Skipped rather than failed, so a CPU-only machine reports what it could not run.
     if torch.cuda.is_available():
         return

@@ -680,3 +680,6 @@ def _separable_backward(ctx, grad):
 torch.library.register_autograd(
     "cnnops::depthwise_separable_conv2d", _separable_backward,
     setup_context=_separable_setup_context)
+
+# Autocast rules (torch.autocast on CUDA and the CPU), beside the fakes and autograd above.
+from . import _autocast  # noqa: E402,F401  (registers on import; needs the operators loaded)
