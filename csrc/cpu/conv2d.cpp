@@ -178,6 +178,28 @@ void store_columns(const T* c, T add, bool relu, T* y, const int64_t* off, int64
   }
 }
 
+// Forward work is cut into tasks of (group, block of output channels, column tile). The
+// channel blocks are for small problems, where column tiles alone would leave cores idle
+// (the last layers of VGG on CIFAR have 128 columns in all); tasks run block-major so that
+// a core's share of the tasks covers every tile, the short last tile included. Each output
+// element is computed by one task in the same order whatever the split, so the split may
+// follow the thread count without changing a bit of the result.
+struct ForwardSplit {
+  int64_t tiles;       // column tiles of kColumnTile columns
+  int64_t row_block;   // output channels per block: a multiple of the micro-kernel's MR
+  int64_t row_blocks;
+};
+
+ForwardSplit forward_split(const ConvGeometry& g, const GemmTile& t) {
+  const int64_t want_tasks = 4 * at::get_num_threads();
+  const int64_t tiles = ceil_div(g.columns(), kColumnTile);
+  // At least 4 micro-kernel rows per block, so that packing B stays cheap beside the GEMM.
+  const int64_t max_blocks = std::max<int64_t>(1, g.Kg / (4 * t.mr));
+  const int64_t blocks = std::clamp<int64_t>(ceil_div(want_tasks, g.G * tiles), 1, max_blocks);
+  const int64_t row_block = round_up(ceil_div(g.Kg, blocks), t.mr);
+  return {tiles, row_block, ceil_div(g.Kg, row_block)};
+}
+
 // The implicit-GEMM convolution y = conv(x, w) + bias of geometry g, the weight given as
 // an OffsetMatrix with rows k in [0, K) and columns the (c, r, s) taps of one group. Shared
 // by the forward pass and by grad_input at stride 1, which is itself such a convolution.
@@ -202,32 +224,46 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   });
 
   const TapTable taps(g, xs);
-  const int64_t tiles = ceil_div(g.columns(), kColumnTile);
-  at::parallel_for(0, g.G * tiles, 1, [&](int64_t begin, int64_t end) {
+  const ForwardSplit split = forward_split(g, t);
+  const int64_t tiles = split.tiles, blocks_of_rows = split.row_blocks;
+  at::parallel_for(0, g.G * blocks_of_rows * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
-    std::vector<T> c_tile(g.Kg * kColumnTile);
+    std::vector<T> c_tile(split.row_block * kColumnTile);
     std::vector<int64_t> y_off(kColumnTile);
     ColumnTile tile(kColumnTile);
+    const bool by_gather = prefer_gather(g);
+    TapGather gather(g, by_gather ? kColumnTile : 0);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t group = task / tiles, q0 = (task % tiles) * kColumnTile;
+      const int64_t group = task / (blocks_of_rows * tiles);
+      const int64_t m0 = ((task / tiles) % blocks_of_rows) * split.row_block;
+      const int64_t q0 = (task % tiles) * kColumnTile;
+      const int64_t rows = std::min(split.row_block, g.Kg - m0);
       tile.fill(g, q0, std::min(kColumnTile, g.columns() - q0), xs.n);
       const int64_t cols = tile.count;
+      if (by_gather) gather.fill(g, xs, tile);
 
-      std::fill(c_tile.begin(), c_tile.begin() + g.Kg * cols, T(0));
+      std::fill(c_tile.begin(), c_tile.begin() + rows * cols, T(0));
       const T* x_group = x + group * g.Cg * xs.c;
+      const T* a_group = a_pack.data() + group * rows_padded * red;
       for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
         const int64_t kc = std::min(kReductionBlock, red - k0);
-        pack_im2col(x_group, xs, g, taps, k0, kc, tile, false, t.nr, b_pack.data());
-        gemm_packed(g.Kg, cols, kc, a_pack.data() + group * rows_padded * red + k0 * rows_padded,
-                    b_pack.data(), c_tile.data(), cols, 1);
+        if (by_gather) {
+          pack_im2col_by_gather(x_group, taps, gather, k0, kc, cols, t.nr, b_pack.data());
+        } else {
+          pack_im2col(x_group, xs, g, taps, k0, kc, tile, false, t.nr, b_pack.data());
+        }
+        // Rows [m0, m0 + rows) of the block: its panels from panel m0 / MR on.
+        gemm_packed(rows, cols, kc, a_group + k0 * rows_padded + m0 * kc, b_pack.data(),
+                    c_tile.data(), cols, 1);
       }
       // Epilogue: bias and ReLU, then scatter the tile's columns to their images.
       tile.output_offsets(g, ys, y_off.data());
       const bool contiguous = offsets_are_contiguous(y_off.data(), cols);
-      for (int64_t k = 0; k < g.Kg; ++k) {
-        const T add = bias ? bias[group * g.Kg + k] : T(0);
-        T* y_channel = y + (group * g.Kg + k) * ys.c;
-        const T* c_row = c_tile.data() + k * cols;
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t k = group * g.Kg + m0 + i;
+        const T add = bias ? bias[k] : T(0);
+        T* y_channel = y + k * ys.c;
+        const T* c_row = c_tile.data() + i * cols;
         // The flags tested once per row, not per element; unit-stride loops vectorise.
         if (contiguous) {
           store_columns(c_row, add, relu, y_channel + y_off[0], cols);

@@ -95,18 +95,71 @@ struct ColumnTile {
 // Every im2col row (c, r, s) of a call, decoded once: channel offset in x and the dilated
 // kernel offsets.
 struct TapTable {
-  std::vector<int64_t> c_off, dh, dw;
+  std::vector<int64_t> c_off, dh, dw, rs;  // rs: r * S + s
 
   TapTable(const ConvGeometry& g, const Strides4& xs)
-      : c_off(g.reduction()), dh(g.reduction()), dw(g.reduction()) {
+      : c_off(g.reduction()), dh(g.reduction()), dw(g.reduction()), rs(g.reduction()) {
     for (int64_t k = 0; k < g.reduction(); ++k) {
       const KernelTap tap(k, g);
       c_off[k] = tap.c * xs.c;
       dh[k] = tap.r * g.p.dilation_h;
       dw[k] = tap.s * g.p.dilation_w;
+      rs[k] = tap.r * g.S + tap.s;
     }
   }
 };
+
+// Small images make short runs (an output row of 2 to 8 columns), and packing run by run
+// then costs more than the GEMM. A tile's input offsets are the same for every channel, so
+// they are computed once per kernel tap (r, s) and each im2col row becomes a gather:
+// off[rs * capacity + j] is column j's input offset for tap rs, or -1 in the padding.
+struct TapGather {
+  int64_t capacity;
+  std::vector<int64_t> off;
+
+  TapGather(const ConvGeometry& g, int64_t columns) : capacity(columns), off(g.R * g.S * columns) {}
+
+  void fill(const ConvGeometry& g, const Strides4& xs, const ColumnTile& tile) {
+    for (int64_t r = 0; r < g.R; ++r) {
+      for (int64_t s = 0; s < g.S; ++s) {
+        int64_t* o = off.data() + (r * g.S + s) * capacity;
+        for (int64_t j = 0; j < tile.count; ++j) {
+          const int64_t ih = tile.ih0[j] + r * g.p.dilation_h;
+          const int64_t iw = tile.iw0[j] + s * g.p.dilation_w;
+          const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+          o[j] = inside ? tile.image_off[j] + ih * xs.h + iw * xs.w : -1;
+        }
+      }
+    }
+  }
+};
+
+// Whether a tile's runs are short enough for the gather packing.
+inline bool prefer_gather(const ConvGeometry& g) { return g.Q < 8 || g.p.stride_w > 1; }
+
+// B of the forward GEMM by gathers (see TapGather), in the layout of pack_im2col_panels.
+template <typename T, int NR>
+__attribute__((always_inline)) inline void pack_im2col_gather_body(
+    const T* x, const TapTable& taps, const TapGather& gather, int64_t k0, int64_t kc,
+    int64_t count, T* dst) {
+  for (int64_t j0 = 0; j0 < count; j0 += NR) {
+    const int64_t n = std::min<int64_t>(NR, count - j0);
+    T* panel = dst + (j0 / NR) * kc * NR;
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const T* xc = x + taps.c_off[k0 + kk];
+      const int64_t* o = gather.off.data() + taps.rs[k0 + kk] * gather.capacity + j0;
+      T* out = panel + kk * NR;
+      for (int64_t j = 0; j < n; ++j) out[j] = o[j] >= 0 ? xc[o[j]] : T(0);
+      for (int64_t j = n; j < NR; ++j) out[j] = T(0);
+    }
+  }
+}
+
+template <typename T, int NR>
+void pack_im2col_gather(const T* x, const TapTable& taps, const TapGather& gather, int64_t k0,
+                        int64_t kc, int64_t count, T* dst) {
+  pack_im2col_gather_body<T, NR>(x, taps, gather, k0, kc, count, dst);
+}
 
 #ifdef CNNOPS_MASKED_COPY
 // out[c] = c in [lo, hi) ? src[c] : 0 for c in [0, len), with masked vector loads and
@@ -233,6 +286,15 @@ struct MaskedRunCopy {
   }
 };
 
+// The gather packing built for AVX-512F, where the compiler turns the loop into masked
+// vector gathers.
+template <typename T, int NR>
+__attribute__((target("avx512f"))) void pack_im2col_gather_avx512(
+    const T* x, const TapTable& taps, const TapGather& gather, int64_t k0, int64_t kc,
+    int64_t count, T* dst) {
+  pack_im2col_gather_body<T, NR>(x, taps, gather, k0, kc, count, dst);
+}
+
 template <typename T, int NR>
 __attribute__((target("avx512f"))) void pack_im2col_panels_avx512(
     const T* x, const Strides4& xs, const ConvGeometry& g, const TapTable& taps, int64_t k0,
@@ -277,15 +339,26 @@ struct OffsetMatrix {
 template <typename T, int MR>
 void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
                    T* dst) {
+  const int64_t* col = A.col_off + k0;
+  // Columns at unit stride (a contiguous weight): read each row straight, MR rows at once.
+  bool unit = true;
+  for (int64_t k = 1; k < kc && unit; ++k) unit = col[k] == col[0] + k;
   for (int64_t i = 0; i < rows; i += MR) {
     T* panel = dst + (i / MR) * kc * MR;
+    if (unit && i + MR <= rows) {
+      const T* row[MR];
+      for (int r = 0; r < MR; ++r) row[r] = A.base + A.row_off[m0 + i + r] + col[0];
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int r = 0; r < MR; ++r) panel[k * MR + r] = row[r][k];
+      }
+      continue;
+    }
     for (int r = 0; r < MR; ++r) {
       if (i + r >= rows) {
         for (int64_t k = 0; k < kc; ++k) panel[k * MR + r] = T(0);
         continue;
       }
       const T* row = A.base + A.row_off[m0 + i + r];
-      const int64_t* col = A.col_off + k0;
       for (int64_t k = 0; k < kc; ++k) panel[k * MR + r] = row[col[k]];
     }
   }
@@ -346,6 +419,19 @@ void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, const Ta
   }
 #endif
   CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_panels<T, NR>(x, xs, g, taps, k0, kc, tile, dst))
+}
+
+template <typename T>
+void pack_im2col_by_gather(const T* x, const TapTable& taps, const TapGather& gather, int64_t k0,
+                           int64_t kc, int64_t count, int64_t width, T* dst) {
+#ifdef CNNOPS_MASKED_COPY
+  if (masked_copy_available()) {
+    CNNOPS_DISPATCH_WIDTH(width, NR,
+                          pack_im2col_gather_avx512<T, NR>(x, taps, gather, k0, kc, count, dst))
+    return;
+  }
+#endif
+  CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_gather<T, NR>(x, taps, gather, k0, kc, count, dst))
 }
 
 #undef CNNOPS_DISPATCH_WIDTH
