@@ -416,8 +416,11 @@ struct GradWeightSplit {
   int64_t row_tasks, col_tasks, splits;
 };
 
-GradWeightSplit grad_weight_split(const ConvGeometry& g) {
+GradWeightSplit grad_weight_split(const ConvGeometry& g, int64_t element_size) {
   constexpr int64_t kWantTasks = 8, kMinColumnsPerSplit = 1024;
+  // The partial copies of dW stay within the larger of 64 MiB and the input's size.
+  const int64_t budget = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element_size);
+  const int64_t copies_fit = budget / std::max<int64_t>(g.K * g.reduction() * element_size, 1);
   const bool taps_as_rows = g.reduction() < g.Kg;
   const int64_t rows = taps_as_rows ? g.reduction() : g.Kg;
   const int64_t cols = taps_as_rows ? g.Kg : g.reduction();
@@ -425,7 +428,8 @@ GradWeightSplit grad_weight_split(const ConvGeometry& g) {
   const int64_t col_tasks = ceil_div(cols, kWeightColsPerTask);
   const int64_t tiles = g.G * row_tasks * col_tasks;
   const int64_t splits = std::clamp<int64_t>(
-      std::min(ceil_div(kWantTasks, tiles), g.columns() / kMinColumnsPerSplit), 1, kWantTasks);
+      std::min({ceil_div(kWantTasks, tiles), g.columns() / kMinColumnsPerSplit, 1 + copies_fit}),
+      1, kWantTasks);
   return {taps_as_rows, rows, cols, row_tasks, col_tasks, splits};
 }
 
@@ -438,7 +442,7 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   T* dw = grad_weight.data_ptr<T>();  // contiguous: a K x CgRS row-major matrix
   const Strides4 dys(grad_output), xs(input);
   const int64_t red = g.reduction();
-  const GradWeightSplit split = grad_weight_split(g);
+  const GradWeightSplit split = grad_weight_split(g, sizeof(T));
   const int64_t tiles = g.G * split.row_tasks * split.col_tasks;
   const int64_t columns_per_split = round_up(ceil_div(g.columns(), split.splits), kReductionBlock);
   const std::vector<int64_t> dy_rows = strided_offsets(g.K, dys.c);
