@@ -455,6 +455,9 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
     std::vector<T> b_pack(round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
     std::vector<int64_t> dy_cols(kReductionBlock);
     ColumnTile tile(kReductionBlock);
+    const bool by_gather = prefer_gather(g);
+    TapGather gather(g, by_gather ? kReductionBlock : 0);
+    const TapGather* gathered = by_gather ? &gather : nullptr;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t s = task / tiles, tile_index = task % tiles;
       const int64_t group = tile_index / (split.row_tasks * split.col_tasks);
@@ -469,14 +472,15 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
       for (int64_t q0 = s * columns_per_split; q0 < q_end; q0 += kReductionBlock) {
         tile.fill(g, q0, std::min(kReductionBlock, q_end - q0), xs.n);
         tile.output_offsets(g, dys, dy_cols.data());
+        if (by_gather) gather.fill(g, xs, tile);
         if (split.taps_as_rows) {  // dW^T[tap, k]: C is dW read column-major
-          pack_im2col(x_group, xs, g, taps, r0, rows, tile, true, t.mr, a_pack.data());
+          pack_im2col(x_group, xs, g, taps, r0, rows, tile, true, t.mr, a_pack.data(), gathered);
           pack_a(dy_group, c0, cols, 0, tile.count, t.nr, b_pack.data());
           gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
                       dw_group + c0 * red + r0, 1, red);
         } else {
           pack_a(dy_group, r0, rows, 0, tile.count, t.mr, a_pack.data());
-          pack_im2col(x_group, xs, g, taps, c0, cols, tile, true, t.nr, b_pack.data());
+          pack_im2col(x_group, xs, g, taps, c0, cols, tile, true, t.nr, b_pack.data(), gathered);
           gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
                       dw_group + r0 * red + c0, red, 1);
         }

@@ -309,12 +309,18 @@ __attribute__((target("avx512f"))) void pack_im2col_panels_avx512(
 template <typename T, int NR>
 void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& g,
                             const TapTable& taps, int64_t k0, int64_t kc, const ColumnTile& tile,
-                            T* dst) {
+                            const TapGather* gather, T* dst) {
   const int64_t cols = tile.count;
   for (int64_t kk = 0; kk < round_up(kc, NR); ++kk) {
     T* out = dst + (kk / NR) * cols * NR + kk % NR;
     if (kk >= kc) {
       for (int64_t j = 0; j < cols; ++j) out[j * NR] = T(0);
+      continue;
+    }
+    if (gather != nullptr) {  // short runs: one gather per row (TapGather)
+      const T* xc = x + taps.c_off[k0 + kk];
+      const int64_t* o = gather->off.data() + taps.rs[k0 + kk] * gather->capacity;
+      for (int64_t j = 0; j < cols; ++j) out[j * NR] = o[j] >= 0 ? xc[o[j]] : T(0);
       continue;
     }
     for (int64_t j = 0; j < cols;) {
@@ -405,10 +411,10 @@ void pack_b(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, int6
 template <typename T>
 void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, const TapTable& taps,
                  int64_t k0, int64_t kc, const ColumnTile& tile, bool transposed, int64_t width,
-                 T* dst) {
+                 T* dst, const TapGather* gather = nullptr) {
   if (transposed) {
-    CNNOPS_DISPATCH_WIDTH(width, NR,
-                          pack_im2col_transposed<T, NR>(x, xs, g, taps, k0, kc, tile, dst))
+    CNNOPS_DISPATCH_WIDTH(width, NR, pack_im2col_transposed<T, NR>(x, xs, g, taps, k0, kc, tile,
+                                                                   gather, dst))
     return;
   }
 #ifdef CNNOPS_MASKED_COPY
