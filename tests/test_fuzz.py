@@ -54,6 +54,9 @@ MAX_SIZE = 66
 # Multiply-adds of one forward pass (the backward costs about twice that, the reference
 # kernel is slower than the fast one): keeps one example in the tens of milliseconds.
 MAX_MACS = 2_500_000
+# Depthwise convolutions do few multiply-adds per byte, and torch's float64 grouped
+# convolution (the reference) is slow per multiply-add: a smaller budget for them.
+MAX_DEPTHWISE_MACS = 600_000
 # Elements x window taps of one pooling example.
 MAX_POOL_WORK = 1_500_000
 
@@ -75,12 +78,16 @@ def batch_sizes() -> st.SearchStrategy[int]:
     return st.integers(0, 9).map(lambda v: 0 if v == 9 else v % 3 + 1)
 
 
-def int_or_pair(values: st.SearchStrategy[int]) -> st.SearchStrategy[int | tuple[int, int]]:
-    return st.one_of(values, st.tuples(values, values))
+def int_or_pair(values: st.SearchStrategy[int]) -> st.SearchStrategy:
+    """An int, a pair (tuple or list) or a 1-tuple: every spelling torch takes."""
+    return st.one_of(values, st.tuples(values, values), st.tuples(values),
+                     st.lists(values, min_size=2, max_size=2))
 
 
 def as_pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+    if isinstance(value, int):
+        return value, value
+    return (value[0], value[0]) if len(value) == 1 else tuple(value)
 
 
 @dataclass(frozen=True)
@@ -107,10 +114,16 @@ class Layout:
             return [1 if e else size for size, e in zip(shape, self.expand)]
         return list(shape)
 
-    def leaf(self, shape, dtype, gen, ties=False) -> torch.Tensor:
+    def leaf(self, shape, dtype, gen, values="normal") -> torch.Tensor:
+        """Unit normals; with values="ties" a few small integers (max pooling's tie rule
+        decides), with "special" also NaN and infinities (its NaN rule decides)."""
         size = self.leaf_shape(shape)
-        if ties:  # few distinct values: max pooling's tie rule matters
-            data = torch.randint(-3, 4, size, generator=gen).to(torch.float64)
+        if values in ("ties", "special"):
+            pool = [-2.0, -1.0, 0.0, 1.0, 2.0]
+            if values == "special":
+                pool += [float("nan"), float("inf"), float("-inf")]
+            pick = torch.randint(0, len(pool), size, generator=gen)
+            data = torch.tensor(pool, dtype=torch.float64)[pick]
         else:
             data = torch.randn(size, generator=gen, dtype=torch.float64)
         data = data.to(dtype)
@@ -198,7 +211,9 @@ def assert_close(what: str, actual: torch.Tensor, expected: torch.Tensor, dtype,
     atol *= math.sqrt(max(length, 1))
     actual, expected = actual.detach().double(), expected.detach()
     err = (actual - expected).abs()
-    ok = (err <= atol + rtol * expected.abs()) | (actual == expected)  # equal infinities too
+    # equal infinities and NaN where torch has NaN pass too
+    ok = (err <= atol + rtol * expected.abs()) | (actual == expected) | (
+        actual.isnan() & expected.isnan())
     if not bool(ok.all()):
         bad = (~ok).nonzero()
         first = tuple(bad[0].tolist())
@@ -209,7 +224,7 @@ def assert_close(what: str, actual: torch.Tensor, expected: torch.Tensor, dtype,
 
 
 def check_op(ours, theirs, args: list[Operand | None], dtype, seed: int, kernel_versions,
-             grad_layout: Layout, length: int, ties: bool = False) -> None:
+             grad_layout: Layout, length: int, values: str = "normal") -> None:
     """Runs ours(*tensors) (under the pinned kernel versions) and theirs(*tensors) on the
     same operands and compares results and gradients.
 
@@ -217,7 +232,7 @@ def check_op(ours, theirs, args: list[Operand | None], dtype, seed: int, kernel_
     `length` is the longest reduction behind any result, for the tolerance.
     """
     gen = torch.Generator().manual_seed(seed)
-    leaves = [None if a is None else a.layout.leaf(a.shape, dtype, gen, ties) for a in args]
+    leaves = [None if a is None else a.layout.leaf(a.shape, dtype, gen, values) for a in args]
     ref_leaves = [None if leaf is None else leaf.double() for leaf in leaves]  # exact upcasts
     wrt = [i for i, a in enumerate(args) if a is not None and a.requires_grad]
     for i in wrt:
@@ -279,10 +294,29 @@ class ConvCase:
     length: int
 
 
+def fit(sizes: dict[str, int], minima: dict[str, int], work, limit: int) -> dict[str, int]:
+    """`sizes` shrunk until work(sizes) <= limit, by halving the largest (relative to its
+    minimum) again and again. The sizes are drawn independently and then fitted, not drawn
+    from ranges that depend on each other: so a failing example shrinks by every size
+    separately and lands on a minimal one."""
+    sizes = dict(sizes)
+    while work(sizes) > limit:
+        name = max(sizes, key=lambda key: sizes[key] / minima[key])
+        if sizes[name] <= minima[name]:
+            break
+        sizes[name] = max(minima[name], sizes[name] // 2)
+    return sizes
+
+
+def out_size(size: int, k: int, d: int, pad_total: int, stride: int) -> int:
+    return (size + pad_total - d * (k - 1) - 1) // stride + 1
+
+
 @st.composite
 def conv_geometry(draw):
-    """Spatial arguments and sizes: (n, unbatched, (r, s), stride, padding, dilation, h, w,
-    p * q) with an output of at least one pixel."""
+    """Spatial arguments and the smallest input with an output pixel: (n, unbatched,
+    (r, s), stride, padding, dilation, total padding per axis, minimum (h, w), drawn
+    (h, w))."""
     unbatched = draw(st.integers(0, 4)) == 4
     n = 1 if unbatched else draw(batch_sizes())
     r, s = draw(biased(1, 7, 2)), draw(biased(1, 7, 2))
@@ -297,36 +331,41 @@ def conv_geometry(draw):
         pads = (dh * (r - 1), dw * (s - 1))
     else:
         pads = tuple(2 * p for p in as_pair(padding))
-    sizes, outs = [], []
-    for k, d, pad, st_ in zip((r, s), (dh, dw), pads, as_pair(stride)):
-        size = draw(biased(max(1, d * (k - 1) + 1 - pad), MAX_SIZE, 4))
-        sizes.append(size)
-        outs.append((size + pad - d * (k - 1) - 1) // st_ + 1)
-    return n, unbatched, (r, s), stride, padding, dilation, sizes, outs[0] * outs[1]
+    minima = [max(1, d * (k - 1) + 1 - pad) for k, d, pad in zip((r, s), (dh, dw), pads)]
+    sizes = [draw(biased(lo, MAX_SIZE, 4)) for lo in minima]
+    return n, unbatched, (r, s), stride, padding, dilation, pads, minima, sizes
 
 
 @st.composite
 def conv_cases(draw, depthwise: bool = False, grad: bool = True):
     dtype = draw(st.sampled_from(DTYPES))
-    n, unbatched, (r, s), stride, padding, dilation, (h, w), pq = draw(conv_geometry())
-    budget = max(1, MAX_MACS // (max(n, 1) * r * s * pq))  # channel products we can afford
+    n, unbatched, (r, s), stride, padding, dilation, pads, (min_h, min_w), (h, w) = draw(
+        conv_geometry())
+    (dh, dw), (sh, sw) = as_pair(dilation), as_pair(stride)
     if depthwise:  # conv2d with groups == in_channels, a channel multiplier m
-        c = draw(biased(1, min(MAX_CHANNELS, budget)))
-        k = c * draw(biased(1, max(1, min(4, budget // c)), 1))
-        groups, cg = c, 1
+        sizes = dict(h=h, w=w, g=draw(biased(1, MAX_CHANNELS)), cg=1,
+                     kg=draw(biased(1, 4, 1)))
     else:
-        groups = draw(st.one_of(st.just(1), st.integers(1, min(8, budget))))
-        cg = draw(biased(1, min(MAX_CHANNELS // groups, max(1, budget // groups))))
-        kg = draw(biased(1, min(MAX_CHANNELS // groups, max(1, budget // (groups * cg)))))
-        c, k = groups * cg, groups * kg
+        groups = draw(st.one_of(st.just(1), st.integers(1, 8)))
+        sizes = dict(h=h, w=w, g=groups, cg=draw(biased(1, MAX_CHANNELS // groups)),
+                     kg=draw(biased(1, MAX_CHANNELS // groups)))
+
+    def macs(z):
+        pq = out_size(z["h"], r, dh, pads[0], sh) * out_size(z["w"], s, dw, pads[1], sw)
+        return max(n, 1) * z["g"] * z["kg"] * z["cg"] * r * s * pq
+
+    z = fit(sizes, dict(h=min_h, w=min_w, g=1, cg=1, kg=1), macs,
+            MAX_DEPTHWISE_MACS if depthwise else MAX_MACS)
+    groups, cg, h, w = z["g"], z["cg"], z["h"], z["w"]
+    c, k = groups * cg, groups * z["kg"]
     input_shape = (c, h, w) if unbatched else (n, c, h, w)
     inp = draw(operands(input_shape, grad))
     weight = draw(operands((k, cg, r, s), grad))
     bias = draw(optional_operand((k,), grad))
-    families = ("conv2d", "depthwise")
-    length = cg * r * s + (k // groups) * r * s + max(n, 1) * pq
+    pq = out_size(h, r, dh, pads[0], sh) * out_size(w, s, dw, pads[1], sw)
+    length = cg * r * s + z["kg"] * r * s + max(n, 1) * pq
     return ConvCase(inp, weight, bias, stride, padding, dilation, groups, dtype,
-                    draw(versions(*families)), draw(layouts(len(input_shape))),
+                    draw(versions("conv2d", "depthwise")), draw(layouts(len(input_shape))),
                     draw(st.integers(0, 2**31 - 1)), length)
 
 
@@ -387,12 +426,20 @@ class SeparableCase:
 @st.composite
 def separable_cases(draw):
     dtype = draw(st.sampled_from(DTYPES))
-    n, unbatched, (r, s), stride, padding, dilation, (h, w), pq = draw(conv_geometry())
-    budget = max(1, MAX_MACS // (max(n, 1) * pq))  # per pixel: M * (r * s + K)
-    c = draw(biased(1, min(MAX_CHANNELS, max(1, budget // (r * s + 1)))))
-    m = c * draw(biased(1, max(1, min(4, budget // (c * (r * s + 1)))), 1))
-    k = draw(biased(1, min(MAX_CHANNELS, max(1, budget // m - r * s))))
+    n, unbatched, (r, s), stride, padding, dilation, pads, (min_h, min_w), (h, w) = draw(
+        conv_geometry())
+    (dh, dw), (sh, sw) = as_pair(dilation), as_pair(stride)
+    sizes = dict(h=h, w=w, c=draw(biased(1, MAX_CHANNELS)), mult=draw(biased(1, 4, 1)),
+                 k=draw(biased(1, MAX_CHANNELS)))
+
+    def macs(z):  # per output pixel: the depthwise taps and the pointwise products
+        pq = out_size(z["h"], r, dh, pads[0], sh) * out_size(z["w"], s, dw, pads[1], sw)
+        return max(n, 1) * pq * z["c"] * z["mult"] * (r * s + z["k"])
+
+    z = fit(sizes, dict(h=min_h, w=min_w, c=1, mult=1, k=1), macs, MAX_DEPTHWISE_MACS)
+    c, m, k, h, w = z["c"], z["c"] * z["mult"], z["k"], z["h"], z["w"]
     input_shape = (c, h, w) if unbatched else (n, c, h, w)
+    pq = out_size(h, r, dh, pads[0], sh) * out_size(w, s, dw, pads[1], sw)
     length = r * s * m + k + max(n, 1) * pq
     return SeparableCase(
         draw(operands(input_shape)), draw(operands((m, 1, r, s))), draw(operands((k, m, 1, 1))),
@@ -427,7 +474,7 @@ class PoolCase:
     grad_layout: Layout
     seed: int
     length: int
-    ties: bool = False
+    values: str = "normal"  # of the input: see Layout.leaf
 
 
 @st.composite
@@ -435,10 +482,11 @@ def pool_input(draw, min_h: int, min_w: int, taps: int):
     """An input operand of at least min_h x min_w, its elements x taps within budget."""
     unbatched = draw(st.integers(0, 4)) == 4
     n = 1 if unbatched else draw(batch_sizes())
-    h = draw(biased(min_h, MAX_SIZE, 4))
-    w = draw(biased(min_w, MAX_SIZE, 4))
-    budget = max(1, MAX_POOL_WORK // (max(n, 1) * h * w * taps))
-    c = draw(biased(1, min(MAX_CHANNELS, budget)))
+    sizes = dict(c=draw(biased(1, MAX_CHANNELS)), h=draw(biased(min_h, MAX_SIZE, 4)),
+                 w=draw(biased(min_w, MAX_SIZE, 4)))
+    z = fit(sizes, dict(c=1, h=min_h, w=min_w),
+            lambda z: max(n, 1) * z["c"] * z["h"] * z["w"] * taps, MAX_POOL_WORK)
+    c, h, w = z["c"], z["h"], z["w"]
     shape = (c, h, w) if unbatched else (n, c, h, w)
     return draw(operands(shape))
 
@@ -459,11 +507,15 @@ def has_empty_window(size: int, k: int, d: int, pad: int, stride: int, ceil_mode
                for o in range(out))
 
 
+def max_pool_values() -> st.SearchStrategy[str]:
+    return st.sampled_from(["normal", "ties", "special"])
+
+
 @st.composite
 def max_pool_cases(draw):
     dtype = draw(st.sampled_from(DTYPES))
     kernel = draw(int_or_pair(biased(1, 7, 2)))
-    stride = draw(st.one_of(st.none(), int_or_pair(biased(1, 4, 1))))
+    stride = draw(st.one_of(st.none(), st.just(()), int_or_pair(biased(1, 4, 1))))
     dilation = draw(int_or_pair(biased(1, 3, 0)))
     # torch's rule: padding at most half the kernel (not the dilated kernel)
     padding = tuple(draw(st.integers(0, k // 2)) for k in as_pair(kernel))
@@ -478,7 +530,7 @@ def max_pool_cases(draw):
                   ceil_mode=ceil_mode, return_indices=draw(st.booleans()))
     if any(has_empty_window(size, k, d, p, sd, ceil_mode) for size, k, d, p, sd in zip(
             inp.shape[-2:], (kh, kw), as_pair(dilation), as_pair(padding),
-            as_pair(kernel if stride is None else stride))):
+            as_pair(stride or kernel))):
         # A window with no tap inside the input (padding and dilation jump over it) gives
         # -inf and an index one past its taps, maybe outside the plane, as torch's. torch's
         # backward then adds that window's gradient into the next plane, or past the end of
@@ -486,7 +538,7 @@ def max_pool_cases(draw):
         # (test_max_pool2d_empty_window_gradient below). Only the forward is compared.
         inp = Operand(inp.shape, inp.layout, requires_grad=False)
     return PoolCase(inp, kwargs, dtype, draw(versions("pool")), draw(layouts(len(inp.shape))),
-                    draw(st.integers(0, 2**31 - 1)), kh * kw, ties=draw(st.booleans()))
+                    draw(st.integers(0, 2**31 - 1)), kh * kw, values=draw(max_pool_values()))
 
 
 @given(case=max_pool_cases())
@@ -494,14 +546,14 @@ def test_max_pool2d(case):
     check_op(lambda x: cnnops.max_pool2d(x, **case.kwargs),
              lambda x: F.max_pool2d(x, **case.kwargs),
              [case.input], case.dtype, case.seed, case.versions, case.grad_layout, case.length,
-             ties=case.ties)
+             values=case.values)
 
 
 @st.composite
 def avg_pool_cases(draw):
     dtype = draw(st.sampled_from(DTYPES))
     kernel = draw(int_or_pair(biased(1, 7, 2)))
-    stride = draw(st.one_of(st.none(), int_or_pair(biased(1, 4, 1))))
+    stride = draw(st.one_of(st.none(), st.just(()), int_or_pair(biased(1, 4, 1))))
     padding = tuple(draw(st.integers(0, k // 2)) for k in as_pair(kernel))
     if draw(st.booleans()) and padding[0] == padding[1]:
         padding = padding[0]
@@ -538,7 +590,7 @@ def adaptive_cases(draw, max_pool: bool):
     length = h * w
     return PoolCase(inp, kwargs, dtype, draw(versions("pool")), draw(layouts(len(inp.shape))),
                     draw(st.integers(0, 2**31 - 1)), length,
-                    ties=max_pool and draw(st.booleans()))
+                    values=draw(max_pool_values()) if max_pool else "normal")
 
 
 @given(case=adaptive_cases(max_pool=False))
@@ -553,7 +605,7 @@ def test_adaptive_max_pool2d(case):
     check_op(lambda x: cnnops.adaptive_max_pool2d(x, **case.kwargs),
              lambda x: F.adaptive_max_pool2d(x, **case.kwargs),
              [case.input], case.dtype, case.seed, case.versions, case.grad_layout, case.length,
-             ties=case.ties)
+             values=case.values)
 
 
 # --------------------------------------------------------------------------------------
