@@ -1,10 +1,24 @@
-"""Shared pytest configuration: the `cuda`, `slow`, `large` and `heavy` markers, and a fixed
-seed per test."""
+"""Shared pytest configuration: the `cuda`, `slow`, `large` and `heavy` markers, a fixed seed
+per test, and the hypothesis profiles of the property tests (tests/test_fuzz.py)."""
 
 import os
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# `ci`, the default: the same examples on every run (derandomized, no example database), few
+# enough that tests/test_fuzz.py runs in well under a minute on 2 cores. No deadline: an
+# example's time depends on the machine's load, which is not what these tests measure.
+settings.register_profile(
+    "ci", max_examples=25, derandomize=True, database=None, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+# `long`, for local runs (pytest --hypothesis-profile=long): new random examples each run,
+# failures remembered in .hypothesis/ and replayed first.
+settings.register_profile(
+    "long", max_examples=1000, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")  # hypothesis' --hypothesis-profile option overrides this
 
 # Opt-in markers: their tests run only when `-m` names the marker (`-m large`) or the
 # environment variable is 1; the default run skips them.
