@@ -8,22 +8,12 @@ comments of csrc/cuda/*.cu), so torch.use_deterministic_algorithms(True) has not
 refuse and every operator runs under it.
 """
 
-import contextlib
 
 import pytest
 import torch
 
 import cnnops
-
-
-@contextlib.contextmanager
-def num_threads(n: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+from _helpers import num_threads
 
 
 def conv_case(input_shape, weight_shape, groups, stride=1, padding=1, channels_last=False):

@@ -255,8 +255,12 @@ def check_op(ours, theirs, args: list[Operand | None], dtype, seed: int, kernel_
                                       for t in views(ref_leaves)]))
 
     assert_close("output", out, ref, dtype, length)
-    # (an empty result has no layout to speak of: torch's own differs with the path taken)
-    assert out.numel() == 0 or memory_flags(out) == memory_flags(same_dtype), \
+    # Layouts are compared unless the result is empty or the input is at once contiguous and
+    # channels_last (e.g. a 1x1 image): there torch's choice varies with the path it takes.
+    first = views(leaves)[0]
+    first = first.unsqueeze(0) if first.dim() == 3 else first
+    ambiguous = first.dim() == 4 and all(memory_flags(first))
+    assert out.numel() == 0 or ambiguous or memory_flags(out) == memory_flags(same_dtype), \
         f"output strides {out.stride()}, torch's {same_dtype.stride()}"
     if ref_indices is not None:
         assert indices.dtype == torch.int64

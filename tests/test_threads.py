@@ -2,7 +2,6 @@
 kernels parallelise with at::parallel_for, so torch.set_num_threads governs them.
 """
 
-import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,16 +9,7 @@ import pytest
 import torch
 
 import cnnops
-
-
-@contextlib.contextmanager
-def num_threads(n: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+from _helpers import num_threads
 
 
 def forward_backward(tensors, fn):
