@@ -398,6 +398,16 @@ def list_ops(args: argparse.Namespace) -> None:
             print(f"  {case.op:28s} {case.shape}{quick}")
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far, in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024  # bytes / KiB
+
+
 def main_from_args(args: argparse.Namespace) -> int:
     if args.list:
         list_ops(args)
@@ -412,6 +422,9 @@ def main_from_args(args: argparse.Namespace) -> int:
         print(f"cnnops bench: error: {error}", file=sys.stderr)
         return 2
     print_results(results)
+    rss = peak_rss_mib()
+    if rss is not None:  # recorded with the run: the issue of workspaces is memory, not time
+        results.machine["peak_rss_mib"] = round(rss, 1)
     if options.json:
         write_json(results, options.json)
     if options.csv:
@@ -419,6 +432,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     if options.plot:
         write_plot(results, options.plot)
     print(f"{len(results.rows)} rows in {time.perf_counter() - start:.0f} s"
+          + (f"; peak RSS {rss:.0f} MiB" if rss is not None else "")
           + "".join(f"; wrote {p}" for p in (options.json, options.csv) if p))
     if results.refused:
         print(f"{len(results.refused)} op(s) refused, not timed: a result that differs from "
