@@ -216,14 +216,9 @@ inline RunSource run_source(const Strides4& xs, const ConvGeometry& g, const Col
           std::max(lo, hi)};
 }
 
-// Copies the run of columns [j, j + len) of im2col row k into out[0], out[step], ...:
-// x values on one input row at a column stride of stride_w, zero where the window lies in
-// the padding.
+// Writes a run of len columns whose source is src into out[0], out[step], ...
 template <typename T>
-inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, const ColumnTile& tile,
-                     const TapTable& taps, int64_t k, int64_t j, int64_t len, T* out,
-                     int64_t step) {
-  const RunSource src = run_source(xs, g, tile, taps, k, j, len);
+inline void copy_run_from(const T* x, const RunSource& src, int64_t len, T* out, int64_t step) {
   if (step == 1 && src.src_step == 1) {  // loops the compiler vectorises, no memmove calls
     for (int64_t c = 0; c < src.lo; ++c) out[c] = T(0);
     for (int64_t c = src.lo; c < src.hi; ++c) out[c] = x[src.base + c];
@@ -233,6 +228,16 @@ inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, cons
   for (int64_t c = 0; c < src.lo; ++c) out[c * step] = T(0);
   for (int64_t c = src.lo; c < src.hi; ++c) out[c * step] = x[src.base + c * src.src_step];
   for (int64_t c = src.hi; c < len; ++c) out[c * step] = T(0);
+}
+
+// Copies the run of columns [j, j + len) of im2col row k into out[0], out[step], ...:
+// x values on one input row at a column stride of stride_w, zero where the window lies in
+// the padding.
+template <typename T>
+inline void copy_run(const T* x, const Strides4& xs, const ConvGeometry& g, const ColumnTile& tile,
+                     const TapTable& taps, int64_t k, int64_t j, int64_t len, T* out,
+                     int64_t step) {
+  copy_run_from(x, run_source(xs, g, tile, taps, k, j, len), len, out, step);
 }
 
 // B of the forward GEMM: im2col rows [k0, k0 + kc) x the tile's columns, in panels of NR
@@ -262,11 +267,8 @@ void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g,
                         const TapTable& taps, int64_t k0, int64_t kc, const ColumnTile& tile,
                         T* dst) {
   pack_im2col_panels_with<T, NR>(
-      x, xs, g, taps, k0, kc, tile, dst, [x](const RunSource& src, int64_t len, T* out) {
-        for (int64_t c = 0; c < src.lo; ++c) out[c] = T(0);
-        for (int64_t c = src.lo; c < src.hi; ++c) out[c] = x[src.base + c * src.src_step];
-        for (int64_t c = src.hi; c < len; ++c) out[c] = T(0);
-      });
+      x, xs, g, taps, k0, kc, tile, dst,
+      [x](const RunSource& src, int64_t len, T* out) { copy_run_from(x, src, len, out, 1); });
 }
 
 #ifdef CNNOPS_MASKED_COPY
@@ -280,9 +282,7 @@ struct MaskedRunCopy {
       copy_masked_avx512(x + src.base, src.lo, src.hi, len, out);
       return;
     }
-    for (int64_t c = 0; c < src.lo; ++c) out[c] = T(0);
-    for (int64_t c = src.lo; c < src.hi; ++c) out[c] = x[src.base + c * src.src_step];
-    for (int64_t c = src.hi; c < len; ++c) out[c] = T(0);
+    copy_run_from(x, src, len, out, 1);
   }
 };
 
