@@ -1,6 +1,7 @@
 """cnnops.conv2d against torch.nn.functional.conv2d: forward values, gradients, memory format.
 
-Every case runs on the reference kernel (version 1) and the fast kernel (version 2). The
+Every case runs on the reference kernel (version 1) and the fast kernels (version 2, and the
+CPU's Winograd version 3). The
 reference result is F.conv2d in float64 on upcast copies of the operands, so the only
 error measured is the kernel's own; tolerances come from the dtype under test:
 atol + rtol * |ref|, with atol growing as sqrt(reduction length).
@@ -20,7 +21,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
-VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast")]
+# Version 3 (Winograd F(2x2, 3x3)) is CPU-only; elsewhere, and for shapes other than 3x3
+# stride 1, it runs version 2.
+VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast"),
+            pytest.param(3, id="v3_winograd")]
 
 # dtype: (rtol, atol per sqrt(reduction length)); the operands are unit normals, so a sum of
 # L products is about sqrt(L) in size and its rounding error grows with it.

@@ -9,7 +9,8 @@ from torch._dynamo.testing import CompileCounterWithBackend
 import cnnops
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast")]
+VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast"),
+            pytest.param(3, id="v3_winograd")]
 
 
 def conv_case(name, input_shape, weight_shape, bias=False, input_layout="contiguous", **kwargs):

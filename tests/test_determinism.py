@@ -47,6 +47,8 @@ CASES = {
     "conv2d": conv_case((4, 8, 33, 31), (16, 8, 3, 3), 1),
     "conv2d_strided_channels_last": conv_case((4, 8, 33, 31), (16, 8, 5, 3), 1, stride=2,
                                               channels_last=True),
+    # Channels enough for the automatic choice to run Winograd (forward and grad_input).
+    "conv2d_winograd": conv_case((2, 32, 17, 15), (48, 32, 3, 3), 1),
     "conv2d_grouped": conv_case((4, 8, 33, 31), (12, 4, 3, 3), 2),
     "conv2d_depthwise": conv_case((4, 8, 33, 31), (16, 1, 3, 3), 8),
     "conv2d_1x1": conv_case((4, 24, 20, 20), (40, 24, 1, 1), 1, padding=0),

@@ -21,20 +21,25 @@ def randomise_batch_norms(model):
     return model
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_conv2d_bias_relu_equals_relu_of_conv2d(version):
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])  # 3: Winograd at stride 1 (CPU)
+def test_conv2d_bias_relu_equals_relu_of_conv2d(version, stride):
     x = torch.randn(2, 5, 9, 11)
     w = torch.randn(7, 5, 3, 3)
     b = torch.randn(7)
     with cnnops.kernel_version("conv2d", version):
-        fused = cnnops.functional.conv2d_bias_relu(x, w, b, stride=2, padding=(1, 2))
-    torch.testing.assert_close(fused, F.relu(F.conv2d(x, w, b, stride=2, padding=(1, 2))),
+        fused = cnnops.functional.conv2d_bias_relu(x, w, b, stride=stride, padding=(1, 2))
+    torch.testing.assert_close(fused, F.relu(F.conv2d(x, w, b, stride=stride, padding=(1, 2))),
                                rtol=1e-5, atol=1e-5)
 
 
-def test_conv2d_bias_relu_keeps_nan_as_relu_does():
+@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_conv2d_bias_relu_keeps_nan_as_relu_does(kernel, version):
     x = torch.full((1, 1, 3, 3), float("nan"))
-    out = cnnops.functional.conv2d_bias_relu(x, torch.ones(1, 1, 1, 1))
+    with cnnops.kernel_version("conv2d", version):
+        out = cnnops.functional.conv2d_bias_relu(x, torch.ones(1, 1, kernel, kernel),
+                                                 padding=kernel // 2)
     assert torch.isnan(out).all()
 
 

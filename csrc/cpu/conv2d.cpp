@@ -15,8 +15,13 @@
 //            straight from the input into the micro-kernel's panel layout (gemm.h).
 //            grad_input at stride 1 is itself such a convolution (of dY with the weight
 //            transposed and flipped); at other strides it is X_col' = W^T * dY followed by
-//            col2im. grad_weight is dW = dY * X_col^T. Work is split so that every output element is owned by one
-//            task, which reduces in a fixed order: results do not depend on the thread count.
+//            col2im. grad_weight is dW = dY * X_col^T. Work is split so that every output
+//            element is owned by one task, which reduces in a fixed order: results do not
+//            depend on the thread count.
+// version 3: Winograd F(2x2, 3x3) (cpu/conv2d_winograd.h) for 3x3 stride-1 convolutions,
+//            the forward pass and grad_input at stride 1; other shapes run version 2.
+// version 0 (automatic, the default) runs version 3 where it applies and both channel
+//            counts are large enough for it to pay (winograd_pays), version 2 elsewhere.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -31,8 +36,10 @@
 #include "common/conv2d_params.h"
 #include "common/kernel_version.h"
 #include "cpu/conv2d_pack.h"
+#include "cpu/conv2d_winograd.h"
 #include "cpu/depthwise.h"
 #include "cpu/gemm.h"
+#include "cpu/scratch.h"
 
 namespace cnnops::cpu {
 
@@ -213,13 +220,13 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
 
   // The weight, packed once: for group g and reduction block b, the MR-row panels of
   // W[g*Kg : (g+1)*Kg, b*KC : b*KC + kc] start at g*rows_padded*red + b*KC*rows_padded.
-  std::vector<T> a_pack(g.G * rows_padded * red);
+  const Scratch<T> a_pack(kOperands, g.G * rows_padded * red);
   at::parallel_for(0, g.G * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t gb = begin; gb < end; ++gb) {
       const int64_t group = gb / blocks, k0 = (gb % blocks) * kReductionBlock;
       const int64_t kc = std::min(kReductionBlock, red - k0);
       pack_a(w, group * g.Kg, g.Kg, k0, kc, t.mr,
-             a_pack.data() + group * rows_padded * red + k0 * rows_padded);
+             a_pack.get() + group * rows_padded * red + k0 * rows_padded);
     }
   });
 
@@ -227,8 +234,8 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   const ForwardSplit split = forward_split(g, t);
   const int64_t tiles = split.tiles, blocks_of_rows = split.row_blocks;
   at::parallel_for(0, g.G * blocks_of_rows * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
-    std::vector<T> c_tile(split.row_block * kColumnTile);
+    const Scratch<T> b_pack(kPanelB, kReductionBlock * round_up(kColumnTile, t.nr));
+    const Scratch<T> c_tile(kTile, split.row_block * kColumnTile);
     std::vector<int64_t> y_off(kColumnTile);
     ColumnTile tile(kColumnTile);
     const bool by_gather = prefer_gather(g);
@@ -242,19 +249,19 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
       const int64_t cols = tile.count;
       if (by_gather) gather.fill(g, xs, tile);
 
-      std::fill(c_tile.begin(), c_tile.begin() + rows * cols, T(0));
+      std::fill(c_tile.get(), c_tile.get() + rows * cols, T(0));
       const T* x_group = x + group * g.Cg * xs.c;
-      const T* a_group = a_pack.data() + group * rows_padded * red;
+      const T* a_group = a_pack.get() + group * rows_padded * red;
       for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
         const int64_t kc = std::min(kReductionBlock, red - k0);
         if (by_gather) {
-          pack_im2col_by_gather(x_group, taps, gather, k0, kc, cols, t.nr, b_pack.data());
+          pack_im2col_by_gather(x_group, taps, gather, k0, kc, cols, t.nr, b_pack.get());
         } else {
-          pack_im2col(x_group, xs, g, taps, k0, kc, tile, false, t.nr, b_pack.data());
+          pack_im2col(x_group, xs, g, taps, k0, kc, tile, false, t.nr, b_pack.get());
         }
         // Rows [m0, m0 + rows) of the block: its panels from panel m0 / MR on.
-        gemm_packed(rows, cols, kc, a_group + k0 * rows_padded + m0 * kc, b_pack.data(),
-                    c_tile.data(), cols, 1);
+        gemm_packed(rows, cols, kc, a_group + k0 * rows_padded + m0 * kc, b_pack.get(),
+                    c_tile.get(), cols, 1);
       }
       // Epilogue: bias and ReLU, then scatter the tile's columns to their images.
       tile.output_offsets(g, ys, y_off.data());
@@ -263,7 +270,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
         const int64_t k = group * g.Kg + m0 + i;
         const T add = bias ? bias[k] : T(0);
         T* y_channel = y + k * ys.c;
-        const T* c_row = c_tile.data() + i * cols;
+        const T* c_row = c_tile.get() + i * cols;
         // The flags tested once per row, not per element; unit-stride loops vectorise.
         if (contiguous) {
           store_columns(c_row, add, relu, y_channel + y_off[0], cols);
@@ -275,14 +282,30 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   });
 }
 
+bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
+
+// Every convolution-shaped product of the fast versions: the forward pass, and grad_input
+// at stride 1. Winograd where the version asks for it and it applies; else implicit GEMM.
+template <typename T>
+void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
+              const Strides4& ys, const ConvGeometry& g, bool relu) {
+  const int version = kernel_version(OpFamily::conv2d);
+  const bool winograd = version == 3 ? winograd_applies(g) : version == 0 && winograd_pays(g);
+  if (winograd) {
+    winograd_conv(x, xs, w, bias, y, ys, g, relu);
+  } else {
+    implicit_gemm_conv(x, xs, w, bias, y, ys, g, relu);
+  }
+}
+
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
                          at::Tensor& output, const ConvGeometry& g, bool relu) {
   const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
   const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-  implicit_gemm_conv(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
-                     Strides4(output), g, relu);
+  convolve(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
+           Strides4(output), g, relu);
 }
 
 // At stride 1, grad_input is a convolution of grad_output with the weight transposed
@@ -313,9 +336,8 @@ void conv2d_grad_input_as_convolution(const at::Tensor& grad_output, const at::T
     col_off[k] = tap.c * ws.n + (g.R - 1 - tap.r) * ws.h + (g.S - 1 - tap.s) * ws.w;
   }
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-  implicit_gemm_conv(grad_output.data_ptr<T>(), Strides4(grad_output), w,
-                     static_cast<const T*>(nullptr), grad_input.data_ptr<T>(), Strides4(grad_input),
-                     t, false);
+  convolve(grad_output.data_ptr<T>(), Strides4(grad_output), w, static_cast<const T*>(nullptr),
+           grad_input.data_ptr<T>(), Strides4(grad_input), t, false);
 }
 
 // grad_input work is split into tasks of (group, channel chunk, run of whole images), each
@@ -492,8 +514,6 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
     for (int64_t i = 0; i < g.K * red; ++i) dw[i] += part[i];
   }
 }
-
-bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
 
 // ---------------------------------------------------------------------------------------
 // Operators

@@ -1,0 +1,338 @@
+// Winograd F(2x2, 3x3): the CPU conv2d kernel for 3x3 stride-1 convolutions (version 3 of
+// cpu/conv2d.cpp, which also uses it for grad_input at stride 1).
+//
+// Each 2x2 block of output reads a 4x4 patch d of input. The direct sum spends 36
+// multiplications on it per (input, output) channel pair; Winograd's minimal filtering
+// (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) spends 16:
+//
+//   Y = A^T [ (G g G^T) .* (B^T d B) ] A      g: the 3x3 filter, .*: elementwise
+//
+//   B^T = | 1  0 -1  0 |    G = | 1    0    0   |    A^T = | 1  1  1  0 |
+//         | 0  1  1  0 |        | 1/2  1/2  1/2 |          | 0  1 -1 -1 |
+//         | 0 -1  1  0 |        | 1/2 -1/2  1/2 |
+//         | 0  1  0 -1 |        | 0    0    1   |
+//
+// Summed over input channels, the elementwise product is 16 independent GEMMs, one per
+// position xi of the 4x4 transformed tile:
+//
+//   M_xi [Kg x T] = U_xi [Kg x Cg] * V_xi [Cg x T]
+//
+// with U the transformed filters, V the transformed input patches of T tiles and M the
+// transformed outputs. They run on the packed micro-kernel of the implicit GEMM
+// (cpu/gemm.h): the filter transform writes U straight into A panels, the input transform
+// writes V straight into B panels. The transforms are additions and halvings only.
+//
+// Work: the 2.25x fewer multiplications, plus transforms whose cost per tile is that of a
+// few GEMM columns; they pay off once both channel counts reach a few dozen
+// (winograd_pays). Accuracy: for unit-normal operands, the float32 error measured against
+// float64 is about twice the direct sum's (tests/test_conv2d.py runs every case on it).
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cpu/conv2d_pack.h"
+#include "cpu/gemm.h"
+#include "cpu/scratch.h"
+
+namespace cnnops::cpu {
+
+// 3x3, stride 1, no dilation; any padding (the patches read zeros past the border).
+inline bool winograd_applies(const ConvGeometry& g) {
+  return g.R == 3 && g.S == 3 && g.p.stride_h == 1 && g.p.stride_w == 1 &&
+         g.p.dilation_h == 1 && g.p.dilation_w == 1;
+}
+
+// Whether version 0 (automatic) picks Winograd: the transforms cost per tile about what
+// a few GEMM channels do, so both channel counts must be large enough to hide them.
+inline bool winograd_pays(const ConvGeometry& g) {
+  return winograd_applies(g) && g.Cg >= 16 && g.Kg >= 16;
+}
+
+namespace winograd {
+
+constexpr int kPositions = 16;           // xi: positions of the 4x4 transformed tile
+constexpr int kLanes = 8;                // tiles transformed together (divides every NR)
+constexpr int kMaxRows = 16;             // filters transformed together: at least any MR
+constexpr int64_t kChannelBlock = 256;   // input channels per GEMM reduction block
+constexpr int64_t kWorkingSet = 1 << 20; // bytes of V and M blocks one task keeps hot
+
+// U = G f G^T for kMaxRows filters at once: f[r * 3 + s][lane] is row r, column s of a
+// filter, u[a * 4 + b][lane] row a, column b of its transform.
+template <typename T>
+inline void transform_filters(const T (&f)[9][kMaxRows], T (&u)[kPositions][kMaxRows]) {
+  T t[12][kMaxRows];  // G f: 4 rows of 3
+  for (int s = 0; s < 3; ++s) {
+    for (int l = 0; l < kMaxRows; ++l) {
+      const T f0 = f[s][l], f1 = f[3 + s][l], f2 = f[6 + s][l];
+      t[s][l] = f0;
+      t[3 + s][l] = T(0.5) * (f0 + f1 + f2);
+      t[6 + s][l] = T(0.5) * (f0 - f1 + f2);
+      t[9 + s][l] = f2;
+    }
+  }
+  for (int a = 0; a < 4; ++a) {  // (G f) G^T
+    for (int l = 0; l < kMaxRows; ++l) {
+      const T h0 = t[a * 3][l], h1 = t[a * 3 + 1][l], h2 = t[a * 3 + 2][l];
+      u[a * 4 + 0][l] = h0;
+      u[a * 4 + 1][l] = T(0.5) * (h0 + h1 + h2);
+      u[a * 4 + 2][l] = T(0.5) * (h0 - h1 + h2);
+      u[a * 4 + 3][l] = h2;
+    }
+  }
+}
+
+// V = B^T d B for kLanes patches at once: d[i * 4 + j][lane] is row i, column j of a patch.
+// The lane loops are the vector dimension.
+template <typename T>
+inline void transform_input(const T (&d)[kPositions][kLanes], T (&v)[kPositions][kLanes]) {
+  T t[kPositions][kLanes];  // B^T d
+  for (int j = 0; j < 4; ++j) {
+    for (int l = 0; l < kLanes; ++l) {
+      const T d0 = d[j][l], d1 = d[4 + j][l], d2 = d[8 + j][l], d3 = d[12 + j][l];
+      t[j][l] = d0 - d2;
+      t[4 + j][l] = d1 + d2;
+      t[8 + j][l] = d2 - d1;
+      t[12 + j][l] = d1 - d3;
+    }
+  }
+  for (int i = 0; i < 4; ++i) {  // (B^T d) B
+    for (int l = 0; l < kLanes; ++l) {
+      const T t0 = t[i * 4][l], t1 = t[i * 4 + 1][l], t2 = t[i * 4 + 2][l], t3 = t[i * 4 + 3][l];
+      v[i * 4 + 0][l] = t0 - t2;
+      v[i * 4 + 1][l] = t1 + t2;
+      v[i * 4 + 2][l] = t2 - t1;
+      v[i * 4 + 3][l] = t1 - t3;
+    }
+  }
+}
+
+// Y = A^T m A for kLanes tiles: y[a * 2 + b][lane] is output row a, column b of the tile.
+template <typename T>
+inline void transform_output(const T (&m)[kPositions][kLanes], T (&y)[4][kLanes]) {
+  T s[8][kLanes];  // A^T m: 2 rows of 4
+  for (int j = 0; j < 4; ++j) {
+    for (int l = 0; l < kLanes; ++l) {
+      const T m0 = m[j][l], m1 = m[4 + j][l], m2 = m[8 + j][l], m3 = m[12 + j][l];
+      s[j][l] = m0 + m1 + m2;
+      s[4 + j][l] = m1 - m2 - m3;
+    }
+  }
+  for (int a = 0; a < 2; ++a) {  // (A^T m) A
+    for (int l = 0; l < kLanes; ++l) {
+      const T s0 = s[a * 4][l], s1 = s[a * 4 + 1][l], s2 = s[a * 4 + 2][l], s3 = s[a * 4 + 3][l];
+      y[a * 2 + 0][l] = s0 + s1 + s2;
+      y[a * 2 + 1][l] = s1 - s2 - s3;
+    }
+  }
+}
+
+// The 2x2-output tiles of a call, numbered image by image, row by row.
+struct Tiling {
+  int64_t rows, cols;  // per image: ceil(P / 2) x ceil(Q / 2)
+  int64_t count;       // in the batch
+
+  explicit Tiling(const ConvGeometry& g)
+      : rows(ceil_div(g.P, 2)), cols(ceil_div(g.Q, 2)), count(g.N * rows * cols) {}
+};
+
+// Where one block of tiles reads and writes: per tile, the input offsets of its 16 patch
+// elements (-1 in the padding) and the output offset of its top-left pixel, with how many
+// of its 2 rows / 2 columns lie inside the output. Tiles past the block read all -1, so
+// their transformed input is zero.
+struct TileBlock {
+  int64_t capacity;
+  std::vector<int64_t> in_off;   // [16][capacity]
+  std::vector<int64_t> out_off;  // [capacity]
+  std::vector<int8_t> out_rows, out_cols;
+
+  explicit TileBlock(int64_t capacity_)
+      : capacity(capacity_), in_off(kPositions * capacity_), out_off(capacity_),
+        out_rows(capacity_), out_cols(capacity_) {}
+
+  void fill(const ConvGeometry& g, const Tiling& tiling, const Strides4& xs, const Strides4& ys,
+            int64_t first, int64_t count) {
+    const int64_t per_image = tiling.rows * tiling.cols;
+    for (int64_t j = 0; j < capacity; ++j) {
+      if (j >= count) {
+        for (int ij = 0; ij < kPositions; ++ij) in_off[ij * capacity + j] = -1;
+        out_rows[j] = out_cols[j] = 0;
+        continue;
+      }
+      const int64_t tile = first + j, n = tile / per_image;
+      const int64_t oh = 2 * ((tile % per_image) / tiling.cols);
+      const int64_t ow = 2 * (tile % tiling.cols);
+      for (int i = 0; i < 4; ++i) {
+        const int64_t ih = oh - g.p.pad_top + i;
+        for (int jj = 0; jj < 4; ++jj) {
+          const int64_t iw = ow - g.p.pad_left + jj;
+          const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+          in_off[(i * 4 + jj) * capacity + j] = inside ? n * xs.n + ih * xs.h + iw * xs.w : -1;
+        }
+      }
+      out_off[j] = n * ys.n + oh * ys.h + ow * ys.w;
+      out_rows[j] = static_cast<int8_t>(std::min<int64_t>(2, g.P - oh));
+      out_cols[j] = static_cast<int8_t>(std::min<int64_t>(2, g.Q - ow));
+    }
+  }
+};
+
+// Tiles per task and how the output channels are cut: as the implicit GEMM's ForwardSplit,
+// row blocks appear only when tile blocks alone would leave cores idle. Every output
+// element is summed in the same order whatever the split (the micro-kernel reduces each
+// element of M in order over the channel blocks), so results do not depend on the
+// thread count.
+struct Split {
+  int64_t tiles;         // per task; a multiple of kLanes
+  int64_t tiles_padded;  // rounded up to the micro-kernel's NR
+  int64_t tile_blocks;
+  int64_t row_block, row_blocks;
+};
+
+template <typename T>
+Split split_work(const ConvGeometry& g, const Tiling& tiling, const GemmTile& t) {
+  const int64_t kc = std::min(kChannelBlock, g.Cg);
+  // V (16 x kc x tiles) and M (16 x Kg x tiles) of one task fit the working set.
+  const int64_t fit = kWorkingSet / (kPositions * (kc + g.Kg) * int64_t{sizeof(T)});
+  int64_t tiles = std::clamp<int64_t>(fit / t.nr * t.nr, t.nr, 8 * t.nr);
+  tiles = std::min(tiles, round_up(tiling.count, kLanes));
+  const int64_t tile_blocks = ceil_div(tiling.count, tiles);
+
+  const int64_t want_tasks = 4 * at::get_num_threads();
+  const int64_t max_blocks = std::max<int64_t>(1, g.Kg / (4 * t.mr));
+  const int64_t blocks =
+      std::clamp<int64_t>(ceil_div(want_tasks, g.G * tile_blocks), 1, max_blocks);
+  const int64_t row_block = round_up(ceil_div(g.Kg, blocks), t.mr);
+  return {tiles, round_up(tiles, t.nr), tile_blocks, row_block, ceil_div(g.Kg, row_block)};
+}
+
+}  // namespace winograd
+
+// y = conv(x, w) + bias (then ReLU if asked) of geometry g, which winograd_applies to. The
+// weight is an OffsetMatrix as for implicit_gemm_conv: rows k in [0, K), columns the
+// (c, r, s) taps of one group.
+template <typename T>
+void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
+                   T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
+  using namespace winograd;
+  const GemmTile t = gemm_tile<T>();
+  const int64_t rows_padded = round_up(g.Kg, t.mr);
+  // One U_xi of one group, packed; plus a cache line, so that the 16 U_xi do not start a
+  // multiple of 4 KiB apart, where their streams would evict each other from L1.
+  const int64_t per_position = rows_padded * g.Cg + 64 / int64_t{sizeof(T)};
+
+  // U, packed once: for group gr, position xi and channel block c0, the MR-row panels of
+  // U_xi[:, c0 : c0 + kc] start at (gr * 16 + xi) * per_position + c0 * rows_padded.
+  // A task transforms one panel's MR filters at a time, channel by channel (the MR
+  // filters side by side, as vector lanes), and writes each U_xi's MR values in a row.
+  const int64_t panels = rows_padded / t.mr;
+  const Scratch<T> a_pack(kOperands, g.G * kPositions * per_position);
+  at::parallel_for(0, g.G * panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t group = task / panels, k0 = (task % panels) * t.mr;
+      const int64_t live = std::min(t.mr, g.Kg - k0);  // rows past Kg stay zero (gemm.h)
+      T* a_group = a_pack.get() + group * kPositions * per_position;
+      const T* wk[kMaxRows];
+      for (int64_t r = 0; r < live; ++r) wk[r] = w.base + w.row_off[group * g.Kg + k0 + r];
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        T f[9][kMaxRows] = {}, u[kPositions][kMaxRows];
+        for (int tap = 0; tap < 9; ++tap) {
+          const int64_t off = w.col_off[c * 9 + tap];
+          for (int64_t r = 0; r < live; ++r) f[tap][r] = wk[r][off];
+        }
+        transform_filters(f, u);
+        const int64_t c0 = c / kChannelBlock * kChannelBlock;
+        const int64_t kc = std::min(kChannelBlock, g.Cg - c0);
+        T* dst = a_group + c0 * rows_padded + k0 * kc + (c - c0) * t.mr;
+        for (int xi = 0; xi < kPositions; ++xi) {
+          std::copy(u[xi], u[xi] + t.mr, dst + xi * per_position);
+        }
+      }
+    }
+  });
+
+  const Tiling tiling(g);
+  const Split split = split_work<T>(g, tiling, t);
+  const int64_t nt = split.tiles_padded, blocks_of_rows = split.row_blocks;
+  const int64_t tasks = g.G * blocks_of_rows * split.tile_blocks;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t kc_max = std::min(kChannelBlock, g.Cg);
+    const Scratch<T> v_pack(kPanelB, kPositions * kc_max * nt);          // B panels of V_xi
+    const Scratch<T> m_block(kTile, kPositions * split.row_block * nt);  // M_xi: rows x nt
+    TileBlock block(nt);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t group = task / (blocks_of_rows * split.tile_blocks);
+      const int64_t m0 = ((task / split.tile_blocks) % blocks_of_rows) * split.row_block;
+      const int64_t first = (task % split.tile_blocks) * split.tiles;
+      const int64_t rows = std::min(split.row_block, g.Kg - m0);
+      const int64_t count = std::min(split.tiles, tiling.count - first);
+      block.fill(g, tiling, xs, ys, first, count);
+      const int64_t live = round_up(count, kLanes);  // lane groups with at least one tile
+
+      std::fill(m_block.get(), m_block.get() + kPositions * rows * nt, T(0));
+      const T* x_group = x + group * g.Cg * xs.c;
+      const T* a_group = a_pack.get() + group * kPositions * per_position;
+      for (int64_t c0 = 0; c0 < g.Cg; c0 += kChannelBlock) {
+        const int64_t kc = std::min(kChannelBlock, g.Cg - c0);
+        // V of channels [c0, c0 + kc): element (c, tile j) of V_xi goes to
+        // v_pack[xi * kc * nt + (j / NR) * kc * NR + (c - c0) * NR + j % NR].
+        for (int64_t c = c0; c < c0 + kc; ++c) {
+          const T* xc = x_group + c * xs.c;
+          for (int64_t j0 = 0; j0 < nt; j0 += kLanes) {
+            T d[kPositions][kLanes], v[kPositions][kLanes];
+            if (j0 < live) {
+              for (int ij = 0; ij < kPositions; ++ij) {
+                const int64_t* off = block.in_off.data() + ij * nt + j0;
+                for (int l = 0; l < kLanes; ++l) d[ij][l] = off[l] >= 0 ? xc[off[l]] : T(0);
+              }
+              transform_input(d, v);
+            } else {
+              for (auto& row : v) std::fill(row, row + kLanes, T(0));
+            }
+            T* dst = v_pack.get() + (j0 / t.nr) * kc * t.nr + (c - c0) * t.nr + j0 % t.nr;
+            for (int xi = 0; xi < kPositions; ++xi) {
+              std::copy(v[xi], v[xi] + kLanes, dst + xi * kc * nt);
+            }
+          }
+        }
+        // M_xi += U_xi[rows m0.., c0..] * V_xi: rows from panel m0 / MR of the block.
+        for (int xi = 0; xi < kPositions; ++xi) {
+          gemm_packed(rows, nt, kc, a_group + xi * per_position + c0 * rows_padded + m0 * kc,
+                      v_pack.get() + xi * kc * nt, m_block.get() + xi * rows * nt, nt, 1);
+        }
+      }
+
+      // Output transform, bias and ReLU, then each tile's 2x2 pixels to their places.
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t k = group * g.Kg + m0 + i;
+        const T add = bias ? bias[k] : T(0);
+        T* y_channel = y + k * ys.c;
+        for (int64_t j0 = 0; j0 < live; j0 += kLanes) {
+          T m[kPositions][kLanes], out[4][kLanes];
+          for (int xi = 0; xi < kPositions; ++xi) {
+            const T* src = m_block.get() + (xi * rows + i) * nt + j0;
+            std::copy(src, src + kLanes, m[xi]);
+          }
+          transform_output(m, out);
+          for (int l = 0; l < kLanes && j0 + l < count; ++l) {
+            const int64_t j = j0 + l;
+            T* yt = y_channel + block.out_off[j];
+            for (int a = 0; a < block.out_rows[j]; ++a) {
+              for (int b = 0; b < block.out_cols[j]; ++b) {
+                T value = out[a * 2 + b][l] + add;
+                if (relu) value = std::max(value, T(0));  // NaN stays NaN, as in torch.relu
+                yt[a * ys.h + b * ys.w] = value;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace cnnops::cpu

@@ -1,0 +1,70 @@
+// Scratch buffers that stay with the thread that used them, from one kernel call to the next.
+//
+// A fresh buffer of a few megabytes comes from mmap, and the kernel then pages it in and
+// zeroes it, page by page, on every call: for the Winograd filter transform of a 512 -> 512
+// 3x3 layer that was most of its time. A slot keeps its memory (up to kKeepBytes) for the
+// next call on the same thread; bigger requests are allocated and freed per call.
+//
+// Slots are per thread and must not be held twice at once on one thread: a kernel uses
+// slot kOperands for what its calling thread allocates before at::parallel_for, and the
+// other slots inside the parallel region (where the calling thread is one of the workers).
+// The memory is uninitialised.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace cnnops::cpu {
+
+enum ScratchSlot : int { kOperands = 0, kPanelB = 1, kTile = 2, kScratchSlots = 3 };
+
+namespace detail {
+
+struct KeptBuffer {
+  std::unique_ptr<std::max_align_t[]> data;
+  size_t bytes = 0;
+};
+
+// One set of slots per thread, shared by every element type.
+inline std::array<KeptBuffer, kScratchSlots>& kept_buffers() {
+  thread_local std::array<KeptBuffer, kScratchSlots> slots;
+  return slots;
+}
+
+}  // namespace detail
+
+template <typename T>
+class Scratch {
+ public:
+  Scratch(ScratchSlot slot, int64_t count) {
+    const size_t bytes = static_cast<size_t>(count) * sizeof(T);
+    if (bytes > kKeepBytes) {
+      owned_.reset(new T[count]);
+      data_ = owned_.get();
+      return;
+    }
+    detail::KeptBuffer& kept = detail::kept_buffers()[slot];
+    if (kept.bytes < bytes) {
+      kept.data.reset();  // free first: the old and new buffers need not coexist
+      kept.data.reset(new std::max_align_t[(bytes + sizeof(std::max_align_t) - 1) /
+                                           sizeof(std::max_align_t)]);
+      kept.bytes = bytes;
+    }
+    data_ = reinterpret_cast<T*>(kept.data.get());
+  }
+
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  T* get() const { return data_; }
+
+ private:
+  static constexpr size_t kKeepBytes = size_t{64} << 20;
+
+  std::unique_ptr<T[]> owned_;
+  T* data_ = nullptr;
+};
+
+}  // namespace cnnops::cpu
