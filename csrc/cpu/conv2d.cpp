@@ -18,8 +18,9 @@
 //            col2im. grad_weight is dW = dY * X_col^T. Work is split so that every output
 //            element is owned by one task, which reduces in a fixed order: results do not
 //            depend on the thread count.
-// version 3: Winograd F(2x2, 3x3) (cpu/conv2d_winograd.h) for 3x3 stride-1 convolutions,
-//            the forward pass and grad_input at stride 1; other shapes run version 2.
+// version 3: Winograd F(2x2, 3x3) (cpu/conv2d_winograd.h) for 3x3 stride-1 convolutions:
+//            the forward pass, grad_input, and grad_weight by the transposed algorithm
+//            F(3x3, 2x2); other shapes run version 2.
 // version 0 (automatic, the default) runs version 3 where it applies and both channel
 //            counts are large enough for it to pay (winograd_pays), version 2 elsewhere.
 
@@ -286,12 +287,16 @@ bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
 
 // Every convolution-shaped product of the fast versions: the forward pass, and grad_input
 // at stride 1. Winograd where the version asks for it and it applies; else implicit GEMM.
+// Whether the fast versions run Winograd (cpu/conv2d_winograd.h) on a problem of geometry g.
+bool use_winograd(const ConvGeometry& g) {
+  const int version = kernel_version(OpFamily::conv2d);
+  return version == 3 ? winograd_applies(g) : version == 0 && winograd_pays(g);
+}
+
 template <typename T>
 void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
               const Strides4& ys, const ConvGeometry& g, bool relu) {
-  const int version = kernel_version(OpFamily::conv2d);
-  const bool winograd = version == 3 ? winograd_applies(g) : version == 0 && winograd_pays(g);
-  if (winograd) {
+  if (use_winograd(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
   } else {
     implicit_gemm_conv(x, xs, w, bias, y, ys, g, relu);
@@ -612,6 +617,10 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
       conv2d_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
+    } else if (use_winograd(g)) {
+      winograd_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
+                           input.data_ptr<scalar_t>(), Strides4(input),
+                           grad_weight.data_ptr<scalar_t>(), g);
     } else {
       conv2d_grad_weight_gemm<scalar_t>(grad_output, input, grad_weight, g);
     }

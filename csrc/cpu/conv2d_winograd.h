@@ -131,6 +131,49 @@ inline void transform_output(const T (&m)[kPositions][kLanes], T (&y)[4][kLanes]
   }
 }
 
+// Z = A dy A^T for kMaxRows 2x2 gradient tiles (dy[a * 2 + b][lane]) into 4x4 (z), with A
+// the transpose of A^T above. Used by the weight gradient, see winograd_grad_weight.
+template <typename T>
+inline void transform_grad_output(const T (&dy)[4][kMaxRows], T (&z)[kPositions][kMaxRows]) {
+  T s[8][kMaxRows];  // A dy: 4 rows of 2
+  for (int b = 0; b < 2; ++b) {
+    for (int l = 0; l < kMaxRows; ++l) {
+      const T d0 = dy[b][l], d1 = dy[2 + b][l];
+      s[b][l] = d0;
+      s[2 + b][l] = d0 + d1;
+      s[4 + b][l] = d0 - d1;
+      s[6 + b][l] = -d1;
+    }
+  }
+  for (int a = 0; a < 4; ++a) {  // (A dy) A^T
+    for (int l = 0; l < kMaxRows; ++l) {
+      const T s0 = s[a * 2][l], s1 = s[a * 2 + 1][l];
+      z[a * 4 + 0][l] = s0;
+      z[a * 4 + 1][l] = s0 + s1;
+      z[a * 4 + 2][l] = s0 - s1;
+      z[a * 4 + 3][l] = -s1;
+    }
+  }
+}
+
+// dW = G^T q G: the 3x3 weight gradient (row-major) of one 4x4 sum q of products.
+template <typename T>
+inline void transform_grad_weight(const T q[kPositions], T dw[9]) {
+  T p[12];  // G^T q: 3 rows of 4
+  for (int j = 0; j < 4; ++j) {
+    const T q0 = q[j], q1 = q[4 + j], q2 = q[8 + j], q3 = q[12 + j];
+    p[j] = q0 + T(0.5) * (q1 + q2);
+    p[4 + j] = T(0.5) * (q1 - q2);
+    p[8 + j] = T(0.5) * (q1 + q2) + q3;
+  }
+  for (int r = 0; r < 3; ++r) {  // (G^T q) G
+    const T p0 = p[r * 4], p1 = p[r * 4 + 1], p2 = p[r * 4 + 2], p3 = p[r * 4 + 3];
+    dw[r * 3 + 0] = p0 + T(0.5) * (p1 + p2);
+    dw[r * 3 + 1] = T(0.5) * (p1 - p2);
+    dw[r * 3 + 2] = T(0.5) * (p1 + p2) + p3;
+  }
+}
+
 // The 2x2-output tiles of a call, numbered image by image, row by row.
 struct Tiling {
   int64_t rows, cols;  // per image: ceil(P / 2) x ceil(Q / 2)
@@ -333,6 +376,153 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
       }
     }
   });
+}
+
+}  // namespace cnnops::cpu
+
+namespace cnnops::cpu {
+
+namespace winograd {
+
+// The weight gradient's work: tasks own a block of (output channel rows x input channel
+// columns) of the 16 sums Q_xi and reduce them over a range of tiles, then transform their
+// block to dW while it is still in cache. When blocks alone are too few to keep cores
+// busy, the tiles are cut into `splits` ranges whose dW go to their own copies, added in
+// order at the end. All counts are functions of the shape alone (not of the thread
+// count), so neither is the result.
+struct GradWeightSplit {
+  int64_t rows, row_blocks;  // output channels per block: a multiple of MR
+  int64_t cols, col_blocks;  // input channels per block: a multiple of kLanes
+  int64_t splits, tiles_per_split;
+};
+
+constexpr int64_t kGradTiles = 64;  // tiles per packed reduction block
+
+template <typename T>
+GradWeightSplit split_grad_weight(const ConvGeometry& g, const Tiling& tiling, const GemmTile& t) {
+  constexpr int64_t kWantTasks = 8;
+  const int64_t rows = std::min(round_up(g.Kg, t.mr), 8 * t.mr);
+  const int64_t cols = std::min(round_up(g.Cg, kLanes), 2 * t.nr);
+  const int64_t row_blocks = ceil_div(g.Kg, rows), col_blocks = ceil_div(g.Cg, cols);
+  const int64_t blocks = g.G * row_blocks * col_blocks;
+  // Copies of dW stay within the larger of 64 MiB and the input's size, as the implicit
+  // GEMM's partial weight gradients do.
+  const int64_t budget =
+      std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * int64_t{sizeof(T)});
+  const int64_t copy_bytes = g.K * g.Cg * 9 * int64_t{sizeof(T)};
+  const int64_t splits = std::clamp<int64_t>(
+      std::min({ceil_div(kWantTasks, blocks), tiling.count / (4 * kGradTiles),
+                1 + budget / copy_bytes}),
+      1, kWantTasks);
+  const int64_t tiles_per_split = round_up(ceil_div(tiling.count, splits), kGradTiles);
+  return {rows, row_blocks, cols, col_blocks, ceil_div(tiling.count, tiles_per_split),
+          tiles_per_split};
+}
+
+}  // namespace winograd
+
+// dW = conv2d's weight gradient for a geometry winograd_applies to, by the same identity
+// read backwards: a 3x3 weight gradient is, per 2x2 tile of dY and 4x4 patch d of x,
+//   dW += G^T [ (A dy A^T) .* (B^T d B) ] G
+// (the transposed algorithm, Winograd F(3x3, 2x2)). Summed over the tiles of the batch,
+// the elementwise products are again 16 GEMMs, now reducing over tiles:
+//   Q_xi [Kg x Cg] = Z_xi [Kg x T] * V_xi^T [T x Cg]
+// and dW[k, c] = G^T Q[k, c] G at the end. dw is a contiguous K x Cg x 3 x 3 tensor; every
+// element is written.
+template <typename T>
+void winograd_grad_weight(const T* dy, const Strides4& dys, const T* x, const Strides4& xs,
+                          T* dw, const ConvGeometry& g) {
+  using namespace winograd;
+  const GemmTile t = gemm_tile<T>();
+  const Tiling tiling(g);
+  const GradWeightSplit split = split_grad_weight<T>(g, tiling, t);
+  // Split 0 writes dW itself; the others write copies of it, added in order at the end.
+  const int64_t dw_size = g.K * g.Cg * 9;
+  std::vector<T> partial((split.splits - 1) * dw_size);
+  const int64_t blocks = g.G * split.row_blocks * split.col_blocks;
+
+  at::parallel_for(0, split.splits * blocks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t rows_padded = round_up(split.rows, t.mr);
+    const int64_t cols_padded = round_up(split.cols, t.nr);
+    const Scratch<T> z_pack(kPanelB, kPositions * rows_padded * kGradTiles);  // A panels
+    const Scratch<T> v_pack(kTile, kPositions * cols_padded * kGradTiles);    // B panels
+    const Scratch<T> q(kResult, kPositions * split.rows * split.cols);  // [xi][k][c] of a block
+    TileBlock block(kGradTiles);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t s = task / blocks, b = task % blocks;
+      const int64_t group = b / (split.row_blocks * split.col_blocks);
+      const int64_t k0 = ((b / split.col_blocks) % split.row_blocks) * split.rows;
+      const int64_t c0 = (b % split.col_blocks) * split.cols;
+      const int64_t rows = std::min(split.rows, g.Kg - k0);
+      const int64_t cols = std::min(split.cols, g.Cg - c0);
+      const T* dy_block = dy + (group * g.Kg + k0) * dys.c;
+      const T* x_block = x + (group * g.Cg + c0) * xs.c;
+      std::fill_n(q.get(), kPositions * rows * cols, T(0));
+      const int64_t tile_end = std::min(tiling.count, (s + 1) * split.tiles_per_split);
+      for (int64_t first = s * split.tiles_per_split; first < tile_end; first += kGradTiles) {
+        const int64_t count = std::min(kGradTiles, tile_end - first);
+        block.fill(g, tiling, xs, dys, first, count);
+        // Z_xi of rows [k0, k0 + rows) in MR-row panels over the block's tiles:
+        // element (k, tile j) at (k / MR) * count * MR + j * MR + k % MR.
+        for (int64_t i0 = 0; i0 < rows; i0 += t.mr) {
+          const int64_t live = std::min(t.mr, rows - i0);
+          T* panel = z_pack.get() + (i0 / t.mr) * count * t.mr;
+          for (int64_t j = 0; j < count; ++j) {
+            T d[4][kMaxRows] = {}, z[kPositions][kMaxRows];
+            for (int a = 0; a < block.out_rows[j]; ++a) {
+              for (int bb = 0; bb < block.out_cols[j]; ++bb) {
+                const T* src = dy_block + (i0 * dys.c) + block.out_off[j] + a * dys.h + bb * dys.w;
+                for (int64_t l = 0; l < live; ++l) d[a * 2 + bb][l] = src[l * dys.c];
+              }
+            }
+            transform_grad_output(d, z);
+            for (int xi = 0; xi < kPositions; ++xi) {
+              std::copy(z[xi], z[xi] + t.mr, panel + xi * rows_padded * count + j * t.mr);
+            }
+          }
+        }
+        // V_xi of channels [c0, c0 + cols) in NR-column panels over the block's tiles:
+        // element (tile j, c) at (c / NR) * count * NR + j * NR + c % NR.
+        for (int64_t cl = 0; cl < cols_padded; cl += kLanes) {
+          const int64_t live = std::clamp<int64_t>(cols - cl, 0, kLanes);
+          T* panel = v_pack.get() + (cl / t.nr) * count * t.nr + cl % t.nr;
+          for (int64_t j = 0; j < count; ++j) {
+            T d[kPositions][kLanes] = {}, v[kPositions][kLanes];
+            for (int ij = 0; ij < kPositions; ++ij) {
+              const int64_t off = block.in_off[ij * kGradTiles + j];
+              if (off < 0) continue;
+              const T* src = x_block + cl * xs.c + off;
+              for (int64_t l = 0; l < live; ++l) d[ij][l] = src[l * xs.c];
+            }
+            transform_input(d, v);
+            for (int xi = 0; xi < kPositions; ++xi) {
+              std::copy(v[xi], v[xi] + kLanes, panel + xi * cols_padded * count + j * t.nr);
+            }
+          }
+        }
+        for (int xi = 0; xi < kPositions; ++xi) {
+          gemm_packed(rows, cols, count, z_pack.get() + xi * rows_padded * count,
+                      v_pack.get() + xi * cols_padded * count, q.get() + xi * rows * cols,
+                      cols, 1);
+        }
+      }
+      // dW = G^T Q G for the block's (k, c) pairs.
+      T* dw_split = s == 0 ? dw : partial.data() + (s - 1) * dw_size;
+      for (int64_t i = 0; i < rows; ++i) {
+        T* dw_row = dw_split + ((group * g.Kg + k0 + i) * g.Cg + c0) * 9;
+        for (int64_t j = 0; j < cols; ++j) {
+          T sum[kPositions];
+          for (int xi = 0; xi < kPositions; ++xi) sum[xi] = q.get()[(xi * rows + i) * cols + j];
+          transform_grad_weight(sum, dw_row + j * 9);
+        }
+      }
+    }
+  });
+
+  for (int64_t s = 1; s < split.splits; ++s) {
+    const T* part = partial.data() + (s - 1) * dw_size;
+    for (int64_t i = 0; i < dw_size; ++i) dw[i] += part[i];
+  }
 }
 
 }  // namespace cnnops::cpu

@@ -18,7 +18,7 @@
 
 namespace cnnops::cpu {
 
-enum ScratchSlot : int { kOperands = 0, kPanelB = 1, kTile = 2, kScratchSlots = 3 };
+enum ScratchSlot : int { kOperands = 0, kPanelB = 1, kTile = 2, kResult = 3, kScratchSlots = 4 };
 
 namespace detail {
 
