@@ -1,7 +1,7 @@
 """cnnops.conv2d against torch.nn.functional.conv2d: forward values, gradients, memory format.
 
 Every case runs on the reference kernel (version 1) and the fast kernels (version 2, and the
-CPU's Winograd version 3). The
+CPU's Winograd version 3 and direct version 4). The
 reference result is F.conv2d in float64 on upcast copies of the operands, so the only
 error measured is the kernel's own; tolerances come from the dtype under test:
 atol + rtol * |ref|, with atol growing as sqrt(reduction length).
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
-# Version 3 (Winograd F(2x2, 3x3)) is CPU-only; elsewhere, and for shapes other than 3x3
-# stride 1, it runs version 2.
+# Versions 3 (Winograd F(2x2, 3x3)) and 4 (direct, short reductions) are CPU-only; on CUDA,
+# and on the CPU for shapes they do not apply to, they run version 2.
 VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast"),
-            pytest.param(3, id="v3_winograd")]
+            pytest.param(3, id="v3_winograd"), pytest.param(4, id="v4_direct")]
 
 # dtype: (rtol, atol per sqrt(reduction length)); the operands are unit normals, so a sum of
 # L products is about sqrt(L) in size and its rounding error grows with it.
@@ -74,6 +74,9 @@ CASES = [
     case("groups_eq_channels", (2, 13, 9, 11), (13, 1, 3, 3), bias=True, groups=13, padding=1),
     case("groups_eq_channels_x2_stride2", (1, 5, 7, 9), (10, 1, 5, 5), groups=5, stride=2,
          padding=2),
+    # one input channel per group and many outputs: the direct kernel, not the depthwise one
+    case("one_channel_to_16", (2, 1, 9, 37), (16, 1, 3, 3), bias=True, padding=1),
+    case("groups2_multiplier8_k5", (2, 2, 7, 9), (16, 1, 5, 5), groups=2, padding=(2, 1)),
     case("same_k3", (2, 3, 7, 9), (5, 3, 3, 3), bias=True, padding="same"),
     case("same_k2x2", (2, 3, 7, 9), (4, 3, 2, 2), padding="same"),
     case("same_k4x4", (1, 5, 7, 9), (3, 5, 4, 4), bias=True, padding="same"),

@@ -22,10 +22,11 @@ def randomise_batch_norms(model):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("version", [1, 2, 3])  # 3: Winograd at stride 1 (CPU)
-def test_conv2d_bias_relu_equals_relu_of_conv2d(version, stride):
-    x = torch.randn(2, 5, 9, 11)
-    w = torch.randn(7, 5, 3, 3)
+@pytest.mark.parametrize("version", [1, 2, 3, 4])  # 3: Winograd at stride 1, 4: direct (CPU)
+@pytest.mark.parametrize("in_channels", [3, 5])  # 3: short enough for the direct kernel
+def test_conv2d_bias_relu_equals_relu_of_conv2d(version, stride, in_channels):
+    x = torch.randn(2, in_channels, 9, 11)
+    w = torch.randn(7, in_channels, 3, 3)
     b = torch.randn(7)
     with cnnops.kernel_version("conv2d", version):
         fused = cnnops.functional.conv2d_bias_relu(x, w, b, stride=stride, padding=(1, 2))
@@ -33,7 +34,7 @@ def test_conv2d_bias_relu_equals_relu_of_conv2d(version, stride):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 @pytest.mark.parametrize("kernel", [1, 3])
 def test_conv2d_bias_relu_keeps_nan_as_relu_does(kernel, version):
     x = torch.full((1, 1, 3, 3), float("nan"))

@@ -180,8 +180,9 @@ def optional_operand(draw, shape, grad: bool = True) -> Operand | None:
     return draw(st.one_of(st.none(), operands(shape, grad)))
 
 
-# The highest kernel version of each family (conv2d's 3 is the CPU's Winograd kernel).
-LATEST_VERSION = {"conv2d": 3, "depthwise": 2, "pool": 2}
+# The highest kernel version of each family (conv2d's 3 and 4 are the CPU's Winograd and
+# direct kernels).
+LATEST_VERSION = {"conv2d": 4, "depthwise": 2, "pool": 2}
 
 
 @st.composite

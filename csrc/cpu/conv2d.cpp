@@ -21,8 +21,14 @@
 // version 3: Winograd F(2x2, 3x3) (cpu/conv2d_winograd.h) for 3x3 stride-1 convolutions:
 //            the forward pass, grad_input, and grad_weight by the transposed algorithm
 //            F(3x3, 2x2); other shapes run version 2.
+// version 4: direct convolution for short reductions (CgRS <= 32: a first layer of 1 to 3
+//            channels) at unit width stride, into an output with contiguous rows: a
+//            zero-padded copy of the input is read in place by a micro-kernel that computes
+//            MR output channels x NR columns of one output row (gemm.h, direct_row); other
+//            shapes run version 2. Forward only: grad_input and grad_weight run version 2.
 // version 0 (automatic, the default) runs version 3 where it applies and both channel
-//            counts are large enough for it to pay (winograd_pays), version 2 elsewhere.
+//            counts are large enough for it to pay (winograd_pays), else version 4 where it
+//            applies, else version 2.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -303,14 +309,105 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
   }
 }
 
+constexpr int64_t kDirectMaxTaps = 32;  // version 4: the longest reduction CgRS
+
+bool direct_applies(const ConvGeometry& g, const Strides4& ys) {
+  return g.reduction() <= kDirectMaxTaps && g.p.stride_w == 1 && ys.w == 1;
+}
+
+// A depthwise-shaped layer with many output channels per input channel (SimpleCNN's first
+// layer: 1 -> 32) runs faster on the direct kernel, which shares each input load among MR
+// output channels, than on the depthwise kernels, which compute one channel at a time.
+bool direct_over_depthwise(const at::Tensor& weight, const Conv2dParams& p,
+                           c10::MemoryFormat format) {
+  const int version = kernel_version(OpFamily::conv2d);
+  return (version == 0 || version == 4) && weight.size(0) / p.groups >= 8 &&
+         weight.size(2) * weight.size(3) <= kDirectMaxTaps && p.stride_w == 1 &&
+         format == c10::MemoryFormat::Contiguous;
+}
+
+template <typename T>
+void direct_conv(const at::Tensor& input, const OffsetMatrix<T>& w, const T* bias,
+                 at::Tensor& output, const ConvGeometry& g, bool relu) {
+  const GemmTile t = gemm_tile<T>();
+  const T* x = input.data_ptr<T>();
+  T* y = output.data_ptr<T>();
+  const Strides4 xs(input), ys(output);
+
+  // The zero-padded input: plane (n, c) holds rows [-pad_top, ..) x columns [-pad_left, ..)
+  // of x, as far as any tap reaches, and NR - 1 zeros past the last plane for the loads
+  // that run past a row's end.
+  const int64_t hp = std::max(g.H + g.p.pad_top,
+                              (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h + 1);
+  const int64_t wp = std::max(g.W + g.p.pad_left, g.Q + (g.S - 1) * g.p.dilation_w);
+  const int64_t plane = hp * wp;
+  const Scratch<T> padded(kOperands, g.N * g.C * plane + t.nr);
+  std::fill_n(padded.get() + g.N * g.C * plane, t.nr, T(0));
+  at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const T* src = x + (nc / g.C) * xs.n + (nc % g.C) * xs.c;
+      T* dst = padded.get() + nc * plane;
+      for (int64_t row = 0; row < hp; ++row) {
+        T* d = dst + row * wp;
+        const int64_t ih = row - g.p.pad_top;
+        if (ih < 0 || ih >= g.H) {
+          std::fill_n(d, wp, T(0));
+          continue;
+        }
+        const int64_t left = std::min(g.p.pad_left, wp), width = std::min(g.W, wp - left);
+        std::fill_n(d, left, T(0));
+        const T* s = src + ih * xs.h;
+        for (int64_t iw = 0; iw < width; ++iw) d[left + iw] = s[iw * xs.w];
+        std::fill(d + left + width, d + wp, T(0));
+      }
+    }
+  });
+
+  // Weights in blocks of MR output channels, tap-major: [group][block][tap][MR], zero past Kg.
+  const int64_t taps = g.reduction(), blocks = ceil_div(g.Kg, t.mr);
+  std::vector<T> w_pack(g.G * blocks * taps * t.mr, T(0));
+  for (int64_t k = 0; k < g.K; ++k) {
+    const int64_t group = k / g.Kg, kl = k % g.Kg;
+    T* dst = w_pack.data() + ((group * blocks + kl / t.mr) * taps) * t.mr + kl % t.mr;
+    for (int64_t tap = 0; tap < taps; ++tap) dst[tap * t.mr] = w.base[w.row_off[k] + w.col_off[tap]];
+  }
+  std::vector<int64_t> tap_off(taps);
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    const KernelTap kt(tap, g);
+    tap_off[tap] = kt.c * plane + kt.r * g.p.dilation_h * wp + kt.s * g.p.dilation_w;
+  }
+
+  at::parallel_for(0, g.N * g.G * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / (g.G * blocks), group = (task / blocks) % g.G;
+      const int64_t k0 = group * g.Kg + (task % blocks) * t.mr;
+      const int m_valid = static_cast<int>(std::min(t.mr, (group + 1) * g.Kg - k0));
+      const T* w_block = w_pack.data() + (group * blocks + task % blocks) * taps * t.mr;
+      const T* x_image = padded.get() + (n * g.C + group * g.Cg) * plane;
+      for (int64_t oh = 0; oh < g.P; ++oh) {
+        direct_row(taps, tap_off.data(), x_image + oh * g.p.stride_h * wp, w_block, g.Q,
+                   y + n * ys.n + k0 * ys.c + oh * ys.h, ys.c, m_valid,
+                   bias ? bias + k0 : nullptr, relu);
+      }
+    }
+  });
+}
+
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
                          at::Tensor& output, const ConvGeometry& g, bool relu) {
   const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
   const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-  convolve(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
-           Strides4(output), g, relu);
+  const int version = kernel_version(OpFamily::conv2d);
+  const bool direct = (version == 4 || (version == 0 && !winograd_pays(g))) &&
+                      direct_applies(g, Strides4(output));
+  if (direct) {
+    direct_conv(input, w, bias, output, g, relu);
+  } else {
+    convolve(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
+             Strides4(output), g, relu);
+  }
 }
 
 // At stride 1, grad_input is a convolution of grad_output with the weight transposed
@@ -530,11 +627,12 @@ at::Tensor conv2d_forward_impl(const char* op, const at::Tensor& input, const at
                                int64_t groups, bool relu) {
   const auto params = Conv2dParams::from_lists(op, stride, padding, dilation, groups);
   const auto out_size = check_conv2d_forward(input, weight, bias, params, op);
-  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+  const c10::MemoryFormat format = conv_output_memory_format(input, weight);
+  if (is_depthwise(input.size(1), groups) && !use_reference() &&
+      !direct_over_depthwise(weight, params, format)) {
     return depthwise_forward_cpu(input, weight, bias, params, relu);  // cpu/depthwise.cpp
   }
-  at::Tensor output = at::empty(
-      out_size, input.options().memory_format(conv_output_memory_format(input, weight)));
+  at::Tensor output = at::empty(out_size, input.options().memory_format(format));
   if (output.numel() == 0) return output;
   const ConvGeometry g(input.sizes(), weight.sizes(), out_size[2], out_size[3], params);
   // The bias is tiny; a contiguous copy lets the kernels index it plainly.

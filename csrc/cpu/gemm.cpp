@@ -13,6 +13,11 @@ namespace cnnops::cpu {
                    long rs_c, long cs_c);                                                 \
   void gemm_packed(long M, long N, long K, const double* a, const double* b, double* c,   \
                    long rs_c, long cs_c);                                                 \
+  void direct_row(long taps, const long* tap_off, const float* x, const float* w, long n, \
+                  float* y, long rs_y, int m_valid, const float* bias, bool relu);        \
+  void direct_row(long taps, const long* tap_off, const double* x, const double* w,       \
+                  long n, double* y, long rs_y, int m_valid, const double* bias,          \
+                  bool relu);                                                             \
   }
 
 CNNOPS_DECLARE_GEMM(portable)
@@ -72,24 +77,37 @@ GemmTile gemm_tile<double>() {
 }
 
 #ifdef CNNOPS_X86
-#define CNNOPS_DISPATCH_GEMM(...)                                          \
+#define CNNOPS_DISPATCH(kernel, ...)                                       \
   switch (active_isa()) {                                                  \
-    case Isa::avx512: return avx512::gemm_packed(__VA_ARGS__);             \
-    case Isa::avx2: return avx2::gemm_packed(__VA_ARGS__);                 \
-    default: return portable::gemm_packed(__VA_ARGS__);                    \
+    case Isa::avx512: return avx512::kernel(__VA_ARGS__);                  \
+    case Isa::avx2: return avx2::kernel(__VA_ARGS__);                      \
+    default: return portable::kernel(__VA_ARGS__);                         \
   }
 #else
-#define CNNOPS_DISPATCH_GEMM(...) return portable::gemm_packed(__VA_ARGS__);
+#define CNNOPS_DISPATCH(kernel, ...) return portable::kernel(__VA_ARGS__);
 #endif
 
 void gemm_packed(int64_t M, int64_t N, int64_t K, const float* a, const float* b, float* c,
                  int64_t rs_c, int64_t cs_c) {
-  CNNOPS_DISPATCH_GEMM(M, N, K, a, b, c, rs_c, cs_c)
+  CNNOPS_DISPATCH(gemm_packed, M, N, K, a, b, c, rs_c, cs_c)
 }
 
 void gemm_packed(int64_t M, int64_t N, int64_t K, const double* a, const double* b, double* c,
                  int64_t rs_c, int64_t cs_c) {
-  CNNOPS_DISPATCH_GEMM(M, N, K, a, b, c, rs_c, cs_c)
+  CNNOPS_DISPATCH(gemm_packed, M, N, K, a, b, c, rs_c, cs_c)
+}
+
+void direct_row(int64_t taps, const int64_t* tap_off, const float* x, const float* w, int64_t n,
+                float* y, int64_t rs_y, int m_valid, const float* bias, bool relu) {
+  static_assert(sizeof(long) == sizeof(int64_t), "tap offsets are passed as long");
+  CNNOPS_DISPATCH(direct_row, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y, rs_y,
+                  m_valid, bias, relu)
+}
+
+void direct_row(int64_t taps, const int64_t* tap_off, const double* x, const double* w,
+                int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias, bool relu) {
+  CNNOPS_DISPATCH(direct_row, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y, rs_y,
+                  m_valid, bias, relu)
 }
 
 }  // namespace cnnops::cpu

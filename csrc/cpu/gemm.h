@@ -33,6 +33,15 @@ void gemm_packed(int64_t M, int64_t N, int64_t K, const float* a, const float* b
 void gemm_packed(int64_t M, int64_t N, int64_t K, const double* a, const double* b, double* c,
                  int64_t rs_c, int64_t cs_c);
 
+// The direct-convolution micro-kernel (gemm_kernel.h): MR output channels (gemm_tile().mr)
+// of one output row of n columns, y[i * rs_y + q] = bias[i] + sum over taps t of
+// w[t * MR + i] * x[tap_off[t] + q], ReLU if asked. x is zero-padded and readable NR - 1
+// elements past every tap_off[t] + n; bias may be null; rows past m_valid are not written.
+void direct_row(int64_t taps, const int64_t* tap_off, const float* x, const float* w, int64_t n,
+                float* y, int64_t rs_y, int m_valid, const float* bias, bool relu);
+void direct_row(int64_t taps, const int64_t* tap_off, const double* x, const double* w,
+                int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias, bool relu);
+
 // The instruction set the GEMM runs with: "avx512", "avx2+fma" or "portable".
 const char* cpu_isa();
 

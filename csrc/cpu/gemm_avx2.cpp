@@ -18,7 +18,13 @@ struct FloatVec {
   static vec broadcast(float x) { return _mm256_set1_ps(x); }
   static vec fma(vec a, vec b, vec acc) { return _mm256_fmadd_ps(a, b, acc); }
   static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+  // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
+  static vec relu(vec v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  static void store_first(float* p, vec v, int count) {  // count in [0, width]
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
+  }
 };
 
 struct DoubleVec {
@@ -30,7 +36,13 @@ struct DoubleVec {
   static vec broadcast(double x) { return _mm256_set1_pd(x); }
   static vec fma(vec a, vec b, vec acc) { return _mm256_fmadd_pd(a, b, acc); }
   static vec add(vec a, vec b) { return _mm256_add_pd(a, b); }
+  // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
+  static vec relu(vec v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
   static void store(double* p, vec v) { _mm256_storeu_pd(p, v); }
+  static void store_first(double* p, vec v, int count) {  // count in [0, width]
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), lane), v);
+  }
 };
 
 void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c, long rs_c,
@@ -41,6 +53,16 @@ void gemm_packed(long M, long N, long K, const float* a, const float* b, float* 
 void gemm_packed(long M, long N, long K, const double* a, const double* b, double* c, long rs_c,
                  long cs_c) {
   detail::gemm_packed<DoubleVec, 6, 2>(M, N, K, a, b, c, rs_c, cs_c);
+}
+
+void direct_row(long taps, const long* tap_off, const float* x, const float* w, long n, float* y,
+                long rs_y, int m_valid, const float* bias, bool relu) {
+  detail::direct_row<FloatVec, 6, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
+}
+
+void direct_row(long taps, const long* tap_off, const double* x, const double* w, long n,
+                double* y, long rs_y, int m_valid, const double* bias, bool relu) {
+  detail::direct_row<DoubleVec, 6, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
 }
 
 }  // namespace cnnops::cpu::avx2

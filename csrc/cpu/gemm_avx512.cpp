@@ -18,7 +18,12 @@ struct FloatVec {
   static vec broadcast(float x) { return _mm512_set1_ps(x); }
   static vec fma(vec a, vec b, vec acc) { return _mm512_fmadd_ps(a, b, acc); }
   static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+  // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
+  static vec relu(vec v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static void store_first(float* p, vec v, int count) {  // count in [0, width]
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1), v);
+  }
 };
 
 struct DoubleVec {
@@ -30,7 +35,12 @@ struct DoubleVec {
   static vec broadcast(double x) { return _mm512_set1_pd(x); }
   static vec fma(vec a, vec b, vec acc) { return _mm512_fmadd_pd(a, b, acc); }
   static vec add(vec a, vec b) { return _mm512_add_pd(a, b); }
+  // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
+  static vec relu(vec v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
   static void store(double* p, vec v) { _mm512_storeu_pd(p, v); }
+  static void store_first(double* p, vec v, int count) {  // count in [0, width]
+    _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << count) - 1), v);
+  }
 };
 
 void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c, long rs_c,
@@ -41,6 +51,16 @@ void gemm_packed(long M, long N, long K, const float* a, const float* b, float* 
 void gemm_packed(long M, long N, long K, const double* a, const double* b, double* c, long rs_c,
                  long cs_c) {
   detail::gemm_packed<DoubleVec, 12, 2>(M, N, K, a, b, c, rs_c, cs_c);
+}
+
+void direct_row(long taps, const long* tap_off, const float* x, const float* w, long n, float* y,
+                long rs_y, int m_valid, const float* bias, bool relu) {
+  detail::direct_row<FloatVec, 12, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
+}
+
+void direct_row(long taps, const long* tap_off, const double* x, const double* w, long n,
+                double* y, long rs_y, int m_valid, const double* bias, bool relu) {
+  detail::direct_row<DoubleVec, 12, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
 }
 
 }  // namespace cnnops::cpu::avx512

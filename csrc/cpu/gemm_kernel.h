@@ -9,7 +9,8 @@
 namespace cnnops::cpu::detail {
 
 // V provides: scalar, vec, width, zero(), load(p), broadcast(x), fma(a, b, acc) = a*b + acc,
-// add(a, b), store(p, v). Loads and stores are unaligned.
+// add(a, b), relu(v) = max(0, v) keeping NaN, store(p, v), and store_first(p, v, count) of
+// the first count lanes. Loads and stores are unaligned.
 template <typename V, int MR, int NV>
 inline void micro_kernel(long K, const typename V::scalar* __restrict a,
                          const typename V::scalar* __restrict b, typename V::scalar* c,
@@ -71,6 +72,76 @@ void gemm_packed(long M, long N, long K, const typename V::scalar* a,
       const int m_valid = static_cast<int>(M - i < MR ? M - i : MR);
       micro_kernel<V, MR, NV>(K, a + (i / MR) * K * MR, b_panel, c + i * rs_c + j * cs_c, rs_c,
                               cs_c, m_valid, n_valid);
+    }
+  }
+}
+
+}  // namespace cnnops::cpu::detail
+
+namespace cnnops::cpu::detail {
+
+// The direct-convolution micro-kernel, for convolutions whose reduction is too short for
+// packing to pay (a first layer: 1 to 3 input channels). For one output row of MR output
+// channels it computes, NR columns at a time,
+//   y[i * rs_y + q] = bias[i] + sum_t w[t * MR + i] * x[tap_off[t] + q]     (q < n)
+// then ReLU if asked: the input is read in place, each load feeding MR FMAs. x is a
+// zero-padded copy of the input, so a tap never needs a bounds check; loads may run up to
+// NR - 1 elements past tap_off[t] + n (the caller's buffer allows it). Rows past m_valid
+// are neither read (bias) nor written.
+template <typename V, int MR, int NV>
+void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
+                const typename V::scalar* w, long n, typename V::scalar* y, long rs_y,
+                int m_valid, const typename V::scalar* bias, bool relu) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  constexpr int NR = NV * W;
+  for (long q = 0; q < n; q += NR) {
+    vec acc[MR][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vec start = bias != nullptr && i < m_valid ? V::broadcast(bias[i]) : V::zero();
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = start;
+    }
+    for (long t = 0; t < taps; ++t) {
+      vec xv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) xv[v] = V::load(x + tap_off[t] + q + v * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const vec wi = V::broadcast(w[t * MR + i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(wi, xv[v], acc[i][v]);
+      }
+    }
+    if (relu) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::relu(acc[i][v]);
+      }
+    }
+    if (q + NR <= n) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        if (i >= m_valid) break;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) V::store(y + i * rs_y + q + v * W, acc[i][v]);
+      }
+      continue;
+    }
+    // The row's last, partial block of columns. Loops over the accumulators run to
+    // constant bounds, so that they stay in registers.
+    const int left = static_cast<int>(n - q);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m_valid) break;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const int count = left - v * W;
+        if (count > 0) V::store_first(y + i * rs_y + q + v * W, acc[i][v], count < W ? count : W);
+      }
     }
   }
 }

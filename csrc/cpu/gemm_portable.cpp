@@ -21,7 +21,11 @@ struct GenericVec {
   static vec broadcast(T x) { return vec{} + x; }
   static vec fma(vec a, vec b, vec acc) { return a * b + acc; }
   static vec add(vec a, vec b) { return a + b; }
+  static vec relu(vec v) { return vec{} > v ? vec{} : v; }  // NaN stays NaN
   static void store(T* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
+  static void store_first(T* p, vec v, int count) {  // count in [0, width]
+    for (int i = 0; i < count; ++i) p[i] = v[i];
+  }
 };
 
 void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c, long rs_c,
@@ -32,6 +36,18 @@ void gemm_packed(long M, long N, long K, const float* a, const float* b, float* 
 void gemm_packed(long M, long N, long K, const double* a, const double* b, double* c, long rs_c,
                  long cs_c) {
   detail::gemm_packed<GenericVec<double>, 6, 2>(M, N, K, a, b, c, rs_c, cs_c);
+}
+
+void direct_row(long taps, const long* tap_off, const float* x, const float* w, long n, float* y,
+                long rs_y, int m_valid, const float* bias, bool relu) {
+  detail::direct_row<GenericVec<float>, 6, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias,
+                                              relu);
+}
+
+void direct_row(long taps, const long* tap_off, const double* x, const double* w, long n,
+                double* y, long rs_y, int m_valid, const double* bias, bool relu) {
+  detail::direct_row<GenericVec<double>, 6, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias,
+                                               relu);
 }
 
 }  // namespace cnnops::cpu::portable
