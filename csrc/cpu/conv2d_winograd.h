@@ -32,7 +32,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cpu/conv2d_pack.h"
@@ -89,7 +91,7 @@ inline void transform_filters(const T (&f)[9][kMaxRows], T (&u)[kPositions][kMax
 // V = B^T d B for kLanes patches at once: d[i * 4 + j][lane] is row i, column j of a patch.
 // The lane loops are the vector dimension.
 template <typename T>
-inline void transform_input(const T (&d)[kPositions][kLanes], T (&v)[kPositions][kLanes]) {
+__attribute__((always_inline)) inline void transform_input(const T (&d)[kPositions][kLanes], T (&v)[kPositions][kLanes]) {
   T t[kPositions][kLanes];  // B^T d
   for (int j = 0; j < 4; ++j) {
     for (int l = 0; l < kLanes; ++l) {
@@ -113,7 +115,7 @@ inline void transform_input(const T (&d)[kPositions][kLanes], T (&v)[kPositions]
 
 // Y = A^T m A for kLanes tiles: y[a * 2 + b][lane] is output row a, column b of the tile.
 template <typename T>
-inline void transform_output(const T (&m)[kPositions][kLanes], T (&y)[4][kLanes]) {
+__attribute__((always_inline)) inline void transform_output(const T (&m)[kPositions][kLanes], T (&y)[4][kLanes]) {
   T s[8][kLanes];  // A^T m: 2 rows of 4
   for (int j = 0; j < 4; ++j) {
     for (int l = 0; l < kLanes; ++l) {
@@ -192,10 +194,16 @@ struct TileBlock {
   std::vector<int64_t> in_off;   // [16][capacity]
   std::vector<int64_t> out_off;  // [capacity]
   std::vector<int8_t> out_rows, out_cols;
+  // Per group of kLanes tiles: whether they are kLanes neighbours on one tile row, clear of
+  // the padding and of the output's edge, in a tensor with unit-stride rows. Their patches
+  // then start 2 elements apart (in_step2) and their outputs fill two rows of 2 * kLanes
+  // contiguous pixels (out_step2): plain strided loads and stores, no gathers.
+  std::vector<uint8_t> in_step2, out_step2;
 
   explicit TileBlock(int64_t capacity_)
       : capacity(capacity_), in_off(kPositions * capacity_), out_off(capacity_),
-        out_rows(capacity_), out_cols(capacity_) {}
+        out_rows(capacity_), out_cols(capacity_), in_step2(ceil_div(capacity_, kLanes)),
+        out_step2(ceil_div(capacity_, kLanes)) {}
 
   void fill(const ConvGeometry& g, const Tiling& tiling, const Strides4& xs, const Strides4& ys,
             int64_t first, int64_t count) {
@@ -220,6 +228,21 @@ struct TileBlock {
       out_off[j] = n * ys.n + oh * ys.h + ow * ys.w;
       out_rows[j] = static_cast<int8_t>(std::min<int64_t>(2, g.P - oh));
       out_cols[j] = static_cast<int8_t>(std::min<int64_t>(2, g.Q - ow));
+    }
+    for (int64_t j0 = 0; j0 < capacity; j0 += kLanes) {
+      bool in = j0 + kLanes <= count && xs.w == 1, out = in && ys.w == 1;
+      for (int l = 0; l < kLanes && in; ++l) {
+        for (int ij = 0; ij < kPositions && in; ++ij) {
+          const int64_t* off = in_off.data() + ij * capacity + j0;
+          in = off[l] >= 0 && off[l] == off[0] + 2 * l;
+        }
+      }
+      for (int l = 0; l < kLanes && out; ++l) {
+        out = out_rows[j0 + l] == 2 && out_cols[j0 + l] == 2 &&
+              out_off[j0 + l] == out_off[j0] + 2 * l;
+      }
+      in_step2[j0 / kLanes] = in;
+      out_step2[j0 / kLanes] = out && in;
     }
   }
 };
@@ -252,6 +275,175 @@ Split split_work(const ConvGeometry& g, const Tiling& tiling, const GemmTile& t)
   const int64_t row_block = round_up(ceil_div(g.Kg, blocks), t.mr);
   return {tiles, round_up(tiles, t.nr), tile_blocks, row_block, ceil_div(g.Kg, row_block)};
 }
+
+}  // namespace winograd
+
+namespace winograd {
+
+// Even and odd elements of 2 * kLanes consecutive values, and the reverse: with vector
+// shuffles where the compiler has them (one permute per vector at AVX-512), as element
+// loops elsewhere.
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define CNNOPS_SHUFFLE 1
+#endif
+#endif
+
+template <typename T>
+__attribute__((always_inline)) inline void deinterleave(const T* src, T (&even)[kLanes],
+                                                        T (&odd)[kLanes]) {
+#ifdef CNNOPS_SHUFFLE
+  static_assert(kLanes == 8, "the shuffle patterns are written for 8 lanes");
+  typedef T Full __attribute__((vector_size(2 * kLanes * sizeof(T))));
+  typedef T Half __attribute__((vector_size(kLanes * sizeof(T))));
+  Full v;
+  std::memcpy(&v, src, sizeof v);
+  const Half e = __builtin_shufflevector(v, v, 0, 2, 4, 6, 8, 10, 12, 14);
+  const Half o = __builtin_shufflevector(v, v, 1, 3, 5, 7, 9, 11, 13, 15);
+  std::memcpy(even, &e, sizeof e);
+  std::memcpy(odd, &o, sizeof o);
+#else
+  for (int l = 0; l < kLanes; ++l) {
+    even[l] = src[2 * l];
+    odd[l] = src[2 * l + 1];
+  }
+#endif
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void interleave(const T (&even)[kLanes],
+                                                      const T (&odd)[kLanes], T* dst) {
+#ifdef CNNOPS_SHUFFLE
+  typedef T Full __attribute__((vector_size(2 * kLanes * sizeof(T))));
+  typedef T Half __attribute__((vector_size(kLanes * sizeof(T))));
+  Half e, o;
+  std::memcpy(&e, even, sizeof e);
+  std::memcpy(&o, odd, sizeof o);
+  const Full v = __builtin_shufflevector(e, o, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  std::memcpy(dst, &v, sizeof v);
+#else
+  for (int l = 0; l < kLanes; ++l) {
+    dst[2 * l] = even[l];
+    dst[2 * l + 1] = odd[l];
+  }
+#endif
+}
+
+// V of kc channels (x_channels: the first one's plane) for the block's tiles, into the
+// B panels of the 16 V_xi: element (c, tile j) of V_xi goes to
+// v_pack[xi * kc * nt + (j / NR) * kc * NR + c * NR + j % NR]. Lane groups from `live` on
+// hold no tile and are zero.
+template <typename T>
+__attribute__((always_inline)) inline void transform_input_channels_body(
+    const T* x_channels, const Strides4& xs, const TileBlock& block, int64_t kc, int64_t nt,
+    int64_t live, int64_t nr, T* v_pack) {
+  for (int64_t c = 0; c < kc; ++c) {
+    const T* xc = x_channels + c * xs.c;
+    for (int64_t j0 = 0; j0 < nt; j0 += kLanes) {
+      T d[kPositions][kLanes], v[kPositions][kLanes];
+      if (j0 >= live) {
+        for (auto& row : v) std::fill(row, row + kLanes, T(0));
+      } else if (block.in_step2[j0 / kLanes]) {
+        // Patch row i of the kLanes tiles spans columns [0, 2 * kLanes + 2) of one input
+        // row: columns j and j + 2 come from the even and odd elements of two loads.
+        for (int i = 0; i < 4; ++i) {
+          const T* row = xc + block.in_off[i * 4 * nt + j0];
+          deinterleave(row, d[i * 4], d[i * 4 + 1]);
+          deinterleave(row + 2, d[i * 4 + 2], d[i * 4 + 3]);
+        }
+        transform_input(d, v);
+      } else {
+        for (int ij = 0; ij < kPositions; ++ij) {
+          const int64_t* off = block.in_off.data() + ij * nt + j0;
+          for (int l = 0; l < kLanes; ++l) d[ij][l] = off[l] >= 0 ? xc[off[l]] : T(0);
+        }
+        transform_input(d, v);
+      }
+      T* dst = v_pack + (j0 / nr) * kc * nr + c * nr + j0 % nr;
+      for (int xi = 0; xi < kPositions; ++xi) std::copy(v[xi], v[xi] + kLanes, dst + xi * kc * nt);
+    }
+  }
+}
+
+// Y = A^T M A of `rows` output channels (M_xi: rows x nt each in m_block) plus bias, ReLU if
+// asked, written to the block's tiles of y (y_rows: the first channel's plane).
+template <typename T>
+__attribute__((always_inline)) inline void transform_output_rows_body(
+    const T* m_block, int64_t rows, int64_t nt, int64_t live, int64_t count,
+    const TileBlock& block, const T* bias, bool relu, T* y_rows, const Strides4& ys) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const T add = bias ? bias[i] : T(0);
+    T* y_channel = y_rows + i * ys.c;
+    for (int64_t j0 = 0; j0 < live; j0 += kLanes) {
+      T m[kPositions][kLanes], out[4][kLanes];
+      for (int xi = 0; xi < kPositions; ++xi) {
+        const T* src = m_block + (xi * rows + i) * nt + j0;
+        std::copy(src, src + kLanes, m[xi]);
+      }
+      transform_output(m, out);
+      for (auto& pixel : out) {
+        for (int l = 0; l < kLanes; ++l) {
+          pixel[l] += add;
+          if (relu) pixel[l] = std::max(pixel[l], T(0));  // NaN stays NaN, as in torch.relu
+        }
+      }
+      if (block.out_step2[j0 / kLanes]) {  // two rows of 2 * kLanes contiguous pixels
+        for (int a = 0; a < 2; ++a) {
+          interleave(out[a * 2], out[a * 2 + 1], y_channel + block.out_off[j0] + a * ys.h);
+        }
+        continue;
+      }
+      for (int l = 0; l < kLanes && j0 + l < count; ++l) {
+        const int64_t j = j0 + l;
+        T* yt = y_channel + block.out_off[j];
+        for (int a = 0; a < block.out_rows[j]; ++a) {
+          for (int b = 0; b < block.out_cols[j]; ++b) yt[a * ys.h + b * ys.w] = out[a * 2 + b][l];
+        }
+      }
+    }
+  }
+}
+
+// The transforms are plain loops over kLanes tiles; they are compiled once more for each
+// x86 vector ISA, so that those loops vectorise at its width, and chosen with the GEMM's
+// ISA (cpu_isa(), which CNNOPS_CPU_ISA caps).
+#define CNNOPS_WINOGRAD_CLONES(name, params, args)                                  \
+  template <typename T>                                                             \
+  __attribute__((target("avx512f"))) void name##_avx512 params { name##_body args; } \
+  template <typename T>                                                             \
+  __attribute__((target("avx2,fma"))) void name##_avx2 params { name##_body args; }  \
+  template <typename T>                                                             \
+  void name params {                                                                \
+    static const std::string isa = cpu_isa();                                       \
+    if (isa == "avx512") return name##_avx512 args;                                 \
+    if (isa == "avx2+fma") return name##_avx2 args;                                 \
+    name##_body args;                                                               \
+  }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+CNNOPS_WINOGRAD_CLONES(transform_input_channels,
+                       (const T* x_channels, const Strides4& xs, const TileBlock& block,
+                        int64_t kc, int64_t nt, int64_t live, int64_t nr, T* v_pack),
+                       (x_channels, xs, block, kc, nt, live, nr, v_pack))
+CNNOPS_WINOGRAD_CLONES(transform_output_rows,
+                       (const T* m_block, int64_t rows, int64_t nt, int64_t live,
+                        int64_t count, const TileBlock& block, const T* bias, bool relu,
+                        T* y_rows, const Strides4& ys),
+                       (m_block, rows, nt, live, count, block, bias, relu, y_rows, ys))
+#else
+template <typename T>
+void transform_input_channels(const T* x_channels, const Strides4& xs, const TileBlock& block,
+                              int64_t kc, int64_t nt, int64_t live, int64_t nr, T* v_pack) {
+  transform_input_channels_body(x_channels, xs, block, kc, nt, live, nr, v_pack);
+}
+template <typename T>
+void transform_output_rows(const T* m_block, int64_t rows, int64_t nt, int64_t live,
+                           int64_t count, const TileBlock& block, const T* bias, bool relu,
+                           T* y_rows, const Strides4& ys) {
+  transform_output_rows_body(m_block, rows, nt, live, count, block, bias, relu, y_rows, ys);
+}
+#endif
+#undef CNNOPS_WINOGRAD_CLONES
 
 }  // namespace winograd
 
@@ -323,25 +515,8 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
         const int64_t kc = std::min(kChannelBlock, g.Cg - c0);
         // V of channels [c0, c0 + kc): element (c, tile j) of V_xi goes to
         // v_pack[xi * kc * nt + (j / NR) * kc * NR + (c - c0) * NR + j % NR].
-        for (int64_t c = c0; c < c0 + kc; ++c) {
-          const T* xc = x_group + c * xs.c;
-          for (int64_t j0 = 0; j0 < nt; j0 += kLanes) {
-            T d[kPositions][kLanes], v[kPositions][kLanes];
-            if (j0 < live) {
-              for (int ij = 0; ij < kPositions; ++ij) {
-                const int64_t* off = block.in_off.data() + ij * nt + j0;
-                for (int l = 0; l < kLanes; ++l) d[ij][l] = off[l] >= 0 ? xc[off[l]] : T(0);
-              }
-              transform_input(d, v);
-            } else {
-              for (auto& row : v) std::fill(row, row + kLanes, T(0));
-            }
-            T* dst = v_pack.get() + (j0 / t.nr) * kc * t.nr + (c - c0) * t.nr + j0 % t.nr;
-            for (int xi = 0; xi < kPositions; ++xi) {
-              std::copy(v[xi], v[xi] + kLanes, dst + xi * kc * nt);
-            }
-          }
-        }
+        transform_input_channels(x_group + c0 * xs.c, xs, block, kc, nt, live, t.nr,
+                                 v_pack.get());
         // M_xi += U_xi[rows m0.., c0..] * V_xi: rows from panel m0 / MR of the block.
         for (int xi = 0; xi < kPositions; ++xi) {
           gemm_packed(rows, nt, kc, a_group + xi * per_position + c0 * rows_padded + m0 * kc,
@@ -350,30 +525,9 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
       }
 
       // Output transform, bias and ReLU, then each tile's 2x2 pixels to their places.
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t k = group * g.Kg + m0 + i;
-        const T add = bias ? bias[k] : T(0);
-        T* y_channel = y + k * ys.c;
-        for (int64_t j0 = 0; j0 < live; j0 += kLanes) {
-          T m[kPositions][kLanes], out[4][kLanes];
-          for (int xi = 0; xi < kPositions; ++xi) {
-            const T* src = m_block.get() + (xi * rows + i) * nt + j0;
-            std::copy(src, src + kLanes, m[xi]);
-          }
-          transform_output(m, out);
-          for (int l = 0; l < kLanes && j0 + l < count; ++l) {
-            const int64_t j = j0 + l;
-            T* yt = y_channel + block.out_off[j];
-            for (int a = 0; a < block.out_rows[j]; ++a) {
-              for (int b = 0; b < block.out_cols[j]; ++b) {
-                T value = out[a * 2 + b][l] + add;
-                if (relu) value = std::max(value, T(0));  // NaN stays NaN, as in torch.relu
-                yt[a * ys.h + b * ys.w] = value;
-              }
-            }
-          }
-        }
-      }
+      transform_output_rows(m_block.get(), rows, nt, live, count, block,
+                            bias ? bias + group * g.Kg + m0 : nullptr, relu,
+                            y + (group * g.Kg + m0) * ys.c, ys);
     }
   });
 }
