@@ -71,6 +71,8 @@ CASES = [
     case("groups2", (2, 6, 9, 7), (4, 3, 3, 3), bias=True, groups=2, padding=1),
     case("groups2_odd_channels_stride2", (2, 14, 7, 9), (10, 7, 3, 3), groups=2, stride=2),
     case("groups3_k1", (2, 9, 5, 6), (6, 3, 1, 1), groups=3),
+    # 1x1 planes of several column chunks, the last one ending in a partial block
+    case("k1_planes_40x37", (2, 20, 40, 37), (30, 20, 1, 1), bias=True),
     case("groups_eq_channels", (2, 13, 9, 11), (13, 1, 3, 3), bias=True, groups=13, padding=1),
     case("groups_eq_channels_x2_stride2", (1, 5, 7, 9), (10, 1, 5, 5), groups=5, stride=2,
          padding=2),

@@ -21,14 +21,18 @@
 // version 3: Winograd F(2x2, 3x3) (cpu/conv2d_winograd.h) for 3x3 stride-1 convolutions:
 //            the forward pass, grad_input, and grad_weight by the transposed algorithm
 //            F(3x3, 2x2); other shapes run version 2.
-// version 4: direct convolution for short reductions (CgRS <= 32: a first layer of 1 to 3
-//            channels) at unit width stride, into an output with contiguous rows: a
-//            zero-padded copy of the input is read in place by a micro-kernel that computes
-//            MR output channels x NR columns of one output row (gemm.h, direct_row); other
-//            shapes run version 2. Forward only: grad_input and grad_weight run version 2.
-// version 0 (automatic, the default) runs version 3 where it applies and both channel
-//            counts are large enough for it to pay (winograd_pays), else version 4 where it
-//            applies, else version 2.
+// version 4: direct convolution, no packing of the input, by a micro-kernel that computes
+//            MR output channels x NR columns of one output row (gemm.h, direct_row):
+//            - short reductions (CgRS <= 32: a first layer of 1 to 3 channels) at unit width
+//              stride, into an output with contiguous rows, read from a zero-padded copy of
+//              the input;
+//            - 1x1 convolutions at stride 1 without padding between tensors with contiguous
+//              planes (NCHW), each plane read in place as one long row: the forward pass
+//              and grad_input.
+//            Other shapes, and grad_weight, run version 2.
+// version 0 (automatic, the default) runs version 3 where it applies and pays
+//            (winograd_pays: 16 or more input channels), else version 4 where it applies,
+//            else version 2.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -300,9 +304,17 @@ bool use_winograd(const ConvGeometry& g) {
 }
 
 template <typename T>
+void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
+                      T* y, const Strides4& ys, const ConvGeometry& g, bool relu);
+bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const Strides4& ys);
+
+template <typename T>
 void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
               const Strides4& ys, const ConvGeometry& g, bool relu) {
-  if (use_winograd(g)) {
+  const int version = kernel_version(OpFamily::conv2d);
+  if ((version == 0 || version == 4) && pointwise_direct_applies(g, xs, ys)) {
+    pointwise_direct(x, xs, w, bias, y, ys, g, relu);
+  } else if (use_winograd(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
   } else {
     implicit_gemm_conv(x, xs, w, bias, y, ys, g, relu);
@@ -393,6 +405,69 @@ void direct_conv(const at::Tensor& input, const OffsetMatrix<T>& w, const T* bia
   });
 }
 
+// 1x1, stride 1, no padding, and x and y with contiguous planes: each image is then the
+// GEMM Y[Kg x HW] = W[Kg x Cg] * X[Cg x HW] with X and Y read and written in place.
+bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const Strides4& ys) {
+  return g.R == 1 && g.S == 1 && g.p.stride_h == 1 && g.p.stride_w == 1 && g.p.pad_top == 0 &&
+         g.p.pad_left == 0 && g.P == g.H && g.Q == g.W && xs.w == 1 && xs.h == g.W &&
+         ys.w == 1 && ys.h == g.Q;
+}
+
+template <typename T>
+void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
+                      T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
+  constexpr int64_t kPixels = 512;  // columns per task: its slice of X stays in L2
+  const GemmTile t = gemm_tile<T>();
+  const int64_t pixels = g.H * g.W, chunks = ceil_div(pixels, kPixels);
+  const int64_t blocks = ceil_div(g.Kg, t.mr);
+  // Weights in blocks of MR output channels, channel-major: [group][block][c][MR].
+  std::vector<T> w_pack(g.G * blocks * g.Cg * t.mr, T(0));
+  for (int64_t k = 0; k < g.K; ++k) {
+    const int64_t group = k / g.Kg, kl = k % g.Kg;
+    T* dst = w_pack.data() + ((group * blocks + kl / t.mr) * g.Cg) * t.mr + kl % t.mr;
+    for (int64_t c = 0; c < g.Cg; ++c) dst[c * t.mr] = w.base[w.row_off[k] + w.col_off[c]];
+  }
+  const std::vector<int64_t> plane_off = strided_offsets(g.Cg, xs.c);
+  std::vector<int64_t> tail_off(g.Cg);
+  for (int64_t c = 0; c < g.Cg; ++c) tail_off[c] = c * t.nr;
+
+  at::parallel_for(0, g.N * g.G * chunks, 1, [&](int64_t begin, int64_t end) {
+    // The last partial block of a plane would load past its end (past the tensor's, for
+    // the last plane): those columns are computed from a zero-padded copy instead.
+    const Scratch<T> tail(kTile, g.Cg * t.nr);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / (g.G * chunks), group = (task / chunks) % g.G;
+      const int64_t p0 = (task % chunks) * kPixels;
+      const int64_t count = std::min(kPixels, pixels - p0);
+      const int64_t in_place = p0 + count == pixels ? count / t.nr * t.nr : count;
+      const T* x_chunk = x + n * xs.n + group * g.Cg * xs.c + p0;
+      if (in_place < count) {
+        for (int64_t c = 0; c < g.Cg; ++c) {
+          T* dst = tail.get() + c * t.nr;
+          const T* src = x_chunk + c * xs.c + in_place;
+          std::copy(src, src + (count - in_place), dst);
+          std::fill(dst + (count - in_place), dst + t.nr, T(0));
+        }
+      }
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t k0 = group * g.Kg + b * t.mr;
+        const int m_valid = static_cast<int>(std::min(t.mr, (group + 1) * g.Kg - k0));
+        const T* w_block = w_pack.data() + (group * blocks + b) * g.Cg * t.mr;
+        const T* bias_block = bias ? bias + k0 : nullptr;
+        T* y_block = y + n * ys.n + k0 * ys.c + p0;
+        if (in_place > 0) {
+          direct_row(g.Cg, plane_off.data(), x_chunk, w_block, in_place, y_block, ys.c, m_valid,
+                     bias_block, relu);
+        }
+        if (in_place < count) {
+          direct_row(g.Cg, tail_off.data(), tail.get(), w_block, count - in_place,
+                     y_block + in_place, ys.c, m_valid, bias_block, relu);
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, const T* bias,
                          at::Tensor& output, const ConvGeometry& g, bool relu) {
@@ -401,7 +476,8 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
   const int version = kernel_version(OpFamily::conv2d);
   const bool direct = (version == 4 || (version == 0 && !winograd_pays(g))) &&
-                      direct_applies(g, Strides4(output));
+                      direct_applies(g, Strides4(output)) &&
+                      !pointwise_direct_applies(g, Strides4(input), Strides4(output));
   if (direct) {
     direct_conv(input, w, bias, output, g, relu);
   } else {
