@@ -354,26 +354,8 @@ void direct_conv(const at::Tensor& input, const OffsetMatrix<T>& w, const T* bia
   const int64_t wp = std::max(g.W + g.p.pad_left, g.Q + (g.S - 1) * g.p.dilation_w);
   const int64_t plane = hp * wp;
   const Scratch<T> padded(kOperands, g.N * g.C * plane + t.nr);
+  pad_planes(x, xs, g, hp, wp, padded.get());
   std::fill_n(padded.get() + g.N * g.C * plane, t.nr, T(0));
-  at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const T* src = x + (nc / g.C) * xs.n + (nc % g.C) * xs.c;
-      T* dst = padded.get() + nc * plane;
-      for (int64_t row = 0; row < hp; ++row) {
-        T* d = dst + row * wp;
-        const int64_t ih = row - g.p.pad_top;
-        if (ih < 0 || ih >= g.H) {
-          std::fill_n(d, wp, T(0));
-          continue;
-        }
-        const int64_t left = std::min(g.p.pad_left, wp), width = std::min(g.W, wp - left);
-        std::fill_n(d, left, T(0));
-        const T* s = src + ih * xs.h;
-        for (int64_t iw = 0; iw < width; ++iw) d[left + iw] = s[iw * xs.w];
-        std::fill(d + left + width, d + wp, T(0));
-      }
-    }
-  });
 
   // Weights in blocks of MR output channels, tap-major: [group][block][tap][MR], zero past Kg.
   const int64_t taps = g.reduction(), blocks = ceil_div(g.Kg, t.mr);

@@ -5,6 +5,7 @@
 // R x S kernel, P x Q output, G groups, Cg = C / G, Kg = K / G.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
@@ -30,6 +31,7 @@ struct Strides4 {
   int64_t n, c, h, w;
   explicit Strides4(const at::Tensor& t)
       : n(t.stride(0)), c(t.stride(1)), h(t.stride(2)), w(t.stride(3)) {}
+  Strides4(int64_t n_, int64_t c_, int64_t h_, int64_t w_) : n(n_), c(c_), h(h_), w(w_) {}
 };
 
 // Everything a kernel needs to know about one conv2d call.
@@ -108,6 +110,34 @@ struct TapTable {
     }
   }
 };
+
+// Copies x (the N x C planes of geometry g, any strides) into dst as zero-padded planes of
+// hp x wp: plane (n, c) at dst + (n * C + c) * hp * wp, whose element (row, col) is
+// x[n, c, row - pad_top, col - pad_left], zero outside x.
+template <typename T>
+void pad_planes(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t hp, int64_t wp,
+                T* dst) {
+  const int64_t plane = hp * wp;
+  at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const T* src = x + (nc / g.C) * xs.n + (nc % g.C) * xs.c;
+      T* dst_plane = dst + nc * plane;
+      for (int64_t row = 0; row < hp; ++row) {
+        T* d = dst_plane + row * wp;
+        const int64_t ih = row - g.p.pad_top;
+        if (ih < 0 || ih >= g.H) {
+          std::fill_n(d, wp, T(0));
+          continue;
+        }
+        const int64_t left = std::min(g.p.pad_left, wp), width = std::min(g.W, wp - left);
+        std::fill_n(d, left, T(0));
+        const T* s = src + ih * xs.h;
+        for (int64_t iw = 0; iw < width; ++iw) d[left + iw] = s[iw * xs.w];
+        std::fill(d + left + width, d + wp, T(0));
+      }
+    }
+  });
+}
 
 // Small images make short runs (an output row of 2 to 8 columns), and packing run by run
 // then costs more than the GEMM. A tile's input offsets are the same for every channel, so

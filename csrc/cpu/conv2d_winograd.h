@@ -490,7 +490,18 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
     }
   });
 
+  // The input, zero-padded so that every tile's patch lies inside it: no tile then needs
+  // a bounds check, and every group of kLanes tiles on one tile row is read by contiguous
+  // loads. gp is the geometry of the padded input.
   const Tiling tiling(g);
+  ConvGeometry gp = g;
+  gp.H = 2 * tiling.rows + 2;
+  gp.W = 2 * tiling.cols + 2;
+  gp.p.pad_top = gp.p.pad_left = 0;
+  const Scratch<T> padded(kInput, g.N * g.C * gp.H * gp.W);
+  pad_planes(x, xs, g, gp.H, gp.W, padded.get());
+  const Strides4 ps{g.C * gp.H * gp.W, gp.H * gp.W, gp.W, 1};
+
   const Split split = split_work<T>(g, tiling, t);
   const int64_t nt = split.tiles_padded, blocks_of_rows = split.row_blocks;
   const int64_t tasks = g.G * blocks_of_rows * split.tile_blocks;
@@ -505,17 +516,17 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
       const int64_t first = (task % split.tile_blocks) * split.tiles;
       const int64_t rows = std::min(split.row_block, g.Kg - m0);
       const int64_t count = std::min(split.tiles, tiling.count - first);
-      block.fill(g, tiling, xs, ys, first, count);
+      block.fill(gp, tiling, ps, ys, first, count);
       const int64_t live = round_up(count, kLanes);  // lane groups with at least one tile
 
       std::fill(m_block.get(), m_block.get() + kPositions * rows * nt, T(0));
-      const T* x_group = x + group * g.Cg * xs.c;
+      const T* x_group = padded.get() + group * g.Cg * ps.c;
       const T* a_group = a_pack.get() + group * kPositions * per_position;
       for (int64_t c0 = 0; c0 < g.Cg; c0 += kChannelBlock) {
         const int64_t kc = std::min(kChannelBlock, g.Cg - c0);
         // V of channels [c0, c0 + kc): element (c, tile j) of V_xi goes to
         // v_pack[xi * kc * nt + (j / NR) * kc * NR + (c - c0) * NR + j % NR].
-        transform_input_channels(x_group + c0 * xs.c, xs, block, kc, nt, live, t.nr,
+        transform_input_channels(x_group + c0 * ps.c, ps, block, kc, nt, live, t.nr,
                                  v_pack.get());
         // M_xi += U_xi[rows m0.., c0..] * V_xi: rows from panel m0 / MR of the block.
         for (int xi = 0; xi < kPositions; ++xi) {

@@ -6,8 +6,9 @@
 // next call on the same thread; bigger requests are allocated and freed per call.
 //
 // Slots are per thread and must not be held twice at once on one thread: a kernel uses
-// slot kOperands for what its calling thread allocates before at::parallel_for, and the
-// other slots inside the parallel region (where the calling thread is one of the workers).
+// slots kOperands and kInput for what its calling thread allocates before at::parallel_for,
+// and the other slots inside the parallel region (where the calling thread is one of the
+// workers).
 // The memory is uninitialised.
 #pragma once
 
@@ -18,7 +19,9 @@
 
 namespace cnnops::cpu {
 
-enum ScratchSlot : int { kOperands = 0, kPanelB = 1, kTile = 2, kResult = 3, kScratchSlots = 4 };
+enum ScratchSlot : int {
+  kOperands = 0, kInput = 1, kPanelB = 2, kTile = 3, kResult = 4, kScratchSlots = 5
+};
 
 namespace detail {
 
