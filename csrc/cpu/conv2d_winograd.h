@@ -66,7 +66,8 @@ constexpr int64_t kWorkingSet = 1 << 20; // bytes of V and M blocks one task kee
 // U = G f G^T for kMaxRows filters at once: f[r * 3 + s][lane] is row r, column s of a
 // filter, u[a * 4 + b][lane] row a, column b of its transform.
 template <typename T>
-inline void transform_filters(const T (&f)[9][kMaxRows], T (&u)[kPositions][kMaxRows]) {
+__attribute__((always_inline)) inline void transform_filters(const T (&f)[9][kMaxRows],
+                                                           T (&u)[kPositions][kMaxRows]) {
   T t[12][kMaxRows];  // G f: 4 rows of 3
   for (int s = 0; s < 3; ++s) {
     for (int l = 0; l < kMaxRows; ++l) {
@@ -404,7 +405,45 @@ __attribute__((always_inline)) inline void transform_output_rows_body(
   }
 }
 
-// The transforms are plain loops over kLanes tiles; they are compiled once more for each
+// U of one A panel: the `live` filters whose rows start at wk[r] (tap (c, r, s) at
+// col_off[c * 9 + r * 3 + s]), output channels k0 on of a group whose packed U starts at
+// a_group, for all cg input channels. The MR filters are transformed side by side as vector
+// lanes, and each U_xi's MR values of a channel written as a row.
+template <typename T, int MR>
+__attribute__((always_inline)) inline void store_filter_rows(const T (&u)[kPositions][kMaxRows],
+                                                             int64_t per_position, T* dst) {
+  for (int xi = 0; xi < kPositions; ++xi) {
+    for (int r = 0; r < MR; ++r) dst[xi * per_position + r] = u[xi][r];
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void transform_filter_panel_body(
+    const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0, int64_t cg,
+    int64_t mr, int64_t rows_padded, int64_t per_position, T* a_group) {
+  for (int64_t c = 0; c < cg; ++c) {
+    T f[9][kMaxRows] = {}, u[kPositions][kMaxRows];
+    for (int tap = 0; tap < 9; ++tap) {
+      const int64_t off = col_off[c * 9 + tap];
+      for (int64_t r = 0; r < live; ++r) f[tap][r] = wk[r][off];
+    }
+    transform_filters(f, u);  // lanes past live: zero, as gemm.h wants rows past Kg
+    const int64_t c0 = c / kChannelBlock * kChannelBlock;
+    const int64_t kc = std::min(kChannelBlock, cg - c0);
+    T* dst = a_group + c0 * rows_padded + k0 * kc + (c - c0) * mr;
+    if (mr == 12) {
+      store_filter_rows<T, 12>(u, per_position, dst);
+    } else if (mr == 6) {
+      store_filter_rows<T, 6>(u, per_position, dst);
+    } else {
+      for (int xi = 0; xi < kPositions; ++xi) {
+        for (int64_t r = 0; r < mr; ++r) dst[xi * per_position + r] = u[xi][r];
+      }
+    }
+  }
+}
+
+// The transforms are plain loops over kLanes tiles (filters); they are compiled once more for each
 // x86 vector ISA, so that those loops vectorise at its width, and chosen with the GEMM's
 // ISA (cpu_isa(), which CNNOPS_CPU_ISA caps).
 #define CNNOPS_WINOGRAD_CLONES(name, params, args)                                  \
@@ -421,6 +460,11 @@ __attribute__((always_inline)) inline void transform_output_rows_body(
   }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+CNNOPS_WINOGRAD_CLONES(transform_filter_panel,
+                       (const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0,
+                        int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position,
+                        T* a_group),
+                       (wk, col_off, live, k0, cg, mr, rows_padded, per_position, a_group))
 CNNOPS_WINOGRAD_CLONES(transform_input_channels,
                        (const T* x_channels, const Strides4& xs, const TileBlock& block,
                         int64_t kc, int64_t nt, int64_t live, int64_t nr, T* v_pack),
@@ -431,6 +475,12 @@ CNNOPS_WINOGRAD_CLONES(transform_output_rows,
                         T* y_rows, const Strides4& ys),
                        (m_block, rows, nt, live, count, block, bias, relu, y_rows, ys))
 #else
+template <typename T>
+void transform_filter_panel(const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0,
+                            int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position,
+                            T* a_group) {
+  transform_filter_panel_body(wk, col_off, live, k0, cg, mr, rows_padded, per_position, a_group);
+}
 template <typename T>
 void transform_input_channels(const T* x_channels, const Strides4& xs, const TileBlock& block,
                               int64_t kc, int64_t nt, int64_t live, int64_t nr, T* v_pack) {
@@ -473,20 +523,8 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
       T* a_group = a_pack.get() + group * kPositions * per_position;
       const T* wk[kMaxRows];
       for (int64_t r = 0; r < live; ++r) wk[r] = w.base + w.row_off[group * g.Kg + k0 + r];
-      for (int64_t c = 0; c < g.Cg; ++c) {
-        T f[9][kMaxRows] = {}, u[kPositions][kMaxRows];
-        for (int tap = 0; tap < 9; ++tap) {
-          const int64_t off = w.col_off[c * 9 + tap];
-          for (int64_t r = 0; r < live; ++r) f[tap][r] = wk[r][off];
-        }
-        transform_filters(f, u);
-        const int64_t c0 = c / kChannelBlock * kChannelBlock;
-        const int64_t kc = std::min(kChannelBlock, g.Cg - c0);
-        T* dst = a_group + c0 * rows_padded + k0 * kc + (c - c0) * t.mr;
-        for (int xi = 0; xi < kPositions; ++xi) {
-          std::copy(u[xi], u[xi] + t.mr, dst + xi * per_position);
-        }
-      }
+      transform_filter_panel(wk, w.col_off, live, k0, g.Cg, t.mr, rows_padded, per_position,
+                             a_group);
     }
   });
 
