@@ -186,6 +186,20 @@ struct Tiling {
       : rows(ceil_div(g.P, 2)), cols(ceil_div(g.Q, 2)), count(g.N * rows * cols) {}
 };
 
+// The geometry of the input zero-padded so that every tile's 4x4 patch lies inside it
+// (pad_planes makes the copy): 2 * tile rows + 2 by 2 * tile columns + 2, padding 0.
+inline ConvGeometry padded_geometry(const ConvGeometry& g, const Tiling& tiling) {
+  ConvGeometry gp = g;
+  gp.H = 2 * tiling.rows + 2;
+  gp.W = 2 * tiling.cols + 2;
+  gp.p.pad_top = gp.p.pad_left = 0;
+  return gp;
+}
+
+inline Strides4 contiguous_strides(const ConvGeometry& g) {
+  return {g.C * g.H * g.W, g.H * g.W, g.W, 1};
+}
+
 // Where one block of tiles reads and writes: per tile, the input offsets of its 16 patch
 // elements (-1 in the padding) and the output offset of its top-left pixel, with how many
 // of its 2 rows / 2 columns lie inside the output. Tiles past the block read all -1, so
@@ -443,6 +457,71 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
   }
 }
 
+// n values of src to dst, n = mr: with mr a constant for the micro-kernels' 12 and 6.
+template <typename T>
+__attribute__((always_inline)) inline void copy_row(const T* src, int64_t mr, T* dst) {
+  if (mr == 12) {
+    for (int r = 0; r < 12; ++r) dst[r] = src[r];
+  } else if (mr == 6) {
+    for (int r = 0; r < 6; ++r) dst[r] = src[r];
+  } else {
+    for (int64_t r = 0; r < mr; ++r) dst[r] = src[r];
+  }
+}
+
+// Z_xi = A dy A^T of `rows` output channels (dy_rows: the first one's plane) for the
+// block's tiles, in MR-row panels over them: element (k, tile j) of Z_xi at
+// z_pack[xi * rows_padded * count + (k / MR) * count * MR + j * MR + k % MR].
+template <typename T>
+__attribute__((always_inline)) inline void pack_grad_output_body(
+    const T* dy_rows, const Strides4& dys, const TileBlock& block, int64_t rows, int64_t count,
+    int64_t mr, int64_t rows_padded, T* z_pack) {
+  for (int64_t i0 = 0; i0 < rows; i0 += mr) {
+    const int64_t live = std::min(mr, rows - i0);
+    T* panel = z_pack + (i0 / mr) * count * mr;
+    for (int64_t j = 0; j < count; ++j) {
+      T d[4][kMaxRows] = {}, z[kPositions][kMaxRows];
+      for (int a = 0; a < block.out_rows[j]; ++a) {
+        for (int b = 0; b < block.out_cols[j]; ++b) {
+          const T* src = dy_rows + i0 * dys.c + block.out_off[j] + a * dys.h + b * dys.w;
+          for (int64_t l = 0; l < live; ++l) d[a * 2 + b][l] = src[l * dys.c];
+        }
+      }
+      transform_grad_output(d, z);
+      for (int xi = 0; xi < kPositions; ++xi) {
+        copy_row(z[xi], mr, panel + xi * rows_padded * count + j * mr);
+      }
+    }
+  }
+}
+
+// V_xi = B^T d B of `cols` input channels (x_cols: the first one's plane of the padded
+// input, where every patch lies inside) for the block's tiles, in NR-column panels over
+// them: element (tile j, c) of V_xi at
+// v_pack[xi * cols_padded * count + (c / NR) * count * NR + j * NR + c % NR]. Channels are
+// the vector lanes, so that a panel row is written whole. (Tiles as lanes, read by the
+// forward pass's contiguous loads and stored NR apart, measured 1.5x slower.)
+template <typename T>
+__attribute__((always_inline)) inline void pack_input_channels_body(
+    const T* x_cols, const Strides4& xs, const TileBlock& block, int64_t cols, int64_t count,
+    int64_t nr, int64_t cols_padded, T* v_pack) {
+  for (int64_t cl = 0; cl < cols_padded; cl += kLanes) {
+    const int64_t live = std::clamp<int64_t>(cols - cl, 0, kLanes);
+    T* panel = v_pack + (cl / nr) * count * nr + cl % nr;
+    for (int64_t j = 0; j < count; ++j) {
+      T d[kPositions][kLanes] = {}, v[kPositions][kLanes];
+      for (int ij = 0; ij < kPositions; ++ij) {
+        const T* src = x_cols + cl * xs.c + block.in_off[ij * block.capacity + j];
+        for (int64_t l = 0; l < live; ++l) d[ij][l] = src[l * xs.c];
+      }
+      transform_input(d, v);
+      for (int xi = 0; xi < kPositions; ++xi) {
+        std::copy(v[xi], v[xi] + kLanes, panel + xi * cols_padded * count + j * nr);
+      }
+    }
+  }
+}
+
 // The transforms are plain loops over kLanes tiles (filters); they are compiled once more for each
 // x86 vector ISA, so that those loops vectorise at its width, and chosen with the GEMM's
 // ISA (cpu_isa(), which CNNOPS_CPU_ISA caps).
@@ -465,6 +544,16 @@ CNNOPS_WINOGRAD_CLONES(transform_filter_panel,
                         int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position,
                         T* a_group),
                        (wk, col_off, live, k0, cg, mr, rows_padded, per_position, a_group))
+CNNOPS_WINOGRAD_CLONES(pack_grad_output,
+                       (const T* dy_rows, const Strides4& dys, const TileBlock& block,
+                        int64_t rows, int64_t count, int64_t mr, int64_t rows_padded,
+                        T* z_pack),
+                       (dy_rows, dys, block, rows, count, mr, rows_padded, z_pack))
+CNNOPS_WINOGRAD_CLONES(pack_input_channels,
+                       (const T* x_cols, const Strides4& xs, const TileBlock& block,
+                        int64_t cols, int64_t count, int64_t nr, int64_t cols_padded,
+                        T* v_pack),
+                       (x_cols, xs, block, cols, count, nr, cols_padded, v_pack))
 CNNOPS_WINOGRAD_CLONES(transform_input_channels,
                        (const T* x_channels, const Strides4& xs, const TileBlock& block,
                         int64_t kc, int64_t nt, int64_t live, int64_t nr, T* v_pack),
@@ -475,6 +564,17 @@ CNNOPS_WINOGRAD_CLONES(transform_output_rows,
                         T* y_rows, const Strides4& ys),
                        (m_block, rows, nt, live, count, block, bias, relu, y_rows, ys))
 #else
+template <typename T>
+void pack_grad_output(const T* dy_rows, const Strides4& dys, const TileBlock& block,
+                      int64_t rows, int64_t count, int64_t mr, int64_t rows_padded, T* z_pack) {
+  pack_grad_output_body(dy_rows, dys, block, rows, count, mr, rows_padded, z_pack);
+}
+template <typename T>
+void pack_input_channels(const T* x_cols, const Strides4& xs, const TileBlock& block,
+                         int64_t cols, int64_t count, int64_t nr, int64_t cols_padded,
+                         T* v_pack) {
+  pack_input_channels_body(x_cols, xs, block, cols, count, nr, cols_padded, v_pack);
+}
 template <typename T>
 void transform_filter_panel(const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0,
                             int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position,
@@ -532,13 +632,10 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
   // a bounds check, and every group of kLanes tiles on one tile row is read by contiguous
   // loads. gp is the geometry of the padded input.
   const Tiling tiling(g);
-  ConvGeometry gp = g;
-  gp.H = 2 * tiling.rows + 2;
-  gp.W = 2 * tiling.cols + 2;
-  gp.p.pad_top = gp.p.pad_left = 0;
+  const ConvGeometry gp = padded_geometry(g, tiling);
   const Scratch<T> padded(kInput, g.N * g.C * gp.H * gp.W);
   pad_planes(x, xs, g, gp.H, gp.W, padded.get());
-  const Strides4 ps{g.C * gp.H * gp.W, gp.H * gp.W, gp.W, 1};
+  const Strides4 ps = contiguous_strides(gp);
 
   const Split split = split_work<T>(g, tiling, t);
   const int64_t nt = split.tiles_padded, blocks_of_rows = split.row_blocks;
@@ -639,6 +736,10 @@ void winograd_grad_weight(const T* dy, const Strides4& dys, const T* x, const St
   const GemmTile t = gemm_tile<T>();
   const Tiling tiling(g);
   const GradWeightSplit split = split_grad_weight<T>(g, tiling, t);
+  const ConvGeometry gp = padded_geometry(g, tiling);  // as in winograd_conv
+  const Scratch<T> padded(kInput, g.N * g.C * gp.H * gp.W);
+  pad_planes(x, xs, g, gp.H, gp.W, padded.get());
+  const Strides4 ps = contiguous_strides(gp);
   // Split 0 writes dW itself; the others write copies of it, added in order at the end.
   const int64_t dw_size = g.K * g.Cg * 9;
   std::vector<T> partial((split.splits - 1) * dw_size);
@@ -659,50 +760,14 @@ void winograd_grad_weight(const T* dy, const Strides4& dys, const T* x, const St
       const int64_t rows = std::min(split.rows, g.Kg - k0);
       const int64_t cols = std::min(split.cols, g.Cg - c0);
       const T* dy_block = dy + (group * g.Kg + k0) * dys.c;
-      const T* x_block = x + (group * g.Cg + c0) * xs.c;
+      const T* x_block = padded.get() + (group * g.Cg + c0) * ps.c;
       std::fill_n(q.get(), kPositions * rows * cols, T(0));
       const int64_t tile_end = std::min(tiling.count, (s + 1) * split.tiles_per_split);
       for (int64_t first = s * split.tiles_per_split; first < tile_end; first += kGradTiles) {
         const int64_t count = std::min(kGradTiles, tile_end - first);
-        block.fill(g, tiling, xs, dys, first, count);
-        // Z_xi of rows [k0, k0 + rows) in MR-row panels over the block's tiles:
-        // element (k, tile j) at (k / MR) * count * MR + j * MR + k % MR.
-        for (int64_t i0 = 0; i0 < rows; i0 += t.mr) {
-          const int64_t live = std::min(t.mr, rows - i0);
-          T* panel = z_pack.get() + (i0 / t.mr) * count * t.mr;
-          for (int64_t j = 0; j < count; ++j) {
-            T d[4][kMaxRows] = {}, z[kPositions][kMaxRows];
-            for (int a = 0; a < block.out_rows[j]; ++a) {
-              for (int bb = 0; bb < block.out_cols[j]; ++bb) {
-                const T* src = dy_block + (i0 * dys.c) + block.out_off[j] + a * dys.h + bb * dys.w;
-                for (int64_t l = 0; l < live; ++l) d[a * 2 + bb][l] = src[l * dys.c];
-              }
-            }
-            transform_grad_output(d, z);
-            for (int xi = 0; xi < kPositions; ++xi) {
-              std::copy(z[xi], z[xi] + t.mr, panel + xi * rows_padded * count + j * t.mr);
-            }
-          }
-        }
-        // V_xi of channels [c0, c0 + cols) in NR-column panels over the block's tiles:
-        // element (tile j, c) at (c / NR) * count * NR + j * NR + c % NR.
-        for (int64_t cl = 0; cl < cols_padded; cl += kLanes) {
-          const int64_t live = std::clamp<int64_t>(cols - cl, 0, kLanes);
-          T* panel = v_pack.get() + (cl / t.nr) * count * t.nr + cl % t.nr;
-          for (int64_t j = 0; j < count; ++j) {
-            T d[kPositions][kLanes] = {}, v[kPositions][kLanes];
-            for (int ij = 0; ij < kPositions; ++ij) {
-              const int64_t off = block.in_off[ij * kGradTiles + j];
-              if (off < 0) continue;
-              const T* src = x_block + cl * xs.c + off;
-              for (int64_t l = 0; l < live; ++l) d[ij][l] = src[l * xs.c];
-            }
-            transform_input(d, v);
-            for (int xi = 0; xi < kPositions; ++xi) {
-              std::copy(v[xi], v[xi] + kLanes, panel + xi * cols_padded * count + j * t.nr);
-            }
-          }
-        }
+        block.fill(gp, tiling, ps, dys, first, count);
+        pack_grad_output(dy_block, dys, block, rows, count, t.mr, rows_padded, z_pack.get());
+        pack_input_channels(x_block, ps, block, cols, count, t.nr, cols_padded, v_pack.get());
         for (int xi = 0; xi < kPositions; ++xi) {
           gemm_packed(rows, cols, count, z_pack.get() + xi * rows_padded * count,
                       v_pack.get() + xi * cols_padded * count, q.get() + xi * rows * cols,
