@@ -701,8 +701,8 @@ constexpr int64_t kGradTiles = 64;  // tiles per packed reduction block
 template <typename T>
 GradWeightSplit split_grad_weight(const ConvGeometry& g, const Tiling& tiling, const GemmTile& t) {
   constexpr int64_t kWantTasks = 8;
-  const int64_t rows = std::min(round_up(g.Kg, t.mr), 8 * t.mr);
-  const int64_t cols = std::min(round_up(g.Cg, kLanes), 2 * t.nr);
+  const int64_t rows = std::min(round_up(g.Kg, t.mr), 16 * t.mr);
+  const int64_t cols = std::min(round_up(g.Cg, kLanes), 4 * t.nr);
   const int64_t row_blocks = ceil_div(g.Kg, rows), col_blocks = ceil_div(g.Cg, cols);
   const int64_t blocks = g.G * row_blocks * col_blocks;
   // Copies of dW stay within the larger of 64 MiB and the input's size, as the implicit
