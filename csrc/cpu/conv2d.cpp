@@ -28,7 +28,7 @@
 //              the input;
 //            - 1x1 convolutions at stride 1 without padding between tensors with contiguous
 //              planes (NCHW), each plane read in place as one long row: the forward pass
-//              and grad_input.
+//              and grad_input (version 0: planes of 512 pixels or more).
 //            Other shapes, and grad_weight, run version 2.
 // version 0 (automatic, the default) runs version 3 where it applies and pays
 //            (winograd_pays: 16 or more input channels), else version 4 where it applies,
@@ -306,13 +306,17 @@ bool use_winograd(const ConvGeometry& g) {
 template <typename T>
 void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
                       T* y, const Strides4& ys, const ConvGeometry& g, bool relu);
+constexpr int64_t kPointwiseMinPixels = 512;  // version 0: 1x1 planes the direct kernel takes
 bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const Strides4& ys);
 
 template <typename T>
 void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
               const Strides4& ys, const ConvGeometry& g, bool relu) {
   const int version = kernel_version(OpFamily::conv2d);
-  if ((version == 0 || version == 4) && pointwise_direct_applies(g, xs, ys)) {
+  // Small planes (MobileNet's 14x14 and 7x7) stay on the implicit GEMM, whose tiles span
+  // images: per image, the direct kernel would stream all the weights for a few columns.
+  const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
+  if (pointwise && pointwise_direct_applies(g, xs, ys)) {
     pointwise_direct(x, xs, w, bias, y, ys, g, relu);
   } else if (use_winograd(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
