@@ -297,10 +297,12 @@ bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
 
 // Every convolution-shaped product of the fast versions: the forward pass, and grad_input
 // at stride 1. Winograd where the version asks for it and it applies; else implicit GEMM.
-// Whether the fast versions run Winograd (cpu/conv2d_winograd.h) on a problem of geometry g.
+// Whether the fast versions run Winograd (cpu/conv2d_winograd.h) on a problem of geometry g
+// and element type T.
+template <typename T>
 bool use_winograd(const ConvGeometry& g) {
   const int version = kernel_version(OpFamily::conv2d);
-  return version == 3 ? winograd_applies(g) : version == 0 && winograd_pays(g);
+  return version == 3 ? winograd_applies(g) : version == 0 && winograd_pays(g, sizeof(T));
 }
 
 template <typename T>
@@ -318,7 +320,7 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
   const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
   if (pointwise && pointwise_direct_applies(g, xs, ys)) {
     pointwise_direct(x, xs, w, bias, y, ys, g, relu);
-  } else if (use_winograd(g)) {
+  } else if (use_winograd<T>(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
   } else {
     implicit_gemm_conv(x, xs, w, bias, y, ys, g, relu);
@@ -461,7 +463,7 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
   const int version = kernel_version(OpFamily::conv2d);
-  const bool direct = (version == 4 || (version == 0 && !winograd_pays(g))) &&
+  const bool direct = (version == 4 || (version == 0 && !winograd_pays(g, sizeof(T)))) &&
                       direct_applies(g, Strides4(output)) &&
                       !pointwise_direct_applies(g, Strides4(input), Strides4(output));
   if (direct) {
@@ -777,7 +779,7 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
       conv2d_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
-    } else if (use_winograd(g)) {
+    } else if (use_winograd<scalar_t>(g)) {
       winograd_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
                            input.data_ptr<scalar_t>(), Strides4(input),
                            grad_weight.data_ptr<scalar_t>(), g);

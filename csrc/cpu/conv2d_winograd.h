@@ -1,5 +1,6 @@
 // Winograd F(2x2, 3x3): the CPU conv2d kernel for 3x3 stride-1 convolutions (version 3 of
-// cpu/conv2d.cpp, which also uses it for grad_input at stride 1).
+// cpu/conv2d.cpp): the forward pass and grad_input (winograd_conv), and grad_weight by the
+// transposed algorithm F(3x3, 2x2) (winograd_grad_weight).
 //
 // Each 2x2 block of output reads a 4x4 patch d of input. The direct sum spends 36
 // multiplications on it per (input, output) channel pair; Winograd's minimal filtering
@@ -50,10 +51,16 @@ inline bool winograd_applies(const ConvGeometry& g) {
 }
 
 // Whether version 0 (automatic) picks Winograd: the input transform costs per tile about
-// what a few GEMM channels do, so the input channels must be enough to hide it. (Few output
-// channels still pay: grad_input of a first layer, 64 -> 3, runs 1.6x faster on Winograd
-// than on the implicit GEMM, whose MR-row micro-kernel is as idle there.)
-inline bool winograd_pays(const ConvGeometry& g) { return winograd_applies(g) && g.Cg >= 16; }
+// what a few GEMM channels do, so the input channels must be enough to hide it. A layer
+// with few output channels still gains: grad_input of a first layer (64 -> 3 channels)
+// measured 1.6x faster on Winograd than on the implicit GEMM. The transformed filters
+// (16 per pair of channels, against the implicit GEMM's 9) must also stay within the
+// workspace bound, the larger of 64 MiB and the input's size.
+inline bool winograd_pays(const ConvGeometry& g, int64_t element_size) {
+  const int64_t filters = 16 * g.K * g.Cg * element_size;
+  const int64_t bound = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element_size);
+  return winograd_applies(g) && g.Cg >= 16 && filters <= bound;
+}
 
 namespace winograd {
 
