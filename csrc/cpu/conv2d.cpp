@@ -295,36 +295,12 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
 
 bool use_reference() { return kernel_version(OpFamily::conv2d) == 1; }
 
-// Every convolution-shaped product of the fast versions: the forward pass, and grad_input
-// at stride 1. Winograd where the version asks for it and it applies; else implicit GEMM.
 // Whether the fast versions run Winograd (cpu/conv2d_winograd.h) on a problem of geometry g
 // and element type T.
 template <typename T>
 bool use_winograd(const ConvGeometry& g) {
   const int version = kernel_version(OpFamily::conv2d);
   return version == 3 ? winograd_applies(g) : version == 0 && winograd_pays(g, sizeof(T));
-}
-
-template <typename T>
-void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
-                      T* y, const Strides4& ys, const ConvGeometry& g, bool relu);
-constexpr int64_t kPointwiseMinPixels = 512;  // version 0: 1x1 planes the direct kernel takes
-bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const Strides4& ys);
-
-template <typename T>
-void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
-              const Strides4& ys, const ConvGeometry& g, bool relu) {
-  const int version = kernel_version(OpFamily::conv2d);
-  // Small planes (MobileNet's 14x14 and 7x7) stay on the implicit GEMM, whose tiles span
-  // images: per image, the direct kernel would stream all the weights for a few columns.
-  const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
-  if (pointwise && pointwise_direct_applies(g, xs, ys)) {
-    pointwise_direct(x, xs, w, bias, y, ys, g, relu);
-  } else if (use_winograd<T>(g)) {
-    winograd_conv(x, xs, w, bias, y, ys, g, relu);
-  } else {
-    implicit_gemm_conv(x, xs, w, bias, y, ys, g, relu);
-  }
 }
 
 constexpr int64_t kDirectMaxTaps = 32;  // version 4: the longest reduction CgRS
@@ -342,6 +318,19 @@ bool direct_over_depthwise(const at::Tensor& weight, const Conv2dParams& p,
   return (version == 0 || version == 4) && weight.size(0) / p.groups >= 8 &&
          weight.size(2) * weight.size(3) <= kDirectMaxTaps && p.stride_w == 1 &&
          format == c10::MemoryFormat::Contiguous;
+}
+
+// The weights as the micro-kernel's A panels over the whole reduction, one set per group
+// (pack_a's layout: [group][block of MR output channels][tap][MR], zero past Kg): what the
+// direct kernels stream.
+template <typename T>
+std::vector<T> pack_weight_panels(const OffsetMatrix<T>& w, const ConvGeometry& g, int64_t mr) {
+  const int64_t per_group = round_up(g.Kg, mr) * g.reduction();
+  std::vector<T> packed(g.G * per_group);
+  for (int64_t group = 0; group < g.G; ++group) {
+    pack_a(w, group * g.Kg, g.Kg, 0, g.reduction(), mr, packed.data() + group * per_group);
+  }
+  return packed;
 }
 
 template <typename T>
@@ -363,14 +352,8 @@ void direct_conv(const at::Tensor& input, const OffsetMatrix<T>& w, const T* bia
   pad_planes(x, xs, g, hp, wp, padded.get());
   std::fill_n(padded.get() + g.N * g.C * plane, t.nr, T(0));
 
-  // Weights in blocks of MR output channels, tap-major: [group][block][tap][MR], zero past Kg.
   const int64_t taps = g.reduction(), blocks = ceil_div(g.Kg, t.mr);
-  std::vector<T> w_pack(g.G * blocks * taps * t.mr, T(0));
-  for (int64_t k = 0; k < g.K; ++k) {
-    const int64_t group = k / g.Kg, kl = k % g.Kg;
-    T* dst = w_pack.data() + ((group * blocks + kl / t.mr) * taps) * t.mr + kl % t.mr;
-    for (int64_t tap = 0; tap < taps; ++tap) dst[tap * t.mr] = w.base[w.row_off[k] + w.col_off[tap]];
-  }
+  const std::vector<T> w_pack = pack_weight_panels(w, g, t.mr);
   std::vector<int64_t> tap_off(taps);
   for (int64_t tap = 0; tap < taps; ++tap) {
     const KernelTap kt(tap, g);
@@ -408,13 +391,7 @@ void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
   const GemmTile t = gemm_tile<T>();
   const int64_t pixels = g.H * g.W, chunks = ceil_div(pixels, kPixels);
   const int64_t blocks = ceil_div(g.Kg, t.mr);
-  // Weights in blocks of MR output channels, channel-major: [group][block][c][MR].
-  std::vector<T> w_pack(g.G * blocks * g.Cg * t.mr, T(0));
-  for (int64_t k = 0; k < g.K; ++k) {
-    const int64_t group = k / g.Kg, kl = k % g.Kg;
-    T* dst = w_pack.data() + ((group * blocks + kl / t.mr) * g.Cg) * t.mr + kl % t.mr;
-    for (int64_t c = 0; c < g.Cg; ++c) dst[c * t.mr] = w.base[w.row_off[k] + w.col_off[c]];
-  }
+  const std::vector<T> w_pack = pack_weight_panels(w, g, t.mr);  // reduction: the Cg channels
   const std::vector<int64_t> plane_off = strided_offsets(g.Cg, xs.c);
   std::vector<int64_t> tail_off(g.Cg);
   for (int64_t c = 0; c < g.Cg; ++c) tail_off[c] = c * t.nr;
@@ -454,6 +431,27 @@ void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
       }
     }
   });
+}
+
+constexpr int64_t kPointwiseMinPixels = 512;  // version 0: 1x1 planes the direct kernel takes
+
+// Every convolution-shaped product of the fast versions: the forward pass, and grad_input
+// at stride 1. The direct 1x1 kernel or Winograd where the version asks for it and it
+// applies; else implicit GEMM.
+template <typename T>
+void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
+              const Strides4& ys, const ConvGeometry& g, bool relu) {
+  const int version = kernel_version(OpFamily::conv2d);
+  // Small planes (MobileNet's 14x14 and 7x7) stay on the implicit GEMM, whose tiles span
+  // images: per image, the direct kernel would stream all the weights for a few columns.
+  const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
+  if (pointwise && pointwise_direct_applies(g, xs, ys)) {
+    pointwise_direct(x, xs, w, bias, y, ys, g, relu);
+  } else if (use_winograd<T>(g)) {
+    winograd_conv(x, xs, w, bias, y, ys, g, relu);
+  } else {
+    implicit_gemm_conv(x, xs, w, bias, y, ys, g, relu);
+  }
 }
 
 template <typename T>

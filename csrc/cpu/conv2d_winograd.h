@@ -252,7 +252,7 @@ struct TileBlock {
       out_cols[j] = static_cast<int8_t>(std::min<int64_t>(2, g.Q - ow));
     }
     for (int64_t j0 = 0; j0 < capacity; j0 += kLanes) {
-      bool in = j0 + kLanes <= count && xs.w == 1, out = in && ys.w == 1;
+      bool in = j0 + kLanes <= count && xs.w == 1, out = j0 + kLanes <= count && ys.w == 1;
       for (int l = 0; l < kLanes && in; ++l) {
         for (int ij = 0; ij < kPositions && in; ++ij) {
           const int64_t* off = in_off.data() + ij * capacity + j0;
@@ -264,7 +264,7 @@ struct TileBlock {
               out_off[j0 + l] == out_off[j0] + 2 * l;
       }
       in_step2[j0 / kLanes] = in;
-      out_step2[j0 / kLanes] = out && in;
+      out_step2[j0 / kLanes] = out;
     }
   }
 };
@@ -426,18 +426,22 @@ __attribute__((always_inline)) inline void transform_output_rows_body(
   }
 }
 
+// mr values of src to dst, with mr a constant for the micro-kernels' 12 and 6.
+template <typename T>
+__attribute__((always_inline)) inline void copy_row(const T* src, int64_t mr, T* dst) {
+  if (mr == 12) {
+    for (int r = 0; r < 12; ++r) dst[r] = src[r];
+  } else if (mr == 6) {
+    for (int r = 0; r < 6; ++r) dst[r] = src[r];
+  } else {
+    for (int64_t r = 0; r < mr; ++r) dst[r] = src[r];
+  }
+}
+
 // U of one A panel: the `live` filters whose rows start at wk[r] (tap (c, r, s) at
 // col_off[c * 9 + r * 3 + s]), output channels k0 on of a group whose packed U starts at
 // a_group, for all cg input channels. The MR filters are transformed side by side as vector
 // lanes, and each U_xi's MR values of a channel written as a row.
-template <typename T, int MR>
-__attribute__((always_inline)) inline void store_filter_rows(const T (&u)[kPositions][kMaxRows],
-                                                             int64_t per_position, T* dst) {
-  for (int xi = 0; xi < kPositions; ++xi) {
-    for (int r = 0; r < MR; ++r) dst[xi * per_position + r] = u[xi][r];
-  }
-}
-
 template <typename T>
 __attribute__((always_inline)) inline void transform_filter_panel_body(
     const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0, int64_t cg,
@@ -452,27 +456,7 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
     const int64_t c0 = c / kChannelBlock * kChannelBlock;
     const int64_t kc = std::min(kChannelBlock, cg - c0);
     T* dst = a_group + c0 * rows_padded + k0 * kc + (c - c0) * mr;
-    if (mr == 12) {
-      store_filter_rows<T, 12>(u, per_position, dst);
-    } else if (mr == 6) {
-      store_filter_rows<T, 6>(u, per_position, dst);
-    } else {
-      for (int xi = 0; xi < kPositions; ++xi) {
-        for (int64_t r = 0; r < mr; ++r) dst[xi * per_position + r] = u[xi][r];
-      }
-    }
-  }
-}
-
-// n values of src to dst, n = mr: with mr a constant for the micro-kernels' 12 and 6.
-template <typename T>
-__attribute__((always_inline)) inline void copy_row(const T* src, int64_t mr, T* dst) {
-  if (mr == 12) {
-    for (int r = 0; r < 12; ++r) dst[r] = src[r];
-  } else if (mr == 6) {
-    for (int r = 0; r < 6; ++r) dst[r] = src[r];
-  } else {
-    for (int64_t r = 0; r < mr; ++r) dst[r] = src[r];
+    for (int xi = 0; xi < kPositions; ++xi) copy_row(u[xi], mr, dst + xi * per_position);
   }
 }
 
