@@ -49,6 +49,10 @@ CASES = {
                                               channels_last=True),
     # Channels enough for the automatic choice to run Winograd (forward and grad_input).
     "conv2d_winograd": conv_case((2, 32, 17, 15), (48, 32, 3, 3), 1),
+    # Short reductions (CgRS <= 32), whose grad_weight runs the direct kernel: a 3-channel
+    # first layer, and one channel to 32 (SimpleCNN's first layer, not the depthwise kernels).
+    "conv2d_first_layer": conv_case((8, 3, 40, 37), (16, 3, 3, 3), 1),
+    "conv2d_one_to_many": conv_case((8, 1, 28, 28), (32, 1, 3, 3), 1),
     "conv2d_grouped": conv_case((4, 8, 33, 31), (12, 4, 3, 3), 2),
     "conv2d_depthwise": conv_case((4, 8, 33, 31), (16, 1, 3, 3), 8),
     "conv2d_1x1": conv_case((4, 24, 20, 20), (40, 24, 1, 1), 1, padding=0),

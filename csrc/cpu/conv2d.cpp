@@ -29,7 +29,10 @@
 //            - 1x1 convolutions at stride 1 without padding between tensors with contiguous
 //              planes (NCHW), each plane read in place as one long row: the forward pass
 //              and grad_input (version 0: planes of 512 pixels or more).
-//            Other shapes, and grad_weight, run version 2.
+//            - grad_weight of the short reductions, from a grad_output with contiguous
+//              rows: each output channel's dY rows against each tap's padded input rows,
+//              sums kept in vector lanes (gemm.h, direct_grad_weight).
+//            Other shapes run version 2.
 // version 0 (automatic, the default) runs version 3 where it applies and pays
 //            (winograd_pays: 16 or more input channels), else version 4 where it applies,
 //            else version 2.
@@ -312,12 +315,22 @@ bool direct_applies(const ConvGeometry& g, const Strides4& ys) {
 // A depthwise-shaped layer with many output channels per input channel (SimpleCNN's first
 // layer: 1 -> 32) runs faster on the direct kernel, which shares each input load among MR
 // output channels, than on the depthwise kernels, which compute one channel at a time.
-bool direct_over_depthwise(const at::Tensor& weight, const Conv2dParams& p,
+bool direct_over_depthwise(c10::IntArrayRef weight_size, const Conv2dParams& p,
                            c10::MemoryFormat format) {
   const int version = kernel_version(OpFamily::conv2d);
-  return (version == 0 || version == 4) && weight.size(0) / p.groups >= 8 &&
-         weight.size(2) * weight.size(3) <= kDirectMaxTaps && p.stride_w == 1 &&
+  return (version == 0 || version == 4) && weight_size[0] / p.groups >= 8 &&
+         weight_size[2] * weight_size[3] <= kDirectMaxTaps && p.stride_w == 1 &&
          format == c10::MemoryFormat::Contiguous;
+}
+
+// Whether the fast versions run a direct kernel (version 4) on geometry g, with the output
+// (for grad_weight: grad_output) of strides ys: where it applies, unless version 0 prefers
+// Winograd.
+template <typename T>
+bool use_direct(const ConvGeometry& g, const Strides4& ys) {
+  const int version = kernel_version(OpFamily::conv2d);
+  return (version == 4 || (version == 0 && !winograd_pays(g, sizeof(T)))) &&
+         direct_applies(g, ys);
 }
 
 // The weights as the micro-kernel's A panels over the whole reduction, one set per group
@@ -333,32 +346,45 @@ std::vector<T> pack_weight_panels(const OffsetMatrix<T>& w, const ConvGeometry& 
   return packed;
 }
 
+// The zero-padded input the direct kernels read: plane (n, c) holds rows [-pad_top, ..) x
+// columns [-pad_left, ..) of x, as far as any tap reaches, then `slack` zeros past the last
+// plane (for loads that run past a row's end).
+template <typename T>
+struct PaddedInput {
+  int64_t hp, wp, plane;
+  Scratch<T> data;
+
+  PaddedInput(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t slack)
+      : hp(std::max(g.H + g.p.pad_top,
+                    (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h + 1)),
+        wp(std::max(g.W + g.p.pad_left, g.Q + (g.S - 1) * g.p.dilation_w)),
+        plane(hp * wp),
+        data(kOperands, g.N * g.C * plane + slack) {
+    pad_planes(x, xs, g, hp, wp, data.get());
+    std::fill_n(data.get() + g.N * g.C * plane, slack, T(0));
+  }
+
+  // Offset of each (c, r, s) tap of one group from its first plane's (0, 0).
+  std::vector<int64_t> tap_offsets(const ConvGeometry& g) const {
+    std::vector<int64_t> off(g.reduction());
+    for (int64_t tap = 0; tap < g.reduction(); ++tap) {
+      const KernelTap kt(tap, g);
+      off[tap] = kt.c * plane + kt.r * g.p.dilation_h * wp + kt.s * g.p.dilation_w;
+    }
+    return off;
+  }
+};
+
 template <typename T>
 void direct_conv(const at::Tensor& input, const OffsetMatrix<T>& w, const T* bias,
                  at::Tensor& output, const ConvGeometry& g, bool relu) {
   const GemmTile t = gemm_tile<T>();
-  const T* x = input.data_ptr<T>();
   T* y = output.data_ptr<T>();
-  const Strides4 xs(input), ys(output);
-
-  // The zero-padded input: plane (n, c) holds rows [-pad_top, ..) x columns [-pad_left, ..)
-  // of x, as far as any tap reaches, and NR - 1 zeros past the last plane for the loads
-  // that run past a row's end.
-  const int64_t hp = std::max(g.H + g.p.pad_top,
-                              (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h + 1);
-  const int64_t wp = std::max(g.W + g.p.pad_left, g.Q + (g.S - 1) * g.p.dilation_w);
-  const int64_t plane = hp * wp;
-  const Scratch<T> padded(kOperands, g.N * g.C * plane + t.nr);
-  pad_planes(x, xs, g, hp, wp, padded.get());
-  std::fill_n(padded.get() + g.N * g.C * plane, t.nr, T(0));
-
+  const Strides4 ys(output);
+  const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, t.nr);
   const int64_t taps = g.reduction(), blocks = ceil_div(g.Kg, t.mr);
   const std::vector<T> w_pack = pack_weight_panels(w, g, t.mr);
-  std::vector<int64_t> tap_off(taps);
-  for (int64_t tap = 0; tap < taps; ++tap) {
-    const KernelTap kt(tap, g);
-    tap_off[tap] = kt.c * plane + kt.r * g.p.dilation_h * wp + kt.s * g.p.dilation_w;
-  }
+  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
 
   at::parallel_for(0, g.N * g.G * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -366,14 +392,69 @@ void direct_conv(const at::Tensor& input, const OffsetMatrix<T>& w, const T* bia
       const int64_t k0 = group * g.Kg + (task % blocks) * t.mr;
       const int m_valid = static_cast<int>(std::min(t.mr, (group + 1) * g.Kg - k0));
       const T* w_block = w_pack.data() + (group * blocks + task % blocks) * taps * t.mr;
-      const T* x_image = padded.get() + (n * g.C + group * g.Cg) * plane;
+      const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane;
       for (int64_t oh = 0; oh < g.P; ++oh) {
-        direct_row(taps, tap_off.data(), x_image + oh * g.p.stride_h * wp, w_block, g.Q,
+        direct_row(taps, tap_off.data(), x_image + oh * g.p.stride_h * xp.wp, w_block, g.Q,
                    y + n * ys.n + k0 * ys.c + oh * ys.h, ys.c, m_valid,
                    bias ? bias + k0 : nullptr, relu);
       }
     }
   });
+}
+
+// grad_weight of the layers direct_conv takes, from a grad_output with contiguous rows:
+//   dW[k, (c, r, s)] = sum over n, p, q of
+//                      dY[n, k, p, q] * X_padded[n, c, p * stride_h + r * dilation_h, q + s * dilation_w]
+// by the direct_grad_weight micro-kernel (blocks of channels x 9 taps, sums in vector lanes).
+// The units of work are (image, strip of output rows); `splits` contiguous ranges of units
+// sum into their own copies of dW, which are added in order at the end. Both counts are
+// functions of the shape alone: the result does not depend on the thread count.
+template <typename T>
+void conv2d_grad_weight_direct(const at::Tensor& grad_output, const at::Tensor& input, T* dw,
+                               const ConvGeometry& g) {
+  // Rows per unit: about 2048 pixels, so that a call's block of dY stays in L1 and its sums
+  // are reduced across lanes rarely.
+  constexpr int64_t kStripPixels = 2048, kSplits = 8;
+  const T* dy = grad_output.data_ptr<T>();
+  const Strides4 dys(grad_output);
+  const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, 0);
+  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
+  const int64_t taps = g.reduction(), kb = direct_grad_weight_channels<T>();
+  const int64_t strip = std::clamp<int64_t>(kStripPixels / g.Q, 1, g.P);
+  const int64_t strips = ceil_div(g.P, strip), units = g.N * strips;
+  const int64_t splits = std::min(units, kSplits);
+  // Split 0 sums straight into dW (zeroed by the caller); the others into copies of it.
+  std::vector<T> partial((splits - 1) * g.K * taps, T(0));
+
+  at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> dy_off(kb);
+    for (int64_t s = begin; s < end; ++s) {
+      T* sums = s == 0 ? dw : partial.data() + (s - 1) * g.K * taps;
+      for (int64_t unit = s * units / splits; unit < (s + 1) * units / splits; ++unit) {
+        const int64_t n = unit / strips, p0 = (unit % strips) * strip;
+        const int64_t rows = std::min(strip, g.P - p0);
+        const T* dy_strip = dy + n * dys.n + p0 * dys.h;
+        for (int64_t group = 0; group < g.G; ++group) {
+          const T* x_strip = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane +
+                             p0 * g.p.stride_h * xp.wp;
+          for (int64_t k0 = group * g.Kg; k0 < (group + 1) * g.Kg; k0 += kb) {
+            const int k_valid = static_cast<int>(std::min(kb, (group + 1) * g.Kg - k0));
+            for (int64_t i = 0; i < k_valid; ++i) dy_off[i] = (k0 + i) * dys.c;
+            for (int64_t t0 = 0; t0 < taps; t0 += kDirectGradTaps) {
+              const int t_valid = static_cast<int>(std::min<int64_t>(kDirectGradTaps, taps - t0));
+              direct_grad_weight(rows, g.Q, dy_strip, dy_off.data(), dys.h, k_valid, x_strip,
+                                 tap_off.data() + t0, g.p.stride_h * xp.wp, t_valid,
+                                 sums + k0 * taps + t0, taps);
+            }
+          }
+        }
+      }
+    }
+  });
+  for (int64_t s = 1; s < splits; ++s) {
+    const T* part = partial.data() + (s - 1) * g.K * taps;
+    for (int64_t i = 0; i < g.K * taps; ++i) dw[i] += part[i];
+  }
 }
 
 // 1x1, stride 1, no padding, and x and y with contiguous planes: each image is then the
@@ -460,9 +541,7 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
   const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-  const int version = kernel_version(OpFamily::conv2d);
-  const bool direct = (version == 4 || (version == 0 && !winograd_pays(g, sizeof(T)))) &&
-                      direct_applies(g, Strides4(output)) &&
+  const bool direct = use_direct<T>(g, Strides4(output)) &&
                       !pointwise_direct_applies(g, Strides4(input), Strides4(output));
   if (direct) {
     direct_conv(input, w, bias, output, g, relu);
@@ -691,7 +770,7 @@ at::Tensor conv2d_forward_impl(const char* op, const at::Tensor& input, const at
   const auto out_size = check_conv2d_forward(input, weight, bias, params, op);
   const c10::MemoryFormat format = conv_output_memory_format(input, weight);
   if (is_depthwise(input.size(1), groups) && !use_reference() &&
-      !direct_over_depthwise(weight, params, format)) {
+      !direct_over_depthwise(weight.sizes(), params, format)) {
     return depthwise_forward_cpu(input, weight, bias, params, relu);  // cpu/depthwise.cpp
   }
   at::Tensor output = at::empty(out_size, input.options().memory_format(format));
@@ -766,7 +845,8 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   check_conv2d_grad_weight(grad_output, input, weight_size, params);
   // The GEMM writes a contiguous K x CgRS matrix; a channels_last result is one small copy.
   const c10::MemoryFormat format = conv_output_memory_format(grad_output, input);
-  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+  if (is_depthwise(input.size(1), groups) && !use_reference() &&
+      !direct_over_depthwise(weight_size, params, grad_output.suggest_memory_format())) {
     return depthwise_grad_weight_cpu(grad_output, input, weight_size, params).contiguous(format);
   }
   at::Tensor grad_weight = at::zeros(weight_size, grad_output.options());
@@ -777,6 +857,8 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
       conv2d_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
+    } else if (use_direct<scalar_t>(g, Strides4(grad_output))) {
+      conv2d_grad_weight_direct(grad_output, input, grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_winograd<scalar_t>(g)) {
       winograd_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
                            input.data_ptr<scalar_t>(), Strides4(input),

@@ -18,6 +18,12 @@ namespace cnnops::cpu {
   void direct_row(long taps, const long* tap_off, const double* x, const double* w,       \
                   long n, double* y, long rs_y, int m_valid, const double* bias,          \
                   bool relu);                                                             \
+  void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off,         \
+                          long dy_row, int k_valid, const float* x, const long* tap_off,  \
+                          long x_row, int t_valid, float* sums, long ld);                 \
+  void direct_grad_weight(long rows, long n, const double* dy, const long* dy_off,        \
+                          long dy_row, int k_valid, const double* x, const long* tap_off, \
+                          long x_row, int t_valid, double* sums, long ld);                \
   }
 
 CNNOPS_DECLARE_GEMM(portable)
@@ -76,6 +82,18 @@ GemmTile gemm_tile<double>() {
   return active_isa() == Isa::avx512 ? GemmTile{12, 16} : GemmTile{6, 8};
 }
 
+// Output channels per block of the direct weight-gradient kernel: 3 x 9 accumulators of
+// AVX-512's 32 registers, 1 x 9 of AVX2's 16.
+template <>
+int64_t direct_grad_weight_channels<float>() {
+  return active_isa() == Isa::avx512 ? 3 : 1;
+}
+
+template <>
+int64_t direct_grad_weight_channels<double>() {
+  return direct_grad_weight_channels<float>();
+}
+
 #ifdef CNNOPS_X86
 #define CNNOPS_DISPATCH(kernel, ...)                                       \
   switch (active_isa()) {                                                  \
@@ -108,6 +126,20 @@ void direct_row(int64_t taps, const int64_t* tap_off, const double* x, const dou
                 int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias, bool relu) {
   CNNOPS_DISPATCH(direct_row, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y, rs_y,
                   m_valid, bias, relu)
+}
+
+void direct_grad_weight(int64_t rows, int64_t n, const float* dy, const int64_t* dy_off,
+                        int64_t dy_row, int k_valid, const float* x, const int64_t* tap_off,
+                        int64_t x_row, int t_valid, float* sums, int64_t ld) {
+  CNNOPS_DISPATCH(direct_grad_weight, rows, n, dy, reinterpret_cast<const long*>(dy_off), dy_row,
+                  k_valid, x, reinterpret_cast<const long*>(tap_off), x_row, t_valid, sums, ld)
+}
+
+void direct_grad_weight(int64_t rows, int64_t n, const double* dy, const int64_t* dy_off,
+                        int64_t dy_row, int k_valid, const double* x, const int64_t* tap_off,
+                        int64_t x_row, int t_valid, double* sums, int64_t ld) {
+  CNNOPS_DISPATCH(direct_grad_weight, rows, n, dy, reinterpret_cast<const long*>(dy_off), dy_row,
+                  k_valid, x, reinterpret_cast<const long*>(tap_off), x_row, t_valid, sums, ld)
 }
 
 }  // namespace cnnops::cpu

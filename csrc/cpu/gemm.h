@@ -42,6 +42,24 @@ void direct_row(int64_t taps, const int64_t* tap_off, const float* x, const floa
 void direct_row(int64_t taps, const int64_t* tap_off, const double* x, const double* w,
                 int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias, bool relu);
 
+// The direct weight-gradient micro-kernel (gemm_kernel.h), for the same short reductions:
+// for a block of up to direct_grad_weight_channels<T>() output channels i (rows of dY at
+// dy_off[i]) and up to kDirectGradTaps taps t (x at tap_off[t]), over `rows` rows of n
+// columns,
+//   sums[i * ld + t] += sum_{j, q} dy[dy_off[i] + j * dy_row + q] * x[tap_off[t] + j * x_row + q]
+// for i < k_valid, t < t_valid. x is zero-padded: each tap's n columns lie within its row.
+constexpr int kDirectGradTaps = 9;
+
+template <typename T>
+int64_t direct_grad_weight_channels();
+
+void direct_grad_weight(int64_t rows, int64_t n, const float* dy, const int64_t* dy_off,
+                        int64_t dy_row, int k_valid, const float* x, const int64_t* tap_off,
+                        int64_t x_row, int t_valid, float* sums, int64_t ld);
+void direct_grad_weight(int64_t rows, int64_t n, const double* dy, const int64_t* dy_off,
+                        int64_t dy_row, int k_valid, const double* x, const int64_t* tap_off,
+                        int64_t x_row, int t_valid, double* sums, int64_t ld);
+
 // The instruction set the GEMM runs with: "avx512", "avx2+fma" or "portable".
 const char* cpu_isa();
 

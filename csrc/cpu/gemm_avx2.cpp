@@ -21,6 +21,20 @@ struct FloatVec {
   // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
   static vec relu(vec v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  static vec load_first(const float* p, int count) {  // count in [0, width]
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane));
+  }
+  static float sum(vec v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  // v, kept in a register: a value read by several FMAs is loaded once, not folded into each.
+  static vec in_register(vec v) {
+    __asm__("" : "+x"(v));
+    return v;
+  }
   static void store_first(float* p, vec v, int count) {  // count in [0, width]
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
@@ -39,6 +53,19 @@ struct DoubleVec {
   // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
   static vec relu(vec v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
   static void store(double* p, vec v) { _mm256_storeu_pd(p, v); }
+  static vec load_first(const double* p, int count) {  // count in [0, width]
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), lane));
+  }
+  static double sum(vec v) {
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+  // v, kept in a register: a value read by several FMAs is loaded once, not folded into each.
+  static vec in_register(vec v) {
+    __asm__("" : "+x"(v));
+    return v;
+  }
   static void store_first(double* p, vec v, int count) {  // count in [0, width]
     const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
     _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), lane), v);
@@ -63,6 +90,20 @@ void direct_row(long taps, const long* tap_off, const float* x, const float* w, 
 void direct_row(long taps, const long* tap_off, const double* x, const double* w, long n,
                 double* y, long rs_y, int m_valid, const double* bias, bool relu) {
   detail::direct_row<DoubleVec, 6, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
+}
+
+void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,
+                        int k_valid, const float* x, const long* tap_off, long x_row,
+                        int t_valid, float* sums, long ld) {
+  detail::direct_grad_weight<FloatVec, 1, 9>(rows, n, dy, dy_off, dy_row, k_valid, x, tap_off,
+                                              x_row, t_valid, sums, ld);
+}
+
+void direct_grad_weight(long rows, long n, const double* dy, const long* dy_off, long dy_row,
+                        int k_valid, const double* x, const long* tap_off, long x_row,
+                        int t_valid, double* sums, long ld) {
+  detail::direct_grad_weight<DoubleVec, 1, 9>(rows, n, dy, dy_off, dy_row, k_valid, x,
+                                               tap_off, x_row, t_valid, sums, ld);
 }
 
 }  // namespace cnnops::cpu::avx2

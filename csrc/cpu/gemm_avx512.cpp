@@ -21,6 +21,15 @@ struct FloatVec {
   // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
   static vec relu(vec v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static vec load_first(const float* p, int count) {  // count in [0, width]
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), p);
+  }
+  static float sum(vec v) { return _mm512_reduce_add_ps(v); }
+  // v, kept in a register: a value read by several FMAs is loaded once, not folded into each.
+  static vec in_register(vec v) {
+    __asm__("" : "+v"(v));
+    return v;
+  }
   static void store_first(float* p, vec v, int count) {  // count in [0, width]
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1), v);
   }
@@ -38,6 +47,15 @@ struct DoubleVec {
   // max(0, v) keeps NaN: MAXPS returns its second operand when either is NaN
   static vec relu(vec v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
   static void store(double* p, vec v) { _mm512_storeu_pd(p, v); }
+  static vec load_first(const double* p, int count) {  // count in [0, width]
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << count) - 1), p);
+  }
+  static double sum(vec v) { return _mm512_reduce_add_pd(v); }
+  // v, kept in a register: a value read by several FMAs is loaded once, not folded into each.
+  static vec in_register(vec v) {
+    __asm__("" : "+v"(v));
+    return v;
+  }
   static void store_first(double* p, vec v, int count) {  // count in [0, width]
     _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << count) - 1), v);
   }
@@ -61,6 +79,20 @@ void direct_row(long taps, const long* tap_off, const float* x, const float* w, 
 void direct_row(long taps, const long* tap_off, const double* x, const double* w, long n,
                 double* y, long rs_y, int m_valid, const double* bias, bool relu) {
   detail::direct_row<DoubleVec, 12, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
+}
+
+void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,
+                        int k_valid, const float* x, const long* tap_off, long x_row,
+                        int t_valid, float* sums, long ld) {
+  detail::direct_grad_weight<FloatVec, 3, 9>(rows, n, dy, dy_off, dy_row, k_valid, x, tap_off,
+                                              x_row, t_valid, sums, ld);
+}
+
+void direct_grad_weight(long rows, long n, const double* dy, const long* dy_off, long dy_row,
+                        int k_valid, const double* x, const long* tap_off, long x_row,
+                        int t_valid, double* sums, long ld) {
+  detail::direct_grad_weight<DoubleVec, 3, 9>(rows, n, dy, dy_off, dy_row, k_valid, x,
+                                               tap_off, x_row, t_valid, sums, ld);
 }
 
 }  // namespace cnnops::cpu::avx512

@@ -9,8 +9,11 @@
 namespace cnnops::cpu::detail {
 
 // V provides: scalar, vec, width, zero(), load(p), broadcast(x), fma(a, b, acc) = a*b + acc,
-// add(a, b), relu(v) = max(0, v) keeping NaN, store(p, v), and store_first(p, v, count) of
-// the first count lanes. Loads and stores are unaligned.
+// add(a, b), relu(v) = max(0, v) keeping NaN, store(p, v), store_first(p, v, count) of the
+// first count lanes, load_first(p, count): the first count lanes, zeros in the others,
+// reading nothing past them, sum(v) of the lanes, and in_register(v): v, which the compiler
+// must then hold in a register rather than fold its load into each use. Loads and stores are
+// unaligned.
 template <typename V, int MR, int NV>
 inline void micro_kernel(long K, const typename V::scalar* __restrict a,
                          const typename V::scalar* __restrict b, typename V::scalar* c,
@@ -142,6 +145,74 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
         const int count = left - v * W;
         if (count > 0) V::store_first(y + i * rs_y + q + v * W, acc[i][v], count < W ? count : W);
       }
+    }
+  }
+}
+
+}  // namespace cnnops::cpu::detail
+
+namespace cnnops::cpu::detail {
+
+// The direct weight-gradient micro-kernel, for the same short reductions as direct_row.
+// For KB output channels and TB taps it adds, over `rows` rows of n columns,
+//   sums[i * ld + t] += sum_{j, q} dy[dy_off[i] + j * dy_row + q] * x[tap_off[t] + j * x_row + q]
+// for i < k_valid and t < t_valid. Each of the KB x TB sums lives in the lanes of one
+// accumulator until the end of the call, so a load of dY feeds TB FMAs and a load of x
+// feeds KB. x is zero-padded: every tap reads within its row. The row's last, partial block
+// of columns is read with masked loads, which neither fault nor let a NaN past the row's
+// end into the sums. The order of the additions depends only on the arguments.
+template <typename V, int KB, int TB>
+void direct_grad_weight(long rows, long n, const typename V::scalar* dy, const long* dy_off,
+                        long dy_row, int k_valid, const typename V::scalar* x,
+                        const long* tap_off, long x_row, int t_valid,
+                        typename V::scalar* sums, long ld) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  // Channels and taps past the valid ones repeat the first: their sums are not stored.
+  long d_off[KB], t_off[TB];
+  for (int i = 0; i < KB; ++i) d_off[i] = dy_off[i < k_valid ? i : 0];
+  for (int t = 0; t < TB; ++t) t_off[t] = tap_off[t < t_valid ? t : 0];
+
+  vec acc[KB][TB];
+#pragma GCC unroll 4
+  for (int i = 0; i < KB; ++i) {
+#pragma GCC unroll 16
+    for (int t = 0; t < TB; ++t) acc[i][t] = V::zero();
+  }
+  const long full = n / W * W;
+  const int tail = static_cast<int>(n - full);
+  for (long j = 0; j < rows; ++j) {
+    const T* dy_j = dy + j * dy_row;
+    const T* x_j = x + j * x_row;
+    for (long q = 0; q < full; q += W) {
+      vec d[KB];
+#pragma GCC unroll 4
+      for (int i = 0; i < KB; ++i) d[i] = V::load(dy_j + d_off[i] + q);
+#pragma GCC unroll 16
+      for (int t = 0; t < TB; ++t) {
+        const vec xv = V::in_register(V::load(x_j + t_off[t] + q));
+#pragma GCC unroll 4
+        for (int i = 0; i < KB; ++i) acc[i][t] = V::fma(d[i], xv, acc[i][t]);
+      }
+    }
+    if (tail > 0) {
+      vec d[KB];
+#pragma GCC unroll 4
+      for (int i = 0; i < KB; ++i) d[i] = V::load_first(dy_j + d_off[i] + full, tail);
+#pragma GCC unroll 16
+      for (int t = 0; t < TB; ++t) {
+        const vec xv = V::load_first(x_j + t_off[t] + full, tail);
+#pragma GCC unroll 4
+        for (int i = 0; i < KB; ++i) acc[i][t] = V::fma(d[i], xv, acc[i][t]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < KB; ++i) {
+#pragma GCC unroll 16
+    for (int t = 0; t < TB; ++t) {
+      if (i < k_valid && t < t_valid) sums[i * ld + t] += V::sum(acc[i][t]);
     }
   }
 }

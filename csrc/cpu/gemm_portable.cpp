@@ -23,6 +23,17 @@ struct GenericVec {
   static vec add(vec a, vec b) { return a + b; }
   static vec relu(vec v) { return vec{} > v ? vec{} : v; }  // NaN stays NaN
   static void store(T* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
+  static vec load_first(const T* p, int count) {  // count in [0, width]
+    vec v{};
+    for (int i = 0; i < count; ++i) v[i] = p[i];
+    return v;
+  }
+  static vec in_register(vec v) { return v; }
+  static T sum(vec v) {
+    T s = T(0);
+    for (int i = 0; i < width; ++i) s += v[i];
+    return s;
+  }
   static void store_first(T* p, vec v, int count) {  // count in [0, width]
     for (int i = 0; i < count; ++i) p[i] = v[i];
   }
@@ -48,6 +59,20 @@ void direct_row(long taps, const long* tap_off, const double* x, const double* w
                 double* y, long rs_y, int m_valid, const double* bias, bool relu) {
   detail::direct_row<GenericVec<double>, 6, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias,
                                                relu);
+}
+
+void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,
+                        int k_valid, const float* x, const long* tap_off, long x_row,
+                        int t_valid, float* sums, long ld) {
+  detail::direct_grad_weight<GenericVec<float>, 1, 9>(rows, n, dy, dy_off, dy_row, k_valid, x,
+                                                      tap_off, x_row, t_valid, sums, ld);
+}
+
+void direct_grad_weight(long rows, long n, const double* dy, const long* dy_off, long dy_row,
+                        int k_valid, const double* x, const long* tap_off, long x_row,
+                        int t_valid, double* sums, long ld) {
+  detail::direct_grad_weight<GenericVec<double>, 1, 9>(rows, n, dy, dy_off, dy_row, k_valid, x,
+                                                       tap_off, x_row, t_valid, sums, ld);
 }
 
 }  // namespace cnnops::cpu::portable
