@@ -95,6 +95,12 @@ CASES = [
     # rows of many tiles: Winograd's contiguous loads and stores of 8 neighbouring tiles
     case("wide_rows_17to19_21x70", (1, 17, 21, 70), (19, 17, 3, 3), bias=True, padding=1),
     case("tile_19to37_k5_stride2", (2, 19, 33, 35), (37, 19, 5, 5), bias=True, stride=2, padding=2),
+    # thin convolutions (1 to 3 output channels) run the 3-row direct kernel on any reduction:
+    # this forward pass, and grad_input of the first-layer case after it, on rows of a full
+    # block of columns and a partial one
+    case("thin_40to3_rows_130", (2, 40, 6, 130), (3, 40, 3, 3), bias=True, padding=1),
+    case("first_layer_3to20_rows_150", (2, 3, 5, 150), (20, 3, 3, 3), padding=(1, 2),
+         dilation=(1, 2)),
 ]
 
 

@@ -26,6 +26,8 @@
 //            - short reductions (CgRS <= 32: a first layer of 1 to 3 channels) at unit width
 //              stride, into an output with contiguous rows, read from a zero-padded copy of
 //              the input;
+//            - thin convolutions (1 to 3 output channels per group, the grad_input of a
+//              first layer) of any reduction, by a 3-row variant of the same micro-kernel;
 //            - 1x1 convolutions at stride 1 without padding between tensors with contiguous
 //              planes (NCHW), each plane read in place as one long row: the forward pass
 //              and grad_input (version 0: planes of 512 pixels or more).
@@ -33,7 +35,8 @@
 //              rows: each output channel's dY rows against each tap's padded input rows,
 //              sums kept in vector lanes (gemm.h, direct_grad_weight).
 //            Other shapes run version 2.
-// version 0 (automatic, the default) runs version 3 where it applies and pays
+// version 0 (automatic, the default) runs version 4 on thin convolutions and on 1x1
+//            planes of 512 pixels or more, else version 3 where it applies and pays
 //            (winograd_pays: 16 or more input channels), else version 4 where it applies,
 //            else version 2.
 
@@ -375,28 +378,41 @@ struct PaddedInput {
   }
 };
 
+// The direct convolution: tasks of (image, group, block of output channels, run of output
+// rows), each row one call of the micro-kernel. `thin` takes the 3-row kernel
+// (direct_row_thin) for problems of 1 to 3 output channels per group. Every output element
+// is computed by one call, whatever the split.
 template <typename T>
-void direct_conv(const at::Tensor& input, const OffsetMatrix<T>& w, const T* bias,
-                 at::Tensor& output, const ConvGeometry& g, bool relu) {
-  const GemmTile t = gemm_tile<T>();
-  T* y = output.data_ptr<T>();
-  const Strides4 ys(output);
-  const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, t.nr);
+void direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
+                 const Strides4& ys, const ConvGeometry& g, bool relu, bool thin) {
+  const GemmTile t = thin ? direct_thin_tile<T>() : gemm_tile<T>();
+  const PaddedInput<T> xp(x, xs, g, t.nr);
   const int64_t taps = g.reduction(), blocks = ceil_div(g.Kg, t.mr);
   const std::vector<T> w_pack = pack_weight_panels(w, g, t.mr);
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
+  // Runs of rows when images, groups and channel blocks alone are too few to share out.
+  const int64_t runs = std::clamp<int64_t>(
+      ceil_div(4 * at::get_num_threads(), g.N * g.G * blocks), 1, g.P);
+  const int64_t run_rows = ceil_div(g.P, runs);
 
-  at::parallel_for(0, g.N * g.G * blocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.N * g.G * blocks * runs, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / (g.G * blocks), group = (task / blocks) % g.G;
-      const int64_t k0 = group * g.Kg + (task % blocks) * t.mr;
+      const int64_t run = task % runs, nb = task / runs;
+      const int64_t n = nb / (g.G * blocks), group = (nb / blocks) % g.G, block = nb % blocks;
+      const int64_t k0 = group * g.Kg + block * t.mr;
       const int m_valid = static_cast<int>(std::min(t.mr, (group + 1) * g.Kg - k0));
-      const T* w_block = w_pack.data() + (group * blocks + task % blocks) * taps * t.mr;
+      const T* w_block = w_pack.data() + (group * blocks + block) * taps * t.mr;
       const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane;
-      for (int64_t oh = 0; oh < g.P; ++oh) {
-        direct_row(taps, tap_off.data(), x_image + oh * g.p.stride_h * xp.wp, w_block, g.Q,
-                   y + n * ys.n + k0 * ys.c + oh * ys.h, ys.c, m_valid,
-                   bias ? bias + k0 : nullptr, relu);
+      const T* b = bias ? bias + k0 : nullptr;
+      for (int64_t oh = run * run_rows; oh < std::min(g.P, (run + 1) * run_rows); ++oh) {
+        const T* x_row = x_image + oh * g.p.stride_h * xp.wp;
+        T* y_row = y + n * ys.n + k0 * ys.c + oh * ys.h;
+        if (thin) {
+          direct_row_thin(taps, tap_off.data(), x_row, w_block, g.Q, y_row, ys.c, m_valid, b,
+                          relu);
+        } else {
+          direct_row(taps, tap_off.data(), x_row, w_block, g.Q, y_row, ys.c, m_valid, b, relu);
+        }
       }
     }
   });
@@ -514,6 +530,13 @@ void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
   });
 }
 
+// A thin convolution (1 to 3 output channels per group, the grad_input of a first layer)
+// would leave most rows of the GEMM's MR x NR block idle: the direct kernel's 3-row variant
+// takes it, whatever the reduction's length.
+bool thin_direct_applies(const ConvGeometry& g, const Strides4& ys) {
+  return g.Kg <= 3 && g.p.stride_w == 1 && ys.w == 1;
+}
+
 constexpr int64_t kPointwiseMinPixels = 512;  // version 0: 1x1 planes the direct kernel takes
 
 // Every convolution-shaped product of the fast versions: the forward pass, and grad_input
@@ -528,6 +551,8 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
   const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
   if (pointwise && pointwise_direct_applies(g, xs, ys)) {
     pointwise_direct(x, xs, w, bias, y, ys, g, relu);
+  } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
+    direct_conv(x, xs, w, bias, y, ys, g, relu, true);
   } else if (use_winograd<T>(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
   } else {
@@ -544,7 +569,8 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   const bool direct = use_direct<T>(g, Strides4(output)) &&
                       !pointwise_direct_applies(g, Strides4(input), Strides4(output));
   if (direct) {
-    direct_conv(input, w, bias, output, g, relu);
+    direct_conv(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
+                Strides4(output), g, relu, thin_direct_applies(g, Strides4(output)));
   } else {
     convolve(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
              Strides4(output), g, relu);

@@ -18,6 +18,12 @@ namespace cnnops::cpu {
   void direct_row(long taps, const long* tap_off, const double* x, const double* w,       \
                   long n, double* y, long rs_y, int m_valid, const double* bias,          \
                   bool relu);                                                             \
+  void direct_row_thin(long taps, const long* tap_off, const float* x, const float* w,    \
+                       long n, float* y, long rs_y, int m_valid, const float* bias,       \
+                       bool relu);                                                        \
+  void direct_row_thin(long taps, const long* tap_off, const double* x, const double* w,  \
+                       long n, double* y, long rs_y, int m_valid, const double* bias,     \
+                       bool relu);                                                        \
   void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off,         \
                           long dy_row, int k_valid, const float* x, const long* tap_off,  \
                           long x_row, int t_valid, float* sums, long ld);                 \
@@ -82,6 +88,17 @@ GemmTile gemm_tile<double>() {
   return active_isa() == Isa::avx512 ? GemmTile{12, 16} : GemmTile{6, 8};
 }
 
+// 3 rows x 6 vectors (18 accumulators) on AVX-512, 3 x 3 on AVX2 and portable.
+template <>
+GemmTile direct_thin_tile<float>() {
+  return active_isa() == Isa::avx512 ? GemmTile{3, 96} : GemmTile{3, 24};
+}
+
+template <>
+GemmTile direct_thin_tile<double>() {
+  return active_isa() == Isa::avx512 ? GemmTile{3, 48} : GemmTile{3, 12};
+}
+
 // Output channels per block of the direct weight-gradient kernel: 3 x 9 accumulators of
 // AVX-512's 32 registers, 1 x 9 of AVX2's 16.
 template <>
@@ -126,6 +143,20 @@ void direct_row(int64_t taps, const int64_t* tap_off, const double* x, const dou
                 int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias, bool relu) {
   CNNOPS_DISPATCH(direct_row, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y, rs_y,
                   m_valid, bias, relu)
+}
+
+void direct_row_thin(int64_t taps, const int64_t* tap_off, const float* x, const float* w,
+                     int64_t n, float* y, int64_t rs_y, int m_valid, const float* bias,
+                     bool relu) {
+  CNNOPS_DISPATCH(direct_row_thin, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y,
+                  rs_y, m_valid, bias, relu)
+}
+
+void direct_row_thin(int64_t taps, const int64_t* tap_off, const double* x, const double* w,
+                     int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias,
+                     bool relu) {
+  CNNOPS_DISPATCH(direct_row_thin, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y,
+                  rs_y, m_valid, bias, relu)
 }
 
 void direct_grad_weight(int64_t rows, int64_t n, const float* dy, const int64_t* dy_off,

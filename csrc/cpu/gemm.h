@@ -42,6 +42,18 @@ void direct_row(int64_t taps, const int64_t* tap_off, const float* x, const floa
 void direct_row(int64_t taps, const int64_t* tap_off, const double* x, const double* w,
                 int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias, bool relu);
 
+// The same for thin problems (1 to 3 output channels: the grad_input of a first layer),
+// where MR rows of direct_row would be mostly idle: direct_thin_tile<T>().mr (3) output
+// channels x .nr columns per block, with w packed in panels of that MR.
+template <typename T>
+GemmTile direct_thin_tile();
+
+void direct_row_thin(int64_t taps, const int64_t* tap_off, const float* x, const float* w,
+                     int64_t n, float* y, int64_t rs_y, int m_valid, const float* bias, bool relu);
+void direct_row_thin(int64_t taps, const int64_t* tap_off, const double* x, const double* w,
+                     int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias,
+                     bool relu);
+
 // The direct weight-gradient micro-kernel (gemm_kernel.h), for the same short reductions:
 // for a block of up to direct_grad_weight_channels<T>() output channels i (rows of dY at
 // dy_off[i]) and up to kDirectGradTaps taps t (x at tap_off[t]), over `rows` rows of n

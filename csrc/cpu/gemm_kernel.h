@@ -91,6 +91,8 @@ namespace cnnops::cpu::detail {
 // zero-padded copy of the input, so a tap never needs a bounds check; loads may run up to
 // NR - 1 elements past tap_off[t] + n (the caller's buffer allows it). Rows past m_valid
 // are neither read (bias) nor written.
+constexpr long kPrefetchTaps = 6;
+
 template <typename V, int MR, int NV>
 void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
                 const typename V::scalar* w, long n, typename V::scalar* y, long rs_y,
@@ -104,24 +106,29 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const vec start = bias != nullptr && i < m_valid ? V::broadcast(bias[i]) : V::zero();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[i][v] = start;
     }
     for (long t = 0; t < taps; ++t) {
+      // Taps reach into rows of many planes, a pattern the hardware prefetcher does not
+      // follow: fetch the row of the tap kPrefetchTaps ahead into cache now.
+      const typename V::scalar* ahead = x + tap_off[t + kPrefetchTaps < taps ? t + kPrefetchTaps : t] + q;
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) __builtin_prefetch(ahead + v * W);
       vec xv[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) xv[v] = V::load(x + tap_off[t] + q + v * W);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const vec wi = V::broadcast(w[t * MR + i]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(wi, xv[v], acc[i][v]);
       }
     }
     if (relu) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[i][v] = V::relu(acc[i][v]);
       }
     }
@@ -129,7 +136,7 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         if (i >= m_valid) break;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) V::store(y + i * rs_y + q + v * W, acc[i][v]);
       }
       continue;
@@ -140,7 +147,7 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       if (i >= m_valid) break;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) {
         const int count = left - v * W;
         if (count > 0) V::store_first(y + i * rs_y + q + v * W, acc[i][v], count < W ? count : W);

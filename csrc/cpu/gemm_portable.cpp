@@ -61,6 +61,18 @@ void direct_row(long taps, const long* tap_off, const double* x, const double* w
                                                relu);
 }
 
+void direct_row_thin(long taps, const long* tap_off, const float* x, const float* w, long n,
+                     float* y, long rs_y, int m_valid, const float* bias, bool relu) {
+  detail::direct_row<GenericVec<float>, 3, 3>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias,
+                                              relu);
+}
+
+void direct_row_thin(long taps, const long* tap_off, const double* x, const double* w, long n,
+                     double* y, long rs_y, int m_valid, const double* bias, bool relu) {
+  detail::direct_row<GenericVec<double>, 3, 3>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias,
+                                               relu);
+}
+
 void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,
                         int k_valid, const float* x, const long* tap_off, long x_row,
                         int t_valid, float* sums, long ld) {
