@@ -116,6 +116,24 @@ def test_a_wrong_result_is_refused_not_timed(tmp_path):
     assert "pointwise.tiny" in {row["op"] for row in data["rows"]}  # the others still run
 
 
+def test_channels_last_runs_every_family_with_channels_last_operands(tmp_path, monkeypatch):
+    path = tmp_path / "bench.json"
+    result = run_bench("--quick", "--tiny", "--channels-last", "--json", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "channels_last" in result.stdout.splitlines()[0]
+    data = json.loads(path.read_text())
+    assert data["settings"]["memory_format"] == "channels_last"
+    assert {row["op"].split(".")[0] for row in data["rows"]} >= {"conv2d", "max_pool2d", "e2e"}
+    # The operands the harness times really are channels_last (and the default is not).
+    family, case = next((f, c) for f, c in bench_cases.select_cases(bench_cases.FAMILIES, True, True)
+                        if c.op == "conv2d.tiny")
+    seen, ours = [], case.ours
+    monkeypatch.setattr(case, "ours", lambda x, *rest: seen.append(x) or ours(x, *rest))
+    for memory_format in (torch.channels_last, torch.contiguous_format):
+        case.prepare(torch.device("cpu"), torch.float32, family.unit, memory_format).check()
+        assert seen[-1].is_contiguous(memory_format=memory_format)
+
+
 def test_without_rich_and_matplotlib_the_output_is_plain(tmp_path):
     png = tmp_path / "speedups.png"
     result = run_bench("--tiny", "--ops", "pointwise", "--plot", png,

@@ -234,6 +234,7 @@ class Options:
     threads: int | None = None
     quick: bool = False
     tiny: bool = False
+    channels_last: bool = False
     min_run_time: float | None = None
     json: str | None = None
     csv: str | None = None
@@ -294,6 +295,7 @@ def run(options: Options) -> Results:
         else measure_cpu_peaks(peak_seconds, copy_bytes)
     settings = {"device": options.device, "dtype": options.dtype, "threads": torch.get_num_threads(),
                 "quick": options.quick, "tiny": options.tiny, "min_run_time_s": min_run_time,
+                "memory_format": "channels_last" if options.channels_last else "contiguous",
                 "families": [f.name for f in available]}
     results = Results(describe_machine(device), peaks, settings, skipped=skipped)
 
@@ -318,7 +320,8 @@ def _run_case(family: Family, case, device: torch.device, dtype: torch.dtype, op
     base = {"op": case.op, "shape": case.shape, "device": options.device, "dtype": options.dtype}
     torch.backends.cudnn.allow_tf32 = False  # the reference is full float32
     try:
-        prepared = case.prepare(device, dtype, family.unit)
+        memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        prepared = case.prepare(device, dtype, family.unit, memory_format)
         problem = prepared.check()
     except Exception as error:  # noqa: BLE001 -- any failure refuses the op, with its reason
         problem = f"raised {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
@@ -378,6 +381,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one shape per op family (under a minute on 2 cores)")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny shapes: a smoke test of the harness; the timings mean nothing")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="every 4-D operand (inputs, weights, gradients; the e2e nets' "
+                             "parameters) in channels_last, for cnnops and torch alike")
     parser.add_argument("--min-run-time", type=float, default=None, metavar="S",
                         help="seconds of timing per implementation and pass "
                              "(default 0.25; 0.1 with --quick)")
@@ -413,7 +419,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         list_ops(args)
         return 0
     options = Options(device=args.device, ops=args.ops, dtype=args.dtype, threads=args.threads,
-                      quick=args.quick, tiny=args.tiny, min_run_time=args.min_run_time,
+                      quick=args.quick, tiny=args.tiny, channels_last=args.channels_last,
+                      min_run_time=args.min_run_time,
                       json=args.json, csv=args.csv, plot=args.plot, inject_wrong=args.inject_wrong)
     start = time.perf_counter()
     try:

@@ -63,6 +63,13 @@ class Prepared:
     forward_work: float                          # flops, or bytes, of one forward call
 
 
+def _to(t: Tensor, device: torch.device, dtype: torch.dtype,
+        memory_format: torch.memory_format) -> Tensor:
+    """t on device as dtype; a 4-D tensor (activation or weight) also in memory_format."""
+    t = t.to(device, dtype)
+    return t.contiguous(memory_format=memory_format) if t.dim() == 4 else t
+
+
 @dataclasses.dataclass
 class OpCase:
     """One op on one shape: ``ours(*inputs)`` against ``native(*inputs)``."""
@@ -74,13 +81,16 @@ class OpCase:
     native: Callable[..., Tensor]
     flops: int = 0
 
-    def prepare(self, device: torch.device, dtype: torch.dtype, unit: str) -> Prepared:
+    def prepare(self, device: torch.device, dtype: torch.dtype, unit: str,
+                memory_format: torch.memory_format = torch.contiguous_format) -> Prepared:
         generator = torch.Generator().manual_seed(0)
-        inputs = [t if t is None else t.to(device, dtype) for t in self.make_inputs(generator)]
+        inputs = [t if t is None else _to(t, device, dtype, memory_format)
+                  for t in self.make_inputs(generator)]
         leaves = [t if t is None else t.clone().requires_grad_() for t in inputs]
         grad_leaves = [t for t in leaves if t is not None]
         reference = self.native(*inputs)
-        grad_output = torch.randn(reference.shape, generator=generator).to(device, dtype)
+        grad_output = _to(torch.randn(reference.shape, generator=generator), device, dtype,
+                          memory_format)
         impls = {"cnnops": lambda *a: self.ours(*a), "torch": lambda *a: self.native(*a)}
 
         def check() -> str | None:
@@ -117,13 +127,16 @@ class ModelCase:
     input_shape: tuple[int, int, int, int]
     num_classes: int = 10
 
-    def prepare(self, device: torch.device, dtype: torch.dtype, unit: str) -> Prepared:
+    def prepare(self, device: torch.device, dtype: torch.dtype, unit: str,
+                memory_format: torch.memory_format = torch.contiguous_format) -> Prepared:
         torch.manual_seed(0)
         models = {"torch": self.build(False).to(device, dtype)}
         models["cnnops"] = self.build(True).to(device, dtype)
         models["cnnops"].load_state_dict(models["torch"].state_dict())
+        for model in models.values():
+            model.to(memory_format=memory_format)  # 4-D parameters, as users convert a net
         generator = torch.Generator().manual_seed(0)
-        x = torch.randn(self.input_shape, generator=generator).to(device, dtype)
+        x = _to(torch.randn(self.input_shape, generator=generator), device, dtype, memory_format)
         labels = torch.randint(0, self.num_classes, (self.input_shape[0],),
                                generator=generator).to(device)
         optimizers = {impl: torch.optim.SGD(m.parameters(), lr=1e-4) for impl, m in models.items()}

@@ -93,8 +93,9 @@ class Reporter:
             print(text, flush=True)
 
 
-def _threads(settings: dict) -> str:
-    return f"{settings['threads']} thread" + ("" if settings["threads"] == 1 else "s")
+def _threads_and_layout(settings: dict) -> str:
+    layout = ", channels_last" if settings.get("memory_format") == "channels_last" else ""
+    return f"{settings['threads']} thread" + ("" if settings["threads"] == 1 else "s") + layout
 
 
 def _fmt_ms(ms: float) -> str:
@@ -112,7 +113,7 @@ def print_header(results: Results, reporter: Reporter) -> None:
     m, s = results.machine, results.settings
     where = m.get("device_name") or f"{m['cpu_model']} ({m['cpu_isa']})"
     reporter.say(f"cnnops {m['cnnops']} vs torch {m['torch']} on {where}: {s['device']}, "
-                 f"{s['dtype']}, {_threads(s)}")
+                 f"{s['dtype']}, {_threads_and_layout(s)}")
     reporter.say(f"peaks: {_fmt_peak(results.peaks)}")
     for skip in results.skipped:
         reporter.say(f"skipped {skip['family']}: {skip['reason']}")
@@ -135,7 +136,7 @@ def print_results(results: Results) -> None:
     header, body = table_rows(results)
     geomeans = results.geomeans()
     title = (f"cnnops vs torch: {results.settings['device']}, {results.settings['dtype']}, "
-             f"{_threads(results.settings)} (speedup = torch_ms / cnnops_ms)")
+             f"{_threads_and_layout(results.settings)} (speedup = torch_ms / cnnops_ms)")
     geo_header = ["family", "pass", "rows", "geomean speedup"]
     geo_body = [[g["family"] + (" [torch tf32]" if g["torch_tf32"] else ""), g["pass"],
                  str(g["rows"]), f"{g['geomean_speedup']:.2f}x"] for g in geomeans]
@@ -215,7 +216,7 @@ def write_plot(results: Results, path: str) -> bool:
     ax.set_xlabel("speedup = torch_ms / cnnops_ms (log scale; > 1: cnnops faster)")
     m, s = results.machine, results.settings
     ax.set_title(f"cnnops vs torch {m['torch']}: {m.get('device_name') or m['cpu_model']}, "
-                 f"{s['dtype']}, {_threads(s)}", fontsize=9)
+                 f"{s['dtype']}, {_threads_and_layout(s)}", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
