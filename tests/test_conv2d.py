@@ -257,6 +257,10 @@ LAYOUT_CASES = [
     case("stride2_groups2", (2, 6, 7, 9), (4, 3, 3, 2), stride=2, groups=2),
     case("depthwise_same_k4x3", (2, 7, 9, 8), (7, 1, 4, 3), bias=True, padding="same", groups=7),
     case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
+    # 1x1 between channels-last tensors: pixels as the GEMM's rows (two reduction blocks in
+    # the second case)
+    case("k1_groups2", (2, 12, 9, 13), (18, 6, 1, 1), bias=True, groups=2),
+    case("k1_300to40", (2, 300, 5, 6), (40, 300, 1, 1)),
 ]
 
 # (input layout, weight and bias layout, grad_output layout)

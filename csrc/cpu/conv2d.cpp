@@ -530,6 +530,89 @@ void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
   });
 }
 
+// 1x1 convolutions without padding into a dense channels-last output (N, P, Q, K with K
+// innermost), from an input whose channels are contiguous: the pixels are the rows of the
+// GEMM Y[pixels x Kg] = X[pixels x Cg] * W^T[Cg x Kg] per group. The rows of A are read
+// straight from x, W^T is packed once, and each task's tile of Y is summed in a buffer,
+// then written with bias and ReLU.
+bool pointwise_channels_last_applies(const ConvGeometry& g, const Strides4& xs,
+                                     const Strides4& ys) {
+  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 && xs.c == 1 &&
+         ys.c == 1 && ys.w == g.K && ys.h == g.Q * ys.w && ys.n == g.P * ys.h;
+}
+
+template <typename T>
+void pointwise_channels_last(const T* x, const Strides4& xs, const OffsetMatrix<T>& w,
+                             const T* bias, T* y, const ConvGeometry& g, bool relu) {
+  constexpr int64_t kPixelsPerTask = 192;  // A block of 192 x KC: stays in L2
+  const GemmTile t = gemm_tile<T>();
+  const int64_t pixels = g.N * g.P * g.Q, cols_padded = round_up(g.Kg, t.nr);
+
+  // W^T of each group as B panels, per reduction block of KC channels: block b of group
+  // `group` at group * Cg * cols_padded + b * KC * cols_padded.
+  const Scratch<T> b_pack(kOperands, g.G * g.Cg * cols_padded);
+  at::parallel_for(0, g.G, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t group = begin; group < end; ++group) {
+      const OffsetMatrix<T> wt{w.base, w.col_off, w.row_off + group * g.Kg};
+      for (int64_t k0 = 0; k0 < g.Cg; k0 += kReductionBlock) {
+        pack_b(wt, k0, std::min(kReductionBlock, g.Cg - k0), g.Kg, t.nr,
+               b_pack.get() + (group * g.Cg + k0) * cols_padded);
+      }
+    }
+  });
+
+  // Tasks of (group, block of pixels, block of output channels), of even sizes; the channel
+  // blocks only when pixel blocks alone are too few to share out evenly among the threads.
+  const int64_t threads = at::get_num_threads();
+  const int64_t row_tasks = ceil_div(pixels, kPixelsPerTask);
+  const int64_t row_block = round_up(ceil_div(pixels, row_tasks), t.mr);
+  const int64_t max_col_tasks = ceil_div(g.Kg, 4 * t.nr);
+  int64_t col_tasks = std::clamp<int64_t>(ceil_div(4 * threads, g.G * row_tasks), 1, max_col_tasks);
+  while (g.G * row_tasks * col_tasks % threads != 0 && col_tasks < max_col_tasks) ++col_tasks;
+  const int64_t col_block = round_up(ceil_div(g.Kg, col_tasks), t.nr);
+  at::parallel_for(0, g.G * row_tasks * col_tasks, 1, [&](int64_t begin, int64_t end) {
+    const Scratch<T> a_pack(kPanelB, row_block * kReductionBlock);
+    // The product's tile, rows a little more than a multiple of 4 KiB apart: C rows exactly
+    // K = 1024 floats apart, as in y, evict each other from L1 (4K aliasing).
+    const int64_t ldc = round_up(col_block, 16) + 16;
+    const Scratch<T> c_tile(kTile, row_block * ldc);
+    std::vector<int64_t> pixel_off(row_block), channel_off(g.Cg);
+    for (int64_t c = 0; c < g.Cg; ++c) channel_off[c] = c;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t group = task / (row_tasks * col_tasks);
+      const int64_t i0 = ((task / col_tasks) % row_tasks) * row_block;
+      const int64_t j0 = (task % col_tasks) * col_block;
+      const int64_t rows = std::min(row_block, pixels - i0);
+      const int64_t cols = std::min(col_block, g.Kg - j0);
+      if (cols <= 0) continue;
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t pixel = i0 + i, n = pixel / (g.P * g.Q), pq = pixel % (g.P * g.Q);
+        pixel_off[i] = n * xs.n + (pq / g.Q) * g.p.stride_h * xs.h +
+                       (pq % g.Q) * g.p.stride_w * xs.w;
+      }
+      const OffsetMatrix<T> a{x + group * g.Cg, pixel_off.data(), channel_off.data()};
+      std::fill(c_tile.get(), c_tile.get() + rows * ldc, T(0));
+      for (int64_t k0 = 0; k0 < g.Cg; k0 += kReductionBlock) {
+        const int64_t kc = std::min(kReductionBlock, g.Cg - k0);
+        pack_a(a, 0, rows, k0, kc, t.mr, a_pack.get());
+        gemm_packed(rows, cols, kc, a_pack.get(),
+                    b_pack.get() + (group * g.Cg + k0) * cols_padded + j0 * kc, c_tile.get(),
+                    ldc, 1);
+      }
+      // Epilogue: bias and ReLU on the way to y, whose pixels lie K apart.
+      const int64_t k0 = group * g.Kg + j0;
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* c = c_tile.get() + i * ldc;
+        T* out = y + (i0 + i) * g.K + k0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const T v = c[j] + (bias ? bias[k0 + j] : T(0));
+          out[j] = relu ? std::max(v, T(0)) : v;  // NaN stays NaN, as in torch.relu
+        }
+      }
+    }
+  });
+}
+
 // A thin convolution (1 to 3 output channels per group, the grad_input of a first layer)
 // would leave most rows of the GEMM's MR x NR block idle: the direct kernel's 3-row variant
 // takes it, whatever the reduction's length.
@@ -551,6 +634,8 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
   const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
   if (pointwise && pointwise_direct_applies(g, xs, ys)) {
     pointwise_direct(x, xs, w, bias, y, ys, g, relu);
+  } else if ((version == 0 || version == 4) && pointwise_channels_last_applies(g, xs, ys)) {
+    pointwise_channels_last(x, xs, w, bias, y, g, relu);
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
   } else if (use_winograd<T>(g)) {

@@ -389,6 +389,19 @@ void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k
       }
       continue;
     }
+    // Adjacent rows (a channels-last grad_output, whose channels are the rows): each
+    // column's MR values are one contiguous run.
+    bool adjacent = i + MR <= rows;
+    for (int r = 1; r < MR && adjacent; ++r) {
+      adjacent = A.row_off[m0 + i + r] == A.row_off[m0 + i] + r;
+    }
+    if (adjacent) {
+      const T* first = A.base + A.row_off[m0 + i];
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int r = 0; r < MR; ++r) panel[k * MR + r] = first[col[k] + r];
+      }
+      continue;
+    }
     for (int r = 0; r < MR; ++r) {
       if (i + r >= rows) {
         for (int64_t k = 0; k < kc; ++k) panel[k * MR + r] = T(0);
