@@ -93,6 +93,10 @@ CASES = [
     case("c3_mult4_k5_stride3", 2, 3, 4, (16, 19), (5, 5), stride=3, padding=2),
     case("valid", 2, 6, 1, (8, 7), (3, 2), padding="valid"),
     case("batch0", 0, 3, 1, (7, 9), (3, 3), padding=1),
+    # channels_last with 70 channels: the channels-last loops' blocks of four vectors and a
+    # partial vector, at stride 1 and 2
+    case("c70_k3", 2, 70, 1, (6, 7), (3, 3), padding=1),
+    case("c70_k3_stride2_dilation2", 1, 70, 1, (9, 8), (3, 3), stride=2, padding=2, dilation=2),
 ]
 
 

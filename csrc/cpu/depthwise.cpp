@@ -23,8 +23,11 @@
 //                           that reach that phase; no scatter, no atomics
 //              grad_weight  per tap, the dot product of grad_output with the strip
 //            Results with a unit column stride (NCHW) are written row by row straight from
-//            the vector loop; channels_last tensors are handled in blocks of 64 bytes of
-//            channels per task, so that copies in and out read and write whole cache lines.
+//            the vector loop. Channels-last tensors with channel multiplier 1 are summed in
+//            place, pixel by pixel over the taps, vectors along the channels (forward,
+//            grad_weight, and grad_input at stride 1); other channels-last problems are
+//            handled in blocks of 64 bytes of channels per task, so that copies in and out
+//            read and write whole cache lines.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
 // of the batch (chosen from the shape alone) in order, so results do not depend on the
 // thread count.
@@ -70,6 +73,16 @@ namespace cnnops::cpu {
                        float* dst, long dst_pitch);                                          \
   void interleave_rows(long rows, long n, int k, const double* const* src, long src_pitch,   \
                        double* dst, long dst_pitch);                                         \
+  void channels_correlate(long count, long C, int ntaps, const float* const* src,            \
+                          long src_step, const float* const* w, const float* init,           \
+                          float* out, long out_step);                                        \
+  void channels_correlate(long count, long C, int ntaps, const double* const* src,           \
+                          long src_step, const double* const* w, const double* init,         \
+                          double* out, long out_step);                                       \
+  void channels_dot(long count, long C, int ntaps, const float* const* src, long src_step,   \
+                    const float* g, long g_step, float* const* acc);                         \
+  void channels_dot(long count, long C, int ntaps, const double* const* src, long src_step,  \
+                    const double* g, long g_step, double* const* acc);                       \
   }
 
 CNNOPS_DECLARE_DEPTHWISE_LOOPS(portable)
@@ -146,6 +159,25 @@ void interleave_rows(int64_t rows, int64_t n, int k, const float* const* src, in
 void interleave_rows(int64_t rows, int64_t n, int k, const double* const* src,
                      int64_t src_pitch, double* dst, int64_t dst_pitch) {
   CNNOPS_DISPATCH_LOOP(interleave_rows, rows, n, k, src, src_pitch, dst, dst_pitch)
+}
+
+void channels_correlate(int64_t count, int64_t C, int ntaps, const float* const* src,
+                        int64_t src_step, const float* const* w, const float* init, float* out,
+                        int64_t out_step) {
+  CNNOPS_DISPATCH_LOOP(channels_correlate, count, C, ntaps, src, src_step, w, init, out, out_step)
+}
+void channels_correlate(int64_t count, int64_t C, int ntaps, const double* const* src,
+                        int64_t src_step, const double* const* w, const double* init,
+                        double* out, int64_t out_step) {
+  CNNOPS_DISPATCH_LOOP(channels_correlate, count, C, ntaps, src, src_step, w, init, out, out_step)
+}
+void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, int64_t src_step,
+                  const float* g, int64_t g_step, float* const* acc) {
+  CNNOPS_DISPATCH_LOOP(channels_dot, count, C, ntaps, src, src_step, g, g_step, acc)
+}
+void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
+                  int64_t src_step, const double* g, int64_t g_step, double* const* acc) {
+  CNNOPS_DISPATCH_LOOP(channels_dot, count, C, ntaps, src, src_step, g, g_step, acc)
 }
 
 namespace {
@@ -251,6 +283,168 @@ void depthwise_grad_weight_reference(const at::Tensor& grad_output, const at::Te
 }
 
 // ---------------------------------------------------------------------------------------
+// version 2, channels-last tensors (the channels contiguous in every pixel), channel
+// multiplier 1: each pass sums whole pixels over the taps, vectorised along the channels
+// (channels_correlate, channels_dot), with no copies. Tap t of output pixel (oh, ow) reads
+// source pixel (oh * sh + dh[t], ow * sw + dw[t]) and is skipped where that lies outside.
+
+bool channels_last_applies(const DwGeometry& g, const Strides4& a, const Strides4& b) {
+  return g.mult == 1 && a.c == 1 && b.c == 1;
+}
+
+// The taps of the kernel as offsets and weight rows: wt[t * C + c] = w[c, 0, r, s] for
+// t = r * S + s.
+template <typename T>
+struct ChannelTaps {
+  std::vector<int64_t> dh, dw;
+  std::vector<T> wt;
+  int64_t sh, sw;
+
+  // forward and grad_weight: dh = r * dilation - pad; grad_input (stride 1): the flipped
+  // taps, pad - r * dilation. Without a weight (grad_weight), wt stays empty.
+  ChannelTaps(const DwGeometry& g, bool flipped, const at::Tensor* weight)
+      : dh(g.taps()), dw(g.taps()), wt(weight ? g.taps() * g.C : 0),
+        sh(flipped ? 1 : g.p.stride_h), sw(flipped ? 1 : g.p.stride_w) {
+    for (int64_t r = 0; r < g.R; ++r) {
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t t = r * g.S + s;
+        const int64_t h = r * g.p.dilation_h - g.p.pad_top, v = s * g.p.dilation_w - g.p.pad_left;
+        dh[t] = flipped ? -h : h;
+        dw[t] = flipped ? -v : v;
+        if (weight == nullptr) continue;
+        const T* w = weight->data_ptr<T>();
+        const Strides4 ws(*weight);
+        for (int64_t c = 0; c < g.C; ++c) wt[t * g.C + c] = w[c * ws.n + r * ws.h + s * ws.w];
+      }
+    }
+  }
+
+  int ntaps() const { return static_cast<int>(dh.size()); }
+};
+
+// Calls fn(q0, count, ntaps, src, index) for the output pixels of row oh of image n: once for
+// the interior run, where every tap whose source row exists also has its column, and once per
+// edge pixel, with that pixel's taps. src[i] is tap index[i]'s source pixel for q0 (source x
+// of H x W, strides xs).
+template <typename T, typename Fn>
+void for_pixel_runs(const ChannelTaps<T>& taps, const T* x, const Strides4& xs, int64_t H,
+                    int64_t W, int64_t n, int64_t oh, int64_t Q, std::vector<const T*>& src,
+                    std::vector<int>& index, const Fn& fn) {
+  const int ntaps = taps.ntaps();
+  int64_t lo = 0, hi = Q;
+  for (int t = 0; t < ntaps; ++t) {
+    const int64_t ih = oh * taps.sh + taps.dh[t];
+    if (ih < 0 || ih >= H) continue;
+    const int64_t d = taps.dw[t];
+    lo = std::max(lo, d >= 0 ? int64_t{0} : ceil_div(-d, taps.sw));
+    hi = std::min(hi, W - 1 - d < 0 ? int64_t{0} : (W - 1 - d) / taps.sw + 1);
+  }
+  hi = std::max(hi, lo);
+  const auto run = [&](int64_t q0, int64_t count, bool edge) {
+    int kept = 0;
+    for (int t = 0; t < ntaps; ++t) {
+      const int64_t ih = oh * taps.sh + taps.dh[t], iw = q0 * taps.sw + taps.dw[t];
+      if (ih < 0 || ih >= H || (edge && (iw < 0 || iw >= W))) continue;
+      src[kept] = x + n * xs.n + ih * xs.h + iw * xs.w;
+      index[kept++] = t;
+    }
+    fn(q0, count, kept);
+  };
+  for (int64_t q = 0; q < lo; ++q) run(q, 1, true);
+  if (hi > lo) run(lo, hi - lo, false);
+  for (int64_t q = hi; q < Q; ++q) run(q, 1, true);
+}
+
+// out (N x P x Q x C, strides os) = init + the taps' sum over source x (N x H x W x C).
+template <typename T>
+void correlate_channels_last(const ChannelTaps<T>& taps, const T* x, const Strides4& xs,
+                             int64_t H, int64_t W, const T* init, T* out, const Strides4& os,
+                             int64_t N, int64_t P, int64_t Q, int64_t C) {
+  at::parallel_for(0, N * P, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> src(taps.ntaps()), w(taps.ntaps());
+    std::vector<int> index(taps.ntaps());
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / P, oh = row % P;
+      T* out_row = out + n * os.n + oh * os.h;
+      for_pixel_runs(taps, x, xs, H, W, n, oh, Q, src, index, [&](int64_t q0, int64_t count, int kept) {
+        for (int i = 0; i < kept; ++i) w[i] = taps.wt.data() + index[i] * C;
+        channels_correlate(count, C, kept, src.data(), taps.sw * xs.w, w.data(), init,
+                           out_row + q0 * os.w, os.w);
+      });
+    }
+  });
+}
+
+template <typename T>
+void depthwise_forward_channels_last(const at::Tensor& input, const at::Tensor& weight,
+                                     const T* bias, at::Tensor& output, const DwGeometry& g,
+                                     bool relu) {
+  const ChannelTaps<T> taps(g, false, &weight);
+  const Strides4 ys(output);
+  T* y = output.data_ptr<T>();
+  correlate_channels_last(taps, input.data_ptr<T>(), Strides4(input), g.H, g.W, bias, y, ys,
+                          g.N, g.P, g.Q, g.C);
+  if (relu) {
+    at::parallel_for(0, g.N * g.P, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        T* out = y + (row / g.P) * ys.n + (row % g.P) * ys.h;
+        for (int64_t q = 0; q < g.Q; ++q) {
+          for (int64_t c = 0; c < g.C; ++c) out[q * ys.w + c] = std::max(out[q * ys.w + c], T(0));
+        }
+      }
+    });
+  }
+}
+
+// At stride 1, grad_input is the correlation of grad_output with the flipped taps.
+template <typename T>
+void depthwise_grad_input_channels_last(const at::Tensor& grad_output, const at::Tensor& weight,
+                                        at::Tensor& grad_input, const DwGeometry& g) {
+  const ChannelTaps<T> taps(g, true, &weight);
+  correlate_channels_last(taps, grad_output.data_ptr<T>(), Strides4(grad_output), g.P, g.Q,
+                          static_cast<const T*>(nullptr), grad_input.data_ptr<T>(),
+                          Strides4(grad_input), g.N, g.H, g.W, g.C);
+}
+
+// dW[c, t] = sum over output pixels of dY * the tap's source pixel: `splits` fixed ranges of
+// output rows (from the shape alone) sum into their own partials, added in order.
+template <typename T>
+void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at::Tensor& input,
+                                         T* dw, const DwGeometry& g) {
+  constexpr int64_t kSplits = 8;
+  const ChannelTaps<T> taps(g, false, nullptr);
+  const T* dy = grad_output.data_ptr<T>();
+  const T* x = input.data_ptr<T>();
+  const Strides4 dys(grad_output), xs(input);
+  const int64_t rows = g.N * g.P, splits = std::min(rows, kSplits), size = g.taps() * g.C;
+  std::vector<T> partial(splits * size, T(0));
+  at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> src(taps.ntaps());
+    std::vector<T*> acc(taps.ntaps());
+    std::vector<int> index(taps.ntaps());
+    for (int64_t s = begin; s < end; ++s) {
+      T* sums = partial.data() + s * size;
+      for (int64_t row = s * rows / splits; row < (s + 1) * rows / splits; ++row) {
+        const int64_t n = row / g.P, oh = row % g.P;
+        const T* dy_row = dy + n * dys.n + oh * dys.h;
+        for_pixel_runs(taps, x, xs, g.H, g.W, n, oh, g.Q, src, index, [&](int64_t q0, int64_t count, int kept) {
+          for (int i = 0; i < kept; ++i) acc[i] = sums + index[i] * g.C;
+          channels_dot(count, g.C, kept, src.data(), taps.sw * xs.w, dy_row + q0 * dys.w, dys.w,
+                       acc.data());
+        });
+      }
+    }
+  });
+  for (int64_t c = 0; c < g.C; ++c) {
+    for (int64_t t = 0; t < g.taps(); ++t) {
+      T sum = T(0);
+      for (int64_t s = 0; s < splits; ++s) sum += partial[s * size + t * g.C + c];
+      dw[c * g.taps() + t] = sum;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // version 2: flattened planes
 
 template <typename T>
@@ -259,6 +453,10 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
   const T* x = input.data_ptr<T>();
   T* y = output.data_ptr<T>();
   const Strides4 xs(input), ys(output);
+  if (channels_last_applies(g, xs, ys)) {
+    depthwise_forward_channels_last(input, weight, bias, output, g, relu);
+    return;
+  }
   const std::vector<T> taps = weight_taps<T>(weight, g);
   const StripTaps strip_taps(g);
   const int64_t block = channel_block<T>(input, g.C);
@@ -361,6 +559,10 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
   const T* dy = grad_output.data_ptr<T>();
   T* dx = grad_input.data_ptr<T>();
   const Strides4 dys(grad_output), dxs(grad_input);
+  if (g.p.stride_h == 1 && g.p.stride_w == 1 && channels_last_applies(g, dys, dxs)) {
+    depthwise_grad_input_channels_last<T>(grad_output, weight, grad_input, g);
+    return;
+  }
   const std::vector<T> taps = weight_taps<T>(weight, g);
   const int64_t sh = g.p.stride_h, sw = g.p.stride_w;
   const int64_t block = channel_block<T>(grad_input, g.C);
@@ -449,6 +651,10 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
   const T* x = input.data_ptr<T>();
   T* dw = grad_weight.data_ptr<T>();  // contiguous (M, 1, R, S)
   const Strides4 dys(grad_output), xs(input);
+  if (channels_last_applies(g, dys, xs)) {
+    depthwise_grad_weight_channels_last(grad_output, input, dw, g);
+    return;
+  }
   const StripTaps strip_taps(g);
   const int64_t block = channel_block<T>(input, g.C);
   const int64_t blocks = ceil_div(g.C, block);

@@ -5,6 +5,8 @@
 //   taps_correlate     out[i]  = init + sum_t w[t] * src[t][i]
 //   taps_dot           acc[t] += sum_i g[i] * src[t][i]   (kept as per-lane partial sums)
 //   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back
+//   channels_correlate, channels_dot: the same two sums for channels-last tensors, vectors
+//                      along the channels
 //
 // A "tap" is one (channel, r, s) term of the convolution; src[t] points at the element the
 // tap multiplies for i = 0 (depthwise.cpp lays planes out so that i advances one element).
@@ -255,6 +257,87 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
   }
 }
 
+// Channels-last loops (channel multiplier 1): vectors run along the C channels, which are
+// contiguous in every pixel, and each tap t is a pointer to the pixel it multiplies for
+// q = 0 and a per-channel weight row w[t]. For q < count and c < C:
+//   channels_correlate  out[q * out_step + c] = init[c] (0 if null)
+//                                              + sum_t w[t][c] * src[t][q * src_step + c]
+//   channels_dot        acc[t][c] += sum_q g[q * g_step + c] * src[t][q * src_step + c]
+// channels_correlate keeps even and odd taps in separate sums, four vectors at a time, to
+// hide the FMA latency; channels_dot sums up to 8 taps of one vector in registers over the
+// pixels. Both orders depend only on the arguments.
+template <typename V>
+inline void channels_correlate(long count, long C, int ntaps,
+                               const typename V::scalar* const* __restrict src, long src_step,
+                               const typename V::scalar* const* __restrict w,
+                               const typename V::scalar* init, typename V::scalar* out,
+                               long out_step) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  for (long q = 0; q < count; ++q) {
+    const long sq = q * src_step;
+    long c = 0;
+    for (; c + 4 * W <= C; c += 4 * W) {
+      vec even[4], odd[4];
+      for (int i = 0; i < 4; ++i) {
+        even[i] = init ? V::load(init + c + i * W) : V::zero();
+        odd[i] = V::zero();
+      }
+      int t = 0;
+      for (; t + 1 < ntaps; t += 2) {
+        for (int i = 0; i < 4; ++i) {
+          even[i] = V::fma(V::load(w[t] + c + i * W), V::load(src[t] + sq + c + i * W), even[i]);
+          odd[i] = V::fma(V::load(w[t + 1] + c + i * W), V::load(src[t + 1] + sq + c + i * W),
+                          odd[i]);
+        }
+      }
+      if (t < ntaps) {
+        for (int i = 0; i < 4; ++i) {
+          even[i] = V::fma(V::load(w[t] + c + i * W), V::load(src[t] + sq + c + i * W), even[i]);
+        }
+      }
+      for (int i = 0; i < 4; ++i) V::store(out + q * out_step + c + i * W, V::add(even[i], odd[i]));
+    }
+    for (; c < C; c += W) {
+      const long n = C - c < W ? C - c : W;
+      vec even = init ? V::load_n(init + c, n) : V::zero(), odd = V::zero();
+      int t = 0;
+      for (; t + 1 < ntaps; t += 2) {
+        even = V::fma(V::load_n(w[t] + c, n), V::load_n(src[t] + sq + c, n), even);
+        odd = V::fma(V::load_n(w[t + 1] + c, n), V::load_n(src[t + 1] + sq + c, n), odd);
+      }
+      if (t < ntaps) even = V::fma(V::load_n(w[t] + c, n), V::load_n(src[t] + sq + c, n), even);
+      V::store_n(out + q * out_step + c, V::add(even, odd), n);
+    }
+  }
+}
+
+template <typename V>
+inline void channels_dot(long count, long C, int ntaps,
+                         const typename V::scalar* const* __restrict src, long src_step,
+                         const typename V::scalar* __restrict g, long g_step,
+                         typename V::scalar* const* acc) {
+  using vec = typename V::vec;
+  constexpr int W = V::width, kTaps = 8;
+  for (long c = 0; c < C; c += W) {
+    const long n = C - c < W ? C - c : W;
+    for (int t0 = 0; t0 < ntaps; t0 += kTaps) {
+      const int nt = ntaps - t0 < kTaps ? ntaps - t0 : kTaps;
+      vec sum[kTaps];
+      for (int t = 0; t < kTaps; ++t) sum[t] = V::zero();
+      for (long q = 0; q < count; ++q) {
+        const vec gv = V::load_n(g + q * g_step + c, n);
+        for (int t = 0; t < kTaps; ++t) {
+          if (t < nt) sum[t] = V::fma(gv, V::load_n(src[t0 + t] + q * src_step + c, n), sum[t]);
+        }
+      }
+      for (int t = 0; t < nt; ++t) {
+        V::store_n(acc[t0 + t] + c, V::add(V::load_n(acc[t0 + t] + c, n), sum[t]), n);
+      }
+    }
+  }
+}
+
 }  // namespace cnnops::cpu::detail
 
 // Defines the entry points of depthwise.h for one ISA, inside `namespace <isa>`.
@@ -287,4 +370,12 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
   void interleave_rows(long rows, long n, int k, const T* const* src, long src_pitch, T* dst, \
                        long dst_pitch) {                                                      \
     detail::interleave_rows<VEC>(rows, n, k, src, src_pitch, dst, dst_pitch);                 \
+  }                                                                                           \
+  void channels_correlate(long count, long C, int ntaps, const T* const* src, long src_step,  \
+                          const T* const* w, const T* init, T* out, long out_step) {          \
+    detail::channels_correlate<VEC>(count, C, ntaps, src, src_step, w, init, out, out_step);  \
+  }                                                                                           \
+  void channels_dot(long count, long C, int ntaps, const T* const* src, long src_step,        \
+                    const T* g, long g_step, T* const* acc) {                                 \
+    detail::channels_dot<VEC>(count, C, ntaps, src, src_step, g, g_step, acc);                \
   }

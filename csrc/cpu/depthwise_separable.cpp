@@ -19,6 +19,8 @@
 //            and the depthwise gradients of dD follow (cpu/depthwise.cpp), with
 //            d(depthwise_bias) = dD summed over pixels. Every sum runs in an order fixed by
 //            the shape: results do not depend on the thread count.
+//            Channels-last inputs (multiplier 1) run unfused instead: the depthwise kernels,
+//            then the conv2d operators' 1x1 path, both with channels-last loops.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -26,6 +28,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -405,6 +408,40 @@ void pointwise_backward_reference(const at::Tensor& grad_output, const at::Tenso
 
 bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }
 
+// Channels-last inputs (channel multiplier 1) take the unfused path: the depthwise kernels'
+// channels-last loops, then the conv2d operators' 1x1 GEMM over pixels (cpu/conv2d.cpp),
+// reached through the dispatcher. The fused kernels read planes (NCHW), and a channels-last
+// input would cost them a transposing copy per tile.
+bool unfused_channels_last(const at::Tensor& input, const at::Tensor& dw_weight) {
+  return !use_reference() && dw_weight.size(0) == input.size(1) && input.size(1) > 1 &&
+         input.stride(1) == 1;
+}
+
+at::Tensor pointwise_conv2d(const at::Tensor& d, const at::Tensor& pw_weight,
+                            const c10::optional<at::Tensor>& pw_bias) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("cnnops::conv2d", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                               const c10::optional<at::Tensor>&, c10::IntArrayRef,
+                                               c10::IntArrayRef, c10::IntArrayRef, int64_t)>();
+  return op.call(d, pw_weight, pw_bias, {1, 1}, {0, 0, 0, 0}, {1, 1}, 1);
+}
+
+std::tuple<at::Tensor, at::Tensor> pointwise_conv2d_backward(const at::Tensor& grad_output,
+                                                             const at::Tensor& d,
+                                                             const at::Tensor& pw_weight) {
+  using Signature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::IntArrayRef,
+                               c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef, int64_t);
+  static const auto grad_input = c10::Dispatcher::singleton()
+                                     .findSchemaOrThrow("cnnops::conv2d_grad_input", "")
+                                     .typed<Signature>();
+  static const auto grad_weight = c10::Dispatcher::singleton()
+                                      .findSchemaOrThrow("cnnops::conv2d_grad_weight", "")
+                                      .typed<Signature>();
+  return {grad_input.call(grad_output, pw_weight, d.sizes(), {1, 1}, {0, 0, 0, 0}, {1, 1}, 1),
+          grad_weight.call(grad_output, d, pw_weight.sizes(), {1, 1}, {0, 0, 0, 0}, {1, 1}, 1)};
+}
+
 // ---------------------------------------------------------------------------------------
 // Operators
 
@@ -422,6 +459,10 @@ at::Tensor depthwise_separable_forward_cpu(const at::Tensor& input, const at::Te
       {s.N, s.K, s.P, s.Q},
       input.options().memory_format(depthwise_separable_memory_format(input, dw_weight, pw_weight)));
   if (output.numel() == 0) return output;
+  if (unfused_channels_last(input, dw_weight)) {
+    const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
+    return pointwise_conv2d(d, pw_weight, pw_bias).contiguous(output.suggest_memory_format());
+  }
   const at::Tensor dw_b = dw_bias.has_value() ? dw_bias->contiguous() : at::Tensor();
   const at::Tensor pw_b = pw_bias.has_value() ? pw_bias->contiguous() : at::Tensor();
   if (use_reference()) {
@@ -457,7 +498,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_separable_b
             at::zeros(dw_weight.sizes(), options), at::zeros({s.M}, options), grad_pw};
   }
   at::Tensor grad_d;  // dL/dD, as an (N, M, P, Q) tensor of any layout
-  if (use_reference()) {
+  if (unfused_channels_last(input, dw_weight)) {
+    const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
+    std::tie(grad_d, grad_pw) = pointwise_conv2d_backward(grad_output, d, pw_weight);
+  } else if (use_reference()) {
     const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
     grad_d = at::empty(d.sizes(), options);
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
