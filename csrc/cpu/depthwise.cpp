@@ -25,7 +25,7 @@
 //            Results with a unit column stride (NCHW) are written row by row straight from
 //            the vector loop. Channels-last tensors with channel multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
-//            grad_weight, and grad_input at stride 1); other channels-last problems are
+//            grad_weight, grad_input by input phase); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
 //            read and write whole cache lines.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
@@ -292,29 +292,36 @@ bool channels_last_applies(const DwGeometry& g, const Strides4& a, const Strides
   return g.mult == 1 && a.c == 1 && b.c == 1;
 }
 
-// The taps of the kernel as offsets and weight rows: wt[t * C + c] = w[c, 0, r, s] for
-// t = r * S + s.
-template <typename T>
+// Taps as offsets: tap t of output pixel (oh, ow) reads source pixel
+// (oh * sh + dh[t], ow * sw + dw[t]) and weight row tap[t] (r * S + s).
 struct ChannelTaps {
-  std::vector<int64_t> dh, dw;
-  std::vector<T> wt;
+  std::vector<int64_t> dh, dw, tap;
   int64_t sh, sw;
 
-  // forward and grad_weight: dh = r * dilation - pad; grad_input (stride 1): the flipped
-  // taps, pad - r * dilation. Without a weight (grad_weight), wt stays empty.
-  ChannelTaps(const DwGeometry& g, bool flipped, const at::Tensor* weight)
-      : dh(g.taps()), dw(g.taps()), wt(weight ? g.taps() * g.C : 0),
-        sh(flipped ? 1 : g.p.stride_h), sw(flipped ? 1 : g.p.stride_w) {
+  // The forward pass and grad_weight: every tap, dh = r * dilation - pad.
+  explicit ChannelTaps(const DwGeometry& g) : sh(g.p.stride_h), sw(g.p.stride_w) {
     for (int64_t r = 0; r < g.R; ++r) {
       for (int64_t s = 0; s < g.S; ++s) {
-        const int64_t t = r * g.S + s;
-        const int64_t h = r * g.p.dilation_h - g.p.pad_top, v = s * g.p.dilation_w - g.p.pad_left;
-        dh[t] = flipped ? -h : h;
-        dw[t] = flipped ? -v : v;
-        if (weight == nullptr) continue;
-        const T* w = weight->data_ptr<T>();
-        const Strides4 ws(*weight);
-        for (int64_t c = 0; c < g.C; ++c) wt[t * g.C + c] = w[c * ws.n + r * ws.h + s * ws.w];
+        dh.push_back(r * g.p.dilation_h - g.p.pad_top);
+        dw.push_back(s * g.p.dilation_w - g.p.pad_left);
+        tap.push_back(r * g.S + s);
+      }
+    }
+  }
+
+  // grad_input on input phase (a, b), the sub-grid of rows a + i * stride_h and columns
+  // b + k * stride_w: the taps whose outputs reach it, as offsets in (i, k) units. Input row
+  // a + i * sh gets tap r from output row i + (a + pad - r * dilation) / sh, where divisible.
+  ChannelTaps(const DwGeometry& g, int64_t a, int64_t b) : sh(1), sw(1) {
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t h = a + g.p.pad_top - r * g.p.dilation_h;
+      if (((h % g.p.stride_h) + g.p.stride_h) % g.p.stride_h != 0) continue;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t v = b + g.p.pad_left - s * g.p.dilation_w;
+        if (((v % g.p.stride_w) + g.p.stride_w) % g.p.stride_w != 0) continue;
+        dh.push_back(h / g.p.stride_h);
+        dw.push_back(v / g.p.stride_w);
+        tap.push_back(r * g.S + s);
       }
     }
   }
@@ -322,12 +329,24 @@ struct ChannelTaps {
   int ntaps() const { return static_cast<int>(dh.size()); }
 };
 
+// The weight's taps as rows of channels: wt[(r * S + s) * C + c] = w[c, 0, r, s].
+template <typename T>
+std::vector<T> channel_weights(const at::Tensor& weight, const DwGeometry& g) {
+  std::vector<T> wt(g.taps() * g.C);
+  const T* w = weight.data_ptr<T>();
+  const Strides4 ws(weight);
+  for (int64_t t = 0; t < g.taps(); ++t) {
+    for (int64_t c = 0; c < g.C; ++c) wt[t * g.C + c] = w[c * ws.n + (t / g.S) * ws.h + (t % g.S) * ws.w];
+  }
+  return wt;
+}
+
 // Calls fn(q0, count, ntaps, src, index) for the output pixels of row oh of image n: once for
 // the interior run, where every tap whose source row exists also has its column, and once per
 // edge pixel, with that pixel's taps. src[i] is tap index[i]'s source pixel for q0 (source x
 // of H x W, strides xs).
 template <typename T, typename Fn>
-void for_pixel_runs(const ChannelTaps<T>& taps, const T* x, const Strides4& xs, int64_t H,
+void for_pixel_runs(const ChannelTaps& taps, const T* x, const Strides4& xs, int64_t H,
                     int64_t W, int64_t n, int64_t oh, int64_t Q, std::vector<const T*>& src,
                     std::vector<int>& index, const Fn& fn) {
   const int ntaps = taps.ntaps();
@@ -357,9 +376,9 @@ void for_pixel_runs(const ChannelTaps<T>& taps, const T* x, const Strides4& xs, 
 
 // out (N x P x Q x C, strides os) = init + the taps' sum over source x (N x H x W x C).
 template <typename T>
-void correlate_channels_last(const ChannelTaps<T>& taps, const T* x, const Strides4& xs,
-                             int64_t H, int64_t W, const T* init, T* out, const Strides4& os,
-                             int64_t N, int64_t P, int64_t Q, int64_t C) {
+void correlate_channels_last(const ChannelTaps& taps, const std::vector<T>& wt, const T* x,
+                             const Strides4& xs, int64_t H, int64_t W, const T* init, T* out,
+                             const Strides4& os, int64_t N, int64_t P, int64_t Q, int64_t C) {
   at::parallel_for(0, N * P, 1, [&](int64_t begin, int64_t end) {
     std::vector<const T*> src(taps.ntaps()), w(taps.ntaps());
     std::vector<int> index(taps.ntaps());
@@ -367,7 +386,7 @@ void correlate_channels_last(const ChannelTaps<T>& taps, const T* x, const Strid
       const int64_t n = row / P, oh = row % P;
       T* out_row = out + n * os.n + oh * os.h;
       for_pixel_runs(taps, x, xs, H, W, n, oh, Q, src, index, [&](int64_t q0, int64_t count, int kept) {
-        for (int i = 0; i < kept; ++i) w[i] = taps.wt.data() + index[i] * C;
+        for (int i = 0; i < kept; ++i) w[i] = wt.data() + taps.tap[index[i]] * C;
         channels_correlate(count, C, kept, src.data(), taps.sw * xs.w, w.data(), init,
                            out_row + q0 * os.w, os.w);
       });
@@ -379,11 +398,10 @@ template <typename T>
 void depthwise_forward_channels_last(const at::Tensor& input, const at::Tensor& weight,
                                      const T* bias, at::Tensor& output, const DwGeometry& g,
                                      bool relu) {
-  const ChannelTaps<T> taps(g, false, &weight);
   const Strides4 ys(output);
   T* y = output.data_ptr<T>();
-  correlate_channels_last(taps, input.data_ptr<T>(), Strides4(input), g.H, g.W, bias, y, ys,
-                          g.N, g.P, g.Q, g.C);
+  correlate_channels_last(ChannelTaps(g), channel_weights<T>(weight, g), input.data_ptr<T>(),
+                          Strides4(input), g.H, g.W, bias, y, ys, g.N, g.P, g.Q, g.C);
   if (relu) {
     at::parallel_for(0, g.N * g.P, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
@@ -396,14 +414,23 @@ void depthwise_forward_channels_last(const at::Tensor& input, const at::Tensor& 
   }
 }
 
-// At stride 1, grad_input is the correlation of grad_output with the flipped taps.
+// grad_input, one input phase (a, b) at a time: on the phase's sub-grid it is a correlation
+// of grad_output with the taps that reach the phase (all of them, flipped, at stride 1).
 template <typename T>
 void depthwise_grad_input_channels_last(const at::Tensor& grad_output, const at::Tensor& weight,
                                         at::Tensor& grad_input, const DwGeometry& g) {
-  const ChannelTaps<T> taps(g, true, &weight);
-  correlate_channels_last(taps, grad_output.data_ptr<T>(), Strides4(grad_output), g.P, g.Q,
-                          static_cast<const T*>(nullptr), grad_input.data_ptr<T>(),
-                          Strides4(grad_input), g.N, g.H, g.W, g.C);
+  const std::vector<T> wt = channel_weights<T>(weight, g);
+  const Strides4 dxs(grad_input);
+  const int64_t sh = g.p.stride_h, sw = g.p.stride_w;
+  for (int64_t a = 0; a < std::min(sh, g.H); ++a) {
+    for (int64_t b = 0; b < std::min(sw, g.W); ++b) {
+      correlate_channels_last(ChannelTaps(g, a, b), wt, grad_output.data_ptr<T>(),
+                              Strides4(grad_output), g.P, g.Q, static_cast<const T*>(nullptr),
+                              grad_input.data_ptr<T>() + a * dxs.h + b * dxs.w,
+                              Strides4(dxs.n, dxs.c, sh * dxs.h, sw * dxs.w), g.N,
+                              ceil_div(g.H - a, sh), ceil_div(g.W - b, sw), g.C);
+    }
+  }
 }
 
 // dW[c, t] = sum over output pixels of dY * the tap's source pixel: `splits` fixed ranges of
@@ -412,7 +439,7 @@ template <typename T>
 void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at::Tensor& input,
                                          T* dw, const DwGeometry& g) {
   constexpr int64_t kSplits = 8;
-  const ChannelTaps<T> taps(g, false, nullptr);
+  const ChannelTaps taps(g);
   const T* dy = grad_output.data_ptr<T>();
   const T* x = input.data_ptr<T>();
   const Strides4 dys(grad_output), xs(input);
@@ -559,7 +586,7 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
   const T* dy = grad_output.data_ptr<T>();
   T* dx = grad_input.data_ptr<T>();
   const Strides4 dys(grad_output), dxs(grad_input);
-  if (g.p.stride_h == 1 && g.p.stride_w == 1 && channels_last_applies(g, dys, dxs)) {
+  if (channels_last_applies(g, dys, dxs)) {
     depthwise_grad_input_channels_last<T>(grad_output, weight, grad_input, g);
     return;
   }
