@@ -118,6 +118,37 @@ template <typename T>
 void pad_planes(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t hp, int64_t wp,
                 T* dst) {
   const int64_t plane = hp * wp;
+  if (xs.c == 1 && g.C > 1) {
+    // Channels innermost (channels_last): plane by plane would read every element from a
+    // different cache line. Row by row instead, in blocks of 16 pixels, whose channels stay
+    // in L1 while each plane's 16 values are written.
+    constexpr int64_t kPixels = 16;
+    at::parallel_for(0, g.N * hp, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nr = begin; nr < end; ++nr) {
+        const int64_t n = nr / hp, row = nr % hp, ih = row - g.p.pad_top;
+        T* d = dst + n * g.C * plane + row * wp;
+        if (ih < 0 || ih >= g.H) {
+          for (int64_t c = 0; c < g.C; ++c) std::fill_n(d + c * plane, wp, T(0));
+          continue;
+        }
+        const int64_t left = std::min(g.p.pad_left, wp), width = std::min(g.W, wp - left);
+        for (int64_t c = 0; c < g.C; ++c) {
+          std::fill_n(d + c * plane, left, T(0));
+          std::fill(d + c * plane + left + width, d + c * plane + wp, T(0));
+        }
+        const T* s = x + n * xs.n + ih * xs.h;
+        for (int64_t w0 = 0; w0 < width; w0 += kPixels) {
+          const int64_t count = std::min(kPixels, width - w0);
+          for (int64_t c = 0; c < g.C; ++c) {
+            T* dc = d + c * plane + left + w0;
+            const T* sc = s + w0 * xs.w + c;
+            for (int64_t i = 0; i < count; ++i) dc[i] = sc[i * xs.w];
+          }
+        }
+      }
+    });
+    return;
+  }
   at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const T* src = x + (nc / g.C) * xs.n + (nc % g.C) * xs.c;
