@@ -261,6 +261,9 @@ LAYOUT_CASES = [
     # the second case)
     case("k1_groups2", (2, 12, 9, 13), (18, 6, 1, 1), bias=True, groups=2),
     case("k1_300to40", (2, 300, 5, 6), (40, 300, 1, 1)),
+    # channels-last GEMM over a spatially padded copy: dilation, strides, asymmetric kernel
+    case("dilation2x1_stride2x1", (2, 6, 11, 10), (8, 6, 3, 2), bias=True, padding=(2, 1),
+         dilation=(2, 1), stride=(2, 1)),
 ]
 
 # (input layout, weight and bias layout, grad_output layout)

@@ -315,6 +315,10 @@ bool direct_applies(const ConvGeometry& g, const Strides4& ys) {
   return g.reduction() <= kDirectMaxTaps && g.p.stride_w == 1 && ys.w == 1;
 }
 
+// Strides standing for any layout with contiguous rows: what the direct kernels write, and
+// read as grad_output. Callers with another layout copy to such a tensor, or from it.
+const Strides4 kRowMajor(0, 0, 0, 1);
+
 // A depthwise-shaped layer with many output channels per input channel (SimpleCNN's first
 // layer: 1 -> 32) runs faster on the direct kernel, which shares each input load among MR
 // output channels, than on the depthwise kernels, which compute one channel at a time.
@@ -530,33 +534,70 @@ void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
   });
 }
 
-// 1x1 convolutions without padding into a dense channels-last output (N, P, Q, K with K
-// innermost), from an input whose channels are contiguous: the pixels are the rows of the
-// GEMM Y[pixels x Kg] = X[pixels x Cg] * W^T[Cg x Kg] per group. The rows of A are read
-// straight from x, W^T is packed once, and each task's tile of Y is summed in a buffer,
-// then written with bias and ReLU.
+// Convolutions between channels-last tensors (the input's channels contiguous, the output
+// dense N x P x Q x K): the pixels are the rows of the GEMM
+//   Y[pixels x Kg] = X_col[pixels x CgRS] * W^T[CgRS x Kg]   per group.
+// A 1x1 convolution without padding reads the rows of X_col straight from x; other kernels
+// gather them from a copy of x zero-padded in space, channels still innermost. W^T is packed
+// once, and each task's tile of Y is summed in a buffer, then written with bias and ReLU.
+bool channels_last_gemm_applies(const ConvGeometry& g, const Strides4& xs, const Strides4& ys) {
+  return xs.c == 1 && ys.c == 1 && ys.w == g.K && ys.h == g.Q * ys.w && ys.n == g.P * ys.h;
+}
+
 bool pointwise_channels_last_applies(const ConvGeometry& g, const Strides4& xs,
                                      const Strides4& ys) {
-  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 && xs.c == 1 &&
-         ys.c == 1 && ys.w == g.K && ys.h == g.Q * ys.w && ys.n == g.P * ys.h;
+  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 &&
+         channels_last_gemm_applies(g, xs, ys);
 }
 
 template <typename T>
-void pointwise_channels_last(const T* x, const Strides4& xs, const OffsetMatrix<T>& w,
-                             const T* bias, T* y, const ConvGeometry& g, bool relu) {
+void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w,
+                        const T* bias, T* y, const ConvGeometry& g, bool relu) {
   constexpr int64_t kPixelsPerTask = 192;  // A block of 192 x KC: stays in L2
   const GemmTile t = gemm_tile<T>();
   const int64_t pixels = g.N * g.P * g.Q, cols_padded = round_up(g.Kg, t.nr);
+  const int64_t red = g.reduction();
 
-  // W^T of each group as B panels, per reduction block of KC channels: block b of group
-  // `group` at group * Cg * cols_padded + b * KC * cols_padded.
-  const Scratch<T> b_pack(kOperands, g.G * g.Cg * cols_padded);
+  // The source of X_col's rows: x, or its zero-padded copy (pixels of C channels).
+  const bool pointwise = g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0;
+  const int64_t hp = pointwise ? 0 : std::max(g.H + g.p.pad_top,
+                                              (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h + 1);
+  const int64_t wp = pointwise ? 0 : std::max(g.W + g.p.pad_left,
+                                              (g.Q - 1) * g.p.stride_w + (g.S - 1) * g.p.dilation_w + 1);
+  const Scratch<T> padded(kInput, g.N * hp * wp * g.C);
+  const T* src = x;
+  Strides4 ss = xs;
+  if (!pointwise) {
+    ss = Strides4(hp * wp * g.C, 1, wp * g.C, g.C);
+    at::parallel_for(0, g.N * hp, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nr = begin; nr < end; ++nr) {
+        const int64_t n = nr / hp, ih = nr % hp - g.p.pad_top;
+        T* row = padded.get() + nr * wp * g.C;
+        std::fill_n(row, wp * g.C, T(0));
+        if (ih < 0 || ih >= g.H) continue;
+        for (int64_t iw = 0; iw < std::min(g.W, wp - g.p.pad_left); ++iw) {
+          const T* px = x + n * xs.n + ih * xs.h + iw * xs.w;
+          std::copy(px, px + g.C, row + (iw + g.p.pad_left) * g.C);
+        }
+      }
+    });
+    src = padded.get();
+  }
+  std::vector<int64_t> tap_off(red);
+  for (int64_t k = 0; k < red; ++k) {
+    const KernelTap tap(k, g);
+    tap_off[k] = tap.c + tap.r * g.p.dilation_h * ss.h + tap.s * g.p.dilation_w * ss.w;
+  }
+
+  // W^T of each group as B panels, per reduction block of KC taps: block b of group
+  // `group` at group * CgRS * cols_padded + b * KC * cols_padded.
+  const Scratch<T> b_pack(kOperands, g.G * red * cols_padded);
   at::parallel_for(0, g.G, 1, [&](int64_t begin, int64_t end) {
     for (int64_t group = begin; group < end; ++group) {
       const OffsetMatrix<T> wt{w.base, w.col_off, w.row_off + group * g.Kg};
-      for (int64_t k0 = 0; k0 < g.Cg; k0 += kReductionBlock) {
-        pack_b(wt, k0, std::min(kReductionBlock, g.Cg - k0), g.Kg, t.nr,
-               b_pack.get() + (group * g.Cg + k0) * cols_padded);
+      for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
+        pack_b(wt, k0, std::min(kReductionBlock, red - k0), g.Kg, t.nr,
+               b_pack.get() + (group * red + k0) * cols_padded);
       }
     }
   });
@@ -576,8 +617,7 @@ void pointwise_channels_last(const T* x, const Strides4& xs, const OffsetMatrix<
     // K = 1024 floats apart, as in y, evict each other from L1 (4K aliasing).
     const int64_t ldc = round_up(col_block, 16) + 16;
     const Scratch<T> c_tile(kTile, row_block * ldc);
-    std::vector<int64_t> pixel_off(row_block), channel_off(g.Cg);
-    for (int64_t c = 0; c < g.Cg; ++c) channel_off[c] = c;
+    std::vector<int64_t> pixel_off(row_block);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t group = task / (row_tasks * col_tasks);
       const int64_t i0 = ((task / col_tasks) % row_tasks) * row_block;
@@ -587,16 +627,16 @@ void pointwise_channels_last(const T* x, const Strides4& xs, const OffsetMatrix<
       if (cols <= 0) continue;
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t pixel = i0 + i, n = pixel / (g.P * g.Q), pq = pixel % (g.P * g.Q);
-        pixel_off[i] = n * xs.n + (pq / g.Q) * g.p.stride_h * xs.h +
-                       (pq % g.Q) * g.p.stride_w * xs.w;
+        pixel_off[i] = n * ss.n + (pq / g.Q) * g.p.stride_h * ss.h +
+                       (pq % g.Q) * g.p.stride_w * ss.w;
       }
-      const OffsetMatrix<T> a{x + group * g.Cg, pixel_off.data(), channel_off.data()};
+      const OffsetMatrix<T> a{src + group * g.Cg, pixel_off.data(), tap_off.data()};
       std::fill(c_tile.get(), c_tile.get() + rows * ldc, T(0));
-      for (int64_t k0 = 0; k0 < g.Cg; k0 += kReductionBlock) {
-        const int64_t kc = std::min(kReductionBlock, g.Cg - k0);
+      for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
+        const int64_t kc = std::min(kReductionBlock, red - k0);
         pack_a(a, 0, rows, k0, kc, t.mr, a_pack.get());
         gemm_packed(rows, cols, kc, a_pack.get(),
-                    b_pack.get() + (group * g.Cg + k0) * cols_padded + j0 * kc, c_tile.get(),
+                    b_pack.get() + (group * red + k0) * cols_padded + j0 * kc, c_tile.get(),
                     ldc, 1);
       }
       // Epilogue: bias and ReLU on the way to y, whose pixels lie K apart.
@@ -634,8 +674,10 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
   const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
   if (pointwise && pointwise_direct_applies(g, xs, ys)) {
     pointwise_direct(x, xs, w, bias, y, ys, g, relu);
-  } else if ((version == 0 || version == 4) && pointwise_channels_last_applies(g, xs, ys)) {
-    pointwise_channels_last(x, xs, w, bias, y, g, relu);
+  } else if ((version == 0 || version == 4) && channels_last_gemm_applies(g, xs, ys) &&
+             (version == 4 || pointwise_channels_last_applies(g, xs, ys) ||
+              !winograd_pays(g, sizeof(T)))) {
+    channels_last_gemm(x, xs, w, bias, y, g, relu);
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
   } else if (use_winograd<T>(g)) {
@@ -651,11 +693,11 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   const std::vector<int64_t> row_off = strided_offsets(g.K, weight.stride(0));
   const std::vector<int64_t> col_off = weight_tap_offsets(g, Strides4(weight));
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
-  const bool direct = use_direct<T>(g, Strides4(output)) &&
-                      !pointwise_direct_applies(g, Strides4(input), Strides4(output));
+  const Strides4 xs(input), ys(output);
+  const bool direct = use_direct<T>(g, ys) && !pointwise_direct_applies(g, xs, ys);
   if (direct) {
-    direct_conv(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
-                Strides4(output), g, relu, thin_direct_applies(g, Strides4(output)));
+    direct_conv(input.data_ptr<T>(), xs, w, bias, output.data_ptr<T>(), ys, g, relu,
+                thin_direct_applies(g, ys));
   } else {
     convolve(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
              Strides4(output), g, relu);
@@ -690,8 +732,18 @@ void conv2d_grad_input_as_convolution(const at::Tensor& grad_output, const at::T
     col_off[k] = tap.c * ws.n + (g.R - 1 - tap.r) * ws.h + (g.S - 1 - tap.s) * ws.w;
   }
   const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
+  // A thin problem (1 to 3 channels of grad_input) runs the direct kernel, which writes rows
+  // of contiguous pixels: a channels-last grad_input is computed in NCHW, then copied.
+  const int version = kernel_version(OpFamily::conv2d);
+  const bool via_rows = (version == 0 || version == 4) && thin_direct_applies(t, kRowMajor) &&
+                        Strides4(grad_input).w != 1;
+  at::Tensor out = via_rows ? at::empty(grad_input.sizes(), grad_input.options()) : grad_input;
   convolve(grad_output.data_ptr<T>(), Strides4(grad_output), w, static_cast<const T*>(nullptr),
-           grad_input.data_ptr<T>(), Strides4(grad_input), t, false);
+           out.data_ptr<T>(), Strides4(out), t, false);
+  if (via_rows) {
+    from_planes(out.data_ptr<T>(), grad_input.data_ptr<T>(), Strides4(grad_input), g.N, g.C, g.H,
+                g.W);
+  }
 }
 
 // grad_input work is split into tasks of (group, channel chunk, run of whole images), each

@@ -170,6 +170,31 @@ void pad_planes(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t h
   });
 }
 
+// Copies contiguous planes (NCHW) into x (N x C x H x W, any strides). A channels-last x is
+// written in blocks of 16 pixels, whose channels stay in L1 while each plane's run is read
+// (element by element, every write would touch a new cache line).
+template <typename T>
+void from_planes(const T* planes, T* x, const Strides4& xs, int64_t N, int64_t C, int64_t H,
+                 int64_t W) {
+  constexpr int64_t kPixels = 16;
+  const int64_t plane = H * W;
+  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nh = begin; nh < end; ++nh) {
+      const int64_t n = nh / H, h = nh % H;
+      T* row = x + n * xs.n + h * xs.h;
+      const T* in = planes + n * C * plane + h * W;
+      for (int64_t w0 = 0; w0 < W; w0 += kPixels) {
+        const int64_t count = std::min(kPixels, W - w0);
+        for (int64_t c = 0; c < C; ++c) {
+          const T* pc = in + c * plane + w0;
+          T* xc = row + w0 * xs.w + c * xs.c;
+          for (int64_t i = 0; i < count; ++i) xc[i * xs.w] = pc[i];
+        }
+      }
+    }
+  });
+}
+
 // Small images make short runs (an output row of 2 to 8 columns), and packing run by run
 // then costs more than the GEMM. A tile's input offsets are the same for every channel, so
 // they are computed once per kernel tap (r, s) and each im2col row becomes a gather:
