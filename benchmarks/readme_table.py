@@ -3,7 +3,8 @@
     python benchmarks/readme_table.py [--results benchmarks/results] [--readme README.md]
 
 Reads every JSON that `cnnops bench --json` wrote into benchmarks/results/, takes the latest
-(by the date it records) CPU run that is not a --tiny smoke test, and rewrites the part of
+(by the date it records) CPU run that is neither a --tiny smoke test nor a --channels-last
+run (the table is of the default NCHW layout), and rewrites the part of
 README.md between the two marker comments. Never edit that part by hand.
 """
 
@@ -26,7 +27,8 @@ def latest_cpu_run(results_dir: str) -> tuple[str, dict] | None:
         with open(path) as f:
             data = json.load(f)
         settings = data.get("settings", {})
-        if settings.get("device") == "cpu" and not settings.get("tiny") and data.get("rows"):
+        if (settings.get("device") == "cpu" and not settings.get("tiny") and data.get("rows")
+                and settings.get("memory_format", "contiguous") == "contiguous"):
             runs.append((data["machine"]["date"], path, data))
     if not runs:
         return None
