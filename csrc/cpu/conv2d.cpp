@@ -315,10 +315,6 @@ bool direct_applies(const ConvGeometry& g, const Strides4& ys) {
   return g.reduction() <= kDirectMaxTaps && g.p.stride_w == 1 && ys.w == 1;
 }
 
-// Strides standing for any layout with contiguous rows: what the direct kernels write, and
-// read as grad_output. Callers with another layout copy to such a tensor, or from it.
-const Strides4 kRowMajor(0, 0, 0, 1);
-
 // A depthwise-shaped layer with many output channels per input channel (SimpleCNN's first
 // layer: 1 -> 32) runs faster on the direct kernel, which shares each input load among MR
 // output channels, than on the depthwise kernels, which compute one channel at a time.
@@ -353,6 +349,16 @@ std::vector<T> pack_weight_panels(const OffsetMatrix<T>& w, const ConvGeometry& 
   return packed;
 }
 
+// Rows and columns of a zero-padded copy of the input that starts at (-pad_top, -pad_left)
+// and reaches as far as any tap does.
+int64_t padded_rows(const ConvGeometry& g) {
+  return std::max(g.H + g.p.pad_top, (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h + 1);
+}
+
+int64_t padded_cols(const ConvGeometry& g) {
+  return std::max(g.W + g.p.pad_left, (g.Q - 1) * g.p.stride_w + (g.S - 1) * g.p.dilation_w + 1);
+}
+
 // The zero-padded input the direct kernels read: plane (n, c) holds rows [-pad_top, ..) x
 // columns [-pad_left, ..) of x, as far as any tap reaches, then `slack` zeros past the last
 // plane (for loads that run past a row's end).
@@ -362,9 +368,8 @@ struct PaddedInput {
   Scratch<T> data;
 
   PaddedInput(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t slack)
-      : hp(std::max(g.H + g.p.pad_top,
-                    (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h + 1)),
-        wp(std::max(g.W + g.p.pad_left, g.Q + (g.S - 1) * g.p.dilation_w)),
+      : hp(padded_rows(g)),
+        wp(padded_cols(g)),
         plane(hp * wp),
         data(kOperands, g.N * g.C * plane + slack) {
     pad_planes(x, xs, g, hp, wp, data.get());
@@ -544,10 +549,8 @@ bool channels_last_gemm_applies(const ConvGeometry& g, const Strides4& xs, const
   return xs.c == 1 && ys.c == 1 && ys.w == g.K && ys.h == g.Q * ys.w && ys.n == g.P * ys.h;
 }
 
-bool pointwise_channels_last_applies(const ConvGeometry& g, const Strides4& xs,
-                                     const Strides4& ys) {
-  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 &&
-         channels_last_gemm_applies(g, xs, ys);
+bool unpadded_1x1(const ConvGeometry& g) {
+  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0;
 }
 
 template <typename T>
@@ -559,11 +562,8 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   const int64_t red = g.reduction();
 
   // The source of X_col's rows: x, or its zero-padded copy (pixels of C channels).
-  const bool pointwise = g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0;
-  const int64_t hp = pointwise ? 0 : std::max(g.H + g.p.pad_top,
-                                              (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h + 1);
-  const int64_t wp = pointwise ? 0 : std::max(g.W + g.p.pad_left,
-                                              (g.Q - 1) * g.p.stride_w + (g.S - 1) * g.p.dilation_w + 1);
+  const bool pointwise = unpadded_1x1(g);
+  const int64_t hp = pointwise ? 0 : padded_rows(g), wp = pointwise ? 0 : padded_cols(g);
   const Scratch<T> padded(kInput, g.N * hp * wp * g.C);
   const T* src = x;
   Strides4 ss = xs;
@@ -660,6 +660,10 @@ bool thin_direct_applies(const ConvGeometry& g, const Strides4& ys) {
   return g.Kg <= 3 && g.p.stride_w == 1 && ys.w == 1;
 }
 
+// Strides standing for any output with contiguous rows, which the direct kernels write: a
+// caller whose output has other strides computes into such a tensor, then copies.
+const Strides4 kRowMajor(0, 0, 0, 1);
+
 constexpr int64_t kPointwiseMinPixels = 512;  // version 0: 1x1 planes the direct kernel takes
 
 // Every convolution-shaped product of the fast versions: the forward pass, and grad_input
@@ -674,9 +678,9 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
   const bool pointwise = version == 4 || (version == 0 && g.P * g.Q >= kPointwiseMinPixels);
   if (pointwise && pointwise_direct_applies(g, xs, ys)) {
     pointwise_direct(x, xs, w, bias, y, ys, g, relu);
-  } else if ((version == 0 || version == 4) && channels_last_gemm_applies(g, xs, ys) &&
-             (version == 4 || pointwise_channels_last_applies(g, xs, ys) ||
-              !winograd_pays(g, sizeof(T)))) {
+  } else if (channels_last_gemm_applies(g, xs, ys) &&
+             (version == 4 ||
+              (version == 0 && (unpadded_1x1(g) || !winograd_pays(g, sizeof(T)))))) {
     channels_last_gemm(x, xs, w, bias, y, g, relu);
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
@@ -699,8 +703,7 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
     direct_conv(input.data_ptr<T>(), xs, w, bias, output.data_ptr<T>(), ys, g, relu,
                 thin_direct_applies(g, ys));
   } else {
-    convolve(input.data_ptr<T>(), Strides4(input), w, bias, output.data_ptr<T>(),
-             Strides4(output), g, relu);
+    convolve(input.data_ptr<T>(), xs, w, bias, output.data_ptr<T>(), ys, g, relu);
   }
 }
 

@@ -455,14 +455,13 @@ at::Tensor depthwise_separable_forward_cpu(const at::Tensor& input, const at::Te
   const Conv2dParams params = depthwise_separable_params(op, input, stride, padding, dilation);
   const SeparableShape s =
       check_depthwise_separable_forward(input, dw_weight, pw_weight, dw_bias, pw_bias, params);
-  at::Tensor output = at::empty(
-      {s.N, s.K, s.P, s.Q},
-      input.options().memory_format(depthwise_separable_memory_format(input, dw_weight, pw_weight)));
-  if (output.numel() == 0) return output;
-  if (unfused_channels_last(input, dw_weight)) {
+  const c10::MemoryFormat format = depthwise_separable_memory_format(input, dw_weight, pw_weight);
+  if (unfused_channels_last(input, dw_weight) && s.N * s.K * s.P * s.Q > 0) {
     const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
-    return pointwise_conv2d(d, pw_weight, pw_bias).contiguous(output.suggest_memory_format());
+    return pointwise_conv2d(d, pw_weight, pw_bias).contiguous(format);  // a no-op normally
   }
+  at::Tensor output = at::empty({s.N, s.K, s.P, s.Q}, input.options().memory_format(format));
+  if (output.numel() == 0) return output;
   const at::Tensor dw_b = dw_bias.has_value() ? dw_bias->contiguous() : at::Tensor();
   const at::Tensor pw_b = pw_bias.has_value() ? pw_bias->contiguous() : at::Tensor();
   if (use_reference()) {

@@ -83,6 +83,8 @@ void gemm_packed(long M, long N, long K, const typename V::scalar* a,
 
 namespace cnnops::cpu::detail {
 
+constexpr long kPrefetchTaps = 6;  // direct_row: how far ahead a tap's input row is fetched
+
 // The direct-convolution micro-kernel, for convolutions whose reduction is too short for
 // packing to pay (a first layer: 1 to 3 input channels). For one output row of MR output
 // channels it computes, NR columns at a time,
@@ -90,9 +92,9 @@ namespace cnnops::cpu::detail {
 // then ReLU if asked: the input is read in place, each load feeding MR FMAs. x is a
 // zero-padded copy of the input, so a tap never needs a bounds check; loads may run up to
 // NR - 1 elements past tap_off[t] + n (the caller's buffer allows it). Rows past m_valid
-// are neither read (bias) nor written.
-constexpr long kPrefetchTaps = 6;
-
+// are neither read (bias) nor written. Taps reach into rows of many planes, a pattern the
+// hardware prefetcher does not follow: each tap also fetches the row of the tap
+// kPrefetchTaps ahead into cache.
 template <typename V, int MR, int NV>
 void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
                 const typename V::scalar* w, long n, typename V::scalar* y, long rs_y,
@@ -110,9 +112,8 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
       for (int v = 0; v < NV; ++v) acc[i][v] = start;
     }
     for (long t = 0; t < taps; ++t) {
-      // Taps reach into rows of many planes, a pattern the hardware prefetcher does not
-      // follow: fetch the row of the tap kPrefetchTaps ahead into cache now.
-      const typename V::scalar* ahead = x + tap_off[t + kPrefetchTaps < taps ? t + kPrefetchTaps : t] + q;
+      const long ahead_tap = t + kPrefetchTaps < taps ? t + kPrefetchTaps : t;
+      const T* ahead = x + tap_off[ahead_tap] + q;
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) __builtin_prefetch(ahead + v * W);
       vec xv[NV];
@@ -155,10 +156,6 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
     }
   }
 }
-
-}  // namespace cnnops::cpu::detail
-
-namespace cnnops::cpu::detail {
 
 // The direct weight-gradient micro-kernel, for the same short reductions as direct_row.
 // For KB output channels and TB taps it adds, over `rows` rows of n columns,
