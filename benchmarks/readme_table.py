@@ -64,7 +64,8 @@ def render(path: str, data: dict) -> str:
         f"cnnops {m['cnnops']}, {s['dtype']}. Measured peaks: "
         + (f"{fma:.0f} GFLOP/s FMA, " if fma else "") + f"{peaks['copy_gbs']:.1f} GB/s copy.",
         "",
-        "Each cell is forward / forward+backward (for `e2e.*`: inference / training step).",
+        "Each cell is forward / forward+backward (for `e2e.*`: inference / training step; "
+        "`fused.*` is inference through `cnnops.fuse`).",
         "",
         "| op | shape | cnnops ms | torch ms | speedup | rate | of peak |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",

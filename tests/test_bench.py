@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import cnnops
 from cnnops import bench, bench_cases, bench_report, bench_shapes
@@ -79,8 +80,9 @@ def test_json_has_the_machine_the_peaks_and_every_row_field(tiny_run):
         assert math.isclose(row["speedup"], row["torch_ms"] / row["cnnops_ms"], rel_tol=1e-9)
         assert math.isclose(row["peak_fraction"], row["rate"] / row["peak"], rel_tol=1e-9)
     timed = {(row["op"], row["pass"]) for row in rows}
+    passes = {family.name: family.passes for family in bench_cases.FAMILIES}
     for op, _ in timed:
-        assert {(op, "forward"), (op, "forward+backward")} <= timed
+        assert {(op, pass_) for pass_ in passes[op.split(".")[0]]} == {t for t in timed if t[0] == op}
     # --quick: one op per available family.
     assert len({op for op, _ in timed}) == len(data["settings"]["families"])
     assert {g["family"] for g in data["geomean"]} == set(data["settings"]["families"])
@@ -193,7 +195,7 @@ def test_pooling_and_depthwise_families_run_once_their_functions_exist(monkeypat
     for name in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"):
         monkeypatch.setattr(cnnops, name, getattr(F, name), raising=False)
     monkeypatch.setattr(cnnops, "depthwise_separable_conv2d", separable, raising=False)
-    families = [f.name for f in bench_cases.FAMILIES if f.name not in ("conv2d", "pointwise", "e2e")]
+    families = [f.name for f in bench_cases.FAMILIES if f.name not in ("conv2d", "pointwise", "e2e", "fused")]
     results = bench.run(bench.Options(ops=families, tiny=True, quick=True))
     assert results.refused == [] and results.skipped == []
     timed = {row["op"].split(".")[0] for row in results.rows}
@@ -226,14 +228,29 @@ def test_peaks_are_measured_by_the_extension():
     assert _C.cpu_copy_bandwidth_gbs(4 << 20, 0.01) > 0
 
 
-def test_stand_in_models_share_weights_and_agree():
-    for build, shape in ((bench_cases._simple_cnn, (2, 1, 28, 28)), (bench_cases._vgg16_cifar, (1, 3, 32, 32))):
-        torch_model, cnnops_model = build(False).eval(), build(True).eval()
-        assert torch_model.state_dict().keys() == cnnops_model.state_dict().keys()
-        cnnops_model.load_state_dict(torch_model.state_dict())
-        x = torch.randn(shape)
-        with torch.no_grad():
-            torch.testing.assert_close(cnnops_model(x), torch_model(x), rtol=1e-4, atol=1e-5)
+def test_end_to_end_nets_run_on_cnnops_kernels_through_convert_and_fuse():
+    for build in (bench_cases._simple_cnn, bench_cases._vgg16_cifar):
+        converted = cnnops.convert(build())
+        assert any(isinstance(m, cnnops.nn.Conv2d) for m in converted.modules())
+        assert any(isinstance(m, cnnops.nn.MaxPool2d) for m in converted.modules())
+        assert not any(type(m) in (nn.Conv2d, nn.MaxPool2d) for m in converted.modules())
+        fused = cnnops.fuse(converted)
+        assert not any(isinstance(m, nn.Conv2d) for m in fused.modules())  # every conv has a ReLU
+
+
+@pytest.mark.parametrize("op", ["e2e.simplecnn_b2", "fused.simplecnn_b2"])
+def test_end_to_end_cases_check_logits_and_refuse_a_wrong_net(op, monkeypatch):
+    family, case = next((f, c) for f, c in bench_cases.select_cases(bench_cases.FAMILIES, True, True)
+                        if c.op == op)
+    prepared = case.prepare(torch.device("cpu"), torch.float32, family.unit)
+    assert prepared.check() is None
+    assert prepared.runners("cnnops", "forward")().shape == (2, 10)
+    if family.passes == ("forward",):
+        with pytest.raises(ValueError, match="no training step"):
+            prepared.runners("cnnops", "forward+backward")
+    # A wrong kernel under the converted net is caught by the check.
+    monkeypatch.setattr(cnnops.functional, "max_pool2d", lambda x, *a, **k: F.avg_pool2d(x, 2))
+    assert "logits" in case.prepare(torch.device("cpu"), torch.float32, family.unit).check()
 
 
 def test_reference_shapes_have_one_home():

@@ -5,8 +5,9 @@ For each op family that exists in this build and each of its reference shapes
 every input gradient; an op whose result is wrong is refused, not timed), then times
 forward and forward+backward of both, interleaved in alternating blocks after warm-up so that
 drift on a busy machine hits both alike. End-to-end rows time a training step and inference
-of SimpleCNN and a VGG-16 for CIFAR built from cnnops layers against the same nets built from
-torch.nn layers.
+of SimpleCNN and a VGG-16 for CIFAR built from torch.nn layers, as they are against as
+cnnops.convert makes them; `fused.*` rows time their inference through cnnops.fuse
+(convolution, bias and ReLU as one operator) against torch's eager network.
 
 How to read a row:
     speedup         torch_ms / cnnops_ms: above 1, cnnops is faster
@@ -42,7 +43,7 @@ from torch import Tensor
 import cnnops
 
 from ._ops import _C
-from .bench_cases import FAMILIES, FAMILY_NAMES, PASSES, Family, OpCase, select_cases
+from .bench_cases import FAMILIES, FAMILY_NAMES, Family, OpCase, select_cases
 from .bench_report import (Reporter, Results, print_header, print_results, write_csv,
                            write_json, write_plot)
 
@@ -335,7 +336,7 @@ def _run_case(family: Family, case, device: torch.device, dtype: torch.dtype, op
     tf32_variants = [False, True] if (device.type == "cuda" and dtype == torch.float32
                                       and family.native_conv) else [None]
     peak = peak_for(results.peaks, options.dtype, family.unit)
-    for pass_ in PASSES:
+    for pass_ in family.passes:
         runners = [prepared.runners("cnnops", pass_)]
         for tf32 in tf32_variants:
             native = prepared.runners("torch", pass_)
@@ -382,8 +383,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="tiny shapes: a smoke test of the harness; the timings mean nothing")
     parser.add_argument("--channels-last", action="store_true",
-                        help="every 4-D operand (inputs, weights, gradients; the e2e nets' "
-                             "parameters) in channels_last, for cnnops and torch alike")
+                        help="every 4-D operand (inputs, weights, gradients; the e2e and "
+                             "fused nets' parameters) in channels_last, for cnnops and torch alike")
     parser.add_argument("--min-run-time", type=float, default=None, metavar="S",
                         help="seconds of timing per implementation and pass "
                              "(default 0.25; 0.1 with --quick)")

@@ -117,52 +117,65 @@ class OpCase:
 
 @dataclasses.dataclass
 class ModelCase:
-    """A network built twice, from torch.nn layers and from cnnops layers: inference is the
-    forward pass, a training step (forward, cross-entropy, backward, SGD step) the
-    forward+backward one."""
+    """A network built from torch.nn layers, run as it is (torch) and as `cnnops.convert`
+    makes it (cnnops, the same weights): inference is the forward pass, a training step
+    (forward, cross-entropy, backward, SGD step) the forward+backward one. A `fused` case
+    runs cnnops' inference through `cnnops.fuse` (convolution, bias and ReLU as one
+    operator) and has no training step."""
 
     op: str
     shape: str
-    build: Callable[[bool], nn.Module]  # build(use_cnnops)
+    build: Callable[[], nn.Module]  # the torch.nn network
     input_shape: tuple[int, int, int, int]
     num_classes: int = 10
+    fused: bool = False
 
     def prepare(self, device: torch.device, dtype: torch.dtype, unit: str,
                 memory_format: torch.memory_format = torch.contiguous_format) -> Prepared:
         torch.manual_seed(0)
-        models = {"torch": self.build(False).to(device, dtype)}
-        models["cnnops"] = self.build(True).to(device, dtype)
-        models["cnnops"].load_state_dict(models["torch"].state_dict())
-        for model in models.values():
-            model.to(memory_format=memory_format)  # 4-D parameters, as users convert a net
+        native = self.build().to(device, dtype)
+        native.to(memory_format=memory_format)  # 4-D parameters, as users convert a net
+        models = {"torch": native, "cnnops": cnnops.convert(native)}
+        if self.fused:
+            models["cnnops"] = cnnops.fuse(models["cnnops"])
         generator = torch.Generator().manual_seed(0)
         x = _to(torch.randn(self.input_shape, generator=generator), device, dtype, memory_format)
         labels = torch.randint(0, self.num_classes, (self.input_shape[0],),
                                generator=generator).to(device)
-        optimizers = {impl: torch.optim.SGD(m.parameters(), lr=1e-4) for impl, m in models.items()}
+        optimizers = {} if self.fused else {
+            impl: torch.optim.SGD(m.parameters(), lr=1e-4) for impl, m in models.items()}
 
         def check() -> str | None:
             # Eval mode: dropout off, so both nets compute the same function.
             outputs, grads = {}, {}
             for impl, model in models.items():
                 model.eval()
+                if self.fused:
+                    with torch.no_grad():
+                        outputs[impl] = model(x)
+                    continue
                 model.zero_grad(set_to_none=True)
                 outputs[impl] = model(x)
                 F.cross_entropy(outputs[impl], labels).backward()
                 grads[impl] = {n: p.grad for n, p in model.named_parameters()}
                 model.zero_grad(set_to_none=True)
             pairs = [("logits", outputs["cnnops"], outputs["torch"])]
-            pairs += [(f"gradient of {n}", g, grads["torch"][n]) for n, g in grads["cnnops"].items()]
+            if not self.fused:
+                pairs += [(f"gradient of {n}", g, grads["torch"][n])
+                          for n, g in grads["cnnops"].items()]
             return _compare(pairs, dtype)
 
         def runners(impl: str, pass_: str) -> Callable[[], object]:
-            model, optimizer = models[impl], optimizers[impl]
+            model = models[impl]
             if pass_ == "forward":
                 def infer() -> Tensor:
                     model.eval()
                     with torch.no_grad():
                         return model(x)
                 return infer
+            if self.fused:
+                raise ValueError(f"{self.op}: a fused network has no training step")
+            optimizer = optimizers[impl]
 
             def train_step() -> Tensor:
                 model.train()
@@ -173,7 +186,7 @@ class ModelCase:
                 return loss
             return train_step
 
-        return Prepared(check, runners, float(_model_flops(models["torch"], x)))
+        return Prepared(check, runners, float(_model_flops(native, x)))
 
 
 def _model_flops(model: nn.Module, x: Tensor) -> int:
@@ -279,16 +292,18 @@ class Family:
     quick: str         # the one op that --quick runs
     native_conv: bool = True  # native runs cuDNN convolutions (CUDA: time TF32 off and on)
     note: str = ""
+    passes: tuple[str, ...] = PASSES
 
     def available(self) -> bool:
         return hasattr(cnnops, self.requires)
 
 
-def _e2e_cases(tiny: bool) -> list[ModelCase]:
-    if tiny:
-        return [ModelCase("e2e.simplecnn_b2", "2x1x28x28", _simple_cnn, (2, 1, 28, 28))]
-    return [ModelCase("e2e.simplecnn", "64x1x28x28", _simple_cnn, (64, 1, 28, 28)),
-            ModelCase("e2e.vgg16c", "32x3x32x32", _vgg16_cifar, (32, 3, 32, 32))]
+def _model_cases(family: str, tiny: bool, fused: bool = False) -> list[ModelCase]:
+    nets = [("simplecnn_b2", "2x1x28x28", _simple_cnn, (2, 1, 28, 28))] if tiny else [
+        ("simplecnn", "64x1x28x28", _simple_cnn, (64, 1, 28, 28)),
+        ("vgg16c", "32x3x32x32", _vgg16_cifar, (32, 3, 32, 32))]
+    return [ModelCase(f"{family}.{name}", shape, build, input_shape, fused=fused)
+            for name, shape, build, input_shape in nets]
 
 
 FAMILIES = [
@@ -318,48 +333,28 @@ FAMILIES = [
                                       for s in ([_TINY_GLOBAL] if tiny else shapes.GLOBAL_POOL_SHAPES)],
              quick=f"{name}.global", native_conv=False)
       for name in ("adaptive_avg_pool2d", "adaptive_max_pool2d")],
-    Family("e2e", "conv2d", "GFLOP/s", 3, _e2e_cases, quick="e2e.simplecnn"),
+    Family("e2e", "conv2d", "GFLOP/s", 3, lambda tiny: _model_cases("e2e", tiny),
+           quick="e2e.simplecnn"),
+    # Inference of the same nets through cnnops.fuse, against torch's eager network.
+    Family("fused", "fuse", "GFLOP/s", 3, lambda tiny: _model_cases("fused", tiny, fused=True),
+           quick="fused.simplecnn", passes=("forward",), note="e2e inference with cnnops.fuse"),
 ]
 FAMILY_NAMES = [family.name for family in FAMILIES]
 
 
 # --------------------------------------------------------------------------------------
-# End-to-end stand-ins. cnnops.models does not exist yet (its own issue): until it lands,
-# SimpleCNN and VGG-16 for CIFAR are built here twice, from torch.nn layers and with the
-# cnnops functional calls swapped in by the two small wrappers below (pooling only once
-# cnnops has it). Replace this section with cnnops.models when they exist.
+# The end-to-end networks, from torch.nn layers; ModelCase runs them through cnnops.convert.
+# SimpleCNN is cnnops.models.simple_cnn's; the CIFAR VGG-16 (thirteen convs, then one linear
+# layer) is not in the zoo, whose VGGs carry torchvision's 4096-wide classifier.
 
 
-class _CnnopsConv2d(nn.Conv2d):
-    """torch.nn.Conv2d computed by cnnops.conv2d: same parameters, same state_dict."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return cnnops.conv2d(input, self.weight, self.bias, self.stride, self.padding,
-                             self.dilation, self.groups)
-
-
-class _CnnopsMaxPool2d(nn.MaxPool2d):
-    """torch.nn.MaxPool2d computed by cnnops.max_pool2d."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return cnnops.max_pool2d(input, self.kernel_size, self.stride, self.padding,
-                                 self.dilation, self.ceil_mode, self.return_indices)
-
-
-def _layers(use_cnnops: bool) -> tuple[type[nn.Conv2d], type[nn.MaxPool2d]]:
-    if not use_cnnops:
-        return nn.Conv2d, nn.MaxPool2d
-    return _CnnopsConv2d, (_CnnopsMaxPool2d if hasattr(cnnops, "max_pool2d") else nn.MaxPool2d)
-
-
-def _simple_cnn(use_cnnops: bool) -> nn.Module:
+def _simple_cnn() -> nn.Module:
     """The seed's SimpleCNN for 1x28x28 input: three 3x3 convs, each followed by ReLU and a
     2x2 max-pool, then 576 -> 64 -> 10 with dropout."""
-    conv, pool = _layers(use_cnnops)
     return nn.Sequential(
-        conv(1, 32, 3, padding=1), nn.ReLU(), pool(2),
-        conv(32, 64, 3, padding=1), nn.ReLU(), pool(2),
-        conv(64, 64, 3, padding=1), nn.ReLU(), pool(2),
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(576, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10))
 
 
@@ -367,16 +362,15 @@ VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
                 512, 512, 512, "M"]
 
 
-def _vgg16_cifar(use_cnnops: bool) -> nn.Module:
+def _vgg16_cifar() -> nn.Module:
     """VGG-16's thirteen 3x3 convs for 3x32x32 input (no batch norm), then 512 -> 10."""
-    conv, pool = _layers(use_cnnops)
     layers: list[nn.Module] = []
     channels = 3
     for item in VGG16_LAYOUT:
         if item == "M":
-            layers.append(pool(2))
+            layers.append(nn.MaxPool2d(2))
         else:
-            layers += [conv(channels, item, 3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU()]
             channels = item
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 10))
 
