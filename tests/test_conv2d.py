@@ -101,6 +101,11 @@ CASES = [
     case("thin_40to3_rows_130", (2, 40, 6, 130), (3, 40, 3, 3), bias=True, padding=1),
     case("first_layer_3to20_rows_150", (2, 3, 5, 150), (20, 3, 3, 3), padding=(1, 2),
          dilation=(1, 2)),
+    # small planes run the direct kernel over each image's output as one flat run of
+    # columns, padding columns computed and dropped (the forward pass and grad_input)
+    case("flat_32to24_14x14", (2, 32, 14, 14), (24, 32, 3, 3), bias=True, padding=1),
+    case("flat_groups2_dilation2_12x14", (2, 16, 12, 14), (20, 8, 3, 3), bias=True, groups=2,
+         padding=2, dilation=2),
 ]
 
 

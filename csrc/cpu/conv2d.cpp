@@ -387,24 +387,52 @@ struct PaddedInput {
   }
 };
 
+// The "flat" direct convolution sweeps an image's whole output as one run of pixels
+// i = p * wp + q over the padded input's width wp: at stride 1, flat pixel i + 1 reads the
+// input element after flat pixel i's at every tap, so one run of loads serves every output
+// row, computing wp - Q columns per row that are dropped. It pays on small planes
+// (SimpleCNN's 14x14 and 7x7), where one output row would fill a fraction of the kernel's
+// NR columns, Winograd's 2x2 tiles overhang the plane and its transforms cost as much as
+// its GEMM: where an image's padded input stays in L1 (kFlatMaxImageBytes) and at least
+// kFlatMinUsed of the columns computed are kept. Output rows must be contiguous.
+constexpr int64_t kFlatMaxImageBytes = 64 << 10;
+constexpr double kFlatMinUsed = 0.75;
+
+int64_t flat_columns(const ConvGeometry& g) {
+  return (g.P - 1) * padded_cols(g) + g.Q;
+}
+
+template <typename T>
+bool flat_direct_pays(const ConvGeometry& g, const Strides4& ys) {
+  if (g.p.stride_h != 1 || g.p.stride_w != 1 || ys.w != 1 || g.Kg <= 3) return false;
+  const int64_t image_bytes = g.Cg * padded_rows(g) * padded_cols(g) * int64_t{sizeof(T)};
+  const int64_t computed = round_up(flat_columns(g), gemm_tile<T>().nr);
+  return image_bytes <= kFlatMaxImageBytes &&
+         static_cast<double>(g.P * g.Q) >= kFlatMinUsed * static_cast<double>(computed);
+}
+
 // The direct convolution: tasks of (image, group, block of output channels, run of output
 // rows), each row one call of the micro-kernel. `thin` takes the 3-row kernel
-// (direct_row_thin) for problems of 1 to 3 output channels per group. Every output element
-// is computed by one call, whatever the split.
+// (direct_row_thin) for problems of 1 to 3 output channels per group; `flat`
+// (flat_direct_pays) makes each image one call, into a tile whose rows are then copied
+// out. Every output element is computed by one call, whatever the split.
 template <typename T>
 void direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
-                 const Strides4& ys, const ConvGeometry& g, bool relu, bool thin) {
+                 const Strides4& ys, const ConvGeometry& g, bool relu, bool thin,
+                 bool flat = false) {
   const GemmTile t = thin ? direct_thin_tile<T>() : gemm_tile<T>();
   const PaddedInput<T> xp(x, xs, g, t.nr);
   const int64_t taps = g.reduction(), blocks = ceil_div(g.Kg, t.mr);
   const std::vector<T> w_pack = pack_weight_panels(w, g, t.mr);
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
   // Runs of rows when images, groups and channel blocks alone are too few to share out.
-  const int64_t runs = std::clamp<int64_t>(
+  const int64_t runs = flat ? 1 : std::clamp<int64_t>(
       ceil_div(4 * at::get_num_threads(), g.N * g.G * blocks), 1, g.P);
   const int64_t run_rows = ceil_div(g.P, runs);
+  const int64_t flat_n = flat_columns(g), flat_ld = round_up(flat_n, t.nr);
 
   at::parallel_for(0, g.N * g.G * blocks * runs, 1, [&](int64_t begin, int64_t end) {
+    const Scratch<T> tile(kTile, flat ? t.mr * flat_ld : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t run = task % runs, nb = task / runs;
       const int64_t n = nb / (g.G * blocks), group = (nb / blocks) % g.G, block = nb % blocks;
@@ -413,9 +441,21 @@ void direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const
       const T* w_block = w_pack.data() + (group * blocks + block) * taps * t.mr;
       const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane;
       const T* b = bias ? bias + k0 : nullptr;
+      T* y_image = y + n * ys.n + k0 * ys.c;
+      if (flat) {
+        direct_row(taps, tap_off.data(), x_image, w_block, flat_n, tile.get(), flat_ld, m_valid,
+                   b, relu);
+        for (int i = 0; i < m_valid; ++i) {
+          for (int64_t oh = 0; oh < g.P; ++oh) {
+            std::copy_n(tile.get() + i * flat_ld + oh * xp.wp, g.Q,
+                        y_image + i * ys.c + oh * ys.h);
+          }
+        }
+        continue;
+      }
       for (int64_t oh = run * run_rows; oh < std::min(g.P, (run + 1) * run_rows); ++oh) {
         const T* x_row = x_image + oh * g.p.stride_h * xp.wp;
-        T* y_row = y + n * ys.n + k0 * ys.c + oh * ys.h;
+        T* y_row = y_image + oh * ys.h;
         if (thin) {
           direct_row_thin(taps, tap_off.data(), x_row, w_block, g.Q, y_row, ys.c, m_valid, b,
                           relu);
@@ -684,6 +724,8 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
     channels_last_gemm(x, xs, w, bias, y, g, relu);
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
+  } else if ((version == 0 || version == 4) && flat_direct_pays<T>(g, ys)) {
+    direct_conv(x, xs, w, bias, y, ys, g, relu, false, true);
   } else if (use_winograd<T>(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
   } else {
