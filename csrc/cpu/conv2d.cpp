@@ -34,11 +34,16 @@
 //            - grad_weight of the short reductions, from a grad_output with contiguous
 //              rows: each output channel's dY rows against each tap's padded input rows,
 //              sums kept in vector lanes (gemm.h, direct_grad_weight).
+//            - small planes at stride 1 (flat_direct_pays: SimpleCNN's 14x14 and 7x7), the
+//              forward pass and grad_input, into an output with contiguous rows: each
+//              image's output swept as one flat run of pixels over the padded rows, MR
+//              pixels broadcast from the input in place times NR output channels of W^T
+//              (gemm.h, direct_pixels).
 //            Other shapes run version 2.
-// version 0 (automatic, the default) runs version 4 on thin convolutions and on 1x1
-//            planes of 512 pixels or more, else version 3 where it applies and pays
-//            (winograd_pays: 16 or more input channels), else version 4 where it applies,
-//            else version 2.
+// version 0 (automatic, the default) runs version 4 on thin convolutions, on small planes
+//            at stride 1 and on 1x1 planes of 512 pixels or more, else version 3 where it
+//            applies and pays (winograd_pays: 16 or more input channels), else version 4
+//            where it applies, else version 2.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -367,9 +372,11 @@ struct PaddedInput {
   int64_t hp, wp, plane;
   Scratch<T> data;
 
-  PaddedInput(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t slack)
+  // cols: the width of its rows, padded_cols(g) unless given (flat_cols).
+  PaddedInput(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t slack,
+              int64_t cols = 0)
       : hp(padded_rows(g)),
-        wp(padded_cols(g)),
+        wp(cols > 0 ? cols : padded_cols(g)),
         plane(hp * wp),
         data(kOperands, g.N * g.C * plane + slack) {
     pad_planes(x, xs, g, hp, wp, data.get());
@@ -388,51 +395,55 @@ struct PaddedInput {
 };
 
 // The "flat" direct convolution sweeps an image's whole output as one run of pixels
-// i = p * wp + q over the padded input's width wp: at stride 1, flat pixel i + 1 reads the
-// input element after flat pixel i's at every tap, so one run of loads serves every output
-// row, computing wp - Q columns per row that are dropped. It pays on small planes
-// (SimpleCNN's 14x14 and 7x7), where one output row would fill a fraction of the kernel's
-// NR columns, Winograd's 2x2 tiles overhang the plane and its transforms cost as much as
-// its GEMM: where an image's padded input stays in L1 (kFlatMaxImageBytes) and at least
-// kFlatMinUsed of the columns computed are kept. Output rows must be contiguous.
+// i = p * wp + q over the padded input's rows of wp columns: at stride 1, flat pixel i + 1
+// reads the input element after flat pixel i's at every tap, so one run of loads serves
+// every output row, computing wp - Q columns per row that are dropped. A row's right padding
+// is the next row's left padding wherever it is no wider (flat_cols): a 3x3 convolution
+// with padding 1 drops one column per row. The flat sweep pays on small planes (SimpleCNN's
+// 14x14 and 7x7), where one output row would fill a fraction of the micro-kernel, Winograd's
+// 2x2 tiles overhang the plane and its transforms cost as much as its GEMM: where an
+// image's padded input is small (kFlatMaxImageBytes) and at least kFlatMinUsed of the
+// pixels computed are kept. Output rows must be contiguous.
 constexpr int64_t kFlatMaxImageBytes = 64 << 10;
 constexpr double kFlatMinUsed = 0.75;
 
+int64_t flat_cols(const ConvGeometry& g) {
+  // Zeros an output row reads past its input row's last element.
+  const int64_t right = (g.Q - 1) + (g.S - 1) * g.p.dilation_w + 1 - (g.W + g.p.pad_left);
+  return right <= g.p.pad_left ? g.W + g.p.pad_left : padded_cols(g);
+}
+
 int64_t flat_columns(const ConvGeometry& g) {
-  return (g.P - 1) * padded_cols(g) + g.Q;
+  return (g.P - 1) * flat_cols(g) + g.Q;
 }
 
 template <typename T>
 bool flat_direct_pays(const ConvGeometry& g, const Strides4& ys) {
   if (g.p.stride_h != 1 || g.p.stride_w != 1 || ys.w != 1 || g.Kg <= 3) return false;
-  const int64_t image_bytes = g.Cg * padded_rows(g) * padded_cols(g) * int64_t{sizeof(T)};
-  const int64_t computed = round_up(flat_columns(g), gemm_tile<T>().nr);
+  const int64_t image_bytes = g.Cg * padded_rows(g) * flat_cols(g) * int64_t{sizeof(T)};
+  const int64_t computed = round_up(flat_columns(g), gemm_tile<T>().mr);
   return image_bytes <= kFlatMaxImageBytes &&
          static_cast<double>(g.P * g.Q) >= kFlatMinUsed * static_cast<double>(computed);
 }
 
 // The direct convolution: tasks of (image, group, block of output channels, run of output
 // rows), each row one call of the micro-kernel. `thin` takes the 3-row kernel
-// (direct_row_thin) for problems of 1 to 3 output channels per group; `flat`
-// (flat_direct_pays) makes each image one call, into a tile whose rows are then copied
-// out. Every output element is computed by one call, whatever the split.
+// (direct_row_thin) for problems of 1 to 3 output channels per group. Every output element
+// is computed by one call, whatever the split.
 template <typename T>
 void direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
-                 const Strides4& ys, const ConvGeometry& g, bool relu, bool thin,
-                 bool flat = false) {
+                 const Strides4& ys, const ConvGeometry& g, bool relu, bool thin) {
   const GemmTile t = thin ? direct_thin_tile<T>() : gemm_tile<T>();
   const PaddedInput<T> xp(x, xs, g, t.nr);
   const int64_t taps = g.reduction(), blocks = ceil_div(g.Kg, t.mr);
   const std::vector<T> w_pack = pack_weight_panels(w, g, t.mr);
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
   // Runs of rows when images, groups and channel blocks alone are too few to share out.
-  const int64_t runs = flat ? 1 : std::clamp<int64_t>(
+  const int64_t runs = std::clamp<int64_t>(
       ceil_div(4 * at::get_num_threads(), g.N * g.G * blocks), 1, g.P);
   const int64_t run_rows = ceil_div(g.P, runs);
-  const int64_t flat_n = flat_columns(g), flat_ld = round_up(flat_n, t.nr);
 
   at::parallel_for(0, g.N * g.G * blocks * runs, 1, [&](int64_t begin, int64_t end) {
-    const Scratch<T> tile(kTile, flat ? t.mr * flat_ld : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t run = task % runs, nb = task / runs;
       const int64_t n = nb / (g.G * blocks), group = (nb / blocks) % g.G, block = nb % blocks;
@@ -441,26 +452,64 @@ void direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const
       const T* w_block = w_pack.data() + (group * blocks + block) * taps * t.mr;
       const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane;
       const T* b = bias ? bias + k0 : nullptr;
-      T* y_image = y + n * ys.n + k0 * ys.c;
-      if (flat) {
-        direct_row(taps, tap_off.data(), x_image, w_block, flat_n, tile.get(), flat_ld, m_valid,
-                   b, relu);
-        for (int i = 0; i < m_valid; ++i) {
-          for (int64_t oh = 0; oh < g.P; ++oh) {
-            std::copy_n(tile.get() + i * flat_ld + oh * xp.wp, g.Q,
-                        y_image + i * ys.c + oh * ys.h);
-          }
-        }
-        continue;
-      }
       for (int64_t oh = run * run_rows; oh < std::min(g.P, (run + 1) * run_rows); ++oh) {
         const T* x_row = x_image + oh * g.p.stride_h * xp.wp;
-        T* y_row = y_image + oh * ys.h;
+        T* y_row = y + n * ys.n + k0 * ys.c + oh * ys.h;
         if (thin) {
           direct_row_thin(taps, tap_off.data(), x_row, w_block, g.Q, y_row, ys.c, m_valid, b,
                           relu);
         } else {
           direct_row(taps, tap_off.data(), x_row, w_block, g.Q, y_row, ys.c, m_valid, b, relu);
+        }
+      }
+    }
+  });
+}
+
+// The flat direct convolution (flat_direct_pays): tasks of (image, group, panel of NR
+// output channels), each sweeping the image's flat pixels MR at a time with direct_pixels
+// into a tile of pixels x channels, whose kept columns are then written out with bias and
+// ReLU. W^T is packed once, as B panels over the whole reduction.
+template <typename T>
+void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
+                      T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
+  const GemmTile t = gemm_tile<T>();
+  // Loads reach past an image's last flat pixel by up to MR - 1, plus the left padding
+  // that the last row's right side shares with the next plane.
+  const PaddedInput<T> xp(x, xs, g, t.mr + g.p.pad_left, flat_cols(g));
+  const int64_t taps = g.reduction(), cols_padded = round_up(g.Kg, t.nr);
+  const int64_t panels = cols_padded / t.nr;
+  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
+  const Scratch<T> b_pack(kInput, g.G * taps * cols_padded);
+  at::parallel_for(0, g.G, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t group = begin; group < end; ++group) {
+      const OffsetMatrix<T> wt{w.base, w.col_off, w.row_off + group * g.Kg};
+      pack_b(wt, 0, taps, g.Kg, t.nr, b_pack.get() + group * taps * cols_padded);
+    }
+  });
+  const int64_t flat_n = flat_columns(g), rows = round_up(flat_n, t.mr);
+
+  at::parallel_for(0, g.N * g.G * panels, 1, [&](int64_t begin, int64_t end) {
+    const Scratch<T> tile(kTile, rows * t.nr);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / (g.G * panels), group = (task / panels) % g.G;
+      const int64_t panel = task % panels;
+      const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane;
+      const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
+      for (int64_t p0 = 0; p0 < flat_n; p0 += t.mr) {
+        direct_pixels(taps, tap_off.data(), x_image + p0, b_panel, tile.get() + p0 * t.nr, t.nr);
+      }
+      const int64_t k0 = group * g.Kg + panel * t.nr;
+      for (int64_t j = 0; j < std::min(t.nr, (group + 1) * g.Kg - k0); ++j) {
+        const T add = bias ? bias[k0 + j] : T(0);
+        T* y_channel = y + n * ys.n + (k0 + j) * ys.c;
+        for (int64_t oh = 0; oh < g.P; ++oh) {
+          const T* c = tile.get() + oh * xp.wp * t.nr + j;
+          T* y_row = y_channel + oh * ys.h;
+          for (int64_t ow = 0; ow < g.Q; ++ow) {
+            const T v = c[ow * t.nr] + add;
+            y_row[ow] = relu ? std::max(v, T(0)) : v;
+          }
         }
       }
     }
@@ -725,7 +774,7 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
   } else if ((version == 0 || version == 4) && flat_direct_pays<T>(g, ys)) {
-    direct_conv(x, xs, w, bias, y, ys, g, relu, false, true);
+    flat_direct_conv(x, xs, w, bias, y, ys, g, relu);
   } else if (use_winograd<T>(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
   } else {

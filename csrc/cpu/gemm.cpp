@@ -24,6 +24,10 @@ namespace cnnops::cpu {
   void direct_row_thin(long taps, const long* tap_off, const double* x, const double* w,  \
                        long n, double* y, long rs_y, int m_valid, const double* bias,     \
                        bool relu);                                                        \
+  void direct_pixels(long taps, const long* tap_off, const float* x, const float* b,      \
+                     float* c, long ldc);                                                 \
+  void direct_pixels(long taps, const long* tap_off, const double* x, const double* b,    \
+                     double* c, long ldc);                                                \
   void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off,         \
                           long dy_row, int k_valid, const float* x, const long* tap_off,  \
                           long x_row, int t_valid, float* sums, long ld);                 \
@@ -157,6 +161,16 @@ void direct_row_thin(int64_t taps, const int64_t* tap_off, const double* x, cons
                      bool relu) {
   CNNOPS_DISPATCH(direct_row_thin, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y,
                   rs_y, m_valid, bias, relu)
+}
+
+void direct_pixels(int64_t taps, const int64_t* tap_off, const float* x, const float* b,
+                   float* c, int64_t ldc) {
+  CNNOPS_DISPATCH(direct_pixels, taps, reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
+}
+
+void direct_pixels(int64_t taps, const int64_t* tap_off, const double* x, const double* b,
+                   double* c, int64_t ldc) {
+  CNNOPS_DISPATCH(direct_pixels, taps, reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
 }
 
 void direct_grad_weight(int64_t rows, int64_t n, const float* dy, const int64_t* dy_off,

@@ -54,6 +54,15 @@ void direct_row_thin(int64_t taps, const int64_t* tap_off, const double* x, cons
                      int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias,
                      bool relu);
 
+// The direct-convolution micro-kernel with the GEMM's roles (gemm_kernel.h): MR
+// (gemm_tile().mr) consecutive pixels times NR output channels, c[i * ldc + j] = sum over
+// taps t of x[tap_off[t] + i] * b[t * NR + j], b a B panel of W^T (pack_b); x is readable MR
+// - 1 elements past every tap_off[t]. The whole MR x NR tile is stored.
+void direct_pixels(int64_t taps, const int64_t* tap_off, const float* x, const float* b,
+                   float* c, int64_t ldc);
+void direct_pixels(int64_t taps, const int64_t* tap_off, const double* x, const double* b,
+                   double* c, int64_t ldc);
+
 // The direct weight-gradient micro-kernel (gemm_kernel.h), for the same short reductions:
 // for a block of up to direct_grad_weight_channels<T>() output channels i (rows of dY at
 // dy_off[i]) and up to kDirectGradTaps taps t (x at tap_off[t]), over `rows` rows of n

@@ -92,6 +92,16 @@ void direct_row(long taps, const long* tap_off, const double* x, const double* w
   detail::direct_row<DoubleVec, 6, 2>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
 }
 
+void direct_pixels(long taps, const long* tap_off, const float* x, const float* b, float* c,
+                   long ldc) {
+  detail::direct_pixels<FloatVec, 6, 2>(taps, tap_off, x, b, c, ldc);
+}
+
+void direct_pixels(long taps, const long* tap_off, const double* x, const double* b, double* c,
+                   long ldc) {
+  detail::direct_pixels<DoubleVec, 6, 2>(taps, tap_off, x, b, c, ldc);
+}
+
 void direct_row_thin(long taps, const long* tap_off, const float* x, const float* w, long n,
                      float* y, long rs_y, int m_valid, const float* bias, bool relu) {
   detail::direct_row<FloatVec, 3, 3>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);

@@ -157,6 +157,44 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
   }
 }
 
+// The direct-convolution micro-kernel with micro_kernel's roles: MR consecutive pixels,
+// each tap's inputs broadcast from the zero-padded input in place, times NR output channels
+// loaded from W^T packed as one B panel (t-th group of NR values: the taps' weights):
+//   c[i * ldc + j] = sum_t x[tap_off[t] + i] * b[t * NR + j]      (i < MR, j < NR)
+// stored whole. For the flat sweep of small planes (conv2d.cpp), where the vector loads of
+// direct_row would mostly straddle cache lines: here they are aligned rows of the panel.
+template <typename V, int MR, int NV>
+void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
+                   const typename V::scalar* b, typename V::scalar* c, long ldc) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  constexpr int NR = NV * W;
+  vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  }
+  for (long t = 0; t < taps; ++t) {
+    const T* xt = x + tap_off[t];
+    vec bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + t * NR + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vec xi = V::broadcast(xt[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(xi, bv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) V::store(c + i * ldc + v * W, acc[i][v]);
+  }
+}
+
 // The direct weight-gradient micro-kernel, for the same short reductions as direct_row.
 // For KB output channels and TB taps it adds, over `rows` rows of n columns,
 //   sums[i * ld + t] += sum_{j, q} dy[dy_off[i] + j * dy_row + q] * x[tap_off[t] + j * x_row + q]
