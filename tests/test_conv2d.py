@@ -106,6 +106,8 @@ CASES = [
     case("flat_32to24_14x14", (2, 32, 14, 14), (24, 32, 3, 3), bias=True, padding=1),
     case("flat_groups2_dilation2_12x14", (2, 16, 12, 14), (20, 8, 3, 3), bias=True, groups=2,
          padding=2, dilation=2),
+    # right padding wider than the left: rows cannot share their padding columns
+    case("flat_same_k4_12x14", (2, 8, 12, 14), (16, 8, 4, 4), padding="same"),
 ]
 
 
