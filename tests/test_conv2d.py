@@ -271,6 +271,9 @@ LAYOUT_CASES = [
     # channels-last GEMM over a spatially padded copy: dilation, strides, asymmetric kernel
     case("dilation2x1_stride2x1", (2, 6, 11, 10), (8, 6, 3, 2), bias=True, padding=(2, 1),
          dilation=(2, 1), stride=(2, 1)),
+    # the flat direct convolution of a small plane, its tile written pixel by pixel into a
+    # channels-last output (a full panel of output channels and a partial one)
+    case("flat_40to40_7x7", (2, 40, 7, 7), (40, 40, 3, 3), bias=True, padding=1),
 ]
 
 # (input layout, weight and bias layout, grad_output layout)

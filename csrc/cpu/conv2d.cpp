@@ -35,7 +35,7 @@
 //              rows: each output channel's dY rows against each tap's padded input rows,
 //              sums kept in vector lanes (gemm.h, direct_grad_weight).
 //            - small planes at stride 1 (flat_direct_pays: SimpleCNN's 14x14 and 7x7), the
-//              forward pass and grad_input, into an output with contiguous rows: each
+//              forward pass and grad_input, into an output of any strides: each
 //              image's output swept as one flat run of pixels over the padded rows, MR
 //              pixels broadcast from the input in place times NR output channels of W^T
 //              (gemm.h, direct_pixels).
@@ -407,7 +407,7 @@ struct PaddedInput {
 // Cg + Kg per tile, its GEMMs to Cg * Kg, at 2.25x fewer multiplications than the direct
 // sum: the flat sweep is taken while Cg * Kg < kFlatChannelRatio * (Cg + Kg) (measured on
 // 7x7 and 8x8 planes: 32 -> 64 and 64 -> 64 channels ran 1.4x faster than Winograd, 64 ->
-// 256 and 128 -> 128 15-25% slower). Output rows must be contiguous.
+// 256 and 128 -> 128 15-25% slower). The output may have any strides (channels_last).
 constexpr int64_t kFlatMaxImageBytes = 64 << 10;
 constexpr double kFlatMinUsed = 0.75;
 constexpr int64_t kFlatChannelRatio = 40;
@@ -423,8 +423,8 @@ int64_t flat_columns(const ConvGeometry& g) {
 }
 
 template <typename T>
-bool flat_direct_pays(const ConvGeometry& g, const Strides4& ys) {
-  if (g.p.stride_h != 1 || g.p.stride_w != 1 || ys.w != 1 || g.Kg <= 3) return false;
+bool flat_direct_pays(const ConvGeometry& g) {
+  if (g.p.stride_h != 1 || g.p.stride_w != 1 || g.Kg <= 3) return false;
   if (g.Cg * g.Kg >= kFlatChannelRatio * (g.Cg + g.Kg)) return false;
   const int64_t image_bytes = g.Cg * padded_rows(g) * flat_cols(g) * int64_t{sizeof(T)};
   const int64_t computed = round_up(flat_columns(g), gemm_tile<T>().mr);
@@ -505,16 +505,31 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
       for (int64_t p0 = 0; p0 < flat_n; p0 += t.mr) {
         direct_pixels(taps, tap_off.data(), x_image + p0, b_panel, tile.get() + p0 * t.nr, t.nr);
       }
+      // The kept pixels out, with bias and ReLU: channel by channel into planes, or pixel by
+      // pixel into a channels-last y, whose channels are contiguous like the tile's.
       const int64_t k0 = group * g.Kg + panel * t.nr;
-      for (int64_t j = 0; j < std::min(t.nr, (group + 1) * g.Kg - k0); ++j) {
+      const int64_t count = std::min(t.nr, (group + 1) * g.Kg - k0);
+      T* y_block = y + n * ys.n + k0 * ys.c;
+      if (ys.c == 1) {
+        for (int64_t pixel = 0; pixel < g.P * g.Q; ++pixel) {
+          const int64_t oh = pixel / g.Q, ow = pixel % g.Q;
+          const T* c = tile.get() + (oh * xp.wp + ow) * t.nr;
+          T* y_pixel = y_block + oh * ys.h + ow * ys.w;
+          for (int64_t j = 0; j < count; ++j) {
+            const T v = c[j] + (bias ? bias[k0 + j] : T(0));
+            y_pixel[j] = relu ? std::max(v, T(0)) : v;
+          }
+        }
+        continue;
+      }
+      for (int64_t j = 0; j < count; ++j) {
         const T add = bias ? bias[k0 + j] : T(0);
-        T* y_channel = y + n * ys.n + (k0 + j) * ys.c;
         for (int64_t oh = 0; oh < g.P; ++oh) {
           const T* c = tile.get() + oh * xp.wp * t.nr + j;
-          T* y_row = y_channel + oh * ys.h;
+          T* y_row = y_block + j * ys.c + oh * ys.h;
           for (int64_t ow = 0; ow < g.Q; ++ow) {
             const T v = c[ow * t.nr] + add;
-            y_row[ow] = relu ? std::max(v, T(0)) : v;
+            y_row[ow * ys.w] = relu ? std::max(v, T(0)) : v;
           }
         }
       }
@@ -779,7 +794,7 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
     channels_last_gemm(x, xs, w, bias, y, g, relu);
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
-  } else if ((version == 0 || version == 4) && flat_direct_pays<T>(g, ys)) {
+  } else if ((version == 0 || version == 4) && flat_direct_pays<T>(g)) {
     flat_direct_conv(x, xs, w, bias, y, ys, g, relu);
   } else if (use_winograd<T>(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
