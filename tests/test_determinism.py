@@ -53,6 +53,9 @@ CASES = {
     # first layer, and one channel to 32 (SimpleCNN's first layer, not the depthwise kernels).
     "conv2d_first_layer": conv_case((8, 3, 40, 37), (16, 3, 3, 3), 1),
     "conv2d_one_to_many": conv_case((8, 1, 28, 28), (32, 1, 3, 3), 1),
+    # A small plane (SimpleCNN's third layer): the flat direct kernels, grad_weight summed
+    # over units of images into partial copies.
+    "conv2d_small_plane": conv_case((24, 40, 7, 7), (48, 40, 3, 3), 1),
     "conv2d_grouped": conv_case((4, 8, 33, 31), (12, 4, 3, 3), 2),
     "conv2d_depthwise": conv_case((4, 8, 33, 31), (16, 1, 3, 3), 8),
     "conv2d_1x1": conv_case((4, 24, 20, 20), (40, 24, 1, 1), 1, padding=0),

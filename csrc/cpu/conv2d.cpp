@@ -38,7 +38,8 @@
 //              forward pass and grad_input, into an output of any strides: each
 //              image's output swept as one flat run of pixels over the padded rows, MR
 //              pixels broadcast from the input in place times NR output channels of W^T
-//              (gemm.h, direct_pixels).
+//              (gemm.h, direct_pixels); and their grad_weight, 9 taps broadcast from the
+//              input times NR channels of dY copied pixel-major (direct_grad_weight_pixels).
 //            Other shapes run version 2.
 // version 0 (automatic, the default) runs version 4 on thin convolutions, on small planes
 //            at stride 1 and on 1x1 planes of 512 pixels or more, else version 3 where it
@@ -432,6 +433,13 @@ bool flat_direct_pays(const ConvGeometry& g) {
          static_cast<double>(g.P * g.Q) >= kFlatMinUsed * static_cast<double>(computed);
 }
 
+// Whether the fast versions run the flat direct kernels on geometry g (version 0 or 4).
+template <typename T>
+bool use_flat_direct(const ConvGeometry& g) {
+  const int version = kernel_version(OpFamily::conv2d);
+  return (version == 0 || version == 4) && flat_direct_pays<T>(g);
+}
+
 // The direct convolution: tasks of (image, group, block of output channels, run of output
 // rows), each row one call of the micro-kernel. `thin` takes the 3-row kernel
 // (direct_row_thin) for problems of 1 to 3 output channels per group. Every output element
@@ -535,6 +543,83 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
       }
     }
   });
+}
+
+// grad_weight of the layers the flat direct convolution takes (flat_direct_pays):
+//   dW[k, (c, r, s)] = sum over images n and flat pixels i of
+//                      X_flat[n, c, i + offset of tap (r, s)] * dY_flat[n, k, i]
+// by direct_grad_weight_pixels: taps broadcast from x padded as for the forward pass, times
+// panels of NR output channels of dY copied pixel-major, zero at the dropped pixels (whose
+// products then add nothing). Units of a fixed number of images sum into kSplits partial
+// copies of dW^T, which are added in order, then transposed into dW: the result does not
+// depend on the thread count.
+template <typename T>
+void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& input, T* dw,
+                             const ConvGeometry& g) {
+  constexpr int64_t kUnitBytes = 32 << 10, kSplits = 8;  // a unit's dY panel stays in L1
+  const GemmTile t = direct_grad_weight_pixels_tile<T>();
+  const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, g.p.pad_left, flat_cols(g));
+  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
+  const int64_t taps = g.reduction(), pixels = flat_columns(g);
+  const int64_t panels = ceil_div(g.Kg, t.nr), k_padded = panels * t.nr;
+
+  // dY^T by (group, panel, image): `pixels` rows of NR channels.
+  const int64_t dy_image = pixels * t.nr;
+  const Scratch<T> dy_t(kInput, g.G * panels * g.N * dy_image);
+  const T* dy = grad_output.data_ptr<T>();
+  const Strides4 dys(grad_output);
+  at::parallel_for(0, g.G * panels * g.N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task % g.N, group = task / g.N / panels, panel = task / g.N % panels;
+      const int64_t k0 = group * g.Kg + panel * t.nr;
+      T* dst = dy_t.get() + task * dy_image;
+      std::fill_n(dst, dy_image, T(0));
+      for (int64_t j = 0; j < std::min(t.nr, (group + 1) * g.Kg - k0); ++j) {
+        const T* src = dy + n * dys.n + (k0 + j) * dys.c;
+        for (int64_t p = 0; p < g.P; ++p) {
+          for (int64_t q = 0; q < g.Q; ++q) {
+            dst[(p * xp.wp + q) * t.nr + j] = src[p * dys.h + q * dys.w];
+          }
+        }
+      }
+    }
+  });
+
+  const int64_t per_unit = std::clamp<int64_t>(kUnitBytes / (dy_image * int64_t{sizeof(T)}), 1,
+                                               std::max<int64_t>(1, g.N / kSplits));
+  const int64_t units = ceil_div(g.N, per_unit), splits = std::min(units, kSplits);
+  const int64_t per_split = g.G * taps * k_padded;  // dW^T by group: taps x k_padded
+  std::vector<T> sums(splits * per_split, T(0));
+  at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      for (int64_t unit = s * units / splits; unit < (s + 1) * units / splits; ++unit) {
+        const int64_t n0 = unit * per_unit, images = std::min(per_unit, g.N - n0);
+        for (int64_t group = 0; group < g.G; ++group) {
+          const T* x_unit = xp.data.get() + (n0 * g.C + group * g.Cg) * xp.plane;
+          for (int64_t panel = 0; panel < panels; ++panel) {
+            const T* dy_unit = dy_t.get() + ((group * panels + panel) * g.N + n0) * dy_image;
+            for (int64_t t0 = 0; t0 < taps; t0 += t.mr) {
+              direct_grad_weight_pixels(
+                  images, pixels, x_unit, tap_off.data() + t0, g.C * xp.plane,
+                  static_cast<int>(std::min(t.mr, taps - t0)), dy_unit, dy_image,
+                  sums.data() + s * per_split + (group * taps + t0) * k_padded + panel * t.nr,
+                  k_padded);
+            }
+          }
+        }
+      }
+    }
+  });
+  for (int64_t s = 1; s < splits; ++s) {
+    for (int64_t i = 0; i < per_split; ++i) sums[i] += sums[s * per_split + i];
+  }
+  for (int64_t group = 0; group < g.G; ++group) {
+    for (int64_t k = 0; k < g.Kg; ++k) {
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        dw[(group * g.Kg + k) * taps + tap] = sums[(group * taps + tap) * k_padded + k];
+      }
+    }
+  }
 }
 
 // grad_weight of the layers direct_conv takes, from a grad_output with contiguous rows:
@@ -794,7 +879,7 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
     channels_last_gemm(x, xs, w, bias, y, g, relu);
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
-  } else if ((version == 0 || version == 4) && flat_direct_pays<T>(g)) {
+  } else if (use_flat_direct<T>(g)) {
     flat_direct_conv(x, xs, w, bias, y, ys, g, relu);
   } else if (use_winograd<T>(g)) {
     winograd_conv(x, xs, w, bias, y, ys, g, relu);
@@ -1137,6 +1222,8 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
       conv2d_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
     } else if (use_direct<scalar_t>(g, Strides4(grad_output))) {
       conv2d_grad_weight_direct(grad_output, input, grad_weight.data_ptr<scalar_t>(), g);
+    } else if (use_flat_direct<scalar_t>(g)) {
+      conv2d_grad_weight_flat(grad_output, input, grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_winograd<scalar_t>(g)) {
       winograd_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
                            input.data_ptr<scalar_t>(), Strides4(input),

@@ -28,6 +28,12 @@ namespace cnnops::cpu {
                      float* c, long ldc);                                                 \
   void direct_pixels(long taps, const long* tap_off, const double* x, const double* b,    \
                      double* c, long ldc);                                                \
+  void direct_grad_weight_pixels(long images, long n, const float* x, const long* tap_off, \
+                                 long x_image, int t_valid, const float* dy, long dy_image, \
+                                 float* sums, long ld);                                    \
+  void direct_grad_weight_pixels(long images, long n, const double* x,                   \
+                                 const long* tap_off, long x_image, int t_valid,          \
+                                 const double* dy, long dy_image, double* sums, long ld); \
   void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off,         \
                           long dy_row, int k_valid, const float* x, const long* tap_off,  \
                           long x_row, int t_valid, float* sums, long ld);                 \
@@ -90,6 +96,17 @@ GemmTile gemm_tile<float>() {
 template <>
 GemmTile gemm_tile<double>() {
   return active_isa() == Isa::avx512 ? GemmTile{12, 16} : GemmTile{6, 8};
+}
+
+// 9 taps x 2 vectors of channels on AVX-512, 9 x 1 on AVX2 and portable.
+template <>
+GemmTile direct_grad_weight_pixels_tile<float>() {
+  return active_isa() == Isa::avx512 ? GemmTile{9, 32} : GemmTile{9, 8};
+}
+
+template <>
+GemmTile direct_grad_weight_pixels_tile<double>() {
+  return active_isa() == Isa::avx512 ? GemmTile{9, 16} : GemmTile{9, 4};
 }
 
 // 3 rows x 6 vectors (18 accumulators) on AVX-512, 3 x 3 on AVX2 and portable.
@@ -171,6 +188,20 @@ void direct_pixels(int64_t taps, const int64_t* tap_off, const float* x, const f
 void direct_pixels(int64_t taps, const int64_t* tap_off, const double* x, const double* b,
                    double* c, int64_t ldc) {
   CNNOPS_DISPATCH(direct_pixels, taps, reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
+}
+
+void direct_grad_weight_pixels(int64_t images, int64_t n, const float* x, const int64_t* tap_off,
+                               int64_t x_image, int t_valid, const float* dy, int64_t dy_image,
+                               float* sums, int64_t ld) {
+  CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, x, reinterpret_cast<const long*>(tap_off),
+                  x_image, t_valid, dy, dy_image, sums, ld)
+}
+
+void direct_grad_weight_pixels(int64_t images, int64_t n, const double* x,
+                               const int64_t* tap_off, int64_t x_image, int t_valid,
+                               const double* dy, int64_t dy_image, double* sums, int64_t ld) {
+  CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, x, reinterpret_cast<const long*>(tap_off),
+                  x_image, t_valid, dy, dy_image, sums, ld)
 }
 
 void direct_grad_weight(int64_t rows, int64_t n, const float* dy, const int64_t* dy_off,

@@ -195,6 +195,57 @@ void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
   }
 }
 
+// The weight-gradient micro-kernel of the flat direct convolution (conv2d.cpp), with the
+// GEMM's roles: MT taps of the input, each broadcast from the zero-padded input in place,
+// times NR output channels of dY^T, packed pixel-major (dy[i * NR + j]: channel j at flat
+// pixel i, zero at the dropped pixels). Over `images` images (x and dy advancing by x_image
+// and dy_image) and flat pixels i < n it adds
+//   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * NR + j]      (m < t_valid, j < NR)
+// Every sum stays in one lane of an accumulator: no reduction across lanes.
+template <typename V, int MT, int NV>
+void direct_grad_weight_pixels(long images, long n, const typename V::scalar* x,
+                               const long* tap_off, long x_image, int t_valid,
+                               const typename V::scalar* dy, long dy_image,
+                               typename V::scalar* sums, long ld) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  constexpr int NR = NV * W;
+  vec acc[MT][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MT; ++m) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
+  }
+  for (long image = 0; image < images; ++image) {
+    // Taps past t_valid repeat the first: their sums are not stored.
+    const T* xt[MT];
+#pragma GCC unroll 16
+    for (int m = 0; m < MT; ++m) xt[m] = x + image * x_image + tap_off[m < t_valid ? m : 0];
+    const T* d = dy + image * dy_image;
+    for (long i = 0; i < n; ++i) {
+      vec dv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) dv[v] = V::load(d + i * NR + v * W);
+#pragma GCC unroll 16
+      for (int m = 0; m < MT; ++m) {
+        const vec a = V::broadcast(xt[m][i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[m][v] = V::fma(a, dv[v], acc[m][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MT; ++m) {
+    if (m >= t_valid) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      T* s = sums + m * ld + v * W;
+      V::store(s, V::add(V::load(s), acc[m][v]));
+    }
+  }
+}
+
 // The direct weight-gradient micro-kernel, for the same short reductions as direct_row.
 // For KB output channels and TB taps it adds, over `rows` rows of n columns,
 //   sums[i * ld + t] += sum_{j, q} dy[dy_off[i] + j * dy_row + q] * x[tap_off[t] + j * x_row + q]
