@@ -572,10 +572,15 @@ void max_pool2d_grad_input_nchw(const at::Tensor& grad_output, const at::Tensor&
       std::fill(dx_plane, dx_plane + plane_size, T(0));
       const T* dy_plane = dy + n * dys.n + c * dys.c;
       const int64_t* ind_plane = ind + n * is.n + c * is.c;
+      // Strides in locals: the stores into dx would otherwise make the compiler reload them
+      // from the captured structs on every element.
+      const int64_t ind_h = is.h, ind_w = is.w, dy_h = dys.h, dy_w = dys.w;
       for (int64_t p = 0; p < P; ++p) {
+        const int64_t* ind_row = ind_plane + p * ind_h;
+        const T* dy_row = dy_plane + p * dy_h;
         for (int64_t q = 0; q < Q; ++q) {
-          const int64_t k = ind_plane[p * is.h + q * is.w];
-          if (k >= 0 && k < plane_size) dx_plane[k] += dy_plane[p * dys.h + q * dys.w];
+          const int64_t k = ind_row[q * ind_w];
+          if (k >= 0 && k < plane_size) dx_plane[k] += dy_row[q * dy_w];
         }
       }
     }
