@@ -527,7 +527,8 @@ void avg_pool2d_grad_input_nchw(const at::Tensor& grad_output, at::Tensor& grad_
         const PoolWindow& wh = ht.win[p];
         row_divisors(s, wh, w_extent, divisor.data());
         const T* dy_row = dy_plane + p * dys.h;
-        for (int64_t q = 0; q < s.Q; ++q) share[q] = dy_row[q * dys.w] / divisor[q];
+        const int64_t dy_w = dys.w;  // a local: not reloaded after every store into share
+        for (int64_t q = 0; q < s.Q; ++q) share[q] = dy_row[q * dy_w] / divisor[q];
         T* spread_row = spread.data() + p * s.W;
         std::fill(spread_row, spread_row + s.W, T(0));
         wt.for_each_border([&](int64_t q) {
@@ -710,14 +711,15 @@ void max_pool2d_grad_input_channels_last(const at::Tensor& grad_output, const at
     for (int64_t task = begin; task < end; ++task) {
       const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, C - c0);
       const int64_t n = task / blocks;
-      T* dx_image = dx + n * dxs.n + c0;  // element k of channel c at dx_image[k * dxs.w + c]
+      T* dx_image = dx + n * dxs.n + c0;  // element k of channel c at dx_image[k * dx_w + c]
+      const int64_t dx_w = dxs.w;  // a local: not reloaded after every store into dx
       for (int64_t p = 0; p < P; ++p) {
         for (int64_t q = 0; q < Q; ++q) {
           const T* gv = dy + n * dys.n + p * dys.h + q * dys.w + c0;
           const int64_t* kv = ind + n * is.n + p * is.h + q * is.w + c0;
           for (int64_t c = 0; c < cn; ++c) {
             const int64_t k = kv[c];
-            if (k >= 0 && k < plane_size) dx_image[k * dxs.w + c] += gv[c];
+            if (k >= 0 && k < plane_size) dx_image[k * dx_w + c] += gv[c];
           }
         }
       }
