@@ -82,7 +82,8 @@ def test_json_has_the_machine_the_peaks_and_every_row_field(tiny_run):
     timed = {(row["op"], row["pass"]) for row in rows}
     passes = {family.name: family.passes for family in bench_cases.FAMILIES}
     for op, _ in timed:
-        assert {(op, pass_) for pass_ in passes[op.split(".")[0]]} == {t for t in timed if t[0] == op}
+        expected = {(op, pass_) for pass_ in passes[op.split(".")[0]]}
+        assert expected == {t for t in timed if t[0] == op}
     # --quick: one op per available family.
     assert len({op for op, _ in timed}) == len(data["settings"]["families"])
     assert {g["family"] for g in data["geomean"]} == set(data["settings"]["families"])
@@ -195,7 +196,8 @@ def test_pooling_and_depthwise_families_run_once_their_functions_exist(monkeypat
     for name in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"):
         monkeypatch.setattr(cnnops, name, getattr(F, name), raising=False)
     monkeypatch.setattr(cnnops, "depthwise_separable_conv2d", separable, raising=False)
-    families = [f.name for f in bench_cases.FAMILIES if f.name not in ("conv2d", "pointwise", "e2e", "fused")]
+    families = [f.name for f in bench_cases.FAMILIES
+                if f.name not in ("conv2d", "pointwise", "e2e", "fused")]
     results = bench.run(bench.Options(ops=families, tiny=True, quick=True))
     assert results.refused == [] and results.skipped == []
     timed = {row["op"].split(".")[0] for row in results.rows}

@@ -408,7 +408,10 @@ struct PaddedInput {
 // Cg + Kg per tile, its GEMMs to Cg * Kg, at 2.25x fewer multiplications than the direct
 // sum: the flat sweep is taken while Cg * Kg < kFlatChannelRatio * (Cg + Kg) (measured on
 // 7x7 and 8x8 planes: 32 -> 64 and 64 -> 64 channels ran 1.4x faster than Winograd, 64 ->
-// 256 and 128 -> 128 15-25% slower). The output may have any strides (channels_last).
+// 256 and 128 -> 128 15-25% slower). The output may have any strides (channels_last). The
+// padded copy of the input, and grad_weight's pixel-major copy of dY (its dropped pixels
+// and a whole panel of channels included), must stay within the workspace bound, the
+// larger of 64 MiB and the input's size.
 constexpr int64_t kFlatMaxImageBytes = 64 << 10;
 constexpr double kFlatMinUsed = 0.75;
 constexpr int64_t kFlatChannelRatio = 40;
@@ -427,10 +430,14 @@ template <typename T>
 bool flat_direct_pays(const ConvGeometry& g) {
   if (g.p.stride_h != 1 || g.p.stride_w != 1 || g.Kg <= 3) return false;
   if (g.Cg * g.Kg >= kFlatChannelRatio * (g.Cg + g.Kg)) return false;
-  const int64_t image_bytes = g.Cg * padded_rows(g) * flat_cols(g) * int64_t{sizeof(T)};
+  const int64_t element = sizeof(T);
+  const int64_t image_bytes = g.Cg * padded_rows(g) * flat_cols(g) * element;
   const int64_t computed = round_up(flat_columns(g), gemm_tile<T>().mr);
+  const int64_t bound = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element);
+  const int64_t dy_copy = g.N * g.G * round_up(g.Kg, gemm_tile<T>().nr) * flat_columns(g) * element;
   return image_bytes <= kFlatMaxImageBytes &&
-         static_cast<double>(g.P * g.Q) >= kFlatMinUsed * static_cast<double>(computed);
+         static_cast<double>(g.P * g.Q) >= kFlatMinUsed * static_cast<double>(computed) &&
+         g.G * image_bytes * g.N <= bound && dy_copy <= bound;
 }
 
 // Whether the fast versions run the flat direct kernels on geometry g (version 0 or 4).
