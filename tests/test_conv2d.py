@@ -108,6 +108,9 @@ CASES = [
          padding=2, dilation=2),
     # right padding wider than the left: rows cannot share their padding columns
     case("flat_same_k4_12x14", (2, 8, 12, 14), (16, 8, 4, 4), padding="same"),
+    # 2x2 outputs: one column tile for the whole batch, split into blocks of output channels
+    # that share its packed B (the implicit GEMM, which version 0 takes there)
+    case("one_tile_40to100_2x2", (8, 40, 2, 2), (100, 40, 3, 3), bias=True, padding=1),
 ]
 
 
