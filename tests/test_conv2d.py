@@ -110,7 +110,7 @@ CASES = [
     case("flat_same_k4_12x14", (2, 8, 12, 14), (16, 8, 4, 4), padding="same"),
     # 2x2 outputs: one column tile for the whole batch, split into blocks of output channels
     # that share its packed B (the implicit GEMM, which version 0 takes there)
-    case("one_tile_40to100_2x2", (8, 40, 2, 2), (100, 40, 3, 3), bias=True, padding=1),
+    case("one_tile_40to200_2x2", (8, 40, 2, 2), (200, 40, 3, 3), bias=True, padding=1),
 ]
 
 
