@@ -182,7 +182,7 @@ void load8_stride2(const T* p, typename Lanes8<T>::values& v) {
 // eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
 // branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
 // base: the in-plane index of rows[0]; W: the input width. Rows of fewer than eight
-// interior outputs take the per-tap path instead (see max_row_fused_for).
+// interior outputs take max_row_fused_short instead (see max_row_fused_for).
 template <typename T, int KH, int KW>
 void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
                    int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
@@ -210,6 +210,31 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
   if (q0 < count) block(count - kFusedVector);
 }
 
+// The same for rows of fewer than eight interior outputs (SimpleCNN's 7 and 3), where a
+// vector of eight would read past the row: one output at a time, its KH x KW taps still in
+// registers and in row-major order, each output written once.
+template <typename T, int KH, int KW>
+void max_row_fused_short(const T* __restrict__ rows, int64_t row_stride, int32_t base,
+                         int32_t W, int64_t count, T* __restrict__ best,
+                         int32_t* __restrict__ arg) {
+  for (int64_t q = 0; q < count; ++q) {
+    T b = minus_infinity<T>();
+    int32_t a = -1;
+#pragma GCC unroll 3
+    for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < KW; ++j) {
+        const T v = rows[i * row_stride + 2 * q + j];
+        const bool take = (v > b) | (v != v);
+        b = take ? v : b;
+        a = take ? base + static_cast<int32_t>(2 * q) + i * W + j : a;
+      }
+    }
+    best[q] = b;
+    arg[q] = a;
+  }
+}
+
 template <typename T, int KH, int KW, int S>
 void sum_row_fused(const T* __restrict__ rows, int64_t row_stride, int64_t count,
                    T* __restrict__ acc) {
@@ -233,9 +258,9 @@ using SumRowFused = void (*)(const T*, int64_t, int64_t, T*);
 template <typename T>
 MaxRowFused<T> max_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
   if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
-  if (wt.hi - wt.lo < kFusedVector) return nullptr;
-  if (wt.kernel == 2) return &max_row_fused<T, 2, 2>;
-  if (wt.kernel == 3) return &max_row_fused<T, 3, 3>;
+  const bool short_row = wt.hi - wt.lo < kFusedVector;
+  if (wt.kernel == 2) return short_row ? &max_row_fused_short<T, 2, 2> : &max_row_fused<T, 2, 2>;
+  if (wt.kernel == 3) return short_row ? &max_row_fused_short<T, 3, 3> : &max_row_fused<T, 3, 3>;
   return nullptr;
 }
 
