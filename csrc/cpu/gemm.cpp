@@ -28,12 +28,14 @@ namespace cnnops::cpu {
                      float* c, long ldc);                                                 \
   void direct_pixels(long taps, const long* tap_off, const double* x, const double* b,    \
                      double* c, long ldc);                                                \
-  void direct_grad_weight_pixels(long images, long n, const float* x, const long* tap_off, \
-                                 long x_image, int t_valid, const float* dy, long dy_image, \
-                                 float* sums, long ld);                                    \
-  void direct_grad_weight_pixels(long images, long n, const double* x,                   \
+  void direct_grad_weight_pixels(long images, long n, const float* x,                     \
                                  const long* tap_off, long x_image, int t_valid,          \
-                                 const double* dy, long dy_image, double* sums, long ld); \
+                                 const float* dy, long dy_image, float* sums,             \
+                                 long ld);                                                \
+  void direct_grad_weight_pixels(long images, long n, const double* x,                    \
+                                 const long* tap_off, long x_image, int t_valid,          \
+                                 const double* dy, long dy_image, double* sums,           \
+                                 long ld);                                                \
   void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off,         \
                           long dy_row, int k_valid, const float* x, const long* tap_off,  \
                           long x_row, int t_valid, float* sums, long ld);                 \
