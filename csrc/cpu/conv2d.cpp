@@ -271,7 +271,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   };
   auto fill_tile = [&](int64_t q0, ColumnTile& tile, TapGather& gather) {
     tile.fill(g, q0, std::min(kColumnTile, g.columns() - q0), xs.n);
-    if (by_gather) gather.fill(g, xs, tile);
+    if (gather.capacity > 0) gather.fill(g, xs, tile);
   };
   // Where 4 or more blocks of rows share a column tile (the last layers of VGG on CIFAR: one
   // tile of 128 columns, 8 blocks), each tile's B is packed once, up front, within the
@@ -308,11 +308,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
       const int64_t m0 = ((task / tiles) % blocks_of_rows) * split.row_block;
       const int64_t q = task % tiles;
       const int64_t rows = std::min(split.row_block, g.Kg - m0);
-      if (share_b) {
-        tile.fill(g, q * kColumnTile, std::min(kColumnTile, g.columns() - q * kColumnTile), xs.n);
-      } else {
-        fill_tile(q * kColumnTile, tile, gather);
-      }
+      fill_tile(q * kColumnTile, tile, gather);  // (the gather only when packing here)
       const int64_t cols = tile.count;
 
       std::fill(c_tile.get(), c_tile.get() + rows * cols, T(0));

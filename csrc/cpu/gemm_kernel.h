@@ -14,6 +14,35 @@ namespace cnnops::cpu::detail {
 // reading nothing past them, sum(v) of the lanes, and in_register(v): v, which the compiler
 // must then hold in a register rather than fold its load into each use. Loads and stores are
 // unaligned.
+//
+// outer_products: acc = sum over k < K of the MR values at a_row(k), each broadcast, times
+// the NR values b[k * NR ..]: the loop of micro_kernel (a_row(k) = a + k * MR, A packed)
+// and of direct_pixels (a_row(t) = x + tap_off[t], the input read in place).
+template <typename V, int MR, int NV, typename ARow>
+__attribute__((always_inline)) inline void outer_products(
+    long K, ARow a_row, const typename V::scalar* __restrict b,
+    typename V::vec (&acc)[MR][NV]) {
+  constexpr int W = V::width;
+  constexpr int NR = NV * W;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  }
+  for (long k = 0; k < K; ++k) {
+    const typename V::scalar* ak = a_row(k);
+    typename V::vec bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const typename V::vec ai = V::broadcast(ak[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
+    }
+  }
+}
+
 template <typename V, int MR, int NV>
 inline void micro_kernel(long K, const typename V::scalar* __restrict a,
                          const typename V::scalar* __restrict b, typename V::scalar* c,
@@ -24,23 +53,7 @@ inline void micro_kernel(long K, const typename V::scalar* __restrict a,
   constexpr int NR = NV * W;
 
   vec acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  }
-
-  for (long k = 0; k < K; ++k) {
-    vec bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * W);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const vec ai = V::broadcast(a[k * MR + i]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
-    }
-  }
+  outer_products<V, MR, NV>(K, [a](long k) { return a + k * MR; }, b, acc);
 
   if (m_valid == MR && n_valid == NR && cs_c == 1) {
 #pragma GCC unroll 16
@@ -166,28 +179,10 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
 template <typename V, int MR, int NV>
 void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
                    const typename V::scalar* b, typename V::scalar* c, long ldc) {
-  using T = typename V::scalar;
   using vec = typename V::vec;
   constexpr int W = V::width;
-  constexpr int NR = NV * W;
   vec acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  }
-  for (long t = 0; t < taps; ++t) {
-    const T* xt = x + tap_off[t];
-    vec bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + t * NR + v * W);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const vec xi = V::broadcast(xt[i]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(xi, bv[v], acc[i][v]);
-    }
-  }
+  outer_products<V, MR, NV>(taps, [x, tap_off](long t) { return x + tap_off[t]; }, b, acc);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
