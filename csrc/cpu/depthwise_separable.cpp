@@ -8,10 +8,10 @@
 // version 1: reference. D is materialised by the depthwise kernels, the pointwise product is
 //            a plain loop; backward likewise, through a materialised dD.
 // version 2: fused. Work is split into tiles of output pixels (a few rows of one image, or
-//            several whole small images). Per tile and block of KC depthwise channels, D is
-//            computed for the tile with the strips of cpu/depthwise_planes.h and packed
-//            straight into the B panels of the GEMM micro-kernel (gemm.h), which accumulates
-//            Y_tile += PW[:, block] * D_block. D exists one cache-sized tile at a time.
+//            several whole small images). Per tile, D is computed for all M channels with the
+//            strips of cpu/depthwise_planes.h into a buffer sized for L2, and the direct
+//            micro-kernel (gemm.h direct_row) computes Y_tile = PW * D_tile + bias from it in
+//            place, the M channels as its taps. D exists one cache-sized tile at a time.
 //            Backward recomputes D per tile into the panels of D^T:
 //              dPW += dY_tile * D_tile^T   per chunk of tiles (chunks from the shape alone),
 //                                          the chunks' partials added in order afterwards
@@ -32,6 +32,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <tuple>
 #include <vector>
 
@@ -40,6 +41,7 @@
 #include "cpu/depthwise.h"
 #include "cpu/depthwise_planes.h"
 #include "cpu/gemm.h"
+#include "cpu/scratch.h"
 
 namespace cnnops::cpu {
 
@@ -47,9 +49,7 @@ namespace {
 
 using namespace dw;
 
-constexpr int64_t kReductionBlock = 256;     // KC: depthwise channels per packed GEMM block
-constexpr int64_t kForwardTilePixels = 256;  // output pixels per forward tile (at most)
-constexpr int64_t kBackwardTilePixels = 256; // per backward tile: D^T of a tile is M x this
+constexpr int64_t kForwardTileBytes = 256 * 1024;  // forward: D of one tile, all channels
 constexpr int64_t kMaxWeightChunks = 8;      // backward: chunks of tiles with a dPW partial
 constexpr int64_t kMaxPartialElements = int64_t{4} << 20;  // ... all partials together
 
@@ -76,6 +76,8 @@ struct PixelTiles {
       }
       if (waste(n * unit) < waste(best * unit)) best = n;
     }
+    // The same number of tiles, evened out: 8 images in tiles of 5 would be tiles of 5 and 3.
+    best = ceil_div(most, ceil_div(most, best));
     images = whole_images ? best : 1;
     rows = whole_images ? g.P : best;
     per_image = ceil_div(g.P, rows);
@@ -84,6 +86,11 @@ struct PixelTiles {
 
   int64_t max_pixels(const DwGeometry& g) const { return images * rows * g.Q; }
 };
+
+// Output pixels per forward tile: D of the tile, all M channels, about kForwardTileBytes.
+int64_t forward_tile_pixels(int64_t M, int64_t element_bytes) {
+  return std::clamp<int64_t>(kForwardTileBytes / (M * element_bytes), 128, 512);
+}
 
 struct Tile {
   int64_t n0, images, p0, rows, pixels;
@@ -96,18 +103,37 @@ struct Tile {
   int64_t first_pixel(const DwGeometry& g) const { return (n0 * g.P + p0) * g.Q; }
 };
 
-// Packs A[i][k] = src[i * row_stride + k * col_stride] for rows [0, rows) and k in [k0, k0 + kc)
-// into MR-row panels (gemm.h); rows past `rows` are zero.
+// Packs the rows x cols matrix A[i][c] = src[i * row_stride + c * col_stride] into MR-row
+// panels over the whole of c, as direct_row (gemm.h) reads its weights: panel b at dst + b *
+// cols * mr, dst[(b * cols + c) * mr + i] = A[b * mr + i][c], zero past row `rows`. Panels are
+// packed in parallel; from a row-major A, as a transpose in chunks of 64 columns (reads along
+// rows, writes within a few KB).
 template <typename T>
-void pack_a(const T* src, int64_t row_stride, int64_t col_stride, int64_t rows, int64_t k0,
-            int64_t kc, int64_t mr, T* dst) {
-  for (int64_t i = 0; i < rows; i += mr) {
-    for (int64_t k = 0; k < kc; ++k) {
-      for (int64_t r = 0; r < mr; ++r) {
-        *dst++ = i + r < rows ? src[(i + r) * row_stride + (k0 + k) * col_stride] : T(0);
+std::vector<T> pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t rows,
+                           int64_t cols, int64_t mr) {
+  const int64_t panels = ceil_div(rows, mr);
+  std::vector<T> dst(panels * cols * mr);
+  at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t valid = std::min(mr, rows - b * mr);
+      const T* a = src + b * mr * row_stride;
+      T* panel = dst.data() + b * cols * mr;
+      if (valid < mr) std::fill(panel, panel + cols * mr, T(0));
+      if (row_stride < col_stride) {  // A's columns contiguous: a panel's rows side by side
+        for (int64_t c = 0; c < cols; ++c) {
+          for (int64_t i = 0; i < valid; ++i) panel[c * mr + i] = a[i * row_stride + c * col_stride];
+        }
+        continue;
+      }
+      for (int64_t c0 = 0; c0 < cols; c0 += 64) {
+        const int64_t c1 = std::min(cols, c0 + 64);
+        for (int64_t i = 0; i < valid; ++i) {
+          for (int64_t c = c0; c < c1; ++c) panel[c * mr + i] = a[i * row_stride + c * col_stride];
+        }
       }
     }
-  }
+  });
+  return dst;
 }
 
 // Computes D for one tile, one depthwise channel at a time, handing each channel's rows to
@@ -169,74 +195,93 @@ class DepthwiseTile {
 // ---------------------------------------------------------------------------------------
 // version 2: fused
 
+// Scratch of `count` elements whose start is aligned to 64 bytes (a cache line): rows of a
+// pitch that is a multiple of the vector width then never straddle one.
+template <typename T>
+class AlignedScratch {
+ public:
+  AlignedScratch(ScratchSlot slot, int64_t count) : scratch_(slot, count + kSlack) {
+    const auto address = reinterpret_cast<std::uintptr_t>(scratch_.get());
+    data_ = reinterpret_cast<T*>((address + 63) & ~std::uintptr_t{63});
+  }
+  T* get() const { return data_; }
+
+ private:
+  static constexpr int64_t kSlack = (64 + sizeof(T) - 1) / sizeof(T);
+  Scratch<T> scratch_;
+  T* data_;
+};
+
+// The forward pass, per tile of output pixels: D for all M channels of the tile, channel m's
+// pixels at d[m * pitch + i] (i in the tile's (n, p, q) order), then the pointwise half by
+// the direct micro-kernel (gemm.h direct_row) with the M channels as its taps: MR output
+// channels of PW's panels broadcast against NR pixels of D per step, no packing of D. A tile
+// of rows of one image is a run of every NCHW output plane and is written in place, bias
+// included; tiles of several images and channels-last outputs go through a buffer of MR
+// rows.
 template <typename T>
 void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weight,
                              const T* dw_bias, const at::Tensor& pw_weight, const T* pw_bias,
                              at::Tensor& output, const DwGeometry& g, int64_t K) {
   const GemmTile gt = gemm_tile<T>();
-  const int64_t M = g.M;
-  const int64_t rows_padded = round_up(K, gt.mr);
-  // PW packed once: the MR-row panels of PW[:, k0 : k0 + kc] start at a_pack + k0 * rows_padded.
-  std::vector<T> a_pack(rows_padded * M);
-  for (int64_t k0 = 0; k0 < M; k0 += kReductionBlock) {
-    pack_a(pw_weight.data_ptr<T>(), pw_weight.stride(0), pw_weight.stride(1), K, k0,
-           std::min(kReductionBlock, M - k0), gt.mr, a_pack.data() + k0 * rows_padded);
-  }
+  const int64_t M = g.M, blocks = ceil_div(K, gt.mr);
+  // PW in MR-row panels over the whole reduction (the M channels), zero past row K.
+  const std::vector<T> w_pack = pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(0),
+                                            pw_weight.stride(1), K, M, gt.mr);
   T* y = output.data_ptr<T>();
   const Strides4 ys(output);
-  const PixelTiles tiles(g, kForwardTilePixels, gt.nr);
-  const int64_t max_pixels = tiles.max_pixels(g);
+  const PixelTiles tiles(g, forward_tile_pixels(M, sizeof(T)), gt.nr);
+  const int64_t pitch = round_up(tiles.max_pixels(g), gt.nr);
+  std::vector<int64_t> d_off(M);
+  for (int64_t m = 0; m < M; ++m) d_off[m] = m * pitch;
+  const bool planes_in_rows = ys.w == 1 && ys.h == g.Q;  // NCHW: a plane's rows back to back
 
   at::parallel_for(0, tiles.count, 1, [&](int64_t begin, int64_t end) {
     DepthwiseTile<T> depthwise(input, dw_weight, dw_bias, g, tiles);
-    std::vector<T> b_pack(kReductionBlock * round_up(max_pixels, gt.nr));
-    std::vector<T> c_tile(K * max_pixels);
+    const AlignedScratch<T> d_tile(kPanelB, M * pitch);
+    const AlignedScratch<T> c_rows(kTile, gt.mr * pitch);
+    T* d = d_tile.get();
     for (int64_t index = begin; index < end; ++index) {
       const Tile tile(tiles, g, index);
       const int64_t cols = tile.pixels;
-      std::fill(c_tile.begin(), c_tile.begin() + K * cols, T(0));
-      for (int64_t k0 = 0; k0 < M; k0 += kReductionBlock) {
-        const int64_t kc = std::min(kReductionBlock, M - k0);
-        // D rows go straight into the B panels: pixel i of channel k0 + kk at
-        // b_pack[((i / NR) * kc + kk) * NR + i % NR]; the padding columns stay zero.
-        depthwise.compute(tile, k0, k0 + kc, [&](int64_t k, const T* d, int64_t pitch, int64_t stride) {
-          T* panel = b_pack.data() + (k - k0) * gt.nr;
-          int64_t lane = 0;
-          for (int64_t img = 0; img < tile.images; ++img) {
-            for (int64_t r = 0; r < tile.rows; ++r) {
-              const T* src = d + img * stride + r * pitch;
+      depthwise.compute(tile, 0, M, [&](int64_t k, const T* src, int64_t src_pitch, int64_t stride) {
+        T* dst = d + k * pitch;
+        for (int64_t img = 0; img < tile.images; ++img) {
+          for (int64_t r = 0; r < tile.rows; ++r, dst += g.Q) {
+            std::copy(src + img * stride + r * src_pitch, src + img * stride + r * src_pitch + g.Q, dst);
+          }
+        }
+        // the last vector's lanes past the tile are computed and dropped: keep them finite
+        std::fill(dst, d + k * pitch + round_up(cols, gt.nr), T(0));
+      });
+      const bool in_place = planes_in_rows && tile.images == 1;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t k0 = b * gt.mr;
+        const int m_valid = static_cast<int>(std::min(gt.mr, K - k0));
+        const T* w_block = w_pack.data() + b * M * gt.mr;
+        const T* bias_block = pw_bias ? pw_bias + k0 : nullptr;
+        if (in_place) {
+          T* y_block = y + tile.n0 * ys.n + k0 * ys.c + tile.p0 * g.Q;
+          direct_row(M, d_off.data(), d, w_block, cols, y_block, ys.c, m_valid, bias_block, false);
+          continue;
+        }
+        T* c = c_rows.get();
+        direct_row(M, d_off.data(), d, w_block, cols, c, pitch, m_valid, bias_block, false);
+        int64_t i = 0;
+        for (int64_t img = 0; img < tile.images; ++img) {
+          for (int64_t r = 0; r < tile.rows; ++r, i += g.Q) {
+            T* y_row = y + (tile.n0 + img) * ys.n + (tile.p0 + r) * ys.h + k0 * ys.c;
+            if (ys.c == 1) {  // channels_last: the block's channels are innermost
               for (int64_t q = 0; q < g.Q; ++q) {
-                panel[lane] = src[q];
-                if (++lane == gt.nr) {
-                  lane = 0;
-                  panel += kc * gt.nr;
-                }
+                for (int64_t kk = 0; kk < m_valid; ++kk) y_row[q * ys.w + kk] = c[kk * pitch + i + q];
               }
+              continue;
             }
-          }
-          if (lane > 0) std::fill(panel + lane, panel + gt.nr, T(0));
-        });
-        gemm_packed(K, cols, kc, a_pack.data() + k0 * rows_padded, b_pack.data(), c_tile.data(),
-                    cols, 1);
-      }
-      // Epilogue: bias, and the tile's pixels to their places in the output.
-      int64_t i = 0;
-      for (int64_t img = 0; img < tile.images; ++img) {
-        for (int64_t r = 0; r < tile.rows; ++r, i += g.Q) {
-          T* y_row = y + (tile.n0 + img) * ys.n + (tile.p0 + r) * ys.h;
-          if (ys.c == 1) {  // channels_last: channels innermost
-            for (int64_t q = 0; q < g.Q; ++q) {
-              for (int64_t k = 0; k < K; ++k) {
-                y_row[q * ys.w + k] = c_tile[k * cols + i + q] + (pw_bias ? pw_bias[k] : T(0));
-              }
+            for (int64_t kk = 0; kk < m_valid; ++kk) {
+              const T* c_row = c + kk * pitch + i;
+              T* dst = y_row + kk * ys.c;
+              for (int64_t q = 0; q < g.Q; ++q) dst[q * ys.w] = c_row[q];
             }
-            continue;
-          }
-          for (int64_t k = 0; k < K; ++k) {
-            const T add = pw_bias ? pw_bias[k] : T(0);
-            const T* c_row = c_tile.data() + k * cols + i;
-            T* dst = y_row + k * ys.c;
-            for (int64_t q = 0; q < g.Q; ++q) dst[q * ys.w] = c_row[q] + add;
           }
         }
       }
@@ -244,7 +289,11 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
   });
 }
 
-// Fills grad_d (M x NPQ, row-major) and grad_pw (K x M, row-major).
+// Fills grad_d (M x NPQ, row-major) and grad_pw (K x M, row-major). Per tile, dY is copied
+// into a buffer like the forward pass's D (channel k at gy_tile[k * pitch + i]), and
+//   dD_tile = PW^T * dY_tile   by direct_row, the K channels as its taps, straight into grad_d;
+//   dPW += dY_tile * D_tile^T  by the packed GEMM, A the MR-row panels of dY_tile and B the
+//                              NR-column panels of D_tile^T that the depthwise sink writes.
 template <typename T>
 void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& input,
                               const at::Tensor& dw_weight, const T* dw_bias,
@@ -254,72 +303,74 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
   const int64_t M = g.M, npq = g.N * g.P * g.Q;
   const T* gy = grad_output.data_ptr<T>();
   const Strides4 gys(grad_output);
-  // PW^T packed once: the MR-row panels of PW^T[:, k0 : k0 + kc] at a_pack + k0 * m_padded.
-  const int64_t m_padded = round_up(M, gt.mr);
-  std::vector<T> a_pack(m_padded * K);
-  for (int64_t k0 = 0; k0 < K; k0 += kReductionBlock) {
-    pack_a(pw_weight.data_ptr<T>(), pw_weight.stride(1), pw_weight.stride(0), M, k0,
-           std::min(kReductionBlock, K - k0), gt.mr, a_pack.data() + k0 * m_padded);
-  }
-  const PixelTiles tiles(g, kBackwardTilePixels, gt.nr);
+  // PW^T in MR-row panels over the whole reduction (the K channels), zero past row M.
+  const std::vector<T> w_t = pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(1),
+                                         pw_weight.stride(0), M, K, gt.mr);
+  const PixelTiles tiles(g, forward_tile_pixels(std::max(K, M), sizeof(T)), gt.nr);
   const int64_t max_pixels = tiles.max_pixels(g);
+  const int64_t pitch = round_up(max_pixels, gt.nr);
+  std::vector<int64_t> gy_off(K);
+  for (int64_t k = 0; k < K; ++k) gy_off[k] = k * pitch;
   int64_t chunks = std::min(tiles.count, kMaxWeightChunks);
   while (chunks > 1 && chunks * K * M > kMaxPartialElements) --chunks;
   const int64_t per_chunk = ceil_div(tiles.count, chunks);
-  std::vector<T> partial(chunks * K * M, T(0));
+  const Scratch<T> partial(kOperands, chunks * K * M);
 
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     DepthwiseTile<T> depthwise(input, dw_weight, dw_bias, g, tiles);
-    std::vector<T> d_t(round_up(M, gt.nr) * max_pixels);          // D^T panels (B of dPW)
-    std::vector<T> gy_a(round_up(K, gt.mr) * max_pixels);         // dY panels (A of dPW)
-    std::vector<T> gy_b(kReductionBlock * round_up(max_pixels, gt.nr));  // dY panels (B of dD)
-    std::vector<int64_t> pixel(max_pixels);                       // offsets in grad_output
+    const Scratch<T> d_t(kPanelB, round_up(M, gt.nr) * max_pixels);   // D^T panels (B of dPW)
+    const Scratch<T> gy_a(kResult, round_up(K, gt.mr) * max_pixels);  // dY panels (A of dPW)
+    const AlignedScratch<T> gy_buffer(kTile, K * pitch);
+    T* gy_tile = gy_buffer.get();
     for (int64_t chunk = begin; chunk < end; ++chunk) {
+      std::fill(partial.get() + chunk * K * M, partial.get() + (chunk + 1) * K * M, T(0));
       for (int64_t index = chunk * per_chunk; index < std::min(tiles.count, (chunk + 1) * per_chunk); ++index) {
         const Tile tile(tiles, g, index);
         const int64_t cols = tile.pixels, first = tile.first_pixel(g);
-        for (int64_t i = 0; i < cols; ++i) {
-          const int64_t n = tile.n0 + i / (tile.rows * g.Q), pq = i % (tile.rows * g.Q);
-          pixel[i] = n * gys.n + (tile.p0 + pq / g.Q) * gys.h + (pq % g.Q) * gys.w;
+        for (int64_t k = 0; k < K; ++k) {
+          T* dst = gy_tile + k * pitch;
+          for (int64_t img = 0; img < tile.images; ++img) {
+            for (int64_t r = 0; r < tile.rows; ++r, dst += g.Q) {
+              const T* src = gy + (tile.n0 + img) * gys.n + k * gys.c + (tile.p0 + r) * gys.h;
+              if (gys.w == 1) {
+                std::copy(src, src + g.Q, dst);
+              } else {
+                for (int64_t q = 0; q < g.Q; ++q) dst[q] = src[q * gys.w];
+              }
+            }
+          }
+          std::fill(dst, gy_tile + k * pitch + round_up(cols, gt.nr), T(0));  // lanes past the tile
         }
         // D^T: channel k's pixels at d_t[((k / NR) * cols + i) * NR + k % NR].
-        depthwise.compute(tile, 0, M, [&](int64_t k, const T* d, int64_t pitch, int64_t stride) {
-          T* lane = d_t.data() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
+        depthwise.compute(tile, 0, M, [&](int64_t k, const T* d, int64_t src_pitch, int64_t stride) {
+          T* lane = d_t.get() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
           int64_t i = 0;
           for (int64_t img = 0; img < tile.images; ++img) {
             for (int64_t r = 0; r < tile.rows; ++r) {
-              const T* src = d + img * stride + r * pitch;
+              const T* src = d + img * stride + r * src_pitch;
               for (int64_t q = 0; q < g.Q; ++q, ++i) lane[i * gt.nr] = src[q];
             }
           }
         });
         for (int64_t k = M; k < round_up(M, gt.nr); ++k) {
-          T* lane = d_t.data() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
+          T* lane = d_t.get() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
           for (int64_t i = 0; i < cols; ++i) lane[i * gt.nr] = T(0);
         }
         // dPW += dY_tile * D_tile^T
         for (int64_t i0 = 0; i0 < K; i0 += gt.mr) {
-          T* dst = gy_a.data() + i0 * cols;
-          for (int64_t t = 0; t < cols; ++t) {
-            for (int64_t r = 0; r < gt.mr; ++r) {
-              *dst++ = i0 + r < K ? gy[(i0 + r) * gys.c + pixel[t]] : T(0);
-            }
+          const int64_t rows = std::min(gt.mr, K - i0);
+          T* panel = gy_a.get() + i0 * cols;
+          if (rows < gt.mr) std::fill(panel, panel + cols * gt.mr, T(0));
+          for (int64_t r = 0; r < rows; ++r) {
+            const T* src = gy_tile + (i0 + r) * pitch;
+            for (int64_t t = 0; t < cols; ++t) panel[t * gt.mr + r] = src[t];
           }
         }
-        gemm_packed(K, M, cols, gy_a.data(), d_t.data(), partial.data() + chunk * K * M, M, 1);
+        gemm_packed(K, M, cols, gy_a.get(), d_t.get(), partial.get() + chunk * K * M, M, 1);
         // dD_tile = PW^T * dY_tile, into the tile's columns of grad_d
-        for (int64_t m = 0; m < M; ++m) std::fill(grad_d + m * npq + first, grad_d + m * npq + first + cols, T(0));
-        for (int64_t k0 = 0; k0 < K; k0 += kReductionBlock) {
-          const int64_t kc = std::min(kReductionBlock, K - k0);
-          for (int64_t j = 0; j < cols; j += gt.nr) {
-            T* dst = gy_b.data() + j * kc;
-            for (int64_t kk = 0; kk < kc; ++kk) {
-              const T* gy_k = gy + (k0 + kk) * gys.c;
-              for (int64_t c = 0; c < gt.nr; ++c) *dst++ = j + c < cols ? gy_k[pixel[j + c]] : T(0);
-            }
-          }
-          gemm_packed(M, cols, kc, a_pack.data() + k0 * m_padded, gy_b.data(), grad_d + first,
-                      npq, 1);
+        for (int64_t m0 = 0; m0 < M; m0 += gt.mr) {
+          direct_row(K, gy_off.data(), gy_tile, w_t.data() + m0 * K, cols, grad_d + m0 * npq + first,
+                     npq, static_cast<int>(std::min(gt.mr, M - m0)), nullptr, false);
         }
       }
     }
@@ -327,7 +378,7 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
   at::parallel_for(0, K * M, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       T sum = T(0);
-      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * K * M + i];
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial.get()[chunk * K * M + i];
       grad_pw[i] = sum;
     }
   });
