@@ -33,7 +33,9 @@
 //              and grad_input (version 0: planes of 512 pixels or more).
 //            - grad_weight of the short reductions, from a grad_output with contiguous
 //              rows: each output channel's dY rows against each tap's padded input rows,
-//              sums kept in vector lanes (gemm.h, direct_grad_weight).
+//              sums kept in vector lanes (gemm.h, direct_grad_weight); likewise the
+//              grad_weight of those 1x1 convolutions, planes read in place (version 0: up
+//              to 256 x 512 channels on AVX-512, pointwise_grad_weight).
 //            - small planes at stride 1 (flat_direct_pays: SimpleCNN's 14x14 and 7x7), the
 //              forward pass and grad_input, into an output of any strides: each
 //              image's output swept as one flat run of pixels over the padded rows, MR
@@ -730,6 +732,68 @@ bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const S
          ys.w == 1 && ys.h == g.Q;
 }
 
+// grad_weight of those 1x1 layers, dW[k, c] = sum over pixels of dY[n, k, p] * X[n, c, p],
+// read in place by the direct_grad_weight micro-kernel: blocks of output channels times 9
+// input channels (its taps), the pixels in vector lanes. The pixels are visited in ranges of
+// about kRangePixels (a chunk of one image's plane, or whole planes of several images: the
+// kernel's rows), in the same order for every sum, so the result does not depend on how the
+// output channels are shared among the threads. Per range, a task's 9 planes of X stay in L1
+// while its blocks of dY stream past them. No packing: the GEMM's packs of dY and X cost as
+// much as its FMAs on these layers (MobileNet's 1x1 convolutions have 64 to 1024 channels).
+template <typename T>
+void pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x, const Strides4& xs,
+                           T* dw, const ConvGeometry& g) {
+  constexpr int64_t kRangePixels = 1024, kBlocksPerTask = 16;
+  const int64_t kb = direct_grad_weight_channels<T>(), plane = g.H * g.W;
+  const int64_t chunk = std::min(plane, kRangePixels);
+  const int64_t images = chunk < kRangePixels ? std::max<int64_t>(1, kRangePixels / chunk) : 1;
+  const int64_t blocks = ceil_div(g.Kg, kb);
+  const int64_t threads = at::get_num_threads();
+  const int64_t tasks_per_group = round_up(std::max(threads, ceil_div(blocks, kBlocksPerTask)), threads);
+  const int64_t per_task = ceil_div(blocks, tasks_per_group);
+  const std::vector<int64_t> x_off = strided_offsets(g.Cg, xs.c);
+
+  at::parallel_for(0, g.G * tasks_per_group, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> dy_off(kb);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t group = task / tasks_per_group, first = (task % tasks_per_group) * per_task;
+      const int64_t last = std::min(blocks, first + per_task);
+      for (int64_t n0 = 0; n0 < g.N; n0 += images) {
+        const int64_t rows = std::min(images, g.N - n0);
+        for (int64_t p0 = 0; p0 < plane; p0 += chunk) {
+          const int64_t count = std::min(chunk, plane - p0);
+          const T* x_range = x + n0 * xs.n + group * g.Cg * xs.c + p0;
+          const T* dy_range = dy + n0 * dys.n + p0;
+          for (int64_t c0 = 0; c0 < g.Cg; c0 += kDirectGradTaps) {
+            const int c_valid = static_cast<int>(std::min<int64_t>(kDirectGradTaps, g.Cg - c0));
+            for (int64_t b = first; b < last; ++b) {
+              const int64_t k0 = group * g.Kg + b * kb;
+              const int k_valid = static_cast<int>(std::min(kb, (group + 1) * g.Kg - k0));
+              for (int64_t i = 0; i < k_valid; ++i) dy_off[i] = (k0 + i) * dys.c;
+              direct_grad_weight(rows, count, dy_range, dy_off.data(), dys.n, k_valid, x_range,
+                                 x_off.data() + c0, xs.n, c_valid, dw + k0 * g.Cg + c0, g.Cg);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Version 0 takes pointwise_grad_weight up to 256 x 512 channels, where the micro-kernel
+// shares each load of X among several output channels (AVX-512: 3). On larger layers
+// (MobileNet's 512 -> 512 and 1024 -> 1024), whose packs are a smaller share of the GEMM, and
+// with AVX2's one channel per load, the GEMM measured as fast or faster.
+constexpr int64_t kPointwiseGradWeightMaxChannels = 256 * 512;  // Cg * Kg
+
+template <typename T>
+bool use_pointwise_grad_weight(const ConvGeometry& g, const Strides4& xs, const Strides4& dys) {
+  const int version = kernel_version(OpFamily::conv2d);
+  const bool pays = g.Cg * g.Kg <= kPointwiseGradWeightMaxChannels &&
+                    direct_grad_weight_channels<T>() > 1;
+  return (version == 4 || (version == 0 && pays)) && pointwise_direct_applies(g, xs, dys);
+}
+
 template <typename T>
 void pointwise_direct(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
                       T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
@@ -1089,15 +1153,19 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
 // so that the wide NR side of the micro-kernel falls on the larger dimension.
 // Tasks own a (rows x cols) tile of that product. When there are too few tiles to keep the
 // cores busy, the reduction over the batch's columns is also cut into `splits` ranges summed
-// into partial copies of dW, then added in order. All counts are functions of the shape
-// alone, so the result does not depend on the thread count.
+// into partial copies of dW, then added in order. The splits are functions of the shape
+// alone, so the result does not depend on the thread count. With few tiles, the rows are cut
+// into more, smaller tasks until the tiles divide evenly among the threads (512 rows in tasks
+// of 240, 240 and 32 kept one of 2 cores idle for half the time); where a row is cut changes
+// no sum's order.
 struct GradWeightSplit {
   bool taps_as_rows;
   int64_t rows, cols;  // of one group's GEMM
+  int64_t row_block;   // rows per task: at most kWeightRowsPerTask, a multiple of MR
   int64_t row_tasks, col_tasks, splits;
 };
 
-GradWeightSplit grad_weight_split(const ConvGeometry& g, int64_t element_size) {
+GradWeightSplit grad_weight_split(const ConvGeometry& g, int64_t element_size, int64_t mr) {
   constexpr int64_t kWantTasks = 8, kMinColumnsPerSplit = 1024;
   // The partial copies of dW stay within the larger of 64 MiB and the input's size.
   const int64_t budget = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element_size);
@@ -1105,13 +1173,21 @@ GradWeightSplit grad_weight_split(const ConvGeometry& g, int64_t element_size) {
   const bool taps_as_rows = g.reduction() < g.Kg;
   const int64_t rows = taps_as_rows ? g.reduction() : g.Kg;
   const int64_t cols = taps_as_rows ? g.Kg : g.reduction();
-  const int64_t row_tasks = ceil_div(rows, kWeightRowsPerTask);
   const int64_t col_tasks = ceil_div(cols, kWeightColsPerTask);
-  const int64_t tiles = g.G * row_tasks * col_tasks;
+  // The reduction's splits follow from the shape alone (base_tiles), never the thread count.
+  const int64_t base_tiles = g.G * ceil_div(rows, kWeightRowsPerTask) * col_tasks;
+  const int64_t threads = at::get_num_threads();
+  int64_t row_tasks = ceil_div(rows, kWeightRowsPerTask);
+  while (g.G * row_tasks * col_tasks < 4 * threads && (g.G * row_tasks * col_tasks) % threads != 0 &&
+         rows >= (row_tasks + 1) * mr) {
+    ++row_tasks;
+  }
+  const int64_t row_block = round_up(ceil_div(rows, row_tasks), mr);
+  row_tasks = ceil_div(rows, row_block);
   const int64_t splits = std::clamp<int64_t>(
-      std::min({ceil_div(kWantTasks, tiles), g.columns() / kMinColumnsPerSplit, 1 + copies_fit}),
+      std::min({ceil_div(kWantTasks, base_tiles), g.columns() / kMinColumnsPerSplit, 1 + copies_fit}),
       1, kWantTasks);
-  return {taps_as_rows, rows, cols, row_tasks, col_tasks, splits};
+  return {taps_as_rows, rows, cols, row_block, row_tasks, col_tasks, splits};
 }
 
 template <typename T>
@@ -1123,7 +1199,7 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   T* dw = grad_weight.data_ptr<T>();  // contiguous: a K x CgRS row-major matrix
   const Strides4 dys(grad_output), xs(input);
   const int64_t red = g.reduction();
-  const GradWeightSplit split = grad_weight_split(g, sizeof(T));
+  const GradWeightSplit split = grad_weight_split(g, sizeof(T), t.mr);
   const int64_t tiles = g.G * split.row_tasks * split.col_tasks;
   const int64_t columns_per_split = round_up(ceil_div(g.columns(), split.splits), kReductionBlock);
   const std::vector<int64_t> dy_rows = strided_offsets(g.K, dys.c);
@@ -1142,9 +1218,9 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
     for (int64_t task = begin; task < end; ++task) {
       const int64_t s = task / tiles, tile_index = task % tiles;
       const int64_t group = tile_index / (split.row_tasks * split.col_tasks);
-      const int64_t r0 = ((tile_index / split.col_tasks) % split.row_tasks) * kWeightRowsPerTask;
+      const int64_t r0 = ((tile_index / split.col_tasks) % split.row_tasks) * split.row_block;
       const int64_t c0 = (tile_index % split.col_tasks) * kWeightColsPerTask;
-      const int64_t rows = std::min(kWeightRowsPerTask, split.rows - r0);
+      const int64_t rows = std::min(split.row_block, split.rows - r0);
       const int64_t cols = std::min(kWeightColsPerTask, split.cols - c0);
       T* dw_group = (s == 0 ? dw : partial.data() + (s - 1) * g.K * red) + group * g.Kg * red;
       const OffsetMatrix<T> dy_group{dy + group * g.Kg * dys.c, dy_rows.data(), dy_cols.data()};
@@ -1273,6 +1349,10 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
       conv2d_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
+    } else if (use_pointwise_grad_weight<scalar_t>(g, Strides4(input), Strides4(grad_output))) {
+      pointwise_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
+                            input.data_ptr<scalar_t>(), Strides4(input),
+                            grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_direct<scalar_t>(g, Strides4(grad_output))) {
       conv2d_grad_weight_direct(grad_output, input, grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_flat_direct<scalar_t>(g)) {
