@@ -35,6 +35,11 @@ TORCH_LIBRARY(cnnops, m) {
   m.def(
       "max_pool2d_with_indices(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
       "int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  // max_pool2d_with_indices' values alone, for inference: cnnops.max_pool2d calls it when no
+  // gradient is wanted. Differentiable all the same (the backward recomputes the indices).
+  m.def(
+      "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, bool ceil_mode) -> Tensor");
   // output_size (P, Q) >= 0; windows [floor(p*H/P), ceil((p+1)*H/P)) and likewise along W.
   m.def("adaptive_max_pool2d(Tensor input, int[2] output_size) -> (Tensor, Tensor)");
   // The adjoint of max pooling (regular or adaptive) given its indices: grad_output scattered

@@ -572,6 +572,12 @@ def build_table() -> None:  # noqa: C901 (a table, long on purpose)
          lambda: ops.max_pool2d_with_indices(meta(XP), [2, 2], [2, 2], [0, 2], ONES, False))
     case(c, "max_pool2d_meta_stride_0", "stride",
          lambda: ops.max_pool2d_with_indices(meta(XP), [2, 2], [0, 2], [0, 0], ONES, False))
+    case(c, "max_pool2d_values_only_padding_over_half", "padding",
+         lambda: ops.max_pool2d(XP, [2, 2], [2, 2], [0, 2], ONES, False))
+    case(c, "max_pool2d_values_only_input_3d", "input",
+         lambda: ops.max_pool2d(XP[0], [2, 2], [2, 2], [0, 0], ONES, False))
+    case(c, "max_pool2d_values_only_meta_stride_0", "stride",
+         lambda: ops.max_pool2d(meta(XP), [2, 2], [0, 2], [0, 0], ONES, False))
     case(c, "avg_pool2d_divisor_override_0", "divisor_override",
          lambda: ops.avg_pool2d(XP, [2, 2], [2, 2], [0, 0], False, True, 0))
     case(c, "avg_pool2d_meta_divisor_override_0", "divisor_override",

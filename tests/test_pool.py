@@ -15,6 +15,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import cnnops
 
@@ -148,6 +149,10 @@ def check_max_pool(x, version, grad=True, **kwargs):
     assert torch.equal(idx, ref_idx), f"indices differ:\n{idx}\n{ref_idx}"
     assert_same_memory_format(out, ref_out)
     assert_same_memory_format(idx, ref_idx)
+    with cnnops.kernel_version("pool", version), torch.no_grad():
+        values = cnnops.max_pool2d(x, **kwargs)  # the inference operator: no indices
+    torch.testing.assert_close(values, ref_out, rtol=0, atol=0, equal_nan=True)
+    assert_same_memory_format(values, ref_out)
     if grad:
         grad_output = torch.randn_like(ref_out)
         (ref_grad,) = torch.autograd.grad(ref_out, x, grad_output)
@@ -379,6 +384,35 @@ def test_half_precision_cuda(layout, dtype):
 
 
 # ---- indices as torch's, deterministic backward, the portable build ---------------------
+
+
+class OpRecorder(TorchDispatchMode):
+    """The cnnops operators a block of code calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_indices_are_computed_only_when_needed(device):
+    x = torch.randn(2, 3, 8, 8, device=device)
+    cases = [  # (grad mode, input requires grad, return_indices) -> operator
+        ((False, True, False), "cnnops::max_pool2d"),
+        ((True, False, False), "cnnops::max_pool2d"),
+        ((True, True, False), "cnnops::max_pool2d_with_indices"),
+        ((False, False, True), "cnnops::max_pool2d_with_indices"),
+    ]
+    for (grad_mode, requires_grad, return_indices), expected in cases:
+        recorder = OpRecorder()
+        with torch.set_grad_enabled(grad_mode), recorder:
+            cnnops.max_pool2d(x.clone().requires_grad_(requires_grad), 2,
+                              return_indices=return_indices)
+        assert [n for n in recorder.names if n.startswith("cnnops::")] == [expected]
 
 
 @pytest.mark.parametrize("device", DEVICES)

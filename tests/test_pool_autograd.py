@@ -43,6 +43,9 @@ GRADCHECK_CASES = [
     pool_case("adaptive_avg_3x4", lambda x: cnnops.adaptive_avg_pool2d(x, (3, 4))),
     pool_case("adaptive_avg_global", lambda x: cnnops.adaptive_avg_pool2d(x, 1)),
     pool_case("adaptive_avg_upsampling", lambda x: cnnops.adaptive_avg_pool2d(x, (7, 8)), (1, 2, 3, 4)),
+    # the values-only inference operator, differentiable through recomputed indices
+    pool_case("max_values_only_3x3_s2_p1", lambda x: ops.max_pool2d(x, [3, 3], [2, 2], [1, 1],
+                                                                      [1, 1], False)),
     pool_case("adaptive_max_3x4", lambda x: cnnops.adaptive_max_pool2d(x, (3, 4))),
     pool_case("adaptive_max_global_channels_last", lambda x: cnnops.adaptive_max_pool2d(x, 1),
               (1, 3, 3, 4), "channels_last"),
@@ -81,6 +84,7 @@ def opcheck_args(device, layout):
     dy = torch.randn_like(out).requires_grad_()
     return {
         "max_pool2d_with_indices": (x, pool[0], pool[1], pool[2], [1, 2], pool[3]),
+        "max_pool2d": (x, pool[0], pool[1], pool[2], [1, 2], pool[3]),
         "adaptive_max_pool2d": (x, [3, 4]),
         "max_pool2d_grad_input": (dy, idx, x),
         "max_pool2d_gather": (x, idx),
@@ -94,8 +98,8 @@ def opcheck_args(device, layout):
     }
 
 
-OPCHECK_NAMES = ["max_pool2d_with_indices", "adaptive_max_pool2d", "max_pool2d_grad_input",
-                 "max_pool2d_gather", "avg_pool2d", "avg_pool2d_divisor", "avg_pool2d_grad_input",
+OPCHECK_NAMES = ["max_pool2d_with_indices", "max_pool2d", "adaptive_max_pool2d",
+                 "max_pool2d_grad_input", "max_pool2d_gather", "avg_pool2d", "avg_pool2d_divisor", "avg_pool2d_grad_input",
                  "adaptive_avg_pool2d", "adaptive_avg_pool2d_global",
                  "adaptive_avg_pool2d_grad_input"]
 

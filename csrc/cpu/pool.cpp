@@ -63,8 +63,8 @@ void max_pool2d_forward_reference(const at::Tensor& input, at::Tensor& output,
                                   at::Tensor& indices, const PoolShape& s) {
   const T* x = input.data_ptr<T>();
   T* y = output.data_ptr<T>();
-  int64_t* ind = indices.data_ptr<int64_t>();
-  const Strides4 xs(input), ys(output), is(indices);
+  int64_t* ind = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;  // none: values only
+  const Strides4 xs(input), ys(output), is(indices.defined() ? indices : output);
   const int64_t dh = s.h.step(), dw = s.w.step();
   at::parallel_for(0, s.N * s.C * s.P * s.Q, 256, [&](int64_t begin, int64_t end) {
     for (int64_t idx = begin; idx < end; ++idx) {
@@ -85,7 +85,7 @@ void max_pool2d_forward_reference(const at::Tensor& input, at::Tensor& output,
         }
       }
       y[n * ys.n + c * ys.c + p * ys.h + q * ys.w] = best;
-      ind[n * is.n + c * is.c + p * is.h + q * is.w] = arg;
+      if (ind != nullptr) ind[n * is.n + c * is.c + p * is.h + q * is.w] = arg;
     }
   });
 }
@@ -229,11 +229,16 @@ at::Tensor empty_like_format(c10::IntArrayRef sizes, const at::Tensor& format_of
   return at::empty(sizes, options.memory_format(pool_output_memory_format(format_of)));
 }
 
+// Without `with_indices`, the values alone (indices undefined): the inference operator
+// max_pool2d, which spares the int64 indices' memory traffic (twice the float32 output's).
 std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input,
                                                       c10::IntArrayRef out_size,
-                                                      const PoolShape& s) {
+                                                      const PoolShape& s,
+                                                      bool with_indices = true) {
   at::Tensor output = empty_like_format(out_size, input, input.options());
-  at::Tensor indices = empty_like_format(out_size, input, input.options().dtype(at::kLong));
+  at::Tensor indices = with_indices
+                           ? empty_like_format(out_size, input, input.options().dtype(at::kLong))
+                           : at::Tensor();
   if (output.numel() == 0) return {output, indices};
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnops.max_pool2d", [&] {
     const Layout layout = use_reference() ? Layout::strided : layout_of(input, output);
@@ -299,6 +304,16 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_cpu(
   const auto params = PoolParams::from_lists(op, kernel_size, stride, padding, dilation, ceil_mode);
   const auto out_size = check_pool2d_forward(op, input, params);
   return max_pool2d_forward(input, out_size, regular_pool_shape(input.sizes(), out_size, params));
+}
+
+at::Tensor max_pool2d_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
+                          c10::IntArrayRef stride, c10::IntArrayRef padding,
+                          c10::IntArrayRef dilation, bool ceil_mode) {
+  constexpr const char* op = "cnnops.max_pool2d";
+  const auto params = PoolParams::from_lists(op, kernel_size, stride, padding, dilation, ceil_mode);
+  const auto out_size = check_pool2d_forward(op, input, params);
+  return std::get<0>(max_pool2d_forward(
+      input, out_size, regular_pool_shape(input.sizes(), out_size, params), false));
 }
 
 std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cpu(const at::Tensor& input,
@@ -398,6 +413,7 @@ at::Tensor adaptive_avg_pool2d_grad_input_cpu(const at::Tensor& grad_output,
 
 TORCH_LIBRARY_IMPL(cnnops, CPU, m) {
   m.impl("max_pool2d_with_indices", &max_pool2d_with_indices_cpu);
+  m.impl("max_pool2d", &max_pool2d_cpu);
   m.impl("adaptive_max_pool2d", &adaptive_max_pool2d_cpu);
   m.impl("max_pool2d_grad_input", &max_pool2d_grad_input_cpu);
   m.impl("max_pool2d_gather", &max_pool2d_gather_cpu);

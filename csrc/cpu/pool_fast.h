@@ -182,8 +182,9 @@ void load8_stride2(const T* p, typename Lanes8<T>::values& v) {
 // eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
 // branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
 // base: the in-plane index of rows[0]; W: the input width. Rows of fewer than eight
-// interior outputs take max_row_fused_short instead (see max_row_fused_for).
-template <typename T, int KH, int KW>
+// interior outputs take max_row_fused_short instead (see max_row_fused_for). Without kArg
+// (the values-only operator) no index is tracked and arg is not written.
+template <typename T, int KH, int KW, bool kArg = true>
 void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
                    int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
   using V = typename Lanes8<T>::values;
@@ -199,11 +200,11 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
         load8_stride2(rows + i * row_stride + 2 * q0 + j, v);
         const auto take = (v > b) | (v != v);
         b = take ? v : b;
-        a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
+        if (kArg) a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
       }
     }
     std::memcpy(best + q0, &b, sizeof(b));
-    std::memcpy(arg + q0, &a, sizeof(a));
+    if (kArg) std::memcpy(arg + q0, &a, sizeof(a));
   };
   int64_t q0 = 0;
   for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
@@ -213,7 +214,7 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
 // The same for rows of fewer than eight interior outputs (SimpleCNN's 7 and 3), where a
 // vector of eight would read past the row: one output at a time, its KH x KW taps still in
 // registers and in row-major order, each output written once.
-template <typename T, int KH, int KW>
+template <typename T, int KH, int KW, bool kArg = true>
 void max_row_fused_short(const T* __restrict__ rows, int64_t row_stride, int32_t base,
                          int32_t W, int64_t count, T* __restrict__ best,
                          int32_t* __restrict__ arg) {
@@ -231,7 +232,7 @@ void max_row_fused_short(const T* __restrict__ rows, int64_t row_stride, int32_t
       }
     }
     best[q] = b;
-    arg[q] = a;
+    if (kArg) arg[q] = a;
   }
 }
 
@@ -255,12 +256,16 @@ template <typename T>
 using SumRowFused = void (*)(const T*, int64_t, int64_t, T*);
 
 // The fused kernel for this call's windows, or nullptr.
-template <typename T>
+template <typename T, bool kArg>
 MaxRowFused<T> max_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
   if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
   const bool short_row = wt.hi - wt.lo < kFusedVector;
-  if (wt.kernel == 2) return short_row ? &max_row_fused_short<T, 2, 2> : &max_row_fused<T, 2, 2>;
-  if (wt.kernel == 3) return short_row ? &max_row_fused_short<T, 3, 3> : &max_row_fused<T, 3, 3>;
+  if (wt.kernel == 2) {
+    return short_row ? &max_row_fused_short<T, 2, 2, kArg> : &max_row_fused<T, 2, 2, kArg>;
+  }
+  if (wt.kernel == 3) {
+    return short_row ? &max_row_fused_short<T, 3, 3, kArg> : &max_row_fused<T, 3, 3, kArg>;
+  }
   return nullptr;
 }
 
@@ -322,7 +327,7 @@ void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
     while (k < len - 1 && !(x[k] == maximum)) ++k;
   }
   *value = x[k];
-  *index = k;
+  if (index != nullptr) *index = k;
 }
 
 // Sum of a contiguous plane in kLanes lanes, folded pairwise at the end. The tail goes to a
@@ -367,15 +372,15 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
                              const PoolShape& s) {
   const T* x = input.data_ptr<T>();
   T* y = output.data_ptr<T>();
-  int64_t* ind = indices.data_ptr<int64_t>();
-  const Strides4 xs(input), ys(output), is(indices);
+  int64_t* ind = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;  // none: values only
+  const Strides4 xs(input), ys(output), is(indices.defined() ? indices : output);
   const AxisTable ht(s.h), wt(s.w);
 
   if (ht.global(s.H) && wt.global(s.W) && contiguous_plane(xs, s.H, s.W)) {
     at::parallel_for(0, s.N * s.C, grain(s.H * s.W), [&](int64_t begin, int64_t end) {
       for_each_plane(begin, end, s.C, [&](int64_t n, int64_t c) {
         plane_argmax(x + n * xs.n + c * xs.c, s.H * s.W, y + n * ys.n + c * ys.c,
-                     ind + n * is.n + c * is.c);
+                     ind ? ind + n * is.n + c * is.c : nullptr);
       });
     });
     return;
@@ -384,36 +389,54 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
   auto interior = wt.stride == 1   ? &max_row_interior<T, 1>
                   : wt.stride == 2 ? &max_row_interior<T, 2>
                                    : &max_row_interior<T, 0>;
-  const MaxRowFused<T> fused = max_row_fused_for<T>(ht, wt);
+  const MaxRowFused<T> fused =
+      ind ? max_row_fused_for<T, true>(ht, wt) : max_row_fused_for<T, false>(ht, wt);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
-    std::vector<T> best(s.Q);
+    std::vector<T> buffer(ind ? s.Q : 0);
     std::vector<int32_t> arg(s.Q);
+    // (n, c, p) of the task's first row, then stepped: no divisions per row
+    int64_t p = begin % s.P, c = (begin / s.P) % s.C, n = begin / (s.P * s.C);
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t p = row % s.P, c = (row / s.P) % s.C, n = row / (s.P * s.C);
       const T* plane = x + n * xs.n + c * xs.c;
       const PoolWindow& wh = ht.win[p];
-      std::fill(best.begin(), best.end(), minus_infinity<T>());
-      std::fill(arg.begin(), arg.end(), -1);
+      T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
+      // With indices, maxima run in a buffer beside their args; without, in the output row
+      // (unit stride in this layout), and the fused kernel's outputs need no first value.
+      T* best = ind ? buffer.data() : y_row;
       const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
+      if (fuse && !ind) {
+        wt.for_each_border([&](int64_t q) { best[q] = minus_infinity<T>(); });
+      } else {
+        std::fill(best, best + s.Q, minus_infinity<T>());
+        std::fill(arg.begin(), arg.end(), -1);
+      }
       for (int64_t i = 0; i < wh.count; ++i) {
         const int64_t ih = wh.begin + i * ht.step;
         const T* x_row = plane + ih * xs.h;
         const auto row_index = static_cast<int32_t>(ih * s.W);
         wt.for_each_border(
-            [&](int64_t q) { max_row_border(x_row, row_index, wt, q, best.data(), arg.data()); });
-        if (!fuse) interior(x_row, row_index, wt, best.data(), arg.data());
+            [&](int64_t q) { max_row_border(x_row, row_index, wt, q, best, arg.data()); });
+        if (!fuse) interior(x_row, row_index, wt, best, arg.data());
       }
       if (fuse) {
         const int64_t first = wt.offset + wt.lo * wt.stride;
         fused(plane + wh.begin * xs.h + first, xs.h, static_cast<int32_t>(wh.begin * s.W + first),
-              static_cast<int32_t>(s.W), wt.hi - wt.lo, best.data() + wt.lo, arg.data() + wt.lo);
+              static_cast<int32_t>(s.W), wt.hi - wt.lo, best + wt.lo, arg.data() + wt.lo);
       }
-      T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
-      int64_t* ind_row = ind + n * is.n + c * is.c + p * is.h;
-      std::copy(best.begin(), best.end(), y_row);
-      for (int64_t q = 0; q < s.Q; ++q) {
-        ind_row[q] = arg[q] >= 0 ? arg[q] : wh.init * s.W + wt.win[q].init;
+      if (ind) {
+        std::copy(best, best + s.Q, y_row);
+        int64_t* ind_row = ind + n * is.n + c * is.c + p * is.h;
+        for (int64_t q = 0; q < s.Q; ++q) {
+          ind_row[q] = arg[q] >= 0 ? arg[q] : wh.init * s.W + wt.win[q].init;
+        }
+      }
+      if (++p == s.P) {
+        p = 0;
+        if (++c == s.C) {
+          c = 0;
+          ++n;
+        }
       }
     }
   });
@@ -620,8 +643,8 @@ void max_pool2d_forward_channels_last(const at::Tensor& input, at::Tensor& outpu
                                       at::Tensor& indices, const PoolShape& s) {
   const T* x = input.data_ptr<T>();
   T* y = output.data_ptr<T>();
-  int64_t* ind = indices.data_ptr<int64_t>();
-  const Strides4 xs(input), ys(output), is(indices);
+  int64_t* ind = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;  // none: values only
+  const Strides4 xs(input), ys(output), is(indices.defined() ? indices : output);
   const AxisTable ht(s.h), wt(s.w);
   const int64_t blocks = ceil_div(s.C, kChannelBlock);
   const int64_t taps = std::max<int64_t>(ht.kernel * wt.kernel, 1);
@@ -651,6 +674,7 @@ void max_pool2d_forward_channels_last(const at::Tensor& input, at::Tensor& outpu
           }
         }
       }
+      if (ind == nullptr) continue;
       int64_t* ind_pixel = ind + n * is.n + p * is.h + q * is.w + c0;
       const int64_t init = wh.init * s.W + ww.init;
       for (int64_t c = 0; c < cn; ++c) ind_pixel[c] = arg[c] >= 0 ? arg[c] : init;

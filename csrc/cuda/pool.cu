@@ -500,6 +500,15 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_cuda(
   return max_pool2d_forward(input, out_size, regular_pool_shape(input.sizes(), out_size, params));
 }
 
+// The values alone. On CUDA the indices are still computed and dropped: a kernel without
+// them is not written yet.
+at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size,
+                           c10::IntArrayRef stride, c10::IntArrayRef padding,
+                           c10::IntArrayRef dilation, bool ceil_mode) {
+  return std::get<0>(
+      max_pool2d_with_indices_cuda(input, kernel_size, stride, padding, dilation, ceil_mode));
+}
+
 std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cuda(const at::Tensor& input,
                                                             c10::IntArrayRef output_size) {
   const auto out_size = check_adaptive_pool2d_forward("cnnops.adaptive_max_pool2d", input, output_size);
@@ -584,6 +593,7 @@ at::Tensor adaptive_avg_pool2d_grad_input_cuda(const at::Tensor& grad_output,
 
 TORCH_LIBRARY_IMPL(cnnops, CUDA, m) {
   m.impl("max_pool2d_with_indices", &max_pool2d_with_indices_cuda);
+  m.impl("max_pool2d", &max_pool2d_cuda);
   m.impl("adaptive_max_pool2d", &adaptive_max_pool2d_cuda);
   m.impl("max_pool2d_grad_input", &max_pool2d_grad_input_cuda);
   m.impl("max_pool2d_gather", &max_pool2d_gather_cuda);

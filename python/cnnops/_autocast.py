@@ -27,7 +27,7 @@ import torch
 # The operators autocast casts, per device. The backward operators are not here: autograd
 # gives them operands that already have the forward's dtype.
 _CONV_OPS = ("conv2d", "conv2d_bias_relu", "depthwise_separable_conv2d")
-_POOL_OPS = ("max_pool2d_with_indices", "adaptive_max_pool2d", "avg_pool2d",
+_POOL_OPS = ("max_pool2d_with_indices", "max_pool2d", "adaptive_max_pool2d", "avg_pool2d",
              "adaptive_avg_pool2d")
 
 _LOWER_PRECISION = (torch.float16, torch.bfloat16)

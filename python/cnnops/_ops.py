@@ -380,6 +380,13 @@ def _max_pool2d_with_indices_fake(input, kernel_size, stride, padding, dilation,
     return _pool_empty(size, input, input), _pool_empty(size, input, input, torch.int64)
 
 
+@torch.library.register_fake("cnnops::max_pool2d")
+def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    size = _pool2d_output_size("cnnops.max_pool2d", input, kernel_size, stride, padding,
+                               dilation, ceil_mode)
+    return _pool_empty(size, input, input)
+
+
 @torch.library.register_fake("cnnops::adaptive_max_pool2d")
 def _adaptive_max_pool2d_fake(input, output_size):
     size = _adaptive_output_size("cnnops.adaptive_max_pool2d", input, output_size)
@@ -459,6 +466,22 @@ def _max_pool2d_backward(ctx, grad, _grad_indices):
     return (grad_input,) + (None,) * (ctx.num_args - 1)
 
 
+def _max_pool2d_values_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+    ctx.pool_args = inputs[1:]
+
+
+def _max_pool2d_values_backward(ctx, grad):
+    # The values-only operator kept no indices: they are recomputed, then the gradient flows
+    # as through max_pool2d_with_indices (and on to higher orders through its adjoints).
+    (input,) = ctx.saved_tensors
+    grad_input = None
+    if ctx.needs_input_grad[0]:
+        _, indices = ops.max_pool2d_with_indices(input.detach(), *ctx.pool_args)
+        grad_input = ops.max_pool2d_grad_input(grad, indices, input)
+    return (grad_input,) + (None,) * len(ctx.pool_args)
+
+
 def _max_pool2d_grad_input_setup_context(ctx, inputs, output):
     _grad_output, indices, _input = inputs
     ctx.save_for_backward(indices)
@@ -530,6 +553,9 @@ def _adaptive_avg_pool2d_grad_input_backward(ctx, grad):
 torch.library.register_autograd(
     "cnnops::max_pool2d_with_indices", _max_pool2d_backward,
     setup_context=_max_pool2d_setup_context)
+torch.library.register_autograd(
+    "cnnops::max_pool2d", _max_pool2d_values_backward,
+    setup_context=_max_pool2d_values_setup_context)
 torch.library.register_autograd(
     "cnnops::adaptive_max_pool2d", _max_pool2d_backward, setup_context=_max_pool2d_setup_context)
 torch.library.register_autograd(

@@ -221,9 +221,12 @@ def max_pool2d(
     x, unbatched = _pool_input(input, op)
     kernel = _pair("kernel_size", kernel_size, op)
     check_bool(op, "return_indices", return_indices)
-    output, indices = ops.max_pool2d_with_indices(
-        x, kernel, _pool_stride(stride, kernel, op), _pair("padding", padding, op),
-        _pair("dilation", dilation, op), check_bool(op, "ceil_mode", ceil_mode))
+    args = (x, kernel, _pool_stride(stride, kernel, op), _pair("padding", padding, op),
+            _pair("dilation", dilation, op), check_bool(op, "ceil_mode", ceil_mode))
+    if not return_indices and not (torch.is_grad_enabled() and x.requires_grad):
+        # Inference: the values alone, without writing int64 indices (as torch does on the CPU).
+        return _pool_output(ops.max_pool2d(*args), unbatched)
+    output, indices = ops.max_pool2d_with_indices(*args)
     if return_indices:
         return _pool_output(output, unbatched), _pool_output(indices, unbatched)
     return _pool_output(output, unbatched)
