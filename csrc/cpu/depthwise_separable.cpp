@@ -13,9 +13,11 @@
 //            micro-kernel (gemm.h direct_row) computes Y_tile = PW * D_tile + bias from it in
 //            place, the M channels as its taps. D exists one cache-sized tile at a time.
 //            Backward recomputes D per tile into the panels of D^T:
-//              dPW += dY_tile * D_tile^T   per chunk of tiles (chunks from the shape alone),
-//                                          the chunks' partials added in order afterwards
-//              dD_tile = PW^T * dY_tile    written to a dD buffer (channel-major, M x NPQ)
+//              dPW += dY_tile * D_tile^T   by the packed GEMM, per chunk of tiles (chunks from
+//                                          the shape alone), the chunks' partials added in
+//                                          order afterwards
+//              dD_tile = PW^T * dY_tile    by direct_row from a copy of dY's tile, written to
+//                                          a dD buffer (channel-major, M x NPQ)
 //            and the depthwise gradients of dD follow (cpu/depthwise.cpp), with
 //            d(depthwise_bias) = dD summed over pixels. Every sum runs in an order fixed by
 //            the shape: results do not depend on the thread count.
@@ -49,7 +51,7 @@ namespace {
 
 using namespace dw;
 
-constexpr int64_t kForwardTileBytes = 256 * 1024;  // forward: D of one tile, all channels
+constexpr int64_t kTileBytes = 256 * 1024;  // D (forward) or dY (backward) of one tile
 constexpr int64_t kMaxWeightChunks = 8;      // backward: chunks of tiles with a dPW partial
 constexpr int64_t kMaxPartialElements = int64_t{4} << 20;  // ... all partials together
 
@@ -87,9 +89,10 @@ struct PixelTiles {
   int64_t max_pixels(const DwGeometry& g) const { return images * rows * g.Q; }
 };
 
-// Output pixels per forward tile: D of the tile, all M channels, about kForwardTileBytes.
-int64_t forward_tile_pixels(int64_t M, int64_t element_bytes) {
-  return std::clamp<int64_t>(kForwardTileBytes / (M * element_bytes), 128, 512);
+// Output pixels per tile: a tile's buffer of `channels` rows (D forward, dY and D backward)
+// about kTileBytes, so that it stays in L2 while the micro-kernels sweep it.
+int64_t tile_pixels(int64_t channels, int64_t element_bytes) {
+  return std::clamp<int64_t>(kTileBytes / (channels * element_bytes), 128, 512);
 }
 
 struct Tile {
@@ -230,7 +233,7 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
                                             pw_weight.stride(1), K, M, gt.mr);
   T* y = output.data_ptr<T>();
   const Strides4 ys(output);
-  const PixelTiles tiles(g, forward_tile_pixels(M, sizeof(T)), gt.nr);
+  const PixelTiles tiles(g, tile_pixels(M, sizeof(T)), gt.nr);
   const int64_t pitch = round_up(tiles.max_pixels(g), gt.nr);
   std::vector<int64_t> d_off(M);
   for (int64_t m = 0; m < M; ++m) d_off[m] = m * pitch;
@@ -306,7 +309,7 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
   // PW^T in MR-row panels over the whole reduction (the K channels), zero past row M.
   const std::vector<T> w_t = pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(1),
                                          pw_weight.stride(0), M, K, gt.mr);
-  const PixelTiles tiles(g, forward_tile_pixels(std::max(K, M), sizeof(T)), gt.nr);
+  const PixelTiles tiles(g, tile_pixels(std::max(K, M), sizeof(T)), gt.nr);
   const int64_t max_pixels = tiles.max_pixels(g);
   const int64_t pitch = round_up(max_pixels, gt.nr);
   std::vector<int64_t> gy_off(K);
