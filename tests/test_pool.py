@@ -218,6 +218,10 @@ def test_adaptive_pools_random_configs(seed, version, layout, device):
     torch.testing.assert_close(out, ref_out, rtol=0, atol=0)
     assert torch.equal(idx, ref_idx)
     assert_same_memory_format(out, ref_out)
+    with cnnops.kernel_version("pool", version), torch.no_grad():
+        values = cnnops.adaptive_max_pool2d(x, output_size)  # even windows: max_pool2d's values
+    torch.testing.assert_close(values, ref_out, rtol=0, atol=0)
+    assert_same_memory_format(values, ref_out)
     (ref_grad,) = torch.autograd.grad(ref_out, x, grad_output)
     torch.testing.assert_close(got, ref_grad, **max_grad_tolerance(x))
 

@@ -295,7 +295,8 @@ void max_row_border(const T* row, int32_t row_index, const AxisTable& wt, int64_
 // in kLanes vector lanes, then the index torch's sequential scan would report: the first
 // element equal to the maximum, or the last NaN. The second pass stops there, and small
 // planes (the 7x7 heads of CNNs) are still in L1 for it. The value is read back at the
-// index, so that -0.0 and 0.0 come out as torch has them.
+// index, so that -0.0 and 0.0 come out as torch has them. Without an index to write (the
+// values-only operator), the second pass runs only for a NaN or a maximum of zero.
 template <typename T>
 void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
   T best[kLanes];
@@ -318,6 +319,10 @@ void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
   for (int l = 0; l < kLanes; ++l) {
     maximum = best[l] > maximum ? best[l] : maximum;
     any_nan |= nan[l] != 0;
+  }
+  if (index == nullptr && !any_nan && maximum != T(0)) {  // values only, and no -0.0 / 0.0 tie
+    *value = maximum;
+    return;
   }
   int64_t k = 0;
   if (any_nan) {

@@ -315,7 +315,15 @@ def adaptive_max_pool2d(
     op = "adaptive_max_pool2d"
     x, unbatched = _pool_input(input, op)
     check_bool(op, "return_indices", return_indices)
-    output, indices = ops.adaptive_max_pool2d(x, _adaptive_output_size(output_size, x, op))
+    size = _adaptive_output_size(output_size, x, op)
+    h, w = x.shape[-2:]
+    if (not return_indices and not (torch.is_grad_enabled() and x.requires_grad)
+            and min(h, w, *size) > 0 and h % size[0] == 0 and w % size[1] == 0):
+        # Inference on even windows (global pooling among them): they are max_pool2d's, whose
+        # values-only operator writes no indices.
+        kernel = [h // size[0], w // size[1]]
+        return _pool_output(ops.max_pool2d(x, kernel, kernel, [0, 0], [1, 1], False), unbatched)
+    output, indices = ops.adaptive_max_pool2d(x, size)
     if return_indices:
         return _pool_output(output, unbatched), _pool_output(indices, unbatched)
     return _pool_output(output, unbatched)
