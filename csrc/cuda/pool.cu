@@ -139,7 +139,7 @@ __global__ void max_pool2d_forward_kernel(const scalar_t* __restrict__ input,
     }
     const int64_t n = e.n, c = e.c, p = e.y, q = e.x;
     output[n * ys.n + c * ys.c + p * ys.h + q * ys.w] = static_cast<scalar_t>(best);
-    indices[n * is.n + c * is.c + p * is.h + q * is.w] = arg;
+    if (indices != nullptr) indices[n * is.n + c * is.c + p * is.h + q * is.w] = arg;
   }
 }
 
@@ -214,7 +214,7 @@ __global__ void global_pool2d_warp_kernel(const scalar_t* __restrict__ input,
       if (kMax) {
         // read the value back at the index, so that -0.0 and 0.0 come out as torch has them
         output[n * ys.n + c * ys.c] = x[arg];
-        indices[n * is.n + c * is.c] = arg;
+        if (indices != nullptr) indices[n * is.n + c * is.c] = arg;
       } else {
         output[n * ys.n + c * ys.c] = static_cast<scalar_t>(acc / static_cast<acc_t>(divisor));
       }
@@ -366,16 +366,18 @@ at::Tensor empty_like_format(c10::IntArrayRef sizes, const at::Tensor& format_of
   return at::empty(sizes, options.memory_format(pool_output_memory_format(format_of)));
 }
 
+// indices may be undefined (the values-only operator): the kernels then write none.
 template <typename scalar_t>
 void max_pool2d_forward_impl(const at::Tensor& input, at::Tensor& output, at::Tensor& indices,
                              const PoolShape& s) {
   const bool reference = use_reference();
+  int64_t* ind = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;
+  const Strides4 is(indices.defined() ? indices : output);
   if (!reference && global_contiguous(s, input)) {
     global_pool2d_warp_kernel<scalar_t, true>
         <<<grid_for(s.N * s.C, kWarpsPerBlock), kThreads, 0, stream()>>>(
-            input.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
-            indices.data_ptr<int64_t>(), s.N * s.C, s.C, s.H * s.W, Strides4(input),
-            Strides4(output), Strides4(indices), 1);
+            input.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), ind, s.N * s.C, s.C,
+            s.H * s.W, Strides4(input), Strides4(output), is, 1);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
@@ -383,9 +385,8 @@ void max_pool2d_forward_impl(const at::Tensor& input, at::Tensor& output, at::Te
     using I = decltype(index);
     max_pool2d_forward_kernel<scalar_t, I, decltype(inner)::value>
         <<<grid_for(output.numel()), kThreads, 0, stream()>>>(
-            input.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
-            indices.data_ptr<int64_t>(), s, Strides4(input), Strides4(output),
-            Strides4(indices));
+            input.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), ind, s, Strides4(input),
+            Strides4(output), is);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -451,12 +452,16 @@ void max_pool2d_gather_impl(const at::Tensor& input, const at::Tensor& indices,
 #define CNNOPS_DISPATCH_POOL(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
+// Without `with_indices`, the values alone (indices undefined): the operator max_pool2d.
 std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input,
                                                       c10::IntArrayRef out_size,
-                                                      const PoolShape& s) {
+                                                      const PoolShape& s,
+                                                      bool with_indices = true) {
   c10::cuda::CUDAGuard device_guard(input.device());
   at::Tensor output = empty_like_format(out_size, input, input.options());
-  at::Tensor indices = empty_like_format(out_size, input, input.options().dtype(at::kLong));
+  at::Tensor indices = with_indices
+                           ? empty_like_format(out_size, input, input.options().dtype(at::kLong))
+                           : at::Tensor();
   if (output.numel() == 0) return {output, indices};
   CNNOPS_DISPATCH_POOL(input.scalar_type(), "cnnops.max_pool2d (CUDA)", [&] {
     max_pool2d_forward_impl<scalar_t>(input, output, indices, s);
@@ -500,13 +505,15 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_cuda(
   return max_pool2d_forward(input, out_size, regular_pool_shape(input.sizes(), out_size, params));
 }
 
-// The values alone. On CUDA the indices are still computed and dropped: a kernel without
-// them is not written yet.
+// The values alone: the kernels track the argument but store no index.
 at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size,
                            c10::IntArrayRef stride, c10::IntArrayRef padding,
                            c10::IntArrayRef dilation, bool ceil_mode) {
-  return std::get<0>(
-      max_pool2d_with_indices_cuda(input, kernel_size, stride, padding, dilation, ceil_mode));
+  constexpr const char* op = "cnnops.max_pool2d";
+  const auto params = PoolParams::from_lists(op, kernel_size, stride, padding, dilation, ceil_mode);
+  const auto out_size = check_pool2d_forward(op, input, params);
+  return std::get<0>(max_pool2d_forward(
+      input, out_size, regular_pool_shape(input.sizes(), out_size, params), false));
 }
 
 std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cuda(const at::Tensor& input,
