@@ -318,9 +318,11 @@ def adaptive_max_pool2d(
     size = _adaptive_output_size(output_size, x, op)
     h, w = x.shape[-2:]
     if (not return_indices and not (torch.is_grad_enabled() and x.requires_grad)
-            and min(h, w, *size) > 0 and h % size[0] == 0 and w % size[1] == 0):
+            and min(h, w, *size) > 0 and h % size[0] == 0 and w % size[1] == 0
+            and max((h + 1) * (size[0] + 1), (w + 1) * (size[1] + 1)) < 2**63):
         # Inference on even windows (global pooling among them): they are max_pool2d's, whose
-        # values-only operator writes no indices.
+        # values-only operator writes no indices. (Sizes whose window rule would overflow
+        # int64 go to the adaptive operator, which refuses them.)
         kernel = [h // size[0], w // size[1]]
         return _pool_output(ops.max_pool2d(x, kernel, kernel, [0, 0], [1, 1], False), unbatched)
     output, indices = ops.adaptive_max_pool2d(x, size)
