@@ -90,9 +90,11 @@ struct PixelTiles {
 };
 
 // Output pixels per tile: a tile's buffer of `channels` rows (D forward, dY and D backward)
-// about kTileBytes, so that it stays in L2 while the micro-kernels sweep it.
-int64_t tile_pixels(int64_t channels, int64_t element_bytes) {
-  return std::clamp<int64_t>(kTileBytes / (channels * element_bytes), 128, 512);
+// about kTileBytes, so that it stays in L2 while the micro-kernels sweep it, and at least
+// `fewest` pixels. The backward pass asks for 256: on MobileNet's 14x14 and 7x7 blocks (512
+// and 1024 channels) its packed GEMM over 256 pixels instead of 128 measured 10-20% faster.
+int64_t tile_pixels(int64_t channels, int64_t element_bytes, int64_t fewest) {
+  return std::clamp<int64_t>(kTileBytes / (channels * element_bytes), fewest, 512);
 }
 
 struct Tile {
@@ -233,7 +235,7 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
                                             pw_weight.stride(1), K, M, gt.mr);
   T* y = output.data_ptr<T>();
   const Strides4 ys(output);
-  const PixelTiles tiles(g, tile_pixels(M, sizeof(T)), gt.nr);
+  const PixelTiles tiles(g, tile_pixels(M, sizeof(T), 128), gt.nr);
   const int64_t pitch = round_up(tiles.max_pixels(g), gt.nr);
   std::vector<int64_t> d_off(M);
   for (int64_t m = 0; m < M; ++m) d_off[m] = m * pitch;
@@ -309,7 +311,7 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
   // PW^T in MR-row panels over the whole reduction (the K channels), zero past row M.
   const std::vector<T> w_t = pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(1),
                                          pw_weight.stride(0), M, K, gt.mr);
-  const PixelTiles tiles(g, tile_pixels(std::max(K, M), sizeof(T)), gt.nr);
+  const PixelTiles tiles(g, tile_pixels(std::max(K, M), sizeof(T), 256), gt.nr);
   const int64_t max_pixels = tiles.max_pixels(g);
   const int64_t pitch = round_up(max_pixels, gt.nr);
   std::vector<int64_t> gy_off(K);
