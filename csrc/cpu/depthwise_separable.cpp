@@ -110,19 +110,18 @@ struct Tile {
 
 // Packs the rows x cols matrix A[i][c] = src[i * row_stride + c * col_stride] into MR-row
 // panels over the whole of c, as direct_row (gemm.h) reads its weights: panel b at dst + b *
-// cols * mr, dst[(b * cols + c) * mr + i] = A[b * mr + i][c], zero past row `rows`. Panels are
-// packed in parallel; from a row-major A, as a transpose in chunks of 64 columns (reads along
-// rows, writes within a few KB).
+// cols * mr, dst[(b * cols + c) * mr + i] = A[b * mr + i][c], zero past row `rows`; dst holds
+// ceil(rows / mr) * cols * mr elements. Panels are packed in parallel; from a row-major A, as
+// a transpose in chunks of 64 columns (reads along rows, writes within a few KB).
 template <typename T>
-std::vector<T> pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t rows,
-                           int64_t cols, int64_t mr) {
+void pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t rows,
+                 int64_t cols, int64_t mr, T* dst) {
   const int64_t panels = ceil_div(rows, mr);
-  std::vector<T> dst(panels * cols * mr);
   at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const int64_t valid = std::min(mr, rows - b * mr);
       const T* a = src + b * mr * row_stride;
-      T* panel = dst.data() + b * cols * mr;
+      T* panel = dst + b * cols * mr;
       if (valid < mr) std::fill(panel, panel + cols * mr, T(0));
       if (row_stride < col_stride) {  // A's columns contiguous: a panel's rows side by side
         for (int64_t c = 0; c < cols; ++c) {
@@ -138,7 +137,6 @@ std::vector<T> pack_panels(const T* src, int64_t row_stride, int64_t col_stride,
       }
     }
   });
-  return dst;
 }
 
 // Computes D for one tile, one depthwise channel at a time, handing each channel's rows to
@@ -231,8 +229,9 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
   const GemmTile gt = gemm_tile<T>();
   const int64_t M = g.M, blocks = ceil_div(K, gt.mr);
   // PW in MR-row panels over the whole reduction (the M channels), zero past row K.
-  const std::vector<T> w_pack = pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(0),
-                                            pw_weight.stride(1), K, M, gt.mr);
+  const Scratch<T> w_pack(kOperands, blocks * M * gt.mr);
+  pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(0), pw_weight.stride(1), K, M, gt.mr,
+              w_pack.get());
   T* y = output.data_ptr<T>();
   const Strides4 ys(output);
   const PixelTiles tiles(g, tile_pixels(M, sizeof(T), 128), gt.nr);
@@ -263,7 +262,7 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t k0 = b * gt.mr;
         const int m_valid = static_cast<int>(std::min(gt.mr, K - k0));
-        const T* w_block = w_pack.data() + b * M * gt.mr;
+        const T* w_block = w_pack.get() + b * M * gt.mr;
         const T* bias_block = pw_bias ? pw_bias + k0 : nullptr;
         if (in_place) {
           T* y_block = y + tile.n0 * ys.n + k0 * ys.c + tile.p0 * g.Q;
@@ -309,8 +308,9 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
   const T* gy = grad_output.data_ptr<T>();
   const Strides4 gys(grad_output);
   // PW^T in MR-row panels over the whole reduction (the K channels), zero past row M.
-  const std::vector<T> w_t = pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(1),
-                                         pw_weight.stride(0), M, K, gt.mr);
+  const Scratch<T> w_t(kInput, ceil_div(M, gt.mr) * K * gt.mr);
+  pack_panels(pw_weight.data_ptr<T>(), pw_weight.stride(1), pw_weight.stride(0), M, K, gt.mr,
+              w_t.get());
   const PixelTiles tiles(g, tile_pixels(std::max(K, M), sizeof(T), 256), gt.nr);
   const int64_t max_pixels = tiles.max_pixels(g);
   const int64_t pitch = round_up(max_pixels, gt.nr);
@@ -374,7 +374,7 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
         gemm_packed(K, M, cols, gy_a.get(), d_t.get(), partial.get() + chunk * K * M, M, 1);
         // dD_tile = PW^T * dY_tile, into the tile's columns of grad_d
         for (int64_t m0 = 0; m0 < M; m0 += gt.mr) {
-          direct_row(K, gy_off.data(), gy_tile, w_t.data() + m0 * K, cols, grad_d + m0 * npq + first,
+          direct_row(K, gy_off.data(), gy_tile, w_t.get() + m0 * K, cols, grad_d + m0 * npq + first,
                      npq, static_cast<int>(std::min(gt.mr, M - m0)), nullptr, false);
         }
       }

@@ -297,23 +297,29 @@ at::Tensor avg_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor
 // ---------------------------------------------------------------------------------------
 // Operators
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_cpu(
+// max_pool2d_with_indices, and without `with_indices` the values-only max_pool2d (its
+// indices undefined: the kernels store none).
+std::tuple<at::Tensor, at::Tensor> regular_max_pool2d(
     const at::Tensor& input, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode) {
+    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, bool with_indices) {
   constexpr const char* op = "cnnops.max_pool2d";
   const auto params = PoolParams::from_lists(op, kernel_size, stride, padding, dilation, ceil_mode);
   const auto out_size = check_pool2d_forward(op, input, params);
-  return max_pool2d_forward(input, out_size, regular_pool_shape(input.sizes(), out_size, params));
+  return max_pool2d_forward(input, out_size, regular_pool_shape(input.sizes(), out_size, params),
+                            with_indices);
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_cpu(
+    const at::Tensor& input, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode) {
+  return regular_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, true);
 }
 
 at::Tensor max_pool2d_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
                           c10::IntArrayRef stride, c10::IntArrayRef padding,
                           c10::IntArrayRef dilation, bool ceil_mode) {
-  constexpr const char* op = "cnnops.max_pool2d";
-  const auto params = PoolParams::from_lists(op, kernel_size, stride, padding, dilation, ceil_mode);
-  const auto out_size = check_pool2d_forward(op, input, params);
-  return std::get<0>(max_pool2d_forward(
-      input, out_size, regular_pool_shape(input.sizes(), out_size, params), false));
+  return std::get<0>(
+      regular_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, false));
 }
 
 std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cpu(const at::Tensor& input,

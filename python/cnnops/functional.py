@@ -188,6 +188,12 @@ def _adaptive_output_size(output_size: _OutputSize, input: Tensor, op: str) -> l
     return resolved * 2 if len(resolved) == 1 else resolved
 
 
+def _values_only(x: Tensor, return_indices: bool) -> bool:
+    """Whether max pooling may skip its indices: none asked for and no gradient wanted
+    (inference). ops.max_pool2d then writes the values alone, as torch does on the CPU."""
+    return not return_indices and not (torch.is_grad_enabled() and x.requires_grad)
+
+
 def max_pool2d(
     input: Tensor,
     kernel_size: _IntOrPair,
@@ -223,8 +229,7 @@ def max_pool2d(
     check_bool(op, "return_indices", return_indices)
     args = (x, kernel, _pool_stride(stride, kernel, op), _pair("padding", padding, op),
             _pair("dilation", dilation, op), check_bool(op, "ceil_mode", ceil_mode))
-    if not return_indices and not (torch.is_grad_enabled() and x.requires_grad):
-        # Inference: the values alone, without writing int64 indices (as torch does on the CPU).
+    if _values_only(x, return_indices):
         return _pool_output(ops.max_pool2d(*args), unbatched)
     output, indices = ops.max_pool2d_with_indices(*args)
     if return_indices:
@@ -317,8 +322,7 @@ def adaptive_max_pool2d(
     check_bool(op, "return_indices", return_indices)
     size = _adaptive_output_size(output_size, x, op)
     h, w = x.shape[-2:]
-    if (not return_indices and not (torch.is_grad_enabled() and x.requires_grad)
-            and min(h, w, *size) > 0 and h % size[0] == 0 and w % size[1] == 0
+    if (_values_only(x, return_indices) and min(h, w, *size) > 0 and h % size[0] == 0 and w % size[1] == 0
             and max((h + 1) * (size[0] + 1), (w + 1) * (size[1] + 1)) < 2**63):
         # Inference on even windows (global pooling among them): they are max_pool2d's, whose
         # values-only operator writes no indices. (Sizes whose window rule would overflow
