@@ -270,6 +270,18 @@ def test_fused_row_kernels(width, dtype, device):
     check_max_pool(x.nan_to_num(), 2, grad=True, kernel_size=3, stride=2, padding=1)
 
 
+@pytest.mark.parametrize("width", [1024, 1025], ids=["aligned_rows", "odd_width"])
+def test_large_gradients_are_streamed_correctly(width):
+    """A grad_input of 16 MiB or more is written with non-temporal stores, row by row (avg)
+    or plane by plane (max); an odd width starts most rows off the 16-byte boundary."""
+    x = torch.randn(1, 4, 1024, width, generator=torch.Generator().manual_seed(width))
+    assert x.nbytes >= 16 << 20
+    for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)):
+        check_max_pool(x, 2, **kwargs)
+        check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, **kwargs)
+    check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, kernel_size=(1, 3), stride=2)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
 @pytest.mark.parametrize("version", VERSIONS)

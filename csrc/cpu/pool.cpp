@@ -21,7 +21,8 @@
 //                 pooling of a contiguous plane reduces it in 16 independent lanes.
 //                 avg backward is a separable gather: each output row's gradient is first
 //                 spread along W, then every input row sums the spread rows of the outputs
-//                 whose windows hold it. Every element of grad_input is written once.
+//                 whose windows hold it. Every element of grad_input is written once,
+//                 with non-temporal stores when it is 16 MiB or more (pool_fast.h).
 //   channels_last one task per output pixel and block of channels: the window's taps are
 //                 the outer loops, the inner loop runs over contiguous channels. avg
 //                 backward is a gather per input pixel.
