@@ -443,6 +443,8 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
   const MaxRowFused<T> fused =
       ind ? max_row_fused_for<T, true>(ht, wt) : max_row_fused_for<T, false>(ht, wt);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
+  std::vector<int64_t> w_init(s.Q);  // the column of each window's init index
+  for (int64_t q = 0; q < s.Q; ++q) w_init[q] = wt.win[q].init;
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
     std::vector<T> buffer(ind ? s.Q : 0);
     std::vector<int32_t> arg(s.Q);
@@ -477,9 +479,12 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
       }
       if (ind) {
         std::copy(best, best + s.Q, y_row);
-        int64_t* ind_row = ind + n * is.n + c * is.c + p * is.h;
-        for (int64_t q = 0; q < s.Q; ++q) {
-          ind_row[q] = arg[q] >= 0 ? arg[q] : wh.init * s.W + wt.win[q].init;
+        int64_t* __restrict__ ind_row = ind + n * is.n + c * is.c + p * is.h;
+        const int32_t* __restrict__ taken = arg.data();
+        const int64_t* __restrict__ init = w_init.data();
+        const int64_t row_init = wh.init * s.W, Q = s.Q;  // locals: no reloads after stores
+        for (int64_t q = 0; q < Q; ++q) {
+          ind_row[q] = taken[q] >= 0 ? int64_t{taken[q]} : row_init + init[q];
         }
       }
       if (++p == s.P) {
