@@ -88,6 +88,37 @@ void stream_fence() {
 #endif
 }
 
+// ---- software prefetch ------------------------------------------------------------------
+//
+// The NCHW row kernels read a contiguous input as one sequential stream per task, a few
+// hundred bytes per output row, and wait on those loads: the hardware prefetchers leave
+// them short of bandwidth. Each output row therefore prefetches what the rows
+// kPrefetchBytes further on will read; the backward kernels do the same with grad_output
+// (and the indices). Measured on the 2-core Xeon, 8x64x112x112, interleaved in one process:
+// max forward 2x2 2.9 -> 1.7 ms, 3x3/s2 4.1 -> 3.6 ms; avg forward 3.1 -> 1.8 and
+// 3.5 -> 2.4 ms; max backward 3.7 -> 3.0 and 3.7 -> 3.3 ms; avg backward 2.2 -> 1.9 and
+// 2.7 -> 2.4 ms.
+
+constexpr uintptr_t kPrefetchBytes = 4096;  // 2048 to 8192 measured alike
+
+template <typename T>
+class Prefetcher {
+ public:
+  // For a contiguous tensor; any other prefetches nothing.
+  explicit Prefetcher(const at::Tensor& t)
+      : end_(t.is_contiguous() ? reinterpret_cast<uintptr_t>(t.data_ptr<T>() + t.numel()) : 0) {}
+
+  // Prefetches the `count` elements kPrefetchBytes past `from`, as far as the tensor goes.
+  void fetch(const T* from, int64_t count) const {
+    uintptr_t line = reinterpret_cast<uintptr_t>(from) + kPrefetchBytes;
+    const uintptr_t stop = std::min<uintptr_t>(line + count * sizeof(T), end_);
+    for (; line < stop; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line));
+  }
+
+ private:
+  uintptr_t end_;  // one past the tensor's last element; 0: prefetch nothing
+};
+
 // The windows of every output position along one axis. The interior is the run [lo, hi) of
 // outputs whose windows are full and evenly spaced: window o has the taps
 // o * stride + offset + j * step, j < kernel, all inside the input.
@@ -443,6 +474,7 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
   const MaxRowFused<T> fused =
       ind ? max_row_fused_for<T, true>(ht, wt) : max_row_fused_for<T, false>(ht, wt);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
+  const Prefetcher<T> ahead(input);
   std::vector<int64_t> w_init(s.Q);  // the column of each window's init index
   for (int64_t q = 0; q < s.Q; ++q) w_init[q] = wt.win[q].init;
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
@@ -472,6 +504,7 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
             [&](int64_t q) { max_row_border(x_row, row_index, wt, q, best, arg.data()); });
         if (!fuse) interior(x_row, row_index, wt, best, arg.data());
       }
+      ahead.fetch(plane + wh.begin * xs.h, ht.stride * xs.h);
       if (fuse) {
         const int64_t first = wt.offset + wt.lo * wt.stride;
         fused(plane + wh.begin * xs.h + first, xs.h, static_cast<int32_t>(wh.begin * s.W + first),
@@ -594,6 +627,7 @@ void avg_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, const 
                                    : &sum_row_interior<T, 0>;
   const SumRowFused<T> fused = sum_row_fused_for<T>(ht, wt);
   const std::vector<T> w_extent = divisor_extents<T>(wt);
+  const Prefetcher<T> ahead(input);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
     std::vector<T> acc(s.Q), divisor(s.Q);
@@ -601,6 +635,7 @@ void avg_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, const 
       const int64_t p = row % s.P, c = (row / s.P) % s.C, n = row / (s.P * s.C);
       const T* plane = x + n * xs.n + c * xs.c;
       const PoolWindow& wh = ht.win[p];
+      ahead.fetch(plane + wh.begin * xs.h, ht.stride * xs.h);
       std::fill(acc.begin(), acc.end(), T(0));
       const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
       for (int64_t ih = wh.begin; ih < wh.begin + wh.count; ++ih) {
@@ -644,6 +679,7 @@ void avg_pool2d_grad_input_nchw(const at::Tensor& grad_output, at::Tensor& grad_
 
   auto interior = wt.stride == 1 ? &spread_row_interior<T, 1> : &spread_row_interior<T, 0>;
   const bool stride2 = wt.stride == 2, stream = streams(grad_input.nbytes());
+  const Prefetcher<T> ahead(grad_output);
   // The divisors of every output, shared by all planes.
   const std::vector<T> w_extent = divisor_extents<T>(wt);
   std::vector<T> divisors(s.P * s.Q);
@@ -656,6 +692,7 @@ void avg_pool2d_grad_input_nchw(const at::Tensor& grad_output, at::Tensor& grad_
       const T* dy_plane = dy + n * dys.n + c * dys.c;
       for (int64_t p = 0; p < s.P; ++p) {
         const T* dy_row = dy_plane + p * dys.h;
+        ahead.fetch(dy_row, s.Q);
         const T* divisor = &divisors[p * s.Q];
         const int64_t dy_w = dys.w;  // a local: not reloaded after every store into share
         for (int64_t q = 0; q < s.Q; ++q) share[q] = dy_row[q * dy_w] / divisor[q];
@@ -715,6 +752,8 @@ void max_pool2d_grad_input_nchw(const at::Tensor& grad_output, const at::Tensor&
   const Strides4 dys(grad_output), is(indices), dxs(grad_input);
   const int64_t C = grad_input.size(1), plane_size = grad_input.size(2) * grad_input.size(3);
   const int64_t P = indices.size(2), Q = indices.size(3);
+  const Prefetcher<T> ahead_dy(grad_output);
+  const Prefetcher<int64_t> ahead_ind(indices);
   at::parallel_for(0, grad_input.size(0) * C, grain(plane_size), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t c = plane % C, n = plane / C;
@@ -728,6 +767,8 @@ void max_pool2d_grad_input_nchw(const at::Tensor& grad_output, const at::Tensor&
       for (int64_t p = 0; p < P; ++p) {
         const int64_t* ind_row = ind_plane + p * ind_h;
         const T* dy_row = dy_plane + p * dy_h;
+        ahead_ind.fetch(ind_row, Q);
+        ahead_dy.fetch(dy_row, Q);
         for (int64_t q = 0; q < Q; ++q) {
           const int64_t k = ind_row[q * ind_w];
           if (k >= 0 && k < plane_size) dx_plane[k] += dy_row[q * dy_w];
