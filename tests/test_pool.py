@@ -268,6 +268,18 @@ def test_fused_row_kernels(width, dtype, device):
         torch.testing.assert_close(cnnops.avg_pool2d(x, **kwargs), expected, equal_nan=True,
                                    rtol=TOLERANCES[dtype][0], atol=TOLERANCES[dtype][1])
     check_max_pool(x.nan_to_num(), 2, grad=True, kernel_size=3, stride=2, padding=1)
+    # -0.0 and 0.0 alternate along each row: every window sees both, and the first one in
+    # row-major order wins, as in torch (assert_close does not tell the two zeros apart)
+    zeros = torch.zeros(1, 2, 6, width, dtype=dtype)
+    zeros[..., ::2] = -0.0
+    zeros = zeros.to(device)
+    for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)):
+        ref_out, ref_idx = F.max_pool2d(zeros, return_indices=True, **kwargs)
+        out, idx = cnnops.max_pool2d(zeros, return_indices=True, **kwargs)
+        values = cnnops.max_pool2d(zeros, **kwargs)  # no grad: the values-only operator
+        assert torch.equal(idx, ref_idx)
+        assert torch.equal(out.signbit(), ref_out.signbit())
+        assert torch.equal(values.signbit(), ref_out.signbit())
 
 
 @pytest.mark.parametrize("width", [1024, 1025], ids=["aligned_rows", "odd_width"])

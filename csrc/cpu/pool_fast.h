@@ -245,14 +245,25 @@ void load8(const T* p, typename Lanes8<T>::values& v) {
   std::memcpy(&v, p, sizeof(v));
 }
 
-// p[0], p[2], ..., p[14], reading nothing past p[14]: the second load starts at p[7].
+// p[0], p[2], ..., p[14] in the lane order kScrambled, reading nothing past p[14] (the
+// second load starts at p[7]). That order is what one in-lane shuffle of the two loads gives
+// (AVX2: a vshufps, where the natural order takes two cross-lane permutes and a blend);
+// lane-wise work does not mind it, and unscramble() restores the natural order at the end.
 template <typename T>
-void load8_stride2(const T* p, typename Lanes8<T>::values& v) {
+void load8_stride2_scrambled(const T* p, typename Lanes8<T>::values& v) {
   using M = typename Lanes8<T>::mask;
   typename Lanes8<T>::values lo, hi;
   load8(p, lo);
   load8(p + 7, hi);
-  v = __builtin_shuffle(lo, hi, M{0, 2, 4, 6, 9, 11, 13, 15});
+  v = __builtin_shuffle(lo, hi, M{0, 2, 9, 11, 4, 6, 13, 15});
+}
+
+// kScrambled[k]: the element (p[2 * kScrambled[k]]) that lane k holds. Its own inverse.
+constexpr int kScrambled[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+
+template <typename V, typename M>
+void unscramble(V& v) {
+  v = __builtin_shuffle(v, M{0, 1, 4, 5, 2, 3, 6, 7});
 }
 
 // Max pooling of one output row's interior for the common windows: KH x KW taps, stride 2,
@@ -268,24 +279,75 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
   auto block = [&](int64_t q0) {
     V b = V{} + minus_infinity<T>();
     Index8 a = Index8{} - 1;
-    const Index8 lane_index = Index8{0, 2, 4, 6, 8, 10, 12, 14} + (base + static_cast<int32_t>(2 * q0));
+    const Index8 lane_index = Index8{2 * kScrambled[0], 2 * kScrambled[1], 2 * kScrambled[2],
+                                     2 * kScrambled[3], 2 * kScrambled[4], 2 * kScrambled[5],
+                                     2 * kScrambled[6], 2 * kScrambled[7]} +
+                              (base + static_cast<int32_t>(2 * q0));
 #pragma GCC unroll 3
     for (int i = 0; i < KH; ++i) {
 #pragma GCC unroll 3
       for (int j = 0; j < KW; ++j) {
         V v;
-        load8_stride2(rows + i * row_stride + 2 * q0 + j, v);
+        load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
         const auto take = (v > b) | (v != v);
         b = take ? v : b;
         if (kArg) a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
       }
     }
+    unscramble<V, typename Lanes8<T>::mask>(b);
     std::memcpy(best + q0, &b, sizeof(b));
-    if (kArg) std::memcpy(arg + q0, &a, sizeof(a));
+    if (kArg) {
+      unscramble<Index8, Index8>(a);
+      std::memcpy(arg + q0, &a, sizeof(a));
+    }
   };
   int64_t q0 = 0;
   for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
   if (q0 < count) block(count - kFusedVector);
+}
+
+// Whether any lane of v is NaN.
+template <typename V>
+bool any_nan(const V& v) {
+  const auto nan = v != v;
+  uint64_t words[sizeof(nan) / 8];
+  std::memcpy(words, &nan, sizeof(nan));
+  uint64_t any = 0;
+  for (uint64_t w : words) any |= w;
+  return any != 0;
+}
+
+// max_row_fused without indices, faster: the running maximum is `v > b ? v : b`, one vmaxps
+// (it keeps the first of equal values, -0.0 before 0.0, as torch), where the exact kernel
+// spends two comparisons, an OR and a blend on NaN. That select drops a NaN tap, so each
+// block also sums its taps and the row adds up the sums: a NaN anywhere makes the total NaN
+// (so do +inf and -inf in one row), and then the exact kernel redoes the row.
+template <typename T, int KH, int KW>
+void max_row_values(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
+                    int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
+  using V = typename Lanes8<T>::values;
+  V total = V{};
+  auto block = [&](int64_t q0) {
+    V b = V{} + minus_infinity<T>();
+    V sum = V{};
+#pragma GCC unroll 3
+    for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < KW; ++j) {
+        V v;
+        load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
+        b = v > b ? v : b;
+        sum += v;
+      }
+    }
+    total += sum;
+    unscramble<V, typename Lanes8<T>::mask>(b);
+    std::memcpy(best + q0, &b, sizeof(b));
+  };
+  int64_t q0 = 0;
+  for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
+  if (q0 < count) block(count - kFusedVector);
+  if (any_nan(total)) max_row_fused<T, KH, KW, false>(rows, row_stride, base, W, count, best, arg);
 }
 
 // The same for rows of fewer than eight interior outputs (SimpleCNN's 7 and 3), where a
@@ -338,10 +400,14 @@ MaxRowFused<T> max_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
   if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
   const bool short_row = wt.hi - wt.lo < kFusedVector;
   if (wt.kernel == 2) {
-    return short_row ? &max_row_fused_short<T, 2, 2, kArg> : &max_row_fused<T, 2, 2, kArg>;
+    return short_row ? &max_row_fused_short<T, 2, 2, kArg>
+           : kArg    ? &max_row_fused<T, 2, 2, true>
+                     : &max_row_values<T, 2, 2>;
   }
   if (wt.kernel == 3) {
-    return short_row ? &max_row_fused_short<T, 3, 3, kArg> : &max_row_fused<T, 3, 3, kArg>;
+    return short_row ? &max_row_fused_short<T, 3, 3, kArg>
+           : kArg    ? &max_row_fused<T, 3, 3, true>
+                     : &max_row_values<T, 3, 3>;
   }
   return nullptr;
 }
