@@ -317,25 +317,32 @@ bool any_nan(const V& v) {
   return any != 0;
 }
 
-// max_row_fused without indices, faster: the running maximum is `v > b ? v : b`, one vmaxps
-// (it keeps the first of equal values, -0.0 before 0.0, as torch), where the exact kernel
-// spends two comparisons, an OR and a blend on NaN. That select drops a NaN tap, so each
-// block also sums its taps and the row adds up the sums: a NaN anywhere makes the total NaN
-// (so do +inf and -inf in one row), and then the exact kernel redoes the row.
-template <typename T, int KH, int KW>
-void max_row_values(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
-                    int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
+// max_row_fused, faster where no NaN is met. The running maximum is `v > b ? v : b`, one
+// vmaxps (it keeps the first of equal values, -0.0 before 0.0, as torch), and an index
+// follows the same strict comparison: the exact kernel spends a second comparison and an OR
+// on NaN, and a blend on the value. That select drops a NaN tap, so each block also sums its
+// taps and the row adds up the sums: a NaN anywhere makes the total NaN (so do +inf and -inf
+// in one row), and then the exact kernel redoes the row.
+template <typename T, int KH, int KW, bool kArg>
+void max_row_fast(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
+                  int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
   using V = typename Lanes8<T>::values;
   V total = V{};
   auto block = [&](int64_t q0) {
     V b = V{} + minus_infinity<T>();
     V sum = V{};
+    Index8 a = Index8{} - 1;
+    const Index8 lane_index = Index8{2 * kScrambled[0], 2 * kScrambled[1], 2 * kScrambled[2],
+                                     2 * kScrambled[3], 2 * kScrambled[4], 2 * kScrambled[5],
+                                     2 * kScrambled[6], 2 * kScrambled[7]} +
+                              (base + static_cast<int32_t>(2 * q0));
 #pragma GCC unroll 3
     for (int i = 0; i < KH; ++i) {
 #pragma GCC unroll 3
       for (int j = 0; j < KW; ++j) {
         V v;
         load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
+        if (kArg) a = __builtin_convertvector(v > b, Index8) ? lane_index + (i * W + j) : a;
         b = v > b ? v : b;
         sum += v;
       }
@@ -343,11 +350,15 @@ void max_row_values(const T* __restrict__ rows, int64_t row_stride, int32_t base
     total += sum;
     unscramble<V, typename Lanes8<T>::mask>(b);
     std::memcpy(best + q0, &b, sizeof(b));
+    if (kArg) {
+      unscramble<Index8, Index8>(a);
+      std::memcpy(arg + q0, &a, sizeof(a));
+    }
   };
   int64_t q0 = 0;
   for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
   if (q0 < count) block(count - kFusedVector);
-  if (any_nan(total)) max_row_fused<T, KH, KW, false>(rows, row_stride, base, W, count, best, arg);
+  if (any_nan(total)) max_row_fused<T, KH, KW, kArg>(rows, row_stride, base, W, count, best, arg);
 }
 
 // The same for rows of fewer than eight interior outputs (SimpleCNN's 7 and 3), where a
@@ -400,14 +411,10 @@ MaxRowFused<T> max_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
   if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
   const bool short_row = wt.hi - wt.lo < kFusedVector;
   if (wt.kernel == 2) {
-    return short_row ? &max_row_fused_short<T, 2, 2, kArg>
-           : kArg    ? &max_row_fused<T, 2, 2, true>
-                     : &max_row_values<T, 2, 2>;
+    return short_row ? &max_row_fused_short<T, 2, 2, kArg> : &max_row_fast<T, 2, 2, kArg>;
   }
   if (wt.kernel == 3) {
-    return short_row ? &max_row_fused_short<T, 3, 3, kArg>
-           : kArg    ? &max_row_fused<T, 3, 3, true>
-                     : &max_row_values<T, 3, 3>;
+    return short_row ? &max_row_fused_short<T, 3, 3, kArg> : &max_row_fast<T, 3, 3, kArg>;
   }
   return nullptr;
 }
