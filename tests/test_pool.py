@@ -300,7 +300,8 @@ def test_large_gradients_are_streamed_correctly(width):
 @pytest.mark.parametrize("plane", [(7, 7), (70, 70)], ids=["7x7", "70x70"])
 def test_global_pooling_with_nan_and_inf(plane, version, layout, device):
     """Output 1x1: the global-pooling fast paths (small planes and long ones), with NaN
-    (the last NaN of a plane wins), -inf everywhere, and ties."""
+    (the last NaN of a plane wins), -inf everywhere, +inf beside -inf, and ties; with indices
+    and without (the values-only operator, under no_grad)."""
     shape = (3, 4, *plane)
     x = torch.randn(shape, dtype=torch.float64)
     x[0, 0].view(-1)[[5, 17, 30]] = float("nan")  # several NaNs: the last one's index
@@ -310,18 +311,24 @@ def test_global_pooling_with_nan_and_inf(plane, version, layout, device):
     x[2, 0].view(-1)[[3, 11]] = 9.0  # a tie for the maximum
     x[2, 1].view(-1)[[0, 2]] = torch.tensor([-0.0, 0.0], dtype=torch.float64)
     x[2, 1].clamp_(max=0.0)
-    x = lay_out(x, layout).to(device)
-    for size in (1, (1, 1)):
-        ref_out, ref_idx = F.adaptive_max_pool2d(x, size, return_indices=True)
-        with cnnops.kernel_version("pool", version):
-            out, idx = cnnops.adaptive_max_pool2d(x, size, return_indices=True)
-            avg = cnnops.adaptive_avg_pool2d(x, size)
-            kernel_max = cnnops.max_pool2d(x, plane, return_indices=True)
-        torch.testing.assert_close(out, ref_out, rtol=0, atol=0, equal_nan=True)
-        assert torch.equal(idx, ref_idx)
-        assert torch.equal(torch.signbit(out[2, 1]), torch.signbit(ref_out[2, 1]))
-        assert torch.equal(kernel_max[1], ref_idx)
-        torch.testing.assert_close(avg, F.adaptive_avg_pool2d(x, size), equal_nan=True)
+    # +inf and -inf eight apart, in one vector lane: the kernels' NaN probe (a sum) reads NaN
+    x[2, 2].view(-1)[[1, 9]] = torch.tensor([float("inf"), float("-inf")], dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32):
+        xd = lay_out(x.to(dtype), layout).to(device)
+        for size in (1, (1, 1)):
+            ref_out, ref_idx = F.adaptive_max_pool2d(xd, size, return_indices=True)
+            with cnnops.kernel_version("pool", version):
+                out, idx = cnnops.adaptive_max_pool2d(xd, size, return_indices=True)
+                avg = cnnops.adaptive_avg_pool2d(xd, size)
+                kernel_max = cnnops.max_pool2d(xd, plane, return_indices=True)
+                with torch.no_grad():
+                    values = cnnops.adaptive_max_pool2d(xd, size)
+            for got in (out, values):
+                torch.testing.assert_close(got, ref_out, rtol=0, atol=0, equal_nan=True)
+                assert torch.equal(torch.signbit(got[2, 1]), torch.signbit(ref_out[2, 1]))
+            assert torch.equal(idx, ref_idx)
+            assert torch.equal(kernel_max[1], ref_idx)
+            torch.testing.assert_close(avg, F.adaptive_avg_pool2d(xd, size), equal_nan=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -441,41 +441,40 @@ void max_row_border(const T* row, int32_t row_index, const AxisTable& wt, int64_
   }
 }
 
-// Global max of a contiguous plane in two passes: the maximum (and whether there is a NaN)
-// in kLanes vector lanes, then the index torch's sequential scan would report: the first
-// element equal to the maximum, or the last NaN. The second pass stops there, and small
-// planes (the 7x7 heads of CNNs) are still in L1 for it. The value is read back at the
-// index, so that -0.0 and 0.0 come out as torch has them. Without an index to write (the
-// values-only operator), the second pass runs only for a NaN or a maximum of zero.
+// Global max of a contiguous plane in two passes: the maximum in eight vector lanes (the
+// `v > b ? v : b` of max_row_fast, with the sum of the elements as its NaN probe), then the
+// index torch's sequential scan would report: the first element equal to the maximum, or the
+// last NaN. The second pass stops there, and small planes (the 7x7 heads of CNNs) are still
+// in L1 for it. The value is read back at the index, so that -0.0 and 0.0 come out as torch
+// has them. Without an index to write (the values-only operator), the second pass runs only
+// for a NaN or a maximum of zero.
 template <typename T>
 void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
-  T best[kLanes];
-  int32_t nan[kLanes] = {};
-  for (int l = 0; l < kLanes; ++l) best[l] = minus_infinity<T>();
+  using V = typename Lanes8<T>::values;
+  V best = V{} + minus_infinity<T>(), sum = V{};
   int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      const T v = x[i + l];
-      best[l] = v > best[l] ? v : best[l];
-      nan[l] |= v != v;
-    }
+  for (; i + kFusedVector <= len; i += kFusedVector) {
+    V v;
+    load8(x + i, v);
+    best = v > best ? v : best;
+    sum += v;
   }
-  T maximum = minus_infinity<T>();
-  bool any_nan = false;
+  T maximum = minus_infinity<T>(), tail_sum = 0;
   for (; i < len; ++i) {
     maximum = x[i] > maximum ? x[i] : maximum;
-    any_nan |= x[i] != x[i];
+    tail_sum += x[i];
   }
-  for (int l = 0; l < kLanes; ++l) {
-    maximum = best[l] > maximum ? best[l] : maximum;
-    any_nan |= nan[l] != 0;
+  for (int l = 0; l < kFusedVector; ++l) maximum = best[l] > maximum ? best[l] : maximum;
+  bool has_nan = false;
+  if (any_nan(sum) || tail_sum != tail_sum) {  // a NaN, or +inf and -inf: look
+    for (int64_t k = 0; k < len && !has_nan; ++k) has_nan = x[k] != x[k];
   }
-  if (index == nullptr && !any_nan && maximum != T(0)) {  // values only, and no -0.0 / 0.0 tie
+  if (index == nullptr && !has_nan && maximum != T(0)) {  // values only, and no -0.0 / 0.0 tie
     *value = maximum;
     return;
   }
   int64_t k = 0;
-  if (any_nan) {
+  if (has_nan) {
     for (k = len - 1; k > 0 && x[k] == x[k]; --k) {
     }
   } else {
