@@ -266,12 +266,21 @@ void unscramble(V& v) {
   v = __builtin_shuffle(v, M{0, 1, 4, 5, 2, 3, 6, 7});
 }
 
+// The in-plane index of the first tap of each lane's output, in the scrambled order, for the
+// block of eight outputs from q0 on (rows start at in-plane index base; stride 2).
+inline void scrambled_lane_index(int32_t base, int64_t q0, Index8& index) {
+  index = Index8{2 * kScrambled[0], 2 * kScrambled[1], 2 * kScrambled[2], 2 * kScrambled[3],
+                 2 * kScrambled[4], 2 * kScrambled[5], 2 * kScrambled[6], 2 * kScrambled[7]} +
+          (base + static_cast<int32_t>(2 * q0));
+}
+
 // Max pooling of one output row's interior for the common windows: KH x KW taps, stride 2,
 // eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
 // branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
 // base: the in-plane index of rows[0]; W: the input width. Rows of fewer than eight
-// interior outputs take max_row_fused_short instead (see max_row_fused_for). Without kArg
-// (the values-only operator) no index is tracked and arg is not written.
+// interior outputs take max_row_fused_short instead (see max_row_fused_for), and the others
+// max_row_fast, which comes back here for rows with a NaN. Without kArg (the values-only
+// operator) no index is tracked and arg is not written.
 template <typename T, int KH, int KW, bool kArg = true>
 void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
                    int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
@@ -279,10 +288,8 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
   auto block = [&](int64_t q0) {
     V b = V{} + minus_infinity<T>();
     Index8 a = Index8{} - 1;
-    const Index8 lane_index = Index8{2 * kScrambled[0], 2 * kScrambled[1], 2 * kScrambled[2],
-                                     2 * kScrambled[3], 2 * kScrambled[4], 2 * kScrambled[5],
-                                     2 * kScrambled[6], 2 * kScrambled[7]} +
-                              (base + static_cast<int32_t>(2 * q0));
+    Index8 lane_index;
+    scrambled_lane_index(base, q0, lane_index);
 #pragma GCC unroll 3
     for (int i = 0; i < KH; ++i) {
 #pragma GCC unroll 3
@@ -332,10 +339,8 @@ void max_row_fast(const T* __restrict__ rows, int64_t row_stride, int32_t base, 
     V b = V{} + minus_infinity<T>();
     V sum = V{};
     Index8 a = Index8{} - 1;
-    const Index8 lane_index = Index8{2 * kScrambled[0], 2 * kScrambled[1], 2 * kScrambled[2],
-                                     2 * kScrambled[3], 2 * kScrambled[4], 2 * kScrambled[5],
-                                     2 * kScrambled[6], 2 * kScrambled[7]} +
-                              (base + static_cast<int32_t>(2 * q0));
+    Index8 lane_index;
+    scrambled_lane_index(base, q0, lane_index);
 #pragma GCC unroll 3
     for (int i = 0; i < KH; ++i) {
 #pragma GCC unroll 3
