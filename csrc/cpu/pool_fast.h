@@ -583,7 +583,6 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
   std::vector<int64_t> w_init(s.Q);  // the column of each window's init index
   for (int64_t q = 0; q < s.Q; ++q) w_init[q] = wt.win[q].init;
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
-    std::vector<T> buffer(ind ? s.Q : 0);
     std::vector<int32_t> arg(s.Q);
     // (n, c, p) of the task's first row, then stepped: no divisions per row
     int64_t p = begin % s.P, c = (begin / s.P) % s.C, n = begin / (s.P * s.C);
@@ -591,12 +590,15 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
       const T* plane = x + n * xs.n + c * xs.c;
       const PoolWindow& wh = ht.win[p];
       T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
-      // With indices, maxima run in a buffer beside their args; without, in the output row
-      // (unit stride in this layout), and the fused kernel's outputs need no first value.
-      T* best = ind ? buffer.data() : y_row;
+      // The maxima run in the output row (unit stride in this layout), their in-plane args
+      // in `arg`; the fused kernel's outputs need no first value.
+      T* best = y_row;
       const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
-      if (fuse && !ind) {
-        wt.for_each_border([&](int64_t q) { best[q] = minus_infinity<T>(); });
+      if (fuse) {
+        wt.for_each_border([&](int64_t q) {
+          best[q] = minus_infinity<T>();
+          arg[q] = -1;
+        });
       } else {
         std::fill(best, best + s.Q, minus_infinity<T>());
         std::fill(arg.begin(), arg.end(), -1);
@@ -616,7 +618,6 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
               static_cast<int32_t>(s.W), wt.hi - wt.lo, best + wt.lo, arg.data() + wt.lo);
       }
       if (ind) {
-        std::copy(best, best + s.Q, y_row);
         int64_t* __restrict__ ind_row = ind + n * is.n + c * is.c + p * is.h;
         const int32_t* __restrict__ taken = arg.data();
         const int64_t* __restrict__ init = w_init.data();
