@@ -17,8 +17,11 @@
 //                 tables. Each input row of the window is swept once for the whole output
 //                 row: outputs whose windows are full and evenly spaced (the interior) run
 //                 as a loop over outputs per kernel tap, which the compiler vectorises;
-//                 borders and uneven adaptive windows loop over their own window. Global
-//                 pooling of a contiguous plane reduces it in 16 independent lanes.
+//                 2x2 and 3x3 windows of stride 2 run fused kernels instead, all taps of
+//                 eight outputs in vector registers (max: vmaxps, with a NaN probe that
+//                 sends a row holding a NaN to the exact kernel); borders and uneven
+//                 adaptive windows loop over their own window. Reads are prefetched 4 KiB
+//                 ahead. Global pooling of a contiguous plane reduces it in 8 lanes.
 //                 avg backward is a separable gather: each output row's gradient is first
 //                 spread along W, then every input row sums the spread rows of the outputs
 //                 whose windows hold it. Every element of grad_input is written once,
