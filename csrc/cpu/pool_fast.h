@@ -460,18 +460,30 @@ SumRowFused<T> sum_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
   return nullptr;
 }
 
+// One border output's whole window (rows wh of the plane, columns of window q), in the
+// row-major order of the taps: one call per border output and output row, its running
+// maximum in registers (a call per input row re-read the window tables and went through
+// memory for best and arg).
 template <typename T>
-void max_row_border(const T* row, int32_t row_index, const AxisTable& wt, int64_t q, T* best,
-                    int32_t* arg) {
+void max_window(const T* plane, int64_t row_stride, int64_t W, const PoolWindow& wh,
+                int64_t h_step, const AxisTable& wt, int64_t q, T* best, int32_t* arg) {
   const PoolWindow& ww = wt.win[q];
-  for (int64_t j = 0; j < ww.count; ++j) {
-    const int64_t iw = ww.begin + j * wt.step;
-    const T v = row[iw];
-    if (v > best[q] || v != v) {
-      best[q] = v;
-      arg[q] = row_index + static_cast<int32_t>(iw);
+  T b = best[q];
+  int32_t a = arg[q];
+  for (int64_t i = 0; i < wh.count; ++i) {
+    const int64_t ih = wh.begin + i * h_step;
+    const T* row = plane + ih * row_stride;
+    for (int64_t j = 0; j < ww.count; ++j) {
+      const int64_t iw = ww.begin + j * wt.step;
+      const T v = row[iw];
+      if (v > b || v != v) {
+        b = v;
+        a = static_cast<int32_t>(ih * W + iw);
+      }
     }
   }
+  best[q] = b;
+  arg[q] = a;
 }
 
 // Global max of a contiguous plane in two passes: the maximum in eight vector lanes (the
@@ -603,13 +615,14 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
         std::fill(best, best + s.Q, minus_infinity<T>());
         std::fill(arg.begin(), arg.end(), -1);
       }
-      for (int64_t i = 0; i < wh.count; ++i) {
-        const int64_t ih = wh.begin + i * ht.step;
-        const T* x_row = plane + ih * xs.h;
-        const auto row_index = static_cast<int32_t>(ih * s.W);
-        wt.for_each_border(
-            [&](int64_t q) { max_row_border(x_row, row_index, wt, q, best, arg.data()); });
-        if (!fuse) interior(x_row, row_index, wt, best, arg.data());
+      wt.for_each_border([&](int64_t q) {
+        max_window(plane, xs.h, s.W, wh, ht.step, wt, q, best, arg.data());
+      });
+      if (!fuse) {
+        for (int64_t i = 0; i < wh.count; ++i) {
+          const int64_t ih = wh.begin + i * ht.step;
+          interior(plane + ih * xs.h, static_cast<int32_t>(ih * s.W), wt, best, arg.data());
+        }
       }
       ahead.fetch(plane + wh.begin * xs.h, ht.stride * xs.h);
       if (fuse) {
