@@ -266,6 +266,27 @@ void unscramble(V& v) {
   v = __builtin_shuffle(v, M{0, 1, 4, 5, 2, 3, 6, 7});
 }
 
+// Runs block(q0) for the blocks of eight outputs of a row of `count` >= kFusedVector: whole
+// blocks, then one overlapping the block before (an output is a pure function of the input).
+template <typename Block>
+inline void for_each_block(int64_t count, Block block) {
+  int64_t q0 = 0;
+  for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
+  if (q0 < count) block(count - kFusedVector);
+}
+
+// Stores a block's maxima from q0 on, and with kArg their in-plane indices, in the natural
+// order (unscrambled in place).
+template <bool kArg, typename T>
+void store_block(typename Lanes8<T>::values& b, Index8& a, int64_t q0, T* best, int32_t* arg) {
+  unscramble<typename Lanes8<T>::values, typename Lanes8<T>::mask>(b);
+  std::memcpy(best + q0, &b, sizeof(b));
+  if (kArg) {
+    unscramble<Index8, Index8>(a);
+    std::memcpy(arg + q0, &a, sizeof(a));
+  }
+}
+
 // The in-plane index of the first tap of each lane's output, in the scrambled order, for the
 // block of eight outputs from q0 on (rows start at in-plane index base; stride 2).
 inline void scrambled_lane_index(int32_t base, int64_t q0, Index8& index) {
@@ -301,16 +322,9 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
         if (kArg) a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
       }
     }
-    unscramble<V, typename Lanes8<T>::mask>(b);
-    std::memcpy(best + q0, &b, sizeof(b));
-    if (kArg) {
-      unscramble<Index8, Index8>(a);
-      std::memcpy(arg + q0, &a, sizeof(a));
-    }
+    store_block<kArg, T>(b, a, q0, best, arg);
   };
-  int64_t q0 = 0;
-  for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
-  if (q0 < count) block(count - kFusedVector);
+  for_each_block(count, block);
 }
 
 // Whether any lane of v is NaN.
@@ -353,16 +367,9 @@ void max_row_fast(const T* __restrict__ rows, int64_t row_stride, int32_t base, 
       }
     }
     total += sum;
-    unscramble<V, typename Lanes8<T>::mask>(b);
-    std::memcpy(best + q0, &b, sizeof(b));
-    if (kArg) {
-      unscramble<Index8, Index8>(a);
-      std::memcpy(arg + q0, &a, sizeof(a));
-    }
+    store_block<kArg, T>(b, a, q0, best, arg);
   };
-  int64_t q0 = 0;
-  for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
-  if (q0 < count) block(count - kFusedVector);
+  for_each_block(count, block);
   if (any_nan(total)) max_row_fused<T, KH, KW, kArg>(rows, row_stride, base, W, count, best, arg);
 }
 
@@ -427,9 +434,7 @@ void sum_row_fast(const T* __restrict__ rows, int64_t row_stride, int64_t count,
     unscramble<V, typename Lanes8<T>::mask>(sum);
     std::memcpy(acc + q0, &sum, sizeof(sum));
   };
-  int64_t q0 = 0;
-  for (; q0 + kFusedVector <= count; q0 += kFusedVector) block(q0);
-  if (q0 < count) block(count - kFusedVector);
+  for_each_block(count, block);
 }
 
 template <typename T>
