@@ -177,6 +177,71 @@ def test_depthwise_matches_torch(c, version, dtype, layout, device):
     check_against_torch(c, dtype, device, version, layout)
 
 
+# The small-plane kernels (NCHW, an output row in one vector: Q <= 8 floats with AVX2, 16
+# with AVX-512; stride_w 2 takes input rows of up to two vectors): widths at and around those
+# bounds, paddings wider than the kernel (grad_input then runs them with a negative padding),
+# dilation, multipliers, 1-D kernels, and shapes one past the bounds, which take the strips.
+SMALL_PLANE_CASES = [
+    case("q7", 2, 5, 1, (7, 7), (3, 3), padding=1),
+    case("q8", 1, 4, 1, (6, 8), (3, 3), padding=1),
+    case("q9", 1, 4, 1, (5, 9), (3, 3), padding=1),
+    case("q16", 1, 3, 1, (4, 16), (3, 3), padding=1),
+    case("q17", 1, 3, 1, (4, 17), (3, 3), padding=1),
+    case("q14_stride2_w28", 2, 4, 1, (9, 28), (3, 3), stride=2, padding=1),
+    case("stride2_w15", 1, 3, 1, (7, 15), (3, 3), stride=2, padding=1),
+    case("stride2_w16", 1, 3, 1, (7, 16), (3, 3), stride=2, padding=1),
+    case("stride2_w17", 1, 3, 1, (7, 17), (3, 3), stride=2, padding=1),
+    case("stride2_w32", 1, 3, 1, (5, 32), (3, 3), stride=2, padding=1),
+    case("stride2_w33", 1, 3, 1, (5, 33), (3, 3), stride=2, padding=1),
+    case("stride2_pad0_unread_column", 2, 3, 1, (6, 10), (3, 3), stride=2),
+    case("pad3_k3", 2, 3, 1, (5, 6), (3, 3), padding=3),
+    case("pad4_k2x3_stride2", 1, 3, 1, (6, 7), (2, 3), stride=2, padding=4),
+    case("dilation2_pad1", 1, 4, 1, (9, 7), (3, 3), padding=1, dilation=2),
+    case("dilation2x1_stride2", 1, 2, 1, (9, 12), (3, 3), stride=2, padding=(2, 1),
+         dilation=(2, 1)),
+    case("mult2", 2, 3, 2, (7, 7), (3, 3), padding=1),
+    case("mult3_stride2", 1, 2, 3, (8, 13), (3, 3), stride=2, padding=1),
+    case("k1x5", 1, 4, 1, (6, 9), (1, 5), padding=(0, 2)),
+    case("k5x1_stride2x1", 1, 4, 1, (9, 6), (5, 1), stride=(2, 1), padding=(2, 0)),
+    case("k7_pad3", 1, 2, 1, (9, 10), (7, 7), padding=3),
+    case("stride3_rows", 1, 2, 1, (11, 8), (3, 3), stride=(3, 1), padding=1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", SMALL_PLANE_CASES)
+def test_small_plane_kernels_match_torch(c, dtype):
+    check_against_torch(c, dtype, "cpu", 2)
+
+
+def test_small_planes_ignore_columns_no_output_reads():
+    # 3x3 stride 2 without padding over 10 columns reads columns 0-8: a vector lane past the
+    # last output would pick column 9, and an inf there would turn the weight gradient's
+    # 0 * inf into NaN
+    x = torch.randn(2, 3, 6, 10)
+    x[..., 9] = float("inf")
+    x.requires_grad_()
+    w = torch.randn(3, 1, 3, 3, requires_grad=True)
+    out = cnnops.conv2d(x, w, None, 2, 0, 1, 3)
+    grad_x, grad_w = torch.autograd.grad(out, (x, w), torch.ones_like(out))
+    expected = torch.autograd.grad(F.conv2d(x, w, None, 2, 0, 1, 3), w, torch.ones_like(out))[0]
+    assert out.isfinite().all() and grad_x.isfinite().all()
+    torch.testing.assert_close(grad_w, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_small_plane_bias_relu_keeps_nan():
+    # the fused ReLU is max(x, 0) as torch.relu: NaN stays NaN
+    x = torch.randn(1, 4, 7, 7)
+    x[0, 1, 3, 3] = float("nan")
+    w = torch.randn(4, 1, 3, 3)
+    b = torch.randn(4)
+    with torch.no_grad():
+        ours = cnnops.functional.conv2d_bias_relu(x, w, b, 1, 1, 1, 4)
+    expected = torch.relu(F.conv2d(x, w, b, 1, 1, 1, 4))
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert ours[0, 1, 2:5, 2:5].isnan().all()
+
+
 def random_case(seed):
     """A random geometry: channels 1, odd or a multiple of 8, multiplier 1-3, kernel 1-5 (maybe
     non-square), stride 1-3, dilation 1-2, and a padding that keeps the output non-empty."""
@@ -256,7 +321,10 @@ import torch, torch.nn.functional as F, cnnops
 torch.manual_seed(0)
 cases = [((2, 3, 7, 9), 1, (3, 3), 1, 1, 1), ((2, 5, 13, 17), 2, (5, 5), 2, 2, 1),
          ((1, 4, 33, 35), 1, (3, 3), 1, 1, 2), ((2, 6, 9, 40), 2, (3, 2), (2, 3), (1, 0), 1),
-         ((3, 8, 14, 14), 1, (3, 3), 2, 1, 1), ((1, 2, 5, 70), 3, (1, 7), 1, (0, 3), 1)]
+         ((3, 8, 14, 14), 1, (3, 3), 2, 1, 1), ((1, 2, 5, 70), 3, (1, 7), 1, (0, 3), 1),
+         # small planes: one vector per output row, at the AVX2 and AVX-512 bounds
+         ((2, 4, 7, 8), 1, (3, 3), 1, 3, 1), ((2, 3, 6, 16), 2, (3, 3), 2, 1, 1),
+         ((1, 4, 5, 32), 1, (3, 3), 2, 1, 1), ((2, 3, 9, 16), 1, (3, 3), 1, 1, 2)]
 for dtype in (torch.float32, torch.float64):
     for layout in (torch.contiguous_format, torch.channels_last):
         for shape, mult, kernel, stride, padding, dilation in cases:

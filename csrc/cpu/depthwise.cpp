@@ -23,7 +23,11 @@
 //                           that reach that phase; no scatter, no atomics
 //              grad_weight  per tap, the dot product of grad_output with the strip
 //            Results with a unit column stride (NCHW) are written row by row straight from
-//            the vector loop. Channels-last tensors with channel multiplier 1 are summed in
+//            the vector loop. NCHW planes whose output rows fit in one vector (MobileNet's
+//            14x14 and 7x7 layers) skip the strips: every output row is summed in registers
+//            straight from the input rows (small_planes_correlate: forward, and grad_input at
+//            stride 1 as the correlation with the flipped taps; small_planes_dot:
+//            grad_weight). Channels-last tensors with channel multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
 //            grad_weight, grad_input by input phase); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
@@ -41,6 +45,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "common/kernel_version.h"
@@ -83,6 +88,14 @@ namespace cnnops::cpu {
                     const float* g, long g_step, float* const* acc);                         \
   void channels_dot(long count, long C, int ntaps, const double* const* src, long src_step,  \
                     const double* g, long g_step, double* const* acc);                       \
+  void small_planes_correlate(const SmallPlanes& g, long k0, long count, const float* x,     \
+                              long x_plane, const float* w, const float* bias, bool relu,    \
+                              float* out, long out_plane);                                   \
+  void small_planes_correlate(const SmallPlanes& g, long k0, long count, const double* x,    \
+                              long x_plane, const double* w, const double* bias, bool relu,  \
+                              double* out, long out_plane);                                  \
+  void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc);  \
+  void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc); \
   }
 
 CNNOPS_DECLARE_DEPTHWISE_LOOPS(portable)
@@ -179,6 +192,29 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
                   int64_t src_step, const double* g, int64_t g_step, double* const* acc) {
   CNNOPS_DISPATCH_LOOP(channels_dot, count, C, ntaps, src, src_step, g, g_step, acc)
 }
+
+void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const float* x,
+                            int64_t x_plane, const float* w, const float* bias, bool relu,
+                            float* out, int64_t out_plane) {
+  CNNOPS_DISPATCH_LOOP(small_planes_correlate, g, k0, count, x, x_plane, w, bias, relu, out, out_plane)
+}
+void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const double* x,
+                            int64_t x_plane, const double* w, const double* bias, bool relu,
+                            double* out, int64_t out_plane) {
+  CNNOPS_DISPATCH_LOOP(small_planes_correlate, g, k0, count, x, x_plane, w, bias, relu, out, out_plane)
+}
+void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc) {
+  CNNOPS_DISPATCH_LOOP(small_planes_dot, g, x, gy, acc)
+}
+void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc) {
+  CNNOPS_DISPATCH_LOOP(small_planes_dot, g, x, gy, acc)
+}
+template <typename T>
+int64_t small_planes_lanes() {
+  return (loop_isa() == LoopIsa::avx512 ? 64 : 32) / static_cast<int64_t>(sizeof(T));
+}
+template int64_t small_planes_lanes<float>();
+template int64_t small_planes_lanes<double>();
 
 namespace {
 
@@ -472,6 +508,95 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
 }
 
 // ---------------------------------------------------------------------------------------
+// version 2, small planes: NCHW planes whose output rows fit in one vector (MobileNet's
+// 14x14 and 7x7 layers), every output row summed in registers straight from the input rows
+// (small_planes_correlate). The strips below cost more per plane than such a plane's
+// arithmetic.
+
+// Outputs per task, so that a task's work outweighs its dispatch.
+constexpr int64_t kSmallPlanesGrain = 4096;
+
+// The small-plane geometry of a correlation of `in` (H x W planes) giving P x Q planes, or
+// nullopt where the kernel does not apply: column strides other than 1, output rows wider
+// than a vector, stride_w other than 1 and 2, input rows over two vectors at stride_w 2, more
+// than kSmallPlanesMaxS column taps.
+template <typename T>
+std::optional<SmallPlanes> small_planes(int64_t H, int64_t W, const Strides4& in, int64_t P,
+                                        int64_t Q, const Strides4& out, int64_t R, int64_t S,
+                                        int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                                        int64_t pad_top, int64_t pad_left, int64_t mult) {
+  const int64_t lanes = small_planes_lanes<T>();
+  if (in.w != 1 || out.w != 1 || Q > lanes || S > kSmallPlanesMaxS) return std::nullopt;
+  if (sw != 1 && !(sw == 2 && W <= 2 * lanes)) return std::nullopt;
+  return SmallPlanes{H, W, in.h, P, Q, out.h, R, S, sh, sw, dh, dw, pad_top, pad_left, mult};
+}
+
+// Output planes [0, M) of each of N images, split over threads in runs of whole planes.
+template <typename T>
+void correlate_small_planes(const SmallPlanes& sp, int64_t N, int64_t M, const T* x,
+                            const Strides4& xs, const T* taps, const T* bias, bool relu, T* y,
+                            const Strides4& ys) {
+  const int64_t grain = std::max<int64_t>(1, kSmallPlanesGrain / (sp.P * sp.Q));
+  at::parallel_for(0, N * M, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t n = i / M, k0 = i % M, count = std::min(end - i, M - k0);
+      small_planes_correlate(sp, k0, count, x + n * xs.n, xs.c, taps, bias, relu, y + n * ys.n, ys.c);
+      i += count;
+    }
+  });
+}
+
+// grad_weight's partial sums: `count` taps of kDotLanes lanes each added up in lane order
+// into out[0, count).
+template <typename T>
+void sum_lanes(const T* lanes, int64_t count, T* out) {
+  for (int64_t i = 0; i < count; ++i) {
+    T sum = T(0);
+    for (int64_t l = 0; l < kDotLanes; ++l) sum += lanes[i * kDotLanes + l];
+    out[i] = sum;
+  }
+}
+
+// dw[i] = the sum over chunks, in chunk order, of partial[chunk * size + i], size =
+// partial.size() / chunks.
+template <typename T>
+void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
+  const int64_t size = static_cast<int64_t>(partial.size()) / chunks;
+  at::parallel_for(0, size, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T sum = T(0);
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * size + i];
+      dw[i] = sum;
+    }
+  });
+}
+
+// grad_weight over small planes: per output channel, the batch cut into chunks chosen from
+// the shape alone, each chunk's dot products summed in its lanes (small_planes_dot), the
+// chunks then added in order, so that results do not depend on the thread count.
+template <typename T>
+void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const T* dy,
+                              const Strides4& dys, const T* x, const Strides4& xs, T* dw) {
+  const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
+  const int64_t per_chunk = ceil_div(g.N, chunks);
+  std::vector<T> partial(chunks * g.M * g.taps());
+  const int64_t grain = std::max<int64_t>(1, kSmallPlanesGrain / (per_chunk * g.P * g.Q));
+  at::parallel_for(0, g.M * chunks, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> lanes(g.taps() * kDotLanes);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t k = task / chunks, chunk = task % chunks;
+      std::fill(lanes.begin(), lanes.end(), T(0));
+      for (int64_t n = chunk * per_chunk; n < std::min(g.N, (chunk + 1) * per_chunk); ++n) {
+        small_planes_dot(sp, x + n * xs.n + (k / g.mult) * xs.c, dy + n * dys.n + k * dys.c,
+                         lanes.data());
+      }
+      sum_lanes(lanes.data(), g.taps(), partial.data() + (chunk * g.M + k) * g.taps());
+    }
+  });
+  add_partials(partial, chunks, dw);
+}
+
+// ---------------------------------------------------------------------------------------
 // version 2: flattened planes
 
 template <typename T>
@@ -482,6 +607,12 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
   const Strides4 xs(input), ys(output);
   if (channels_last_applies(g, xs, ys)) {
     depthwise_forward_channels_last(input, weight, bias, output, g, relu);
+    return;
+  }
+  if (const auto sp = small_planes<T>(g.H, g.W, xs, g.P, g.Q, ys, g.R, g.S, g.p.stride_h,
+                                      g.p.stride_w, g.p.dilation_h, g.p.dilation_w,
+                                      g.p.pad_top, g.p.pad_left, g.mult)) {
+    correlate_small_planes(*sp, g.N, g.M, x, xs, weight_taps<T>(weight, g).data(), bias, relu, y, ys);
     return;
   }
   const std::vector<T> taps = weight_taps<T>(weight, g);
@@ -590,6 +721,21 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
     depthwise_grad_input_channels_last<T>(grad_output, weight, grad_input, g);
     return;
   }
+  // At stride 1 with one output channel per input channel, grad_input is the correlation of
+  // grad_output with the flipped taps, padded by (R - 1) * dilation_h - pad_top rows and
+  // (S - 1) * dilation_w - pad_left columns.
+  if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1) {
+    if (const auto sp = small_planes<T>(g.P, g.Q, dys, g.H, g.W, dxs, g.R, g.S, 1, 1,
+                                        g.p.dilation_h, g.p.dilation_w,
+                                        (g.R - 1) * g.p.dilation_h - g.p.pad_top,
+                                        (g.S - 1) * g.p.dilation_w - g.p.pad_left, 1)) {
+      std::vector<T> flipped = weight_taps<T>(weight, g);
+      for (int64_t k = 0; k < g.M; ++k) std::reverse(flipped.begin() + k * g.taps(), flipped.begin() + (k + 1) * g.taps());
+      correlate_small_planes(*sp, g.N, g.C, dy, dys, flipped.data(), static_cast<const T*>(nullptr),
+                             false, dx, dxs);
+      return;
+    }
+  }
   const std::vector<T> taps = weight_taps<T>(weight, g);
   const int64_t sh = g.p.stride_h, sw = g.p.stride_w;
   const int64_t block = channel_block<T>(grad_input, g.C);
@@ -682,6 +828,12 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
     depthwise_grad_weight_channels_last(grad_output, input, dw, g);
     return;
   }
+  if (const auto sp = small_planes<T>(g.H, g.W, xs, g.P, g.Q, dys, g.R, g.S, g.p.stride_h,
+                                      g.p.stride_w, g.p.dilation_h, g.p.dilation_w,
+                                      g.p.pad_top, g.p.pad_left, g.mult)) {
+    grad_weight_small_planes(*sp, g, dy, dys, x, xs, dw);
+    return;
+  }
   const StripTaps strip_taps(g);
   const int64_t block = channel_block<T>(input, g.C);
   const int64_t blocks = ceil_div(g.C, block);
@@ -730,21 +882,11 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
           }
         }
       }
-      T* acc = partial.data() + (chunk * g.M + c0 * g.mult) * g.taps();
-      for (int64_t i = 0; i < count * g.mult * g.taps(); ++i) {
-        T sum = T(0);
-        for (int64_t l = 0; l < kDotLanes; ++l) sum += lanes[i * kDotLanes + l];
-        acc[i] = sum;
-      }
+      sum_lanes(lanes.data(), count * g.mult * g.taps(),
+                partial.data() + (chunk * g.M + c0 * g.mult) * g.taps());
     }
   });
-  at::parallel_for(0, g.M * g.taps(), 1024, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T sum = T(0);
-      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * g.M * g.taps() + i];
-      dw[i] = sum;
-    }
-  });
+  add_partials(partial, chunks, dw);
 }
 
 bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }

@@ -12,6 +12,7 @@
 
 #include "common/conv2d_params.h"
 #include "common/depthwise.h"  // is_depthwise
+#include "cpu/depthwise_small.h"
 
 namespace cnnops::cpu {
 
@@ -81,5 +82,24 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, 
                   const float* g, int64_t g_step, float* const* acc);
 void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
                   int64_t src_step, const double* g, int64_t g_step, double* const* acc);
+
+// Small planes (NCHW, one vector per output row: Q <= small_planes_lanes, stride_w 1, or 2
+// with W <= 2 * small_planes_lanes; S <= kSmallPlanesMaxS): output planes k0 <= k < k0 + count
+// at out + k * out_plane, from input plane k / mult at x + (k / mult) * x_plane, taps
+// w + k * R * S, bias[k] (0 if bias is null), then max(., 0) if relu.
+void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const float* x,
+                            int64_t x_plane, const float* w, const float* bias, bool relu,
+                            float* out, int64_t out_plane);
+void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const double* x,
+                            int64_t x_plane, const double* w, const double* bias, bool relu,
+                            double* out, int64_t out_plane);
+// The weight gradient's dot products of one plane pair of that geometry, x the input plane
+// (rows g.x_pitch apart), gy the grad_output plane (rows g.out_pitch apart), into taps_dot's
+// slots: acc[t * kDotLanes + lane] += the lane's share of sum over outputs of gy * x[tap t].
+void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc);
+void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc);
+// The lanes of one vector of T in the loops the dispatch picks.
+template <typename T>
+int64_t small_planes_lanes();
 
 }  // namespace cnnops::cpu

@@ -28,6 +28,30 @@ struct FloatVec {
   }
   static vec load_n(const float* p, long n) { return _mm256_maskload_ps(p, first(n)); }
   static void store_n(float* p, vec v, long n) { _mm256_maskstore_ps(p, first(n), v); }
+  static vec relu(vec v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }  // NaN: v
+  using Lanes = __m256i;
+  static Lanes lanes(long lo, long hi) { return _mm256_andnot_si256(first(lo), first(hi)); }
+  static vec load_lanes(const float* p, Lanes m) { return _mm256_maskload_ps(p, m); }
+  struct Pick {
+    __m256i index, from_b, valid;  // lane l: element index of a or b, from b?, inside?
+  };
+  static Pick pick2(long d, long n) {
+    alignas(32) int index[8], from_b[8], valid[8];
+    for (int l = 0; l < 8; ++l) {
+      const long e = 2 * l + d;
+      index[l] = static_cast<int>(e & 7);
+      from_b[l] = e >= 8 ? -1 : 0;
+      valid[l] = l < n && e >= 0 && e < 16 ? -1 : 0;
+    }
+    return {_mm256_load_si256(reinterpret_cast<const __m256i*>(index)),
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(from_b)),
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(valid))};
+  }
+  static vec picked(vec a, vec b, const Pick& k) {
+    const vec v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, k.index),
+                                   _mm256_permutevar8x32_ps(b, k.index), _mm256_castsi256_ps(k.from_b));
+    return _mm256_and_ps(v, _mm256_castsi256_ps(k.valid));
+  }
   static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
     // [a0 a2 b0 b2 | a4 a6 b4 b6], then 64-bit lanes (0, 2, 1, 3): [a0 a2 a4 a6 b0 b2 b4 b6]
     const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
@@ -59,6 +83,34 @@ struct DoubleVec {
   }
   static vec load_n(const double* p, long n) { return _mm256_maskload_pd(p, first(n)); }
   static void store_n(double* p, vec v, long n) { _mm256_maskstore_pd(p, first(n), v); }
+  static vec relu(vec v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
+  using Lanes = __m256i;
+  static Lanes lanes(long lo, long hi) { return _mm256_andnot_si256(first(lo), first(hi)); }
+  static vec load_lanes(const double* p, Lanes m) { return _mm256_maskload_pd(p, m); }
+  struct Pick {
+    __m256i index, from_b, valid;  // index: the two 32-bit halves of the element picked
+  };
+  static Pick pick2(long d, long n) {
+    alignas(32) int index[8];
+    alignas(32) long long from_b[4], valid[4];
+    for (int l = 0; l < 4; ++l) {
+      const long e = 2 * l + d;
+      index[2 * l] = static_cast<int>(2 * (e & 3));
+      index[2 * l + 1] = static_cast<int>(2 * (e & 3) + 1);
+      from_b[l] = e >= 4 ? -1 : 0;
+      valid[l] = l < n && e >= 0 && e < 8 ? -1 : 0;
+    }
+    return {_mm256_load_si256(reinterpret_cast<const __m256i*>(index)),
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(from_b)),
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(valid))};
+  }
+  static vec picked(vec a, vec b, const Pick& k) {
+    const __m256 from_a = _mm256_permutevar8x32_ps(_mm256_castpd_ps(a), k.index);
+    const __m256 from_b = _mm256_permutevar8x32_ps(_mm256_castpd_ps(b), k.index);
+    const vec v = _mm256_blendv_pd(_mm256_castps_pd(from_a), _mm256_castps_pd(from_b),
+                                   _mm256_castsi256_pd(k.from_b));
+    return _mm256_and_pd(v, _mm256_castsi256_pd(k.valid));
+  }
   static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
     // [a0 b0 | a2 b2], then 64-bit lanes (0, 2, 1, 3): [a0 a2 b0 b2]
     even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));

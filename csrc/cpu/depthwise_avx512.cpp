@@ -25,6 +25,26 @@ struct FloatVec {
   static __mmask16 first(long n) { return static_cast<__mmask16>((1u << n) - 1); }
   static vec load_n(const float* p, long n) { return _mm512_maskz_loadu_ps(first(n), p); }
   static void store_n(float* p, vec v, long n) { _mm512_mask_storeu_ps(p, first(n), v); }
+  static vec relu(vec v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }  // NaN: v
+  using Lanes = __mmask16;
+  static Lanes lanes(long lo, long hi) { return static_cast<Lanes>(first(hi) & ~first(lo)); }
+  static vec load_lanes(const float* p, Lanes m) { return _mm512_maskz_loadu_ps(m, p); }
+  struct Pick {
+    __m512i index;
+    __mmask16 valid;
+  };
+  static Pick pick2(long d, long n) {
+    alignas(64) int index[16];
+    unsigned valid = 0;
+    for (int l = 0; l < 16; ++l) {
+      const long e = 2 * l + d;
+      const bool inside = l < n && e >= 0 && e < 32;
+      index[l] = inside ? static_cast<int>(e) : 0;
+      if (inside) valid |= 1u << l;
+    }
+    return {_mm512_load_si512(index), static_cast<__mmask16>(valid)};
+  }
+  static vec picked(vec a, vec b, const Pick& k) { return _mm512_maskz_permutex2var_ps(k.valid, a, k.index, b); }
   static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
     const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i o = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -53,6 +73,26 @@ struct DoubleVec {
   static __mmask8 first(long n) { return static_cast<__mmask8>((1u << n) - 1); }
   static vec load_n(const double* p, long n) { return _mm512_maskz_loadu_pd(first(n), p); }
   static void store_n(double* p, vec v, long n) { _mm512_mask_storeu_pd(p, first(n), v); }
+  static vec relu(vec v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
+  using Lanes = __mmask8;
+  static Lanes lanes(long lo, long hi) { return static_cast<Lanes>(first(hi) & ~first(lo)); }
+  static vec load_lanes(const double* p, Lanes m) { return _mm512_maskz_loadu_pd(m, p); }
+  struct Pick {
+    __m512i index;
+    __mmask8 valid;
+  };
+  static Pick pick2(long d, long n) {
+    alignas(64) long long index[8];
+    unsigned valid = 0;
+    for (int l = 0; l < 8; ++l) {
+      const long e = 2 * l + d;
+      const bool inside = l < n && e >= 0 && e < 16;
+      index[l] = inside ? e : 0;
+      if (inside) valid |= 1u << l;
+    }
+    return {_mm512_load_si512(index), static_cast<__mmask8>(valid)};
+  }
+  static vec picked(vec a, vec b, const Pick& k) { return _mm512_maskz_permutex2var_pd(k.valid, a, k.index, b); }
   static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
     even = _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
     odd = _mm512_permutex2var_pd(a, _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), b);

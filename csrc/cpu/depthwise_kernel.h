@@ -7,6 +7,9 @@
 //   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back
 //   channels_correlate, channels_dot: the same two sums for channels-last tensors, vectors
 //                      along the channels
+//   small_planes_correlate, small_planes_dot: the forward sum and the weight gradient's dot
+//                      products for NCHW planes whose output rows fit in one vector,
+//                      straight from the input rows (no strips)
 //
 // A "tap" is one (channel, r, s) term of the convolution; src[t] points at the element the
 // tap multiplies for i = 0 (depthwise.cpp lays planes out so that i advances one element).
@@ -14,17 +17,33 @@
 //
 // V provides what gemm_kernel.h's traits do (scalar, vec, width, zero, load, broadcast, fma,
 // add, store) plus load_n / store_n (the first n < width lanes; the rest read as zero and
-// are not written) and, where kShuffles, deinterleave2 / interleave2 (two vectors to their
-// even and odd lanes, and back).
+// are not written), relu (max(v, 0) lane by lane, NaN kept, as std::max(v, 0)), where
+// kShuffles deinterleave2 / interleave2 (two vectors to their even and odd lanes, and back),
+// and for the small-plane kernel:
+//   Lanes lanes(lo, hi)        the lanes [lo, hi), 0 <= lo <= hi <= width
+//   load_lanes(p, m)           lane l = p[l] for the lanes in m, zero elsewhere (not read)
+//   Pick pick2(d, n)           lane l = element 2l + d of the 2 * width elements of two
+//                              vectors a, b; zero where 2l + d lies outside them or l >= n
+//   picked(a, b, pick)         apply it
 //
-// This header includes nothing: the ISA translation units compile everything after their
-// `#pragma GCC target` for that ISA, and must not pull in shared inline code.
+// This header includes nothing but the small-plane geometry (a plain struct): the ISA
+// translation units compile everything after their `#pragma GCC target` for that ISA, and
+// must not pull in shared inline code.
 #pragma once
+
+#include "cpu/depthwise_small.h"
 
 namespace cnnops::cpu::detail {
 
 // Lanes of a partial-sum slot of taps_dot: the widest vector (AVX-512 floats).
 constexpr int kDotLanes = 16;
+
+// A kernel shape as a type: KR x KS taps (0: known at run time), stride_w 1 or not.
+template <int KR, int KS, bool kStride1>
+struct KernelShape {
+  static constexpr int kR = KR, kS = KS;
+  static constexpr bool kUnitStride = kStride1;
+};
 
 // NT > 0: the tap count, known at compile time (9 for 3x3, 25 for 5x5), fully unrolled;
 // NT == 0: `ntaps` at run time. Four vectors per step hide the FMA latency.
@@ -338,6 +357,175 @@ inline void channels_dot(long count, long C, int ntaps,
   }
 }
 
+// Small planes: every output row is one vector (Q <= width), summed over the taps straight
+// from the input rows, no strip copies; made for the late layers of MobileNets (7x7 and 14x14
+// planes), where the strips' per-plane costs outweighed their arithmetic.
+// Stride_w 1: each column tap s loads its columns with a lane mask (lanes whose column lies
+// outside the row read zero, and are not touched). Stride_w 2: each input row is loaded once
+// as two vectors (W <= 2 * width) and each tap picks its columns out of them. Lanes >= Q read
+// zero. KS > 0: the kernel's width known at compile time (3), so that the per-tap masks and
+// offsets live in registers.
+template <typename V, int KS, bool kStride1>
+class ColumnTaps {
+ public:
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+
+  explicit ColumnTaps(const SmallPlanes& g) : S_(KS > 0 ? KS : g.S) {
+    const long Wv = V::width;
+    row_a_ = g.W < Wv ? g.W : Wv;
+    row_b_ = g.W - row_a_;
+    for (long s = 0; s < S_; ++s) {
+      d_[s] = s * g.dw - g.pad_left;  // output lane l reads input column l * sw + d_[s]
+      if (kStride1) {  // a tap whose columns all lie outside the row gets no lanes
+        const long lo = d_[s] < 0 ? (-d_[s] < g.Q ? -d_[s] : g.Q) : 0;
+        long hi = g.W - d_[s];
+        hi = hi < g.Q ? (hi > lo ? hi : lo) : g.Q;
+        inside_[s] = V::lanes(lo, hi);
+      } else {
+        pick_[s] = V::pick2(d_[s], g.Q);
+      }
+    }
+  }
+
+  // fn(s, v) for every column tap s, v holding its input columns from `row`.
+  template <typename Fn>
+  void each(const T* row, Fn&& fn) const {
+    vec a, b;
+    if (!kStride1) {
+      a = V::load_n(row, row_a_);
+      b = row_b_ > 0 ? V::load_n(row + V::width, row_b_) : V::zero();
+    }
+#pragma GCC unroll 5
+    for (long s = 0; s < (KS > 0 ? KS : S_); ++s) {
+      fn(s, kStride1 ? V::load_lanes(row + d_[s], inside_[s]) : V::picked(a, b, pick_[s]));
+    }
+  }
+
+ private:
+  static constexpr long kCount = KS > 0 ? KS : kSmallPlanesMaxS;
+  long S_, row_a_, row_b_;  // stride 2: the elements of a row's two loads
+  long d_[kCount];
+  typename V::Lanes inside_[kCount];  // stride 1: the lanes reading inside the row
+  typename V::Pick pick_[kCount];     // stride 2
+};
+
+// fn(p, checked) for every output row p of a plane: checked when some of its kernel rows fall
+// outside the input (border rows), so that interior rows run without the test.
+template <typename Fn>
+inline void for_each_output_row(const SmallPlanes& g, long R, Fn&& fn) {
+  const long P = g.P, sh = g.sh;
+  long lo = g.pad_top > 0 ? (g.pad_top + sh - 1) / sh : 0;
+  lo = lo < P ? lo : P;
+  const long last = g.H - 1 - (R - 1) * g.dh + g.pad_top;
+  long hi = last < 0 ? 0 : last / sh + 1;
+  hi = hi < P ? (hi > lo ? hi : lo) : P;
+  for (long p = 0; p < lo; ++p) fn(p, true);
+  for (long p = lo; p < hi; ++p) fn(p, false);
+  for (long p = hi; p < P; ++p) fn(p, true);
+}
+
+// Output planes k0 + i (i < count) at out + (k0 + i) * out_plane from input plane
+// (k0 + i) / mult at x + ((k0 + i) / mult) * x_plane, taps w + (k0 + i) * R * S and
+// bias[k0 + i] (0 if null). KR, KS > 0: the kernel's size known at compile time.
+template <typename V, int KR, int KS, bool kStride1>
+inline void small_planes_correlate(const SmallPlanes& g, long k0, long count,
+                                   const typename V::scalar* x, long x_plane,
+                                   const typename V::scalar* w, const typename V::scalar* bias,
+                                   bool relu, typename V::scalar* out, long out_plane) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  const ColumnTaps<V, KS, kStride1> taps(g);
+  const long R = KR > 0 ? KR : g.R, S = KS > 0 ? KS : g.S;
+  // the geometry in locals: the stores below may alias anything, g included
+  const long H = g.H, Q = g.Q, sh = g.sh, dh = g.dh, pad_top = g.pad_top;
+  const long x_pitch = g.x_pitch, out_pitch = g.out_pitch, mult = g.mult;
+  for (long i = 0; i < count; ++i) {
+    const long k = k0 + i;
+    const T* xp = x + (mult == 1 ? k : k / mult) * x_plane;
+    const T* wk = w + k * R * S;
+    T* op = out + k * out_plane;
+    const vec init = V::broadcast(bias ? bias[k] : T(0));
+    vec wv[KR * KS > 0 ? KR * KS : 1];
+    if constexpr (KR * KS > 0) {
+#pragma GCC unroll 25
+      for (int t = 0; t < KR * KS; ++t) wv[t] = V::broadcast(wk[t]);
+    }
+    for_each_output_row(g, R, [&](long p, bool checked) {
+      // one sum per kernel row (two for a kernel size known at run time), added at the end:
+      // short dependency chains, so that consecutive output rows overlap
+      constexpr int kSums = KR > 0 ? KR : 2;
+      vec acc[kSums];
+      acc[0] = init;
+      for (int j = 1; j < kSums; ++j) acc[j] = V::zero();
+#pragma GCC unroll 5
+      for (long r = 0; r < R; ++r) {
+        const long ih = p * sh + r * dh - pad_top;
+        if (checked && (ih < 0 || ih >= H)) continue;
+        taps.each(xp + ih * x_pitch, [&](long s, vec v) {
+          const vec wt = KR * KS > 0 ? wv[r * S + s] : V::broadcast(wk[r * S + s]);
+          acc[r % kSums] = V::fma(wt, v, acc[r % kSums]);
+        });
+      }
+      vec sum = acc[0];
+      for (int j = 1; j < kSums; ++j) sum = V::add(sum, acc[j]);
+      if (relu) sum = V::relu(sum);
+      V::store_n(op + p * out_pitch, sum, Q);
+    });
+  }
+}
+
+// The weight gradient's dot products of one plane pair, in taps_dot's partial-sum slots:
+// acc[t * kDotLanes + lane] += the lane's share of sum_{p, q} gy[p, q] * x[tap t of (p, q)],
+// gy at gy (rows g.out_pitch apart), x at x (rows g.x_pitch apart), t = r * S + s.
+template <typename V, int KR, int KS, bool kStride1>
+inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
+                             const typename V::scalar* gy, typename V::scalar* acc) {
+  using vec = typename V::vec;
+  const ColumnTaps<V, KS, kStride1> taps(g);
+  const long R = KR > 0 ? KR : g.R, S = KS > 0 ? KS : g.S;
+  const long H = g.H, Q = g.Q, sh = g.sh, dh = g.dh, pad_top = g.pad_top;
+  const long x_pitch = g.x_pitch, gy_pitch = g.out_pitch;
+  constexpr bool kInRegisters = KR * KS > 0;
+  vec sums[kInRegisters ? KR * KS : 1];
+  if constexpr (kInRegisters) {
+#pragma GCC unroll 25
+    for (int t = 0; t < KR * KS; ++t) sums[t] = V::load(acc + t * kDotLanes);
+  }
+  for_each_output_row(g, R, [&](long p, bool checked) {
+    const vec gv = V::load_n(gy + p * gy_pitch, Q);
+#pragma GCC unroll 5
+    for (long r = 0; r < R; ++r) {
+      const long ih = p * sh + r * dh - pad_top;
+      if (checked && (ih < 0 || ih >= H)) continue;
+      taps.each(x + ih * x_pitch, [&](long s, vec v) {
+        const long t = r * S + s;
+        if constexpr (kInRegisters) {
+          sums[t] = V::fma(gv, v, sums[t]);
+        } else {
+          V::store(acc + t * kDotLanes, V::fma(gv, v, V::load(acc + t * kDotLanes)));
+        }
+      });
+    }
+  });
+  if constexpr (kInRegisters) {
+#pragma GCC unroll 25
+    for (int t = 0; t < KR * KS; ++t) V::store(acc + t * kDotLanes, sums[t]);
+  }
+}
+
+// The kernels above for the geometry at hand: 3x3 compiled apart, stride_w 1 or 2.
+template <typename V, typename Fn>
+inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
+  const bool k3x3 = g.R == 3 && g.S == 3;
+  if (g.sw == 1) {
+    if (k3x3) return fn(KernelShape<3, 3, true>{});
+    return fn(KernelShape<0, 0, true>{});
+  }
+  if (k3x3) return fn(KernelShape<3, 3, false>{});
+  fn(KernelShape<0, 0, false>{});
+}
+
 }  // namespace cnnops::cpu::detail
 
 // Defines the entry points of depthwise.h for one ISA, inside `namespace <isa>`.
@@ -378,4 +566,19 @@ inline void channels_dot(long count, long C, int ntaps,
   void channels_dot(long count, long C, int ntaps, const T* const* src, long src_step,        \
                     const T* g, long g_step, T* const* acc) {                                 \
     detail::channels_dot<VEC>(count, C, ntaps, src, src_step, g, g_step, acc);                \
+  }                                                                                           \
+  void small_planes_correlate(const SmallPlanes& g, long k0, long count, const T* x,          \
+                              long x_plane, const T* w, const T* bias, bool relu, T* out,     \
+                              long out_plane) {                                               \
+    detail::with_small_planes_kernel<VEC>(g, [&](auto k) {                                    \
+      using K = decltype(k);                                                                  \
+      detail::small_planes_correlate<VEC, K::kR, K::kS, K::kUnitStride>(                      \
+          g, k0, count, x, x_plane, w, bias, relu, out, out_plane);                           \
+    });                                                                                       \
+  }                                                                                           \
+  void small_planes_dot(const SmallPlanes& g, const T* x, const T* gy, T* acc) {              \
+    detail::with_small_planes_kernel<VEC>(g, [&](auto k) {                                    \
+      using K = decltype(k);                                                                  \
+      detail::small_planes_dot<VEC, K::kR, K::kS, K::kUnitStride>(g, x, gy, acc);             \
+    });                                                                                       \
   }

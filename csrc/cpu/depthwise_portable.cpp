@@ -31,6 +31,32 @@ struct GenericVec {
     return v;
   }
   static void store_n(T* p, vec v, long n) { std::memcpy(p, &v, n * sizeof(T)); }
+  static vec relu(vec v) {
+    for (int l = 0; l < width; ++l) v[l] = v[l] < T(0) ? T(0) : v[l];
+    return v;
+  }
+  struct Lanes {
+    long lo, hi;
+  };
+  static Lanes lanes(long lo, long hi) { return {lo, hi}; }
+  static vec load_lanes(const T* p, Lanes m) {
+    vec v{};
+    for (long l = m.lo; l < m.hi; ++l) v[l] = p[l];
+    return v;
+  }
+  struct Pick {
+    long d, n;
+  };
+  static Pick pick2(long d, long n) { return {d, n}; }
+  static vec picked(vec a, vec b, Pick k) {
+    vec v{};
+    for (int l = 0; l < width && l < k.n; ++l) {
+      const long e = 2 * l + k.d;
+      if (e >= 0 && e < width) v[l] = a[e];
+      if (e >= width && e < 2 * width) v[l] = b[e - width];
+    }
+    return v;
+  }
   static void deinterleave2(vec, vec, vec&, vec&) {}
   static void interleave2(vec, vec, vec&, vec&) {}
 };

@@ -1,0 +1,21 @@
+// The geometry of the small-plane depthwise kernels (small_planes_correlate in
+// depthwise_kernel.h), shared by depthwise.cpp and the ISA translation units: plain integers,
+// no includes.
+#pragma once
+
+namespace cnnops::cpu {
+
+// Planes with unit column strides (NCHW). Output plane k reads input plane k / mult.
+struct SmallPlanes {
+  long H, W, x_pitch;    // input planes: H rows of W elements, rows x_pitch apart
+  long P, Q, out_pitch;  // output planes
+  long R, S;             // taps
+  long sh, sw, dh, dw;   // strides and dilations; sw is 1 or 2
+  long pad_top, pad_left;  // any sign: a negative pad skips leading input rows / columns
+  long mult;
+};
+
+// The kernels take at most this many column taps.
+constexpr long kSmallPlanesMaxS = 16;
+
+}  // namespace cnnops::cpu
