@@ -45,7 +45,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <optional>
 #include <vector>
 
 #include "common/kernel_version.h"
@@ -516,21 +515,6 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
 // Outputs per task, so that a task's work outweighs its dispatch.
 constexpr int64_t kSmallPlanesGrain = 4096;
 
-// The small-plane geometry of a correlation of `in` (H x W planes) giving P x Q planes, or
-// nullopt where the kernel does not apply: column strides other than 1, output rows wider
-// than a vector, stride_w other than 1 and 2, input rows over two vectors at stride_w 2, more
-// than kSmallPlanesMaxS column taps.
-template <typename T>
-std::optional<SmallPlanes> small_planes(int64_t H, int64_t W, const Strides4& in, int64_t P,
-                                        int64_t Q, const Strides4& out, int64_t R, int64_t S,
-                                        int64_t sh, int64_t sw, int64_t dh, int64_t dw,
-                                        int64_t pad_top, int64_t pad_left, int64_t mult) {
-  const int64_t lanes = small_planes_lanes<T>();
-  if (in.w != 1 || out.w != 1 || Q > lanes || S > kSmallPlanesMaxS) return std::nullopt;
-  if (sw != 1 && !(sw == 2 && W <= 2 * lanes)) return std::nullopt;
-  return SmallPlanes{H, W, in.h, P, Q, out.h, R, S, sh, sw, dh, dw, pad_top, pad_left, mult};
-}
-
 // Output planes [0, M) of each of N images, split over threads in runs of whole planes.
 template <typename T>
 void correlate_small_planes(const SmallPlanes& sp, int64_t N, int64_t M, const T* x,
@@ -609,9 +593,7 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
     depthwise_forward_channels_last(input, weight, bias, output, g, relu);
     return;
   }
-  if (const auto sp = small_planes<T>(g.H, g.W, xs, g.P, g.Q, ys, g.R, g.S, g.p.stride_h,
-                                      g.p.stride_w, g.p.dilation_h, g.p.dilation_w,
-                                      g.p.pad_top, g.p.pad_left, g.mult)) {
+  if (const auto sp = small_planes_forward<T>(g, xs, ys)) {
     correlate_small_planes(*sp, g.N, g.M, x, xs, weight_taps<T>(weight, g).data(), bias, relu, y, ys);
     return;
   }
@@ -828,9 +810,7 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
     depthwise_grad_weight_channels_last(grad_output, input, dw, g);
     return;
   }
-  if (const auto sp = small_planes<T>(g.H, g.W, xs, g.P, g.Q, dys, g.R, g.S, g.p.stride_h,
-                                      g.p.stride_w, g.p.dilation_h, g.p.dilation_w,
-                                      g.p.pad_top, g.p.pad_left, g.mult)) {
+  if (const auto sp = small_planes_forward<T>(g, xs, dys)) {
     grad_weight_small_planes(*sp, g, dy, dys, x, xs, dw);
     return;
   }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/conv2d_params.h"
@@ -249,6 +250,29 @@ void load_planes(const T* src, int64_t src_c, int64_t src_h, int64_t src_w, int6
       for (int64_t col = 0; col < cols; ++col) d[col] = s[col * src_w];
     }
   }
+}
+
+// The small-plane geometry of a correlation of `in` (H x W planes) giving P x Q planes, or
+// nullopt where the kernel does not apply: column strides other than 1, output rows wider
+// than a vector, stride_w other than 1 and 2, input rows over two vectors at stride_w 2, more
+// than kSmallPlanesMaxS column taps.
+template <typename T>
+inline std::optional<SmallPlanes> small_planes(int64_t H, int64_t W, const Strides4& in, int64_t P,
+                                        int64_t Q, const Strides4& out, int64_t R, int64_t S,
+                                        int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                                        int64_t pad_top, int64_t pad_left, int64_t mult) {
+  const int64_t lanes = small_planes_lanes<T>();
+  if (in.w != 1 || out.w != 1 || Q > lanes || S > kSmallPlanesMaxS) return std::nullopt;
+  if (sw != 1 && !(sw == 2 && W <= 2 * lanes)) return std::nullopt;
+  return SmallPlanes{H, W, in.h, P, Q, out.h, R, S, sh, sw, dh, dw, pad_top, pad_left, mult};
+}
+
+// The forward pass of g as small planes, input and output strides as given.
+template <typename T>
+std::optional<SmallPlanes> small_planes_forward(const DwGeometry& g, const Strides4& in,
+                                                const Strides4& out) {
+  return small_planes<T>(g.H, g.W, in, g.P, g.Q, out, g.R, g.S, g.p.stride_h, g.p.stride_w,
+                         g.p.dilation_h, g.p.dilation_w, g.p.pad_top, g.p.pad_left, g.mult);
 }
 
 // Output rows per strip, so that a task's strips stay near kStripBudget elements.

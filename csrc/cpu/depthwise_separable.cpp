@@ -9,7 +9,8 @@
 //            a plain loop; backward likewise, through a materialised dD.
 // version 2: fused. Work is split into tiles of output pixels (a few rows of one image, or
 //            several whole small images). Per tile, D is computed for all M channels with the
-//            strips of cpu/depthwise_planes.h into a buffer sized for L2, and the direct
+//            strips of cpu/depthwise_planes.h (planes whose output rows fit in one vector:
+//            small_planes_correlate) into a buffer sized for L2, and the direct
 //            micro-kernel (gemm.h direct_row) computes Y_tile = PW * D_tile + bias from it in
 //            place, the M channels as its taps. D exists one cache-sized tile at a time.
 //            Backward recomputes D per tile into the panels of D^T:
@@ -150,10 +151,23 @@ class DepthwiseTile {
         strip_taps_(g), bias_(bias), block_(channel_block<T>(input, g.C)),
         largest_(g, 0, tiles.rows), strips_(block_, largest_, g),
         rows_(tiles.images * round_up(largest_.out_len, kDwBlock)), src_(g.taps()),
-        offsets_(g.taps()) {}
+        offsets_(g.taps()), small_(small_planes_forward<T>(g, xs_, Strides4(0, 0, g.Q, 1))) {}
 
   template <typename Sink>
   void compute(const Tile& tile, int64_t k_begin, int64_t k_end, Sink&& sink) {
+    if (small_) {  // rows of one vector: straight from the input, rows Q apart
+      SmallPlanes sp = *small_;
+      sp.P = tile.rows;
+      sp.pad_top -= tile.p0 * g_.p.stride_h;  // output row 0 is the tile's row p0
+      for (int64_t k = k_begin; k < k_end; ++k) {
+        for (int64_t img = 0; img < tile.images; ++img) {
+          small_planes_correlate(sp, k, 1, x_ + (tile.n0 + img) * xs_.n, xs_.c, taps_.data(),
+                                 bias_, false, rows_.data() + img * tile.rows * g_.Q, 0);
+        }
+        sink(k, rows_.data(), g_.Q, tile.rows * g_.Q);
+      }
+      return;
+    }
     const StripLayout L(g_, tile.p0, tile.rows);
     const int64_t stride = round_up(L.out_len, kDwBlock);
     L.offsets(strip_taps_, offsets_.data());
@@ -193,6 +207,7 @@ class DepthwiseTile {
   std::vector<int64_t> offsets_;
   int64_t filled_n_ = -1, filled_c_ = -1, filled_count_ = 0;
   StripLayout filled_{largest_};
+  std::optional<SmallPlanes> small_;  // the small-plane kernel's geometry, where it applies
 };
 
 // ---------------------------------------------------------------------------------------
