@@ -26,7 +26,8 @@
 //            the vector loop. NCHW planes whose output rows fit in one vector (MobileNet's
 //            14x14 and 7x7 layers) skip the strips: every output row is summed in registers
 //            straight from the input rows (small_planes_correlate: forward, and grad_input at
-//            stride 1 as the correlation with the flipped taps; small_planes_dot:
+//            stride 1 as the correlation with the flipped taps; small_planes_transposed:
+//            grad_input at other strides, gathered row by row; small_planes_dot:
 //            grad_weight). Channels-last tensors with channel multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
 //            grad_weight, grad_input by input phase); other channels-last problems are
@@ -93,6 +94,10 @@ namespace cnnops::cpu {
   void small_planes_correlate(const SmallPlanes& g, long k0, long count, const double* x,    \
                               long x_plane, const double* w, const double* bias, bool relu,  \
                               double* out, long out_plane);                                  \
+  void small_planes_transposed(const SmallPlanes& g, long k0, long count, const float* gy,  \
+                               long gy_plane, const float* w, float* dx, long dx_plane);     \
+  void small_planes_transposed(const SmallPlanes& g, long k0, long count, const double* gy, \
+                               long gy_plane, const double* w, double* dx, long dx_plane);   \
   void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc);  \
   void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc); \
   }
@@ -201,6 +206,14 @@ void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, con
                             int64_t x_plane, const double* w, const double* bias, bool relu,
                             double* out, int64_t out_plane) {
   CNNOPS_DISPATCH_LOOP(small_planes_correlate, g, k0, count, x, x_plane, w, bias, relu, out, out_plane)
+}
+void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const float* gy,
+                             int64_t gy_plane, const float* w, float* dx, int64_t dx_plane) {
+  CNNOPS_DISPATCH_LOOP(small_planes_transposed, g, k0, count, gy, gy_plane, w, dx, dx_plane)
+}
+void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const double* gy,
+                             int64_t gy_plane, const double* w, double* dx, int64_t dx_plane) {
+  CNNOPS_DISPATCH_LOOP(small_planes_transposed, g, k0, count, gy, gy_plane, w, dx, dx_plane)
 }
 void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc) {
   CNNOPS_DISPATCH_LOOP(small_planes_dot, g, x, gy, acc)
@@ -515,18 +528,26 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
 // Outputs per task, so that a task's work outweighs its dispatch.
 constexpr int64_t kSmallPlanesGrain = 4096;
 
-// Output planes [0, M) of each of N images, split over threads in runs of whole planes.
+// Planes [0, M) of each of N images, `area` outputs each, split over threads in runs of
+// whole planes: fn(n, k0, count) for planes k0 <= k < k0 + count of image n.
+template <typename Fn>
+void for_plane_runs(int64_t N, int64_t M, int64_t area, const Fn& fn) {
+  const int64_t grain = std::max<int64_t>(1, kSmallPlanesGrain / std::max<int64_t>(area, 1));
+  at::parallel_for(0, N * M, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t n = i / M, k0 = i % M, count = std::min(end - i, M - k0);
+      fn(n, k0, count);
+      i += count;
+    }
+  });
+}
+
 template <typename T>
 void correlate_small_planes(const SmallPlanes& sp, int64_t N, int64_t M, const T* x,
                             const Strides4& xs, const T* taps, const T* bias, bool relu, T* y,
                             const Strides4& ys) {
-  const int64_t grain = std::max<int64_t>(1, kSmallPlanesGrain / (sp.P * sp.Q));
-  at::parallel_for(0, N * M, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      const int64_t n = i / M, k0 = i % M, count = std::min(end - i, M - k0);
-      small_planes_correlate(sp, k0, count, x + n * xs.n, xs.c, taps, bias, relu, y + n * ys.n, ys.c);
-      i += count;
-    }
+  for_plane_runs(N, M, sp.P * sp.Q, [&](int64_t n, int64_t k0, int64_t count) {
+    small_planes_correlate(sp, k0, count, x + n * xs.n, xs.c, taps, bias, relu, y + n * ys.n, ys.c);
   });
 }
 
@@ -717,6 +738,20 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
                              false, dx, dxs);
       return;
     }
+  }
+  // Other strides: gathered row by row (small_planes_transposed), grad_input's rows and
+  // grad_output's each one vector.
+  const int64_t lanes = small_planes_lanes<T>();
+  if (g.mult == 1 && dxs.w == 1 && dys.w == 1 && g.W <= lanes && g.Q <= lanes &&
+      g.S <= kSmallPlanesMaxS) {
+    const SmallPlanes sp{g.H, g.W, dxs.h, g.P, g.Q, dys.h, g.R, g.S, g.p.stride_h,
+                         g.p.stride_w, g.p.dilation_h, g.p.dilation_w, g.p.pad_top,
+                         g.p.pad_left, 1};
+    const std::vector<T> taps = weight_taps<T>(weight, g);
+    for_plane_runs(g.N, g.C, g.H * g.W, [&](int64_t n, int64_t k0, int64_t count) {
+      small_planes_transposed(sp, k0, count, dy + n * dys.n, dys.c, taps.data(), dx + n * dxs.n, dxs.c);
+    });
+    return;
   }
   const std::vector<T> taps = weight_taps<T>(weight, g);
   const int64_t sh = g.p.stride_h, sw = g.p.stride_w;

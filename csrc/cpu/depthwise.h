@@ -93,6 +93,14 @@ void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, con
 void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const double* x,
                             int64_t x_plane, const double* w, const double* bias, bool relu,
                             double* out, int64_t out_plane);
+// grad_input of that geometry (channel multiplier 1, any strides; grad_input's rows W and
+// grad_output's rows Q at most small_planes_lanes): planes k0 <= k < k0 + count of grad_input
+// at dx + k * dx_plane (rows g.x_pitch apart) from grad_output's at gy + k * gy_plane (rows
+// g.out_pitch apart) and taps w + k * R * S.
+void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const float* gy,
+                             int64_t gy_plane, const float* w, float* dx, int64_t dx_plane);
+void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const double* gy,
+                             int64_t gy_plane, const double* w, double* dx, int64_t dx_plane);
 // The weight gradient's dot products of one plane pair of that geometry, x the input plane
 // (rows g.x_pitch apart), gy the grad_output plane (rows g.out_pitch apart), into taps_dot's
 // slots: acc[t * kDotLanes + lane] += the lane's share of sum over outputs of gy * x[tap t].

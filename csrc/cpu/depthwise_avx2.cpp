@@ -35,13 +35,12 @@ struct FloatVec {
   struct Pick {
     __m256i index, from_b, valid;  // lane l: element index of a or b, from b?, inside?
   };
-  static Pick pick2(long d, long n) {
+  static Pick pick(const long* from) {
     alignas(32) int index[8], from_b[8], valid[8];
     for (int l = 0; l < 8; ++l) {
-      const long e = 2 * l + d;
-      index[l] = static_cast<int>(e & 7);
-      from_b[l] = e >= 8 ? -1 : 0;
-      valid[l] = l < n && e >= 0 && e < 16 ? -1 : 0;
+      index[l] = static_cast<int>(from[l] & 7);
+      from_b[l] = from[l] >= 8 ? -1 : 0;
+      valid[l] = from[l] >= 0 ? -1 : 0;
     }
     return {_mm256_load_si256(reinterpret_cast<const __m256i*>(index)),
             _mm256_load_si256(reinterpret_cast<const __m256i*>(from_b)),
@@ -90,15 +89,14 @@ struct DoubleVec {
   struct Pick {
     __m256i index, from_b, valid;  // index: the two 32-bit halves of the element picked
   };
-  static Pick pick2(long d, long n) {
+  static Pick pick(const long* from) {
     alignas(32) int index[8];
     alignas(32) long long from_b[4], valid[4];
     for (int l = 0; l < 4; ++l) {
-      const long e = 2 * l + d;
-      index[2 * l] = static_cast<int>(2 * (e & 3));
-      index[2 * l + 1] = static_cast<int>(2 * (e & 3) + 1);
-      from_b[l] = e >= 4 ? -1 : 0;
-      valid[l] = l < n && e >= 0 && e < 8 ? -1 : 0;
+      index[2 * l] = static_cast<int>(2 * (from[l] & 3));
+      index[2 * l + 1] = static_cast<int>(2 * (from[l] & 3) + 1);
+      from_b[l] = from[l] >= 4 ? -1 : 0;
+      valid[l] = from[l] >= 0 ? -1 : 0;
     }
     return {_mm256_load_si256(reinterpret_cast<const __m256i*>(index)),
             _mm256_load_si256(reinterpret_cast<const __m256i*>(from_b)),

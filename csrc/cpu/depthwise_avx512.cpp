@@ -33,14 +33,12 @@ struct FloatVec {
     __m512i index;
     __mmask16 valid;
   };
-  static Pick pick2(long d, long n) {
+  static Pick pick(const long* from) {
     alignas(64) int index[16];
     unsigned valid = 0;
     for (int l = 0; l < 16; ++l) {
-      const long e = 2 * l + d;
-      const bool inside = l < n && e >= 0 && e < 32;
-      index[l] = inside ? static_cast<int>(e) : 0;
-      if (inside) valid |= 1u << l;
+      index[l] = from[l] >= 0 ? static_cast<int>(from[l]) : 0;
+      if (from[l] >= 0) valid |= 1u << l;
     }
     return {_mm512_load_si512(index), static_cast<__mmask16>(valid)};
   }
@@ -81,14 +79,12 @@ struct DoubleVec {
     __m512i index;
     __mmask8 valid;
   };
-  static Pick pick2(long d, long n) {
+  static Pick pick(const long* from) {
     alignas(64) long long index[8];
     unsigned valid = 0;
     for (int l = 0; l < 8; ++l) {
-      const long e = 2 * l + d;
-      const bool inside = l < n && e >= 0 && e < 16;
-      index[l] = inside ? e : 0;
-      if (inside) valid |= 1u << l;
+      index[l] = from[l] >= 0 ? from[l] : 0;
+      if (from[l] >= 0) valid |= 1u << l;
     }
     return {_mm512_load_si512(index), static_cast<__mmask8>(valid)};
   }

@@ -7,9 +7,9 @@
 //   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back
 //   channels_correlate, channels_dot: the same two sums for channels-last tensors, vectors
 //                      along the channels
-//   small_planes_correlate, small_planes_dot: the forward sum and the weight gradient's dot
-//                      products for NCHW planes whose output rows fit in one vector,
-//                      straight from the input rows (no strips)
+//   small_planes_correlate, small_planes_transposed, small_planes_dot: the forward sum,
+//                      grad_input and the weight gradient's dot products for NCHW planes
+//                      whose rows fit in one vector, straight from the tensors (no strips)
 //
 // A "tap" is one (channel, r, s) term of the convolution; src[t] points at the element the
 // tap multiplies for i = 0 (depthwise.cpp lays planes out so that i advances one element).
@@ -22,8 +22,9 @@
 // and for the small-plane kernel:
 //   Lanes lanes(lo, hi)        the lanes [lo, hi), 0 <= lo <= hi <= width
 //   load_lanes(p, m)           lane l = p[l] for the lanes in m, zero elsewhere (not read)
-//   Pick pick2(d, n)           lane l = element 2l + d of the 2 * width elements of two
-//                              vectors a, b; zero where 2l + d lies outside them or l >= n
+//   Pick pick(index)           lane l = element index[l] of the 2 * width elements of two
+//                              vectors a, b (index has width entries below 2 * width);
+//                              zero where index[l] < 0
 //   picked(a, b, pick)         apply it
 //
 // This header includes nothing but the small-plane geometry (a plain struct): the ISA
@@ -382,8 +383,13 @@ class ColumnTaps {
         long hi = g.W - d_[s];
         hi = hi < g.Q ? (hi > lo ? hi : lo) : g.Q;
         inside_[s] = V::lanes(lo, hi);
-      } else {
-        pick_[s] = V::pick2(d_[s], g.Q);
+      } else {  // lanes past Q pick nothing
+        long index[V::width];
+        for (long l = 0; l < Wv; ++l) {
+          const long e = 2 * l + d_[s];
+          index[l] = l < g.Q && e >= 0 && e < 2 * Wv ? e : -1;
+        }
+        pick_[s] = V::pick(index);
       }
     }
   }
@@ -514,6 +520,61 @@ inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
   }
 }
 
+// grad_input over small planes, any strides, channel multiplier 1: g is the forward
+// geometry, and both grad_input's rows (W) and grad_output's (Q) fit in one vector. Plane k
+// (k0 <= k < k0 + count) of grad_input at dx + k * dx_plane (rows g.x_pitch apart) gathers
+//   dx[h, w] = sum over taps (r, s) of w[r, s] * gy[(h + pad_top - r dh) / sh,
+//                                                  (w + pad_left - s dw) / sw]
+// over the terms whose divisions are exact and land inside grad_output (plane k at
+// gy + k * gy_plane, rows g.out_pitch apart): each grad_output row is loaded once per
+// kernel row, and each column tap picks, lane w, the element its column maps to.
+template <typename V, int KR, int KS>
+inline void small_planes_transposed(const SmallPlanes& g, long k0, long count,
+                                    const typename V::scalar* gy, long gy_plane,
+                                    const typename V::scalar* w, typename V::scalar* dx,
+                                    long dx_plane) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  constexpr int Wv = V::width;
+  const long R = KR > 0 ? KR : g.R, S = KS > 0 ? KS : g.S;
+  typename V::Pick pick[KS > 0 ? KS : kSmallPlanesMaxS];
+  for (long s = 0; s < S; ++s) {
+    long index[Wv];
+    for (long l = 0; l < Wv; ++l) {
+      const long e = l + g.pad_left - s * g.dw;  // sw * (grad_output column), if exact
+      index[l] = l < g.W && e >= 0 && e % g.sw == 0 && e / g.sw < g.Q ? e / g.sw : -1;
+    }
+    pick[s] = V::pick(index);
+  }
+  const long H = g.H, W = g.W, P = g.P, Q = g.Q, sh = g.sh, dh = g.dh, pad_top = g.pad_top;
+  const long dx_pitch = g.x_pitch, gy_pitch = g.out_pitch;
+  for (long i = 0; i < count; ++i) {
+    const long k = k0 + i;
+    const T* gk = gy + k * gy_plane;
+    const T* wk = w + k * R * S;
+    T* dk = dx + k * dx_plane;
+    for (long h = 0; h < H; ++h) {
+      constexpr int kSums = KR > 0 ? KR : 2;
+      vec acc[kSums];
+      for (int j = 0; j < kSums; ++j) acc[j] = V::zero();
+#pragma GCC unroll 5
+      for (long r = 0; r < R; ++r) {
+        const long e = h + pad_top - r * dh;  // sh * (grad_output row), if exact
+        if (e < 0 || e % sh != 0 || e / sh >= P) continue;
+        const vec row = V::load_n(gk + (e / sh) * gy_pitch, Q);
+#pragma GCC unroll 5
+        for (long s = 0; s < S; ++s) {
+          acc[r % kSums] = V::fma(V::broadcast(wk[r * S + s]), V::picked(row, V::zero(), pick[s]),
+                                  acc[r % kSums]);
+        }
+      }
+      vec sum = acc[0];
+      for (int j = 1; j < kSums; ++j) sum = V::add(sum, acc[j]);
+      V::store_n(dk + h * dx_pitch, sum, W);
+    }
+  }
+}
+
 // The kernels above for the geometry at hand: 3x3 compiled apart, stride_w 1 or 2.
 template <typename V, typename Fn>
 inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
@@ -575,6 +636,13 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
       detail::small_planes_correlate<VEC, K::kR, K::kS, K::kUnitStride>(                      \
           g, k0, count, x, x_plane, w, bias, relu, out, out_plane);                           \
     });                                                                                       \
+  }                                                                                           \
+  void small_planes_transposed(const SmallPlanes& g, long k0, long count, const T* gy,        \
+                               long gy_plane, const T* w, T* dx, long dx_plane) {             \
+    if (g.R == 3 && g.S == 3)                                                                 \
+      return detail::small_planes_transposed<VEC, 3, 3>(g, k0, count, gy, gy_plane, w, dx,    \
+                                                        dx_plane);                            \
+    detail::small_planes_transposed<VEC, 0, 0>(g, k0, count, gy, gy_plane, w, dx, dx_plane);  \
   }                                                                                           \
   void small_planes_dot(const SmallPlanes& g, const T* x, const T* gy, T* acc) {              \
     detail::with_small_planes_kernel<VEC>(g, [&](auto k) {                                    \

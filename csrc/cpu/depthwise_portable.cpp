@@ -45,15 +45,19 @@ struct GenericVec {
     return v;
   }
   struct Pick {
-    long d, n;
+    long index[width];
   };
-  static Pick pick2(long d, long n) { return {d, n}; }
-  static vec picked(vec a, vec b, Pick k) {
+  static Pick pick(const long* from) {
+    Pick k;
+    for (int l = 0; l < width; ++l) k.index[l] = from[l];
+    return k;
+  }
+  static vec picked(vec a, vec b, const Pick& k) {
     vec v{};
-    for (int l = 0; l < width && l < k.n; ++l) {
-      const long e = 2 * l + k.d;
+    for (int l = 0; l < width; ++l) {
+      const long e = k.index[l];
       if (e >= 0 && e < width) v[l] = a[e];
-      if (e >= width && e < 2 * width) v[l] = b[e - width];
+      if (e >= width) v[l] = b[e - width];
     }
     return v;
   }
