@@ -369,10 +369,12 @@ def _run_all(x, w, grad_output):
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last],
                          ids=["contiguous", "channels_last"])
 @pytest.mark.parametrize("version", VERSIONS)
-def test_cpu_results_are_bitwise_reproducible_across_thread_counts(version, layout):
-    x = torch.randn(3, 40, 33, 35).contiguous(memory_format=layout).requires_grad_()
-    w = torch.randn(80, 1, 3, 3, requires_grad=True)
-    grad_output = torch.randn(3, 80, 17, 18)
+@pytest.mark.parametrize("hw, mult", [((33, 35), 2), ((14, 14), 1)],
+                         ids=["strips", "small_planes"])
+def test_cpu_results_are_bitwise_reproducible_across_thread_counts(hw, mult, version, layout):
+    x = torch.randn(3, 40, *hw).contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(40 * mult, 1, 3, 3, requires_grad=True)
+    grad_output = torch.randn(3, 40 * mult, (hw[0] + 1) // 2, (hw[1] + 1) // 2)
     threads = torch.get_num_threads()
     with cnnops.kernel_version("depthwise", version):
         first = _run_all(x, w, grad_output)
