@@ -48,7 +48,8 @@ struct FloatVec {
   }
   static vec picked(vec a, vec b, const Pick& k) {
     const vec v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, k.index),
-                                   _mm256_permutevar8x32_ps(b, k.index), _mm256_castsi256_ps(k.from_b));
+                                   _mm256_permutevar8x32_ps(b, k.index),
+                                   _mm256_castsi256_ps(k.from_b));
     return _mm256_and_ps(v, _mm256_castsi256_ps(k.valid));
   }
   static void deinterleave2(vec a, vec b, vec& even, vec& odd) {

@@ -42,7 +42,9 @@ struct FloatVec {
     }
     return {_mm512_load_si512(index), static_cast<__mmask16>(valid)};
   }
-  static vec picked(vec a, vec b, const Pick& k) { return _mm512_maskz_permutex2var_ps(k.valid, a, k.index, b); }
+  static vec picked(vec a, vec b, const Pick& k) {
+    return _mm512_maskz_permutex2var_ps(k.valid, a, k.index, b);
+  }
   static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
     const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i o = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -88,7 +90,9 @@ struct DoubleVec {
     }
     return {_mm512_load_si512(index), static_cast<__mmask8>(valid)};
   }
-  static vec picked(vec a, vec b, const Pick& k) { return _mm512_maskz_permutex2var_pd(k.valid, a, k.index, b); }
+  static vec picked(vec a, vec b, const Pick& k) {
+    return _mm512_maskz_permutex2var_pd(k.valid, a, k.index, b);
+  }
   static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
     even = _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
     odd = _mm512_permutex2var_pd(a, _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), b);
