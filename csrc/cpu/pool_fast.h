@@ -34,7 +34,6 @@ namespace {
 
 constexpr int64_t kChannelBlock = 256;  // channels_last: channels per task
 constexpr int64_t kTaskWork = 16384;    // elements of work a parallel chunk should hold at least
-constexpr int kLanes = 8;               // independent lanes of the global reductions
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -534,22 +533,25 @@ void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
   if (index != nullptr) *index = k;
 }
 
-// Sum of a contiguous plane in kLanes lanes, folded pairwise at the end. The tail goes to a
-// scalar of its own: adding it into the lane array would store single lanes and reload
-// them as a vector, which stalls store forwarding on every small plane.
+// Sum of a contiguous plane in eight vector lanes, folded pairwise at the end (lanes l and
+// l + 4, then l and l + 2, then 0 and 1). The tail goes to a scalar of its own: adding it
+// into the lanes would store single lanes and reload them as a vector, which stalls store
+// forwarding on every small plane. (The same sums, to the bit, as the scalar lane array this
+// replaced, which GCC left scalar: 1.0-1.16x on 64x512x7x7 and 32x256x14x14.)
 template <typename T>
 T plane_sum(const T* x, int64_t len) {
-  T acc[kLanes] = {};
+  using V = typename Lanes8<T>::values;
+  V acc = V{};
   int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l];
+  for (; i + 8 <= len; i += 8) {
+    V v;
+    load8(x + i, v);
+    acc += v;
   }
   T tail = 0;
   for (; i < len; ++i) tail += x[i];
-  for (int half = kLanes / 2; half > 0; half /= 2) {
-    for (int l = 0; l < half; ++l) acc[l] += acc[l + half];
-  }
-  return acc[0] + tail;
+  const T a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
+  return ((a0 + a2) + (a1 + a3)) + tail;
 }
 
 // Calls f(n, c) for planes [begin, end) of C channels each, without a division per plane
