@@ -294,6 +294,22 @@ inline void scrambled_lane_index(int32_t base, int64_t q0, Index8& index) {
           (base + static_cast<int32_t>(2 * q0));
 }
 
+// Calls tap(i, j, v) for the KH x KW taps of the block of eight outputs from q0 on, in
+// row-major order: v holds tap (i, j) of each lane's output, in the scrambled lane order
+// (rows: the window's first row at the row's first output; stride 2).
+template <typename T, int KH, int KW, typename Tap>
+inline void for_each_tap(const T* rows, int64_t row_stride, int64_t q0, Tap tap) {
+#pragma GCC unroll 3
+  for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 3
+    for (int j = 0; j < KW; ++j) {
+      typename Lanes8<T>::values v;
+      load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
+      tap(i, j, v);
+    }
+  }
+}
+
 // Max pooling of one output row's interior for the common windows: KH x KW taps, stride 2,
 // eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
 // branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
@@ -310,17 +326,11 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
     Index8 a = Index8{} - 1;
     Index8 lane_index;
     scrambled_lane_index(base, q0, lane_index);
-#pragma GCC unroll 3
-    for (int i = 0; i < KH; ++i) {
-#pragma GCC unroll 3
-      for (int j = 0; j < KW; ++j) {
-        V v;
-        load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
-        const auto take = (v > b) | (v != v);
-        b = take ? v : b;
-        if (kArg) a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
-      }
-    }
+    for_each_tap<T, KH, KW>(rows, row_stride, q0, [&](int i, int j, const V& v) {
+      const auto take = (v > b) | (v != v);
+      b = take ? v : b;
+      if (kArg) a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
+    });
     store_block<kArg, T>(b, a, q0, best, arg);
   };
   for_each_block(count, block);
@@ -354,17 +364,11 @@ void max_row_fast(const T* __restrict__ rows, int64_t row_stride, int32_t base, 
     Index8 a = Index8{} - 1;
     Index8 lane_index;
     scrambled_lane_index(base, q0, lane_index);
-#pragma GCC unroll 3
-    for (int i = 0; i < KH; ++i) {
-#pragma GCC unroll 3
-      for (int j = 0; j < KW; ++j) {
-        V v;
-        load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
-        if (kArg) a = __builtin_convertvector(v > b, Index8) ? lane_index + (i * W + j) : a;
-        b = v > b ? v : b;
-        sum += v;
-      }
-    }
+    for_each_tap<T, KH, KW>(rows, row_stride, q0, [&](int i, int j, const V& v) {
+      if (kArg) a = __builtin_convertvector(v > b, Index8) ? lane_index + (i * W + j) : a;
+      b = v > b ? v : b;
+      sum += v;
+    });
     total += sum;
     store_block<kArg, T>(b, a, q0, best, arg);
   };
@@ -421,15 +425,7 @@ void sum_row_fast(const T* __restrict__ rows, int64_t row_stride, int64_t count,
   using V = typename Lanes8<T>::values;
   auto block = [&](int64_t q0) {
     V sum = V{};
-#pragma GCC unroll 3
-    for (int i = 0; i < KH; ++i) {
-#pragma GCC unroll 3
-      for (int j = 0; j < KW; ++j) {
-        V v;
-        load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
-        sum += v;
-      }
-    }
+    for_each_tap<T, KH, KW>(rows, row_stride, q0, [&](int, int, const V& v) { sum += v; });
     unscramble<V, typename Lanes8<T>::mask>(sum);
     std::memcpy(acc + q0, &sum, sizeof(sum));
   };
