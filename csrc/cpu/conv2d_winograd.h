@@ -69,6 +69,7 @@ constexpr int kLanes = 8;                // tiles transformed together (divides 
 constexpr int kMaxRows = 16;             // filters transformed together: at least any MR
 constexpr int64_t kChannelBlock = 256;   // input channels per GEMM reduction block
 constexpr int64_t kWorkingSet = 1 << 20; // bytes of V and M blocks one task keeps hot
+constexpr int64_t kLine = 64;            // bytes of a cache line
 
 // U = G f G^T for kMaxRows filters at once: f[r * 3 + s][lane] is row r, column s of a
 // filter, u[a * 4 + b][lane] row a, column b of its transform.
@@ -96,48 +97,67 @@ __attribute__((always_inline)) inline void transform_filters(const T (&f)[9][kMa
   }
 }
 
-// V = B^T d B for kLanes patches at once: d[i * 4 + j][lane] is row i, column j of a patch.
-// The lane loops are the vector dimension.
+// kLanes values of T as one vector (GCC / Clang generic vectors): the input and output
+// transforms work on kLanes tiles side by side, one tile per lane, and keep their values in
+// vector registers from the loads to the stores. (As arrays of kLanes scalars, GCC spilled
+// them to the stack in 256-bit halves and read them back whole: every such load waited for
+// its two stores, which cost the AVX-512 input transform 60% of its time.)
 template <typename T>
-__attribute__((always_inline)) inline void transform_input(const T (&d)[kPositions][kLanes], T (&v)[kPositions][kLanes]) {
-  T t[kPositions][kLanes];  // B^T d
+struct LaneVector {
+  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
+};
+template <typename T>
+using Lanes = typename LaneVector<T>::type;
+
+template <typename T>
+__attribute__((always_inline)) inline void load_lanes(const T* src, Lanes<T>& v) {
+  std::memcpy(&v, src, sizeof v);
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void store_lanes(const Lanes<T>& v, T* dst) {
+  std::memcpy(dst, &v, sizeof v);
+}
+
+// V = B^T d B for kLanes patches at once: d[i * 4 + j] is row i, column j of the patches.
+template <typename T>
+__attribute__((always_inline)) inline void transform_input(const Lanes<T> (&d)[kPositions],
+                                                           Lanes<T> (&v)[kPositions]) {
+  Lanes<T> t[kPositions];  // B^T d
+#pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    for (int l = 0; l < kLanes; ++l) {
-      const T d0 = d[j][l], d1 = d[4 + j][l], d2 = d[8 + j][l], d3 = d[12 + j][l];
-      t[j][l] = d0 - d2;
-      t[4 + j][l] = d1 + d2;
-      t[8 + j][l] = d2 - d1;
-      t[12 + j][l] = d1 - d3;
-    }
+    const Lanes<T> d0 = d[j], d1 = d[4 + j], d2 = d[8 + j], d3 = d[12 + j];
+    t[j] = d0 - d2;
+    t[4 + j] = d1 + d2;
+    t[8 + j] = d2 - d1;
+    t[12 + j] = d1 - d3;
   }
+#pragma GCC unroll 4
   for (int i = 0; i < 4; ++i) {  // (B^T d) B
-    for (int l = 0; l < kLanes; ++l) {
-      const T t0 = t[i * 4][l], t1 = t[i * 4 + 1][l], t2 = t[i * 4 + 2][l], t3 = t[i * 4 + 3][l];
-      v[i * 4 + 0][l] = t0 - t2;
-      v[i * 4 + 1][l] = t1 + t2;
-      v[i * 4 + 2][l] = t2 - t1;
-      v[i * 4 + 3][l] = t1 - t3;
-    }
+    const Lanes<T> t0 = t[i * 4], t1 = t[i * 4 + 1], t2 = t[i * 4 + 2], t3 = t[i * 4 + 3];
+    v[i * 4 + 0] = t0 - t2;
+    v[i * 4 + 1] = t1 + t2;
+    v[i * 4 + 2] = t2 - t1;
+    v[i * 4 + 3] = t1 - t3;
   }
 }
 
-// Y = A^T m A for kLanes tiles: y[a * 2 + b][lane] is output row a, column b of the tile.
+// Y = A^T m A for kLanes tiles: y[a * 2 + b] is output row a, column b of the tiles.
 template <typename T>
-__attribute__((always_inline)) inline void transform_output(const T (&m)[kPositions][kLanes], T (&y)[4][kLanes]) {
-  T s[8][kLanes];  // A^T m: 2 rows of 4
+__attribute__((always_inline)) inline void transform_output(const Lanes<T> (&m)[kPositions],
+                                                            Lanes<T> (&y)[4]) {
+  Lanes<T> s[8];  // A^T m: 2 rows of 4
+#pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    for (int l = 0; l < kLanes; ++l) {
-      const T m0 = m[j][l], m1 = m[4 + j][l], m2 = m[8 + j][l], m3 = m[12 + j][l];
-      s[j][l] = m0 + m1 + m2;
-      s[4 + j][l] = m1 - m2 - m3;
-    }
+    const Lanes<T> m0 = m[j], m1 = m[4 + j], m2 = m[8 + j], m3 = m[12 + j];
+    s[j] = m0 + m1 + m2;
+    s[4 + j] = m1 - m2 - m3;
   }
+#pragma GCC unroll 2
   for (int a = 0; a < 2; ++a) {  // (A^T m) A
-    for (int l = 0; l < kLanes; ++l) {
-      const T s0 = s[a * 4][l], s1 = s[a * 4 + 1][l], s2 = s[a * 4 + 2][l], s3 = s[a * 4 + 3][l];
-      y[a * 2 + 0][l] = s0 + s1 + s2;
-      y[a * 2 + 1][l] = s1 - s2 - s3;
-    }
+    const Lanes<T> s0 = s[a * 4], s1 = s[a * 4 + 1], s2 = s[a * 4 + 2], s3 = s[a * 4 + 3];
+    y[a * 2 + 0] = s0 + s1 + s2;
+    y[a * 2 + 1] = s1 - s2 - s3;
   }
 }
 
@@ -312,18 +332,15 @@ namespace winograd {
 #endif
 
 template <typename T>
-__attribute__((always_inline)) inline void deinterleave(const T* src, T (&even)[kLanes],
-                                                        T (&odd)[kLanes]) {
+__attribute__((always_inline)) inline void deinterleave(const T* src, Lanes<T>& even,
+                                                        Lanes<T>& odd) {
 #ifdef CNNOPS_SHUFFLE
   static_assert(kLanes == 8, "the shuffle patterns are written for 8 lanes");
   typedef T Full __attribute__((vector_size(2 * kLanes * sizeof(T))));
-  typedef T Half __attribute__((vector_size(kLanes * sizeof(T))));
   Full v;
   std::memcpy(&v, src, sizeof v);
-  const Half e = __builtin_shufflevector(v, v, 0, 2, 4, 6, 8, 10, 12, 14);
-  const Half o = __builtin_shufflevector(v, v, 1, 3, 5, 7, 9, 11, 13, 15);
-  std::memcpy(even, &e, sizeof e);
-  std::memcpy(odd, &o, sizeof o);
+  even = __builtin_shufflevector(v, v, 0, 2, 4, 6, 8, 10, 12, 14);
+  odd = __builtin_shufflevector(v, v, 1, 3, 5, 7, 9, 11, 13, 15);
 #else
   for (int l = 0; l < kLanes; ++l) {
     even[l] = src[2 * l];
@@ -333,15 +350,12 @@ __attribute__((always_inline)) inline void deinterleave(const T* src, T (&even)[
 }
 
 template <typename T>
-__attribute__((always_inline)) inline void interleave(const T (&even)[kLanes],
-                                                      const T (&odd)[kLanes], T* dst) {
+__attribute__((always_inline)) inline void interleave(const Lanes<T>& even, const Lanes<T>& odd,
+                                                      T* dst) {
 #ifdef CNNOPS_SHUFFLE
   typedef T Full __attribute__((vector_size(2 * kLanes * sizeof(T))));
-  typedef T Half __attribute__((vector_size(kLanes * sizeof(T))));
-  Half e, o;
-  std::memcpy(&e, even, sizeof e);
-  std::memcpy(&o, odd, sizeof o);
-  const Full v = __builtin_shufflevector(e, o, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const Full v =
+      __builtin_shufflevector(even, odd, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
   std::memcpy(dst, &v, sizeof v);
 #else
   for (int l = 0; l < kLanes; ++l) {
@@ -352,62 +366,69 @@ __attribute__((always_inline)) inline void interleave(const T (&even)[kLanes],
 }
 
 // V of kc channels (x_channels: the first one's plane) for the block's tiles, into the
-// B panels of the 16 V_xi: element (c, tile j) of V_xi goes to
-// v_pack[xi * kc * nt + (j / NR) * kc * NR + c * NR + j % NR]. Lane groups from `live` on
+// B panels of the 16 V_xi, v_stride apart: element (c, tile j) of V_xi goes to
+// v_pack[xi * v_stride + (j / NR) * kc * NR + c * NR + j % NR]. Lane groups from `live` on
 // hold no tile and are zero.
 template <typename T>
 __attribute__((always_inline)) inline void transform_input_channels_body(
     const T* x_channels, const Strides4& xs, const TileBlock& block, int64_t kc, int64_t nt,
-    int64_t live, int64_t nr, T* v_pack) {
+    int64_t live, int64_t nr, int64_t v_stride, T* v_pack) {
   for (int64_t c = 0; c < kc; ++c) {
     const T* xc = x_channels + c * xs.c;
     for (int64_t j0 = 0; j0 < nt; j0 += kLanes) {
-      T d[kPositions][kLanes], v[kPositions][kLanes];
+      Lanes<T> d[kPositions], v[kPositions];
       if (j0 >= live) {
-        for (auto& row : v) std::fill(row, row + kLanes, T(0));
+        for (auto& lanes : v) lanes = Lanes<T>{};
       } else if (block.in_step2[j0 / kLanes]) {
         // Patch row i of the kLanes tiles spans columns [0, 2 * kLanes + 2) of one input
         // row: columns j and j + 2 come from the even and odd elements of two loads.
+#pragma GCC unroll 4
         for (int i = 0; i < 4; ++i) {
           const T* row = xc + block.in_off[i * 4 * nt + j0];
           deinterleave(row, d[i * 4], d[i * 4 + 1]);
           deinterleave(row + 2, d[i * 4 + 2], d[i * 4 + 3]);
         }
-        transform_input(d, v);
+        transform_input<T>(d, v);
       } else {
+#pragma GCC unroll 16
         for (int ij = 0; ij < kPositions; ++ij) {
           const int64_t* off = block.in_off.data() + ij * nt + j0;
-          for (int l = 0; l < kLanes; ++l) d[ij][l] = off[l] >= 0 ? xc[off[l]] : T(0);
+          Lanes<T> gathered = {};
+#pragma GCC unroll 8
+          for (int l = 0; l < kLanes; ++l) gathered[l] = off[l] >= 0 ? xc[off[l]] : T(0);
+          d[ij] = gathered;
         }
-        transform_input(d, v);
+        transform_input<T>(d, v);
       }
       T* dst = v_pack + (j0 / nr) * kc * nr + c * nr + j0 % nr;
-      for (int xi = 0; xi < kPositions; ++xi) std::copy(v[xi], v[xi] + kLanes, dst + xi * kc * nt);
+#pragma GCC unroll 16
+      for (int xi = 0; xi < kPositions; ++xi) store_lanes(v[xi], dst + xi * v_stride);
     }
   }
 }
 
-// Y = A^T M A of `rows` output channels (M_xi: rows x nt each in m_block) plus bias, ReLU if
-// asked, written to the block's tiles of y (y_rows: the first channel's plane).
+// Y = A^T M A of `rows` output channels (M_xi: rows x nt each, m_stride apart in m_block)
+// plus bias, ReLU if asked, written to the block's tiles of y (y_rows: the first channel's
+// plane).
 template <typename T>
 __attribute__((always_inline)) inline void transform_output_rows_body(
-    const T* m_block, int64_t rows, int64_t nt, int64_t live, int64_t count,
+    const T* m_block, int64_t m_stride, int64_t nt, int64_t live, int64_t rows, int64_t count,
     const TileBlock& block, const T* bias, bool relu, T* y_rows, const Strides4& ys) {
   for (int64_t i = 0; i < rows; ++i) {
     const T add = bias ? bias[i] : T(0);
     T* y_channel = y_rows + i * ys.c;
     for (int64_t j0 = 0; j0 < live; j0 += kLanes) {
-      T m[kPositions][kLanes], out[4][kLanes];
+      Lanes<T> m[kPositions], out[4];
+#pragma GCC unroll 16
       for (int xi = 0; xi < kPositions; ++xi) {
-        const T* src = m_block + (xi * rows + i) * nt + j0;
-        std::copy(src, src + kLanes, m[xi]);
+        load_lanes(m_block + xi * m_stride + i * nt + j0, m[xi]);
       }
-      transform_output(m, out);
+      transform_output<T>(m, out);
+#pragma GCC unroll 4
       for (auto& pixel : out) {
-        for (int l = 0; l < kLanes; ++l) {
-          pixel[l] += add;
-          if (relu) pixel[l] = std::max(pixel[l], T(0));  // NaN stays NaN, as in torch.relu
-        }
+        pixel += add;
+        // max(pixel, 0) as std::max has it: NaN stays NaN, as in torch.relu
+        if (relu) pixel = pixel < T(0) ? Lanes<T>{} : pixel;
       }
       if (block.out_step2[j0 / kLanes]) {  // two rows of 2 * kLanes contiguous pixels
         for (int a = 0; a < 2; ++a) {
@@ -500,14 +521,14 @@ __attribute__((always_inline)) inline void pack_input_channels_body(
     const int64_t live = std::clamp<int64_t>(cols - cl, 0, kLanes);
     T* panel = v_pack + (cl / nr) * count * nr + cl % nr;
     for (int64_t j = 0; j < count; ++j) {
-      T d[kPositions][kLanes] = {}, v[kPositions][kLanes];
+      Lanes<T> d[kPositions] = {}, v[kPositions];
       for (int ij = 0; ij < kPositions; ++ij) {
         const T* src = x_cols + cl * xs.c + block.in_off[ij * block.capacity + j];
         for (int64_t l = 0; l < live; ++l) d[ij][l] = src[l * xs.c];
       }
-      transform_input(d, v);
+      transform_input<T>(d, v);
       for (int xi = 0; xi < kPositions; ++xi) {
-        std::copy(v[xi], v[xi] + kLanes, panel + xi * cols_padded * count + j * nr);
+        store_lanes(v[xi], panel + xi * cols_padded * count + j * nr);
       }
     }
   }
@@ -547,13 +568,14 @@ CNNOPS_WINOGRAD_CLONES(pack_input_channels,
                        (x_cols, xs, block, cols, count, nr, cols_padded, v_pack))
 CNNOPS_WINOGRAD_CLONES(transform_input_channels,
                        (const T* x_channels, const Strides4& xs, const TileBlock& block,
-                        int64_t kc, int64_t nt, int64_t live, int64_t nr, T* v_pack),
-                       (x_channels, xs, block, kc, nt, live, nr, v_pack))
+                        int64_t kc, int64_t nt, int64_t live, int64_t nr, int64_t v_stride,
+                        T* v_pack),
+                       (x_channels, xs, block, kc, nt, live, nr, v_stride, v_pack))
 CNNOPS_WINOGRAD_CLONES(transform_output_rows,
-                       (const T* m_block, int64_t rows, int64_t nt, int64_t live,
-                        int64_t count, const TileBlock& block, const T* bias, bool relu,
+                       (const T* m_block, int64_t m_stride, int64_t nt, int64_t live,
+                        int64_t rows, int64_t count, const TileBlock& block, const T* bias, bool relu,
                         T* y_rows, const Strides4& ys),
-                       (m_block, rows, nt, live, count, block, bias, relu, y_rows, ys))
+                       (m_block, m_stride, nt, live, rows, count, block, bias, relu, y_rows, ys))
 #else
 template <typename T>
 void pack_grad_output(const T* dy_rows, const Strides4& dys, const TileBlock& block,
@@ -574,14 +596,16 @@ void transform_filter_panel(const T* const* wk, const int64_t* col_off, int64_t 
 }
 template <typename T>
 void transform_input_channels(const T* x_channels, const Strides4& xs, const TileBlock& block,
-                              int64_t kc, int64_t nt, int64_t live, int64_t nr, T* v_pack) {
-  transform_input_channels_body(x_channels, xs, block, kc, nt, live, nr, v_pack);
+                              int64_t kc, int64_t nt, int64_t live, int64_t nr, int64_t v_stride,
+                              T* v_pack) {
+  transform_input_channels_body(x_channels, xs, block, kc, nt, live, nr, v_stride, v_pack);
 }
 template <typename T>
-void transform_output_rows(const T* m_block, int64_t rows, int64_t nt, int64_t live,
-                           int64_t count, const TileBlock& block, const T* bias, bool relu,
+void transform_output_rows(const T* m_block, int64_t m_stride, int64_t nt, int64_t live,
+                           int64_t rows, int64_t count, const TileBlock& block, const T* bias, bool relu,
                            T* y_rows, const Strides4& ys) {
-  transform_output_rows_body(m_block, rows, nt, live, count, block, bias, relu, y_rows, ys);
+  transform_output_rows_body(m_block, m_stride, nt, live, rows, count, block, bias, relu, y_rows,
+                             ys);
 }
 #endif
 #undef CNNOPS_WINOGRAD_CLONES
@@ -599,7 +623,7 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
   const int64_t rows_padded = round_up(g.Kg, t.mr);
   // One U_xi of one group, packed; plus a cache line, so that the 16 U_xi do not start a
   // multiple of 4 KiB apart, where their streams would evict each other from L1.
-  const int64_t per_position = rows_padded * g.Cg + 64 / int64_t{sizeof(T)};
+  const int64_t per_position = rows_padded * g.Cg + kLine / int64_t{sizeof(T)};
 
   // U, packed once: for group gr, position xi and channel block c0, the MR-row panels of
   // U_xi[:, c0 : c0 + kc] start at (gr * 16 + xi) * per_position + c0 * rows_padded.
@@ -631,10 +655,13 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
   const Split split = split_work<T>(g, tiling, t);
   const int64_t nt = split.tiles_padded, blocks_of_rows = split.row_blocks;
   const int64_t tasks = g.G * blocks_of_rows * split.tile_blocks;
+  // The 16 V_xi (and M_xi) a cache line more than their size apart: a power of two apart,
+  // the transforms' 16 streams of stores (loads) would share the same few L1 sets.
+  const int64_t v_stride = std::min(kChannelBlock, g.Cg) * nt + kLine / int64_t{sizeof(T)};
+  const int64_t m_stride = split.row_block * nt + kLine / int64_t{sizeof(T)};
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    const int64_t kc_max = std::min(kChannelBlock, g.Cg);
-    const Scratch<T> v_pack(kPanelB, kPositions * kc_max * nt);          // B panels of V_xi
-    const Scratch<T> m_block(kTile, kPositions * split.row_block * nt);  // M_xi: rows x nt
+    const Scratch<T> v_pack(kPanelB, kPositions * v_stride);  // B panels of V_xi
+    const Scratch<T> m_block(kTile, kPositions * m_stride);   // M_xi: rows x nt
     TileBlock block(nt);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t group = task / (blocks_of_rows * split.tile_blocks);
@@ -645,24 +672,24 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
       block.fill(gp, tiling, ps, ys, first, count);
       const int64_t live = round_up(count, kLanes);  // lane groups with at least one tile
 
-      std::fill(m_block.get(), m_block.get() + kPositions * rows * nt, T(0));
+      std::fill(m_block.get(), m_block.get() + kPositions * m_stride, T(0));
       const T* x_group = padded.get() + group * g.Cg * ps.c;
       const T* a_group = a_pack.get() + group * kPositions * per_position;
       for (int64_t c0 = 0; c0 < g.Cg; c0 += kChannelBlock) {
         const int64_t kc = std::min(kChannelBlock, g.Cg - c0);
         // V of channels [c0, c0 + kc): element (c, tile j) of V_xi goes to
-        // v_pack[xi * kc * nt + (j / NR) * kc * NR + (c - c0) * NR + j % NR].
-        transform_input_channels(x_group + c0 * ps.c, ps, block, kc, nt, live, t.nr,
+        // v_pack[xi * v_stride + (j / NR) * kc * NR + (c - c0) * NR + j % NR].
+        transform_input_channels(x_group + c0 * ps.c, ps, block, kc, nt, live, t.nr, v_stride,
                                  v_pack.get());
         // M_xi += U_xi[rows m0.., c0..] * V_xi: rows from panel m0 / MR of the block.
         for (int xi = 0; xi < kPositions; ++xi) {
           gemm_packed(rows, nt, kc, a_group + xi * per_position + c0 * rows_padded + m0 * kc,
-                      v_pack.get() + xi * kc * nt, m_block.get() + xi * rows * nt, nt, 1);
+                      v_pack.get() + xi * v_stride, m_block.get() + xi * m_stride, nt, 1);
         }
       }
 
       // Output transform, bias and ReLU, then each tile's 2x2 pixels to their places.
-      transform_output_rows(m_block.get(), rows, nt, live, count, block,
+      transform_output_rows(m_block.get(), m_stride, nt, live, rows, count, block,
                             bias ? bias + group * g.Kg + m0 : nullptr, relu,
                             y + (group * g.Kg + m0) * ys.c, ys);
     }
