@@ -21,10 +21,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
-# Versions 3 (Winograd F(2x2, 3x3)) and 4 (direct, short reductions) are CPU-only; on CUDA,
-# and on the CPU for shapes they do not apply to, they run version 2.
+# Versions 3 (Winograd F(2x2, 3x3)), 4 (direct, short reductions) and 5 (tap by tap, tiny
+# planes) are CPU-only; on CUDA, and on the CPU for shapes they do not apply to, they run
+# version 2.
 VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast"),
-            pytest.param(3, id="v3_winograd"), pytest.param(4, id="v4_direct")]
+            pytest.param(3, id="v3_winograd"), pytest.param(4, id="v4_direct"),
+            pytest.param(5, id="v5_tapwise")]
 
 # dtype: (rtol, atol per sqrt(reduction length)); the operands are unit normals, so a sum of
 # L products is about sqrt(L) in size and its rounding error grows with it.
@@ -109,8 +111,16 @@ CASES = [
     # right padding wider than the left: rows cannot share their padding columns
     case("flat_same_k4_12x14", (2, 8, 12, 14), (16, 8, 4, 4), padding="same"),
     # 2x2 outputs: one column tile for the whole batch, split into blocks of output channels
-    # that share its packed B (the implicit GEMM, which version 0 takes there)
+    # that share its packed B (the implicit GEMM, which version 0 takes there in float32;
+    # in float64 the batch fills half a panel and version 0 sums tap by tap)
     case("one_tile_40to200_2x2", (8, 40, 2, 2), (200, 40, 3, 3), bias=True, padding=1),
+    # tiny planes summed tap by tap (version 5; version 0 where half the taps read padding
+    # and the batch fills half a panel): a partial panel of images and of output channels,
+    # two reduction blocks at stride 2, groups with dilation
+    case("tapwise_24to40_2x2_batch17", (17, 24, 2, 2), (40, 24, 3, 3), bias=True, padding=1),
+    case("tapwise_300to20_stride2", (16, 300, 3, 3), (20, 300, 3, 3), stride=2, padding=1),
+    case("tapwise_groups2_dilation2_4x3", (16, 8, 4, 3), (10, 4, 3, 3), bias=True, groups=2,
+         padding=2, dilation=2),
 ]
 
 
@@ -277,6 +287,8 @@ LAYOUT_CASES = [
     # the flat direct convolution of a small plane, its tile written pixel by pixel into a
     # channels-last output (a full panel of output channels and a partial one)
     case("flat_40to40_7x7", (2, 40, 7, 7), (40, 40, 3, 3), bias=True, padding=1),
+    # tap by tap: the images are the GEMM's columns, read and written at the batch stride
+    case("tapwise_12to20_2x2", (16, 12, 2, 2), (20, 12, 3, 3), bias=True, padding=1),
 ]
 
 # (input layout, weight and bias layout, grad_output layout)

@@ -10,7 +10,8 @@ import cnnops
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 VERSIONS = [pytest.param(1, id="v1_reference"), pytest.param(2, id="v2_fast"),
-            pytest.param(3, id="v3_winograd"), pytest.param(4, id="v4_direct")]
+            pytest.param(3, id="v3_winograd"), pytest.param(4, id="v4_direct"),
+            pytest.param(5, id="v5_tapwise")]
 
 
 def conv_case(name, input_shape, weight_shape, bias=False, input_layout="contiguous", **kwargs):

@@ -43,11 +43,16 @@
 //              (gemm.h, direct_pixels); and their grad_weight, 9 taps broadcast from the
 //              input times NR channels of dY copied pixel-major (direct_grad_weight_pixels).
 //            Other shapes run version 2.
-// version 0 (automatic, the default) runs version 4 on thin convolutions, on small planes
-//            at stride 1 and on 1x1 planes of 512 pixels or more, else version 3 where it
-//            applies and pays (winograd_pays: 16 or more input channels; the forward pass
-//            and grad_input only on outputs larger than 2x2, one_winograd_tile), else
-//            version 4 where it applies, else version 2.
+// version 5: tap by tap (tapwise_conv), for output planes of up to 16 pixels: per output
+//            pixel, the sum over only the kernel taps that reach the input, each a GEMM of
+//            the tap's weights [Kg x Cg] and one input pixel of the batch [Cg x N]: the
+//            forward pass and grad_input at stride 1. Other shapes run version 2.
+// version 0 (automatic, the default) runs version 4 on thin convolutions, version 5 where
+//            it skips at least half the products over a batch of half a panel or more
+//            (use_tapwise), version 4 on small planes at stride 1 and on 1x1 planes of 512
+//            pixels or more, else version 3 where it applies and pays (winograd_pays: 16 or
+//            more input channels; the forward pass and grad_input only on outputs larger
+//            than 2x2, one_winograd_tile), else version 4 where it applies, else version 2.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -970,6 +975,171 @@ const Strides4 kRowMajor(0, 0, 0, 1);
 
 constexpr int64_t kPointwiseMinPixels = 512;  // version 0: 1x1 planes the direct kernel takes
 
+// ---------------------------------------------------------------------------------------
+// version 5: tap by tap, for tiny output planes
+
+// Tiny output planes (VGG's 2x2 layers on CIFAR) with padding: most of each window lies in
+// the padding, and the implicit GEMM multiplies those zeros (a 3x3 window of a 2x2 plane
+// with padding 1 covers 4 input pixels: 5 of its 9 taps read zeros). Here the product is
+// summed tap by tap, only over the taps that reach the input:
+//   y[:, :, p, q] = sum over taps (r, s) inside of  W_rs [Kg x Cg] * X_(ih, iw) [Cg x N]
+// with X_(ih, iw) the batch's input pixel (ih, iw) = (p * stride - pad + r * dilation, ...)
+// over all channels, the images as the GEMM's columns. Each tap's W_rs is packed once as A
+// panels, each input pixel's X once as B panels; every output pixel's sum then runs over
+// its own taps, in tap order, whatever the split of the work.
+constexpr int64_t kTapwiseMaxPixels = 16;  // output pixels per image
+constexpr int64_t kMaxPanelRows = 16;      // at least any micro-kernel's MR
+constexpr double kTapwiseMaxInside = 0.5;  // version 0: the share of (pixel, tap) pairs inside
+
+// Whether the output pixel o = p * Q + q reads the input through tap t = r * S + s, and
+// where: the input pixel ih * W + iw, or -1 in the padding.
+int64_t tap_source(const ConvGeometry& g, int64_t o, int64_t t) {
+  const int64_t ih = (o / g.Q) * g.p.stride_h - g.p.pad_top + (t / g.S) * g.p.dilation_h;
+  const int64_t iw = (o % g.Q) * g.p.stride_w - g.p.pad_left + (t % g.S) * g.p.dilation_w;
+  return ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? ih * g.W + iw : -1;
+}
+
+// The share of (output pixel, tap) pairs that read the input.
+double inside_share(const ConvGeometry& g) {
+  int64_t inside = 0;
+  for (int64_t o = 0; o < g.P * g.Q; ++o) {
+    for (int64_t t = 0; t < g.R * g.S; ++t) inside += tap_source(g, o, t) >= 0;
+  }
+  return static_cast<double>(inside) / static_cast<double>(g.P * g.Q * g.R * g.S);
+}
+
+// Tiny output planes, whose packed input (the batch padded to whole panels of NR columns)
+// stays within the workspace bound, the larger of 64 MiB and the input's size.
+template <typename T>
+bool tapwise_applies(const ConvGeometry& g) {
+  const int64_t element = sizeof(T);
+  const int64_t packed = g.C * g.H * g.W * round_up(g.N, gemm_tile<T>().nr) * element;
+  return g.P * g.Q <= kTapwiseMaxPixels &&
+         packed <= std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element);
+}
+
+// Version 0 takes the tap-by-tap sum where it skips at least half the products and the
+// batch fills at least half a panel of the micro-kernel's columns.
+template <typename T>
+bool use_tapwise(const ConvGeometry& g) {
+  const int version = kernel_version(OpFamily::conv2d);
+  if (version == 5) return tapwise_applies<T>(g);
+  return version == 0 && tapwise_applies<T>(g) && 2 * g.N >= gemm_tile<T>().nr &&
+         inside_share(g) <= kTapwiseMaxInside;
+}
+
+template <typename T>
+void tapwise_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias, T* y,
+                  const Strides4& ys, const ConvGeometry& g, bool relu) {
+  const GemmTile t = gemm_tile<T>();
+  const int64_t taps = g.R * g.S, pixels = g.P * g.Q, inputs = g.H * g.W;
+  const int64_t rows_padded = round_up(g.Kg, t.mr), cols_padded = round_up(g.N, t.nr);
+  const int64_t blocks = ceil_div(g.Cg, kReductionBlock);
+
+  // A: per group and tap, W_rs as the implicit GEMM packs a weight (reduction block b's
+  // panels from b * KC * rows_padded on), at a_pack + (group * taps + tap) * rows_padded * Cg.
+  // A task packs every tap of one panel of MR output channels and one reduction block,
+  // reading each filter's taps in memory order: one pass over the weight, where a pass per
+  // tap would read all of it once per tap.
+  const Scratch<T> a_pack(kOperands, g.G * taps * rows_padded * g.Cg);
+  const int64_t panels_of_rows = rows_padded / t.mr;
+  at::parallel_for(0, g.G * panels_of_rows * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t group = unit / (panels_of_rows * blocks);
+      const int64_t i0 = ((unit / blocks) % panels_of_rows) * t.mr;
+      const int64_t k0 = (unit % blocks) * kReductionBlock;
+      const int64_t kc = std::min(kReductionBlock, g.Cg - k0);
+      T* panel = a_pack.get() + group * taps * rows_padded * g.Cg + k0 * rows_padded + i0 * kc;
+      const int64_t tap_step = rows_padded * g.Cg;  // from one tap's A to the next
+      const int64_t live = std::min(t.mr, g.Kg - i0);     // rows past Kg are zero (gemm.h)
+      const T* row[kMaxPanelRows];
+      for (int64_t r = 0; r < live; ++r) row[r] = w.base + w.row_off[group * g.Kg + i0 + r];
+      // Channel by channel, so that the MR values of each tap's panel row are written
+      // together, each filter's taps read as one run.
+      for (int64_t c = 0; c < kc; ++c) {
+        const int64_t* col = w.col_off + (k0 + c) * taps;
+        T* dst = panel + c * t.mr;
+        for (int64_t r = 0; r < t.mr; ++r) {
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            dst[tap * tap_step + r] = r < live ? row[r][col[tap]] : T(0);
+          }
+        }
+      }
+    }
+  });
+
+  // B: per group and input pixel, X [Cg x N] in NR-column panels (reduction block b's
+  // from b * KC * cols_padded on), at b_pack + (group * inputs + pixel) * cols_padded * Cg.
+  const Scratch<T> b_pack(kInput, g.G * inputs * cols_padded * g.Cg);
+  const std::vector<int64_t> channel_off = strided_offsets(g.Cg, xs.c);
+  const std::vector<int64_t> image_off = strided_offsets(g.N, xs.n);
+  at::parallel_for(0, g.G * inputs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t group = unit / inputs, pixel = unit % inputs;
+      const OffsetMatrix<T> x_pixel{
+          x + group * g.Cg * xs.c + (pixel / g.W) * xs.h + (pixel % g.W) * xs.w,
+          channel_off.data(), image_off.data()};
+      for (int64_t k0 = 0; k0 < g.Cg; k0 += kReductionBlock) {
+        pack_b(x_pixel, k0, std::min(kReductionBlock, g.Cg - k0), g.N, t.nr,
+               b_pack.get() + unit * cols_padded * g.Cg + k0 * cols_padded);
+      }
+    }
+  });
+
+  // Tasks of (group, block of output channels, block of images); each sums every output
+  // pixel of its block, tap by tap, into `acc` ([pixel][row][column]), then adds the bias.
+  const int64_t want_tasks = 4 * at::get_num_threads();
+  const int64_t row_blocks = std::clamp<int64_t>(ceil_div(want_tasks, g.G), 1,
+                                                 std::max<int64_t>(1, g.Kg / (4 * t.mr)));
+  const int64_t row_block = round_up(ceil_div(g.Kg, row_blocks), t.mr);
+  const int64_t panels = cols_padded / t.nr;
+  const int64_t col_blocks =
+      std::clamp<int64_t>(ceil_div(want_tasks, g.G * ceil_div(g.Kg, row_block)), 1, panels);
+  const int64_t col_block = ceil_div(panels, col_blocks) * t.nr;
+  const int64_t tiles = ceil_div(g.N, col_block), blocks_of_rows = ceil_div(g.Kg, row_block);
+  std::vector<int64_t> source(pixels * taps);
+  for (int64_t o = 0; o < pixels; ++o) {
+    for (int64_t tap = 0; tap < taps; ++tap) source[o * taps + tap] = tap_source(g, o, tap);
+  }
+  at::parallel_for(0, g.G * blocks_of_rows * tiles, 1, [&](int64_t begin, int64_t end) {
+    const Scratch<T> acc(kTile, pixels * row_block * col_block);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t group = task / (blocks_of_rows * tiles);
+      const int64_t m0 = ((task / tiles) % blocks_of_rows) * row_block;
+      const int64_t n0 = (task % tiles) * col_block;
+      const int64_t rows = std::min(row_block, g.Kg - m0), cols = std::min(col_block, g.N - n0);
+      std::fill(acc.get(), acc.get() + pixels * rows * cols, T(0));
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        const T* a_tap = a_pack.get() + (group * taps + tap) * rows_padded * g.Cg;
+        for (int64_t o = 0; o < pixels; ++o) {
+          const int64_t pixel = source[o * taps + tap];
+          if (pixel < 0) continue;
+          const T* b_pixel = b_pack.get() + (group * inputs + pixel) * cols_padded * g.Cg;
+          for (int64_t k0 = 0; k0 < g.Cg; k0 += kReductionBlock) {
+            const int64_t kc = std::min(kReductionBlock, g.Cg - k0);
+            gemm_packed(rows, cols, kc, a_tap + k0 * rows_padded + m0 * kc,
+                        b_pixel + k0 * cols_padded + n0 * kc, acc.get() + o * rows * cols, cols,
+                        1);
+          }
+        }
+      }
+      for (int64_t o = 0; o < pixels; ++o) {
+        const int64_t y_pixel = (o / g.Q) * ys.h + (o % g.Q) * ys.w;
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t k = group * g.Kg + m0 + i;
+          const T add = bias ? bias[k] : T(0);
+          const T* c_row = acc.get() + (o * rows + i) * cols;
+          T* y_row = y + k * ys.c + n0 * ys.n + y_pixel;
+          for (int64_t j = 0; j < cols; ++j) {
+            const T value = c_row[j] + add;
+            y_row[j * ys.n] = relu ? std::max(value, T(0)) : value;  // NaN stays NaN
+          }
+        }
+      }
+    }
+  });
+}
+
 // An output of at most 2x2 pixels (VGG's last layers on CIFAR) is one Winograd tile per
 // image: the tiling saves nothing there, and the filter transform (16 values per pair of
 // channels against 9 taps) costs more than the implicit GEMM's packing, whose column tile
@@ -996,6 +1166,8 @@ void convolve(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T*
     channels_last_gemm(x, xs, w, bias, y, g, relu);
   } else if ((version == 0 || version == 4) && thin_direct_applies(g, ys)) {
     direct_conv(x, xs, w, bias, y, ys, g, relu, true);
+  } else if (use_tapwise<T>(g)) {
+    tapwise_conv(x, xs, w, bias, y, ys, g, relu);
   } else if (use_flat_direct<T>(g)) {
     flat_direct_conv(x, xs, w, bias, y, ys, g, relu);
   } else if (use_winograd<T>(g) && !(version == 0 && one_winograd_tile(g))) {
