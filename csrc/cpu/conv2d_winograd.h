@@ -71,32 +71,6 @@ constexpr int64_t kChannelBlock = 256;   // input channels per GEMM reduction bl
 constexpr int64_t kWorkingSet = 1 << 20; // bytes of V and M blocks one task keeps hot
 constexpr int64_t kLine = 64;            // bytes of a cache line
 
-// U = G f G^T for kMaxRows filters at once: f[r * 3 + s][lane] is row r, column s of a
-// filter, u[a * 4 + b][lane] row a, column b of its transform.
-template <typename T>
-__attribute__((always_inline)) inline void transform_filters(const T (&f)[9][kMaxRows],
-                                                           T (&u)[kPositions][kMaxRows]) {
-  T t[12][kMaxRows];  // G f: 4 rows of 3
-  for (int s = 0; s < 3; ++s) {
-    for (int l = 0; l < kMaxRows; ++l) {
-      const T f0 = f[s][l], f1 = f[3 + s][l], f2 = f[6 + s][l];
-      t[s][l] = f0;
-      t[3 + s][l] = T(0.5) * (f0 + f1 + f2);
-      t[6 + s][l] = T(0.5) * (f0 - f1 + f2);
-      t[9 + s][l] = f2;
-    }
-  }
-  for (int a = 0; a < 4; ++a) {  // (G f) G^T
-    for (int l = 0; l < kMaxRows; ++l) {
-      const T h0 = t[a * 3][l], h1 = t[a * 3 + 1][l], h2 = t[a * 3 + 2][l];
-      u[a * 4 + 0][l] = h0;
-      u[a * 4 + 1][l] = T(0.5) * (h0 + h1 + h2);
-      u[a * 4 + 2][l] = T(0.5) * (h0 - h1 + h2);
-      u[a * 4 + 3][l] = h2;
-    }
-  }
-}
-
 // kLanes values of T as one vector (GCC / Clang generic vectors): the input and output
 // transforms work on kLanes tiles side by side, one tile per lane, and keep their values in
 // vector registers from the loads to the stores. (As arrays of kLanes scalars, GCC spilled
@@ -117,6 +91,38 @@ __attribute__((always_inline)) inline void load_lanes(const T* src, Lanes<T>& v)
 template <typename T>
 __attribute__((always_inline)) inline void store_lanes(const Lanes<T>& v, T* dst) {
   std::memcpy(dst, &v, sizeof v);
+}
+
+// kMaxRows values of T as one vector: the filter transform's lanes, one filter per lane.
+template <typename T>
+struct RowVector {
+  typedef T type __attribute__((vector_size(kMaxRows * sizeof(T))));
+};
+template <typename T>
+using Rows = typename RowVector<T>::type;
+
+// U = G f G^T for kMaxRows filters at once: f[r * 3 + s] is row r, column s of the
+// filters, u[a * 4 + b] row a, column b of their transforms.
+template <typename T>
+__attribute__((always_inline)) inline void transform_filters(const Rows<T> (&f)[9],
+                                                             Rows<T> (&u)[kPositions]) {
+  Rows<T> t[12];  // G f: 4 rows of 3
+#pragma GCC unroll 3
+  for (int s = 0; s < 3; ++s) {
+    const Rows<T> f0 = f[s], f1 = f[3 + s], f2 = f[6 + s];
+    t[s] = f0;
+    t[3 + s] = T(0.5) * (f0 + f1 + f2);
+    t[6 + s] = T(0.5) * (f0 - f1 + f2);
+    t[9 + s] = f2;
+  }
+#pragma GCC unroll 4
+  for (int a = 0; a < 4; ++a) {  // (G f) G^T
+    const Rows<T> h0 = t[a * 3], h1 = t[a * 3 + 1], h2 = t[a * 3 + 2];
+    u[a * 4 + 0] = h0;
+    u[a * 4 + 1] = T(0.5) * (h0 + h1 + h2);
+    u[a * 4 + 2] = T(0.5) * (h0 - h1 + h2);
+    u[a * 4 + 3] = h2;
+  }
 }
 
 // V = B^T d B for kLanes patches at once: d[i * 4 + j] is row i, column j of the patches.
@@ -459,25 +465,65 @@ __attribute__((always_inline)) inline void copy_row(const T* src, int64_t mr, T*
   }
 }
 
+// The first mr lanes of u to dst, with mr a constant for the micro-kernels' 12 and 6.
+template <typename T>
+__attribute__((always_inline)) inline void store_rows(const Rows<T>& u, int64_t mr, T* dst) {
+  if (mr == 12) {
+    std::memcpy(dst, &u, 12 * sizeof(T));
+  } else if (mr == 6) {
+    std::memcpy(dst, &u, 6 * sizeof(T));
+  } else {
+    std::memcpy(dst, &u, mr * sizeof(T));
+  }
+}
+
+constexpr int64_t kStagedChannels = 16;  // filter transform: input channels gathered at once
+
 // U of one A panel: the `live` filters whose rows start at wk[r] (tap (c, r, s) at
 // col_off[c * 9 + r * 3 + s]), output channels k0 on of a group whose packed U starts at
 // a_group, for all cg input channels. The MR filters are transformed side by side as vector
-// lanes, and each U_xi's MR values of a channel written as a row.
+// lanes, and each U_xi's MR values of a channel written as a row. The taps of
+// kStagedChannels channels are first copied filter by filter (one run of memory per filter
+// where the weight is contiguous) into the lanes of `staged`, then read back as vectors:
+// gathered lane by lane into registers, they cost 5 instructions a value.
 template <typename T>
 __attribute__((always_inline)) inline void transform_filter_panel_body(
     const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0, int64_t cg,
     int64_t mr, int64_t rows_padded, int64_t per_position, T* a_group) {
-  for (int64_t c = 0; c < cg; ++c) {
-    T f[9][kMaxRows] = {}, u[kPositions][kMaxRows];
-    for (int tap = 0; tap < 9; ++tap) {
-      const int64_t off = col_off[c * 9 + tap];
-      for (int64_t r = 0; r < live; ++r) f[tap][r] = wk[r][off];
+  alignas(64) T staged[kStagedChannels * 9][kMaxRows];
+  for (auto& taps : staged) std::fill(taps + live, taps + kMaxRows, T(0));  // as gemm.h wants
+  bool unit = true;  // taps at unit stride: a contiguous weight
+  for (int64_t i = 1; i < cg * 9 && unit; ++i) unit = col_off[i] == col_off[0] + i;
+  for (int64_t cs = 0; cs < cg; cs += kStagedChannels) {
+    const int64_t values = std::min(kStagedChannels, cg - cs) * 9;
+    const int64_t* offs = col_off + cs * 9;
+    for (int64_t r = 0; r < live; ++r) {
+      if (unit) {
+        const T* w = wk[r] + offs[0];
+        // The next block's taps of this filter, fetched while this one is transformed: the
+        // weight comes from memory, as MR short runs the hardware prefetcher misses. (Past
+        // the last block the hint points past the filter; a prefetch never faults.)
+        for (int64_t i = values; i < 2 * values; i += kLine / int64_t{sizeof(T)}) {
+          __builtin_prefetch(w + i);
+        }
+        for (int64_t i = 0; i < values; ++i) staged[i][r] = w[i];
+      } else {
+        for (int64_t i = 0; i < values; ++i) staged[i][r] = wk[r][offs[i]];
+      }
     }
-    transform_filters(f, u);  // lanes past live: zero, as gemm.h wants rows past Kg
-    const int64_t c0 = c / kChannelBlock * kChannelBlock;
-    const int64_t kc = std::min(kChannelBlock, cg - c0);
-    T* dst = a_group + c0 * rows_padded + k0 * kc + (c - c0) * mr;
-    for (int xi = 0; xi < kPositions; ++xi) copy_row(u[xi], mr, dst + xi * per_position);
+    for (int64_t c = cs; c < cs + values / 9; ++c) {
+      Rows<T> f[9], u[kPositions];
+#pragma GCC unroll 9
+      for (int tap = 0; tap < 9; ++tap) {
+        std::memcpy(&f[tap], staged[(c - cs) * 9 + tap], sizeof f[tap]);
+      }
+      transform_filters<T>(f, u);
+      const int64_t c0 = c / kChannelBlock * kChannelBlock;
+      const int64_t kc = std::min(kChannelBlock, cg - c0);
+      T* dst = a_group + c0 * rows_padded + k0 * kc + (c - c0) * mr;
+#pragma GCC unroll 16
+      for (int xi = 0; xi < kPositions; ++xi) store_rows(u[xi], mr, dst + xi * per_position);
+    }
   }
 }
 
