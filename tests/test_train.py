@@ -344,6 +344,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def test_torchrun_two_processes_equal_one(tmp_path):
     # lenet5 has no dropout, whose masks would differ between one process and two.
     common = ["--model", "lenet5", "--epochs", "1", "--max-batches", "4", "--batch-size", "32",
@@ -351,10 +354,16 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     two = tmp_path / "two"
     env = subprocess_env()
     env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo on the loopback interface only
-    result = run_bounded(
-        [*TORCH_DIST, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
-         str(free_port()), "-m", "cnnops.train", *common, "--out", str(two), "--json",
-         str(two / "m.json")], timeout=120, env=env)
+    for attempt in range(2):
+        result = run_bounded(
+            [*TORCH_DIST, "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+             "--master-port", str(free_port()), "-m", "cnnops.train", *common, "--out",
+             str(two), "--json", str(two / "m.json")], timeout=120, env=env)
+        # One rerun where gloo's teardown raced in a process that had finished its work (the
+        # barrier before destroy_process_group in train.py narrows the race, and under load
+        # it still struck once in a dozen CI runs); any other failure fails at once.
+        if result.returncode == 0 or GLOO_TEARDOWN_ABORT not in result.stderr:
+            break
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("epoch 1/1:") == 1  # process 0 alone reports
     metrics = read_json(two / "m.json")
