@@ -71,17 +71,19 @@ constexpr int64_t kChannelBlock = 256;   // input channels per GEMM reduction bl
 constexpr int64_t kWorkingSet = 1 << 20; // bytes of V and M blocks one task keeps hot
 constexpr int64_t kLine = 64;            // bytes of a cache line
 
-// kLanes values of T as one vector (GCC / Clang generic vectors): the input and output
-// transforms work on kLanes tiles side by side, one tile per lane, and keep their values in
-// vector registers from the loads to the stores. (As arrays of kLanes scalars, GCC spilled
-// them to the stack in 256-bit halves and read them back whole: every such load waited for
-// its two stores, which cost the AVX-512 input transform 60% of its time.)
-template <typename T>
-struct LaneVector {
-  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
+// N values of T as one vector (GCC / Clang generic vectors). The transforms work on
+// several tiles (filters) side by side, one per lane, and keep their values in vector
+// registers from the loads to the stores. (As arrays of scalars, GCC spilled them to the
+// stack in 256-bit halves and read them back whole: every such load waited for its two
+// stores, which cost the AVX-512 input transform 60% of its time.)
+template <typename T, int N>
+struct VectorOf {
+  typedef T type __attribute__((vector_size(N * sizeof(T))));
 };
+
+// kLanes tiles: the input and output transforms' lanes, one tile per lane.
 template <typename T>
-using Lanes = typename LaneVector<T>::type;
+using Lanes = typename VectorOf<T, kLanes>::type;
 
 template <typename T>
 __attribute__((always_inline)) inline void load_lanes(const T* src, Lanes<T>& v) {
@@ -93,13 +95,9 @@ __attribute__((always_inline)) inline void store_lanes(const Lanes<T>& v, T* dst
   std::memcpy(dst, &v, sizeof v);
 }
 
-// kMaxRows values of T as one vector: the filter transform's lanes, one filter per lane.
+// kMaxRows filters: the filter transform's lanes, one filter per lane.
 template <typename T>
-struct RowVector {
-  typedef T type __attribute__((vector_size(kMaxRows * sizeof(T))));
-};
-template <typename T>
-using Rows = typename RowVector<T>::type;
+using Rows = typename VectorOf<T, kMaxRows>::type;
 
 // U = G f G^T for kMaxRows filters at once: f[r * 3 + s] is row r, column s of the
 // filters, u[a * 4 + b] row a, column b of their transforms.
