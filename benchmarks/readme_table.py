@@ -4,8 +4,9 @@
 
 Reads every JSON that `cnnops bench --json` wrote into benchmarks/results/, takes the latest
 (by the date it records) CPU run that is neither a --tiny smoke test nor a --channels-last
-run (the table is of the default NCHW layout), and rewrites the part of
-README.md between the two marker comments. Never edit that part by hand.
+run (the table is of the default NCHW layout) nor a run of some families only (--ops: the
+table covers every family the fullest run has), and rewrites the part of README.md between
+the two marker comments. Never edit that part by hand.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def latest_cpu_run(results_dir: str) -> tuple[str, dict] | None:
             runs.append((data["machine"]["date"], path, data))
     if not runs:
         return None
-    _, path, data = max(runs)
+    families = [set(data["settings"].get("families", ())) for _, _, data in runs]
+    fullest = max(families, key=len)
+    complete = [run for run, have in zip(runs, families) if have >= fullest]
+    _, path, data = max(complete)
     return path, data
 
 
