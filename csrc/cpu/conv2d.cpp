@@ -1073,6 +1073,7 @@ void tapwise_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, cons
   const Scratch<T> b_pack(kInput, g.G * inputs * cols_padded * g.Cg);
   const std::vector<int64_t> channel_off = strided_offsets(g.Cg, xs.c);
   const std::vector<int64_t> image_off = strided_offsets(g.N, xs.n);
+  const std::vector<int64_t> y_image_off = strided_offsets(g.N, ys.n);
   at::parallel_for(0, g.G * inputs, 1, [&](int64_t begin, int64_t end) {
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t group = unit / inputs, pixel = unit % inputs;
@@ -1127,13 +1128,8 @@ void tapwise_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, cons
         const int64_t y_pixel = (o / g.Q) * ys.h + (o % g.Q) * ys.w;
         for (int64_t i = 0; i < rows; ++i) {
           const int64_t k = group * g.Kg + m0 + i;
-          const T add = bias ? bias[k] : T(0);
-          const T* c_row = acc.get() + (o * rows + i) * cols;
-          T* y_row = y + k * ys.c + n0 * ys.n + y_pixel;
-          for (int64_t j = 0; j < cols; ++j) {
-            const T value = c_row[j] + add;
-            y_row[j * ys.n] = relu ? std::max(value, T(0)) : value;  // NaN stays NaN
-          }
+          store_columns(acc.get() + (o * rows + i) * cols, bias ? bias[k] : T(0), relu,
+                        y + k * ys.c + y_pixel, y_image_off.data() + n0, cols);
         }
       }
     }
@@ -1144,8 +1140,10 @@ void tapwise_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, cons
 // image: the tiling saves nothing there, and the filter transform (16 values per pair of
 // channels against 9 taps) costs more than the implicit GEMM's packing, whose column tile
 // spans all images and whose B is then shared by every block of rows. Version 0 runs the
-// GEMM on them (vgg16c.b5: forward 10% and grad_input 1.5x faster; its grad_weight stays
-// on Winograd, which is faster there).
+// GEMM on those that the tap-by-tap sum (version 5) does not take, whose batch fills less
+// than half a panel (on vgg16c.b5, before version 5 took it, the GEMM measured 10% faster
+// than Winograd forward and 1.5x in grad_input). grad_weight stays on Winograd, which is
+// faster there.
 bool one_winograd_tile(const ConvGeometry& g) { return g.P <= 2 && g.Q <= 2; }
 
 // Every convolution-shaped product of the fast versions: the forward pass, and grad_input

@@ -482,16 +482,15 @@ constexpr int64_t kStagedChannels = 16;  // filter transform: input channels gat
 // a_group, for all cg input channels. The MR filters are transformed side by side as vector
 // lanes, and each U_xi's MR values of a channel written as a row. The taps of
 // kStagedChannels channels are first copied filter by filter (one run of memory per filter
-// where the weight is contiguous) into the lanes of `staged`, then read back as vectors:
-// gathered lane by lane into registers, they cost 5 instructions a value.
+// where `unit`: the taps at unit stride, a contiguous weight) into the lanes of `staged`,
+// then read back as vectors: gathered lane by lane into registers, they cost 5 instructions
+// a value.
 template <typename T>
 __attribute__((always_inline)) inline void transform_filter_panel_body(
-    const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0, int64_t cg,
+    const T* const* wk, const int64_t* col_off, bool unit, int64_t live, int64_t k0, int64_t cg,
     int64_t mr, int64_t rows_padded, int64_t per_position, T* a_group) {
   alignas(64) T staged[kStagedChannels * 9][kMaxRows];
   for (auto& taps : staged) std::fill(taps + live, taps + kMaxRows, T(0));  // as gemm.h wants
-  bool unit = true;  // taps at unit stride: a contiguous weight
-  for (int64_t i = 1; i < cg * 9 && unit; ++i) unit = col_off[i] == col_off[0] + i;
   for (int64_t cs = 0; cs < cg; cs += kStagedChannels) {
     const int64_t values = std::min(kStagedChannels, cg - cs) * 9;
     const int64_t* offs = col_off + cs * 9;
@@ -596,10 +595,10 @@ __attribute__((always_inline)) inline void pack_input_channels_body(
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 CNNOPS_WINOGRAD_CLONES(transform_filter_panel,
-                       (const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0,
-                        int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position,
-                        T* a_group),
-                       (wk, col_off, live, k0, cg, mr, rows_padded, per_position, a_group))
+                       (const T* const* wk, const int64_t* col_off, bool unit, int64_t live,
+                        int64_t k0, int64_t cg, int64_t mr, int64_t rows_padded,
+                        int64_t per_position, T* a_group),
+                       (wk, col_off, unit, live, k0, cg, mr, rows_padded, per_position, a_group))
 CNNOPS_WINOGRAD_CLONES(pack_grad_output,
                        (const T* dy_rows, const Strides4& dys, const TileBlock& block,
                         int64_t rows, int64_t count, int64_t mr, int64_t rows_padded,
@@ -617,8 +616,8 @@ CNNOPS_WINOGRAD_CLONES(transform_input_channels,
                        (x_channels, xs, block, kc, nt, live, nr, v_stride, v_pack))
 CNNOPS_WINOGRAD_CLONES(transform_output_rows,
                        (const T* m_block, int64_t m_stride, int64_t nt, int64_t live,
-                        int64_t rows, int64_t count, const TileBlock& block, const T* bias, bool relu,
-                        T* y_rows, const Strides4& ys),
+                        int64_t rows, int64_t count, const TileBlock& block, const T* bias,
+                        bool relu, T* y_rows, const Strides4& ys),
                        (m_block, m_stride, nt, live, rows, count, block, bias, relu, y_rows, ys))
 #else
 template <typename T>
@@ -633,10 +632,11 @@ void pack_input_channels(const T* x_cols, const Strides4& xs, const TileBlock& b
   pack_input_channels_body(x_cols, xs, block, cols, count, nr, cols_padded, v_pack);
 }
 template <typename T>
-void transform_filter_panel(const T* const* wk, const int64_t* col_off, int64_t live, int64_t k0,
-                            int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position,
-                            T* a_group) {
-  transform_filter_panel_body(wk, col_off, live, k0, cg, mr, rows_padded, per_position, a_group);
+void transform_filter_panel(const T* const* wk, const int64_t* col_off, bool unit, int64_t live,
+                            int64_t k0, int64_t cg, int64_t mr, int64_t rows_padded,
+                            int64_t per_position, T* a_group) {
+  transform_filter_panel_body(wk, col_off, unit, live, k0, cg, mr, rows_padded, per_position,
+                              a_group);
 }
 template <typename T>
 void transform_input_channels(const T* x_channels, const Strides4& xs, const TileBlock& block,
@@ -646,8 +646,8 @@ void transform_input_channels(const T* x_channels, const Strides4& xs, const Til
 }
 template <typename T>
 void transform_output_rows(const T* m_block, int64_t m_stride, int64_t nt, int64_t live,
-                           int64_t rows, int64_t count, const TileBlock& block, const T* bias, bool relu,
-                           T* y_rows, const Strides4& ys) {
+                           int64_t rows, int64_t count, const TileBlock& block, const T* bias,
+                           bool relu, T* y_rows, const Strides4& ys) {
   transform_output_rows_body(m_block, m_stride, nt, live, rows, count, block, bias, relu, y_rows,
                              ys);
 }
@@ -675,6 +675,8 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
   // filters side by side, as vector lanes), and writes each U_xi's MR values in a row.
   const int64_t panels = rows_padded / t.mr;
   const Scratch<T> a_pack(kOperands, g.G * kPositions * per_position);
+  bool unit = true;  // the taps at unit stride: a contiguous weight, read as runs
+  for (int64_t i = 1; i < g.Cg * 9 && unit; ++i) unit = w.col_off[i] == w.col_off[0] + i;
   at::parallel_for(0, g.G * panels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t group = task / panels, k0 = (task % panels) * t.mr;
@@ -682,8 +684,8 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
       T* a_group = a_pack.get() + group * kPositions * per_position;
       const T* wk[kMaxRows];
       for (int64_t r = 0; r < live; ++r) wk[r] = w.base + w.row_off[group * g.Kg + k0 + r];
-      transform_filter_panel(wk, w.col_off, live, k0, g.Cg, t.mr, rows_padded, per_position,
-                             a_group);
+      transform_filter_panel(wk, w.col_off, unit, live, k0, g.Cg, t.mr, rows_padded,
+                             per_position, a_group);
     }
   });
 
