@@ -309,6 +309,8 @@ def test_global_pooling_with_nan_and_inf(plane, version, layout, device):
     x[1, 2] = 1.0  # all equal: the first one
     x[1, 3].view(-1)[-1] = float("nan")  # a NaN at the very end
     x[2, 0].view(-1)[[3, 11]] = 9.0  # a tie for the maximum
+    x[2, 3].view(-1)[[6, 9]] = 9.0  # a tie across vector lanes: the later lane's comes first
+    x[1, 1].view(-1)[-1] = 9.0  # the maximum last, past the whole vectors of a 7x7 plane
     x[2, 1].view(-1)[[0, 2]] = torch.tensor([-0.0, 0.0], dtype=torch.float64)
     x[2, 1].clamp_(max=0.0)
     # +inf and -inf eight apart, in one vector lane: the kernels' NaN probe (a sum) reads NaN

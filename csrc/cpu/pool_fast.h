@@ -486,30 +486,46 @@ void max_window(const T* plane, int64_t row_stride, int64_t W, const PoolWindow&
   arg[q] = a;
 }
 
-// Global max of a contiguous plane in two passes: the maximum in eight vector lanes (the
-// `v > b ? v : b` of max_row_fast, with the sum of the elements as its NaN probe), then the
-// index torch's sequential scan would report: the first element equal to the maximum, or the
-// last NaN. The second pass stops there, and small planes (the 7x7 heads of CNNs) are still
-// in L1 for it. The value is read back at the index, so that -0.0 and 0.0 come out as torch
-// has them. Without an index to write (the values-only operator), the second pass runs only
-// for a NaN or a maximum of zero.
+// Global max of a contiguous plane in eight vector lanes: the running maximum of each lane
+// is `v > b ? v : b` (as max_row_fast; the sum of the elements is its NaN probe), and the
+// lane remembers where it took its value, the strict comparison keeping the first of equal
+// values. The index torch's sequential scan reports is then the first element equal to the
+// maximum: the least index among the lanes that hold it, else the first in the scalar tail.
+// The value is read back at that index, so that -0.0 and 0.0 come out as torch has them. A
+// NaN (or +inf and -inf in one plane) takes a scalar scan for the last NaN. Without an index
+// to write (the values-only operator), the index is looked for only for a NaN or a maximum
+// of zero. (One pass for the index: the scan that looked for the maximum again cost a branch
+// mispredicted per plane, 5x the pass itself on 64x512x7x7.)
 template <typename T>
 void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
   using V = typename Lanes8<T>::values;
+  using M = typename Lanes8<T>::mask;  // lanes of T's width: in-plane indices
   V best = V{} + minus_infinity<T>(), sum = V{};
+  M at = M{}, lane = M{0, 1, 2, 3, 4, 5, 6, 7};
   int64_t i = 0;
-  for (; i + kFusedVector <= len; i += kFusedVector) {
+  for (; i + kFusedVector <= len; i += kFusedVector, lane += kFusedVector) {
     V v;
     load8(x + i, v);
-    best = v > best ? v : best;
+    const M greater = v > best;
+    best = greater ? v : best;
+    at = greater ? lane : at;
     sum += v;
   }
+  const int64_t tail_begin = i;
   T maximum = minus_infinity<T>(), tail_sum = 0;
   for (; i < len; ++i) {
     maximum = x[i] > maximum ? x[i] : maximum;
     tail_sum += x[i];
   }
-  for (int l = 0; l < kFusedVector; ++l) maximum = best[l] > maximum ? best[l] : maximum;
+  // Across the lanes in three steps of pairs (a chain of eight would cost as much as the pass).
+  const M kHalves[3] = {M{4, 5, 6, 7, 0, 1, 2, 3}, M{2, 3, 0, 1, 6, 7, 4, 5},
+                        M{1, 0, 3, 2, 5, 4, 7, 6}};
+  V top = best;
+  for (const M& pair : kHalves) {
+    const V other = __builtin_shuffle(top, pair);
+    top = other > top ? other : top;
+  }
+  maximum = top[0] > maximum ? top[0] : maximum;
   bool has_nan = false;
   if (any_nan(sum) || tail_sum != tail_sum) {  // a NaN, or +inf and -inf: look
     for (int64_t k = 0; k < len && !has_nan; ++k) has_nan = x[k] != x[k];
@@ -518,12 +534,22 @@ void plane_argmax(const T* x, int64_t len, T* value, int64_t* index) {
     *value = maximum;
     return;
   }
-  int64_t k = 0;
+  int64_t k = len - 1;
   if (has_nan) {
-    for (k = len - 1; k > 0 && x[k] == x[k]; --k) {
-    }
+    while (k > 0 && x[k] == x[k]) --k;
   } else {
-    while (k < len - 1 && !(x[k] == maximum)) ++k;
+    // A lane that never took a value holds -inf at index 0: the maximum is then -inf, every
+    // element equal to it, and 0 the right answer.
+    using Index = decltype(M{}[0] + 0);  // int32_t for float lanes, int64_t for double
+    M first = best == (V{} + maximum) ? at : M{} + static_cast<Index>(len - 1);
+    for (const M& pair : kHalves) {
+      const M other = __builtin_shuffle(first, pair);
+      first = other < first ? other : first;
+    }
+    k = first[0];
+    if (k >= tail_begin) {
+      for (k = tail_begin; k < len - 1 && !(x[k] == maximum);) ++k;
+    }
   }
   *value = x[k];
   if (index != nullptr) *index = k;
