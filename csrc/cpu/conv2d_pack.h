@@ -57,31 +57,46 @@ struct KernelTap {
       : c(k / (g.R * g.S)), r((k / g.S) % g.R), s(k % g.S) {}
 };
 
+// Whether every tap of every output pixel lies inside x and each output row's inputs run on
+// into the next row's along memory, at x's strides xs (a 1x1 convolution at stride 1, without
+// padding, on contiguous planes): a tap's im2col row is then one strided run per image.
+inline bool runs_span_rows(const ConvGeometry& g, const Strides4& xs) {
+  return g.p.pad_top == 0 && g.p.pad_left == 0 &&
+         (g.P - 1) * g.p.stride_h + (g.R - 1) * g.p.dilation_h < g.H &&
+         (g.Q - 1) * g.p.stride_w + (g.S - 1) * g.p.dilation_w < g.W &&
+         g.p.stride_h * xs.h == g.Q * g.p.stride_w * xs.w;
+}
+
 // A run of GEMM columns [q0, q0 + count), column q being output pixel q % PQ of image
 // q / PQ: a tile may span images, so that small images still fill the micro-kernel.
 // Consecutive columns on one output row form a run, whose inputs are evenly spaced along
-// a row of x: packing copies runs rather than gathering column by column.
+// a row of x: packing copies runs rather than gathering column by column. Where the rows
+// run on into each other (runs_span_rows), a run is an image's columns in the tile.
 struct ColumnTile {
   int64_t q0 = 0, count = 0;
+  bool flat = false;               // runs_span_rows of the strides given to fill
   std::vector<int64_t> image_off;  // image * (image stride of the tensor given to fill)
   std::vector<int64_t> ih0, iw0;   // top-left input coordinate of the column's window
-  std::vector<int64_t> run_end;    // first column past the output row of column j
+  std::vector<int64_t> run_end;    // first column past the run of column j
 
   explicit ColumnTile(int64_t capacity)
       : image_off(capacity), ih0(capacity), iw0(capacity), run_end(capacity) {}
 
-  void fill(const ConvGeometry& g, int64_t first, int64_t n_columns, int64_t image_stride) {
+  // The columns [first, first + n_columns) of a convolution reading a tensor of strides s.
+  void fill(const ConvGeometry& g, int64_t first, int64_t n_columns, const Strides4& s) {
     q0 = first;
     count = n_columns;
+    flat = runs_span_rows(g, s);
     for (int64_t j = 0; j < count; ++j) {
       const int64_t q = q0 + j, pixel = q % g.pixels();
-      image_off[j] = (q / g.pixels()) * image_stride;
+      image_off[j] = (q / g.pixels()) * s.n;
       ih0[j] = (pixel / g.Q) * g.p.stride_h - g.p.pad_top;
       iw0[j] = (pixel % g.Q) * g.p.stride_w - g.p.pad_left;
     }
+    const int64_t run = flat ? g.pixels() : g.Q;
     for (int64_t j = count - 1; j >= 0; --j) {
-      const bool row_goes_on = j + 1 < count && (q0 + j + 1) % g.Q != 0;
-      run_end[j] = row_goes_on ? run_end[j + 1] : j + 1;
+      const bool run_goes_on = j + 1 < count && (q0 + j + 1) % run != 0;
+      run_end[j] = run_goes_on ? run_end[j + 1] : j + 1;
     }
   }
 
@@ -220,8 +235,10 @@ struct TapGather {
   }
 };
 
-// Whether a tile's runs are short enough for the gather packing.
-inline bool prefer_gather(const ConvGeometry& g) { return g.Q < 8 || g.p.stride_w > 1; }
+// Whether a tile's runs, reading x of strides xs, are short enough for the gather packing.
+inline bool prefer_gather(const ConvGeometry& g, const Strides4& xs) {
+  return !runs_span_rows(g, xs) && (g.Q < 8 || g.p.stride_w > 1);
+}
 
 // B of the forward GEMM by gathers (see TapGather), in the layout of pack_im2col_panels.
 template <typename T, int NR>
@@ -289,7 +306,9 @@ inline RunSource run_source(const Strides4& xs, const ConvGeometry& g, const Col
   const int64_t ih = tile.ih0[j] + taps.dh[k];
   int64_t lo = len, hi = len;
   const int64_t iw = tile.iw0[j] + taps.dw[k], sw = g.p.stride_w;
-  if (ih >= 0 && ih < g.H && iw + (len - 1) * sw >= 0 && iw < g.W) {
+  if (tile.flat) {  // the run may span rows, all inside x
+    lo = 0;
+  } else if (ih >= 0 && ih < g.H && iw + (len - 1) * sw >= 0 && iw < g.W) {
     if (sw == 1) {  // runs are short and packed for every tile: no divisions here
       lo = std::max<int64_t>(-iw, 0);
       hi = std::min(len, g.W - iw);

@@ -66,10 +66,19 @@ inline void micro_kernel(long K, const typename V::scalar* __restrict a,
     }
     return;
   }
-  // Edge tile or strided columns (channels_last output): go through a scalar copy.
+  // Edge tile or strided columns (channels_last output, C stored column-major): go through a
+  // scalar copy, the inner loop along C's shorter stride. (Along the longer one, a column-major
+  // C whose columns lie 2 KiB apart, grad_weight's dW^T, maps NR lines to 2 sets of L1, which
+  // cannot hold them: every add missed, half the kernel's time on MobileNet's 512 -> 1024.)
   T tile[MR][NR];
   for (int i = 0; i < MR; ++i) {
     for (int v = 0; v < NV; ++v) V::store(&tile[i][v * W], acc[i][v]);
+  }
+  if (rs_c < cs_c) {
+    for (int j = 0; j < n_valid; ++j) {
+      for (int i = 0; i < m_valid; ++i) c[i * rs_c + j * cs_c] += tile[i][j];
+    }
+    return;
   }
   for (int i = 0; i < m_valid; ++i) {
     for (int j = 0; j < n_valid; ++j) c[i * rs_c + j * cs_c] += tile[i][j];
