@@ -154,6 +154,15 @@ def test_matches_native_two_convs(c, version, dtype, device):
     check_against_torch(c, dtype, device, version)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", CASES)
+def test_automatic_version_matches_native_two_convs(c, dtype, device):
+    """Version 0 runs the CPU forward pass of small output planes (every case here but the
+    40x40 one) unfused, through the depthwise and 1x1 conv2d operators; backward stays fused."""
+    check_against_torch(c, dtype, device, 0)
+
+
 LAYOUT_CASES = [CASES[1], CASES[3], CASES[7]]
 
 

@@ -352,8 +352,9 @@ def depthwise_separable_conv2d(
     r"""Depthwise convolution followed by a pointwise (1x1) convolution, in one pass.
 
     Equal to ``conv2d(conv2d(input, depthwise_weight, depthwise_bias, stride, padding,
-    dilation, groups=C), pointwise_weight, pointwise_bias)``, without ever holding the
-    intermediate (depthwise) result whole in memory.
+    dilation, groups=C), pointwise_weight, pointwise_bias)``, without holding the
+    intermediate (depthwise) result whole in memory, except in the CPU forward pass of small
+    output planes (28x28 and under), which runs the two halves one after the other.
 
     Args:
         input: :math:`(N, C, H, W)` or unbatched :math:`(C, H, W)`.
