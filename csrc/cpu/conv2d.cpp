@@ -911,13 +911,13 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   // W^T of each group as B panels, per reduction block of KC taps: block b of group
   // `group` at group * CgRS * cols_padded + b * KC * cols_padded.
   const Scratch<T> b_pack(kOperands, g.G * red * cols_padded);
-  at::parallel_for(0, g.G, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t group = begin; group < end; ++group) {
+  const int64_t k_blocks = ceil_div(red, kReductionBlock);
+  at::parallel_for(0, g.G * k_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t group = unit / k_blocks, k0 = (unit % k_blocks) * kReductionBlock;
       const OffsetMatrix<T> wt{w.base, w.col_off, w.row_off + group * g.Kg};
-      for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
-        pack_b(wt, k0, std::min(kReductionBlock, red - k0), g.Kg, t.nr,
-               b_pack.get() + (group * red + k0) * cols_padded);
-      }
+      pack_b(wt, k0, std::min(kReductionBlock, red - k0), g.Kg, t.nr,
+             b_pack.get() + (group * red + k0) * cols_padded);
     }
   });
 

@@ -488,16 +488,40 @@ void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k
   }
 }
 
-// Packs reduction [k0, k0 + kc) x columns [0, cols) of B into NR-column panels.
+// Packs reduction [k0, k0 + kc) x columns [0, cols) of B into NR-column panels. Where a
+// column's reduction runs along memory (B = W^T: the flat direct and channels-last
+// convolutions, whose columns lie a whole filter apart), each column is read a cache line at
+// a time: a panel row at a time would read NR lines a filter apart, which for filters of a
+// multiple of 1 KiB fall into a few sets of L1 that cannot hold them (MobileNet's 1024 ->
+// 1024 1x1 layer: every load missed). Other B (dY's pixels, contiguous along a row) are read
+// a panel row at a time.
 template <typename T, int NR>
 void pack_b_panels(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t cols, T* dst) {
-  for (int64_t j = 0; j < cols; j += NR) {
+  constexpr int64_t kChunk = 64 / sizeof(T);  // a cache line of a contiguous column
+  const bool along_columns = kc > 1 && B.row_off[k0 + 1] - B.row_off[k0] == 1;
+  for (int64_t j = 0; j < cols; j += NR, dst += kc * NR) {
     const int64_t n = std::min<int64_t>(NR, cols - j);
-    for (int64_t k = 0; k < kc; ++k) {
-      const T* row = B.base + B.row_off[k0 + k];
-      const int64_t* col = B.col_off + j;
-      for (int64_t c = 0; c < n; ++c) *dst++ = row[col[c]];
-      for (int64_t c = n; c < NR; ++c) *dst++ = T(0);
+    if (!along_columns) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* row = B.base + B.row_off[k0 + k];
+        const int64_t* col = B.col_off + j;
+        T* out = dst + k * NR;
+        for (int64_t c = 0; c < n; ++c) out[c] = row[col[c]];
+        for (int64_t c = n; c < NR; ++c) out[c] = T(0);
+      }
+      continue;
+    }
+    for (int64_t k = 0; k < kc; k += kChunk) {
+      const int64_t len = std::min(kChunk, kc - k);
+      const int64_t* row = B.row_off + k0 + k;
+      T* out = dst + k * NR;
+      for (int64_t c = 0; c < n; ++c) {
+        const T* column = B.base + B.col_off[j + c];
+        for (int64_t kk = 0; kk < len; ++kk) out[kk * NR + c] = column[row[kk]];
+      }
+      for (int64_t kk = 0; kk < len; ++kk) {
+        for (int64_t c = n; c < NR; ++c) out[kk * NR + c] = T(0);
+      }
     }
   }
 }
