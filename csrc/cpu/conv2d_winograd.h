@@ -505,6 +505,13 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
         }
         for (int64_t i = 0; i < values; ++i) staged[i][r] = w[i];
       } else {
+        // Another layout, channels_last above all (a tap's channels contiguous, the taps C
+        // apart): the next block's line of each tap fetched ahead, likewise.
+        if (cs + kStagedChannels < cg) {
+          for (int tap = 0; tap < 9; ++tap) {
+            __builtin_prefetch(wk[r] + col_off[(cs + kStagedChannels) * 9 + tap]);
+          }
+        }
         for (int64_t i = 0; i < values; ++i) staged[i][r] = wk[r][offs[i]];
       }
     }
