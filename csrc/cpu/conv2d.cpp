@@ -911,12 +911,16 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
     tap_off[k] = tap.c + tap.r * g.p.dilation_h * ss.h + tap.s * g.p.dilation_w * ss.w;
   }
 
-  // A 1x1 convolution without padding reads A in place (gathered_pixels: each pixel's
-  // channels are contiguous), one B panel over the whole reduction: packing A cost as much
-  // as the product where the reduction is short, and more than reading in place at every
-  // MobileNet width (alternating builds, 10th percentile: 8x32x112x112 -> 64 forward 3.1-3.4
-  // -> 2.2-2.8 ms, grad_input 3.6-4.0 -> 1.9-2.6 ms; 8x1024x7x7 -> 1024 2.25 -> 2.0 ms).
-  const bool gathered = pointwise && red <= kGatheredMaxReduction && t.mr <= kMaxGatheredRows;
+  // A is read in place (gathered_pixels: each pixel's taps at its offset plus the tap's),
+  // against one B panel over the whole reduction: packing A cost as much as the product
+  // where the reduction is short or the output channels few, and more than reading in place
+  // at every MobileNet width (alternating builds, 10th percentile: 8x32x112x112 -> 64
+  // forward 3.1-3.4 -> 2.2-2.8 ms, grad_input 3.6-4.0 -> 1.9-2.6 ms; 8x1024x7x7 -> 1024
+  // 2.25 -> 2.0 ms; VGG's first layer, 1x3x224x224 -> 64, 1.2-1.3 -> 0.85-0.9 ms). Not below
+  // a full panel of output channels (SimpleCNN conv1's grad_input, 1 channel: 12% slower),
+  // where the packed A's contiguous stream wins.
+  const bool gathered =
+      red <= kGatheredMaxReduction && g.Kg >= t.nr && t.mr <= kMaxGatheredRows;
 
   // W^T of each group as B panels, per reduction block of KC taps (or of the whole reduction,
   // `gathered`): block b of group `group` at (group * CgRS + b * KC) * cols_padded, its panel
@@ -971,8 +975,8 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
           int64_t off[kMaxGatheredRows];
           for (int64_t r = 0; r < t.mr; ++r) off[r] = pixel_off[std::min(i + r, rows - 1)];
           for (int64_t j = 0; j < cols; j += t.nr) {
-            gathered_pixels(red, off, src + group * g.Cg, b_group + (j0 + j) * red,
-                            c_tile.get() + i * ldc + j, ldc);
+            gathered_pixels(red, off, tap_off.data(), src + group * g.Cg,
+                            b_group + (j0 + j) * red, c_tile.get() + i * ldc + j, ldc);
           }
         }
       }

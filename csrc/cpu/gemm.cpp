@@ -28,10 +28,10 @@ namespace cnnops::cpu {
                      float* c, long ldc);                                                 \
   void direct_pixels(long taps, const long* tap_off, const double* x, const double* b,    \
                      double* c, long ldc);                                                \
-  void gathered_pixels(long taps, const long* pixel_off, const float* x, const float* b, \
-                       float* c, long ldc);                                               \
-  void gathered_pixels(long taps, const long* pixel_off, const double* x,                \
-                       const double* b, double* c, long ldc);                             \
+  void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,            \
+                       const float* x, const float* b, float* c, long ldc);               \
+  void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,            \
+                       const double* x, const double* b, double* c, long ldc);            \
   void direct_grad_weight_pixels(long images, long n, const float* x,                     \
                                  const long* tap_off, long x_image, int t_valid,          \
                                  const float* dy, long dy_image, float* sums,             \
@@ -196,14 +196,16 @@ void direct_pixels(int64_t taps, const int64_t* tap_off, const double* x, const 
   CNNOPS_DISPATCH(direct_pixels, taps, reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
 }
 
-void gathered_pixels(int64_t taps, const int64_t* pixel_off, const float* x, const float* b,
-                     float* c, int64_t ldc) {
-  CNNOPS_DISPATCH(gathered_pixels, taps, reinterpret_cast<const long*>(pixel_off), x, b, c, ldc)
+void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_off,
+                     const float* x, const float* b, float* c, int64_t ldc) {
+  CNNOPS_DISPATCH(gathered_pixels, taps, reinterpret_cast<const long*>(pixel_off),
+                  reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
 }
 
-void gathered_pixels(int64_t taps, const int64_t* pixel_off, const double* x, const double* b,
-                     double* c, int64_t ldc) {
-  CNNOPS_DISPATCH(gathered_pixels, taps, reinterpret_cast<const long*>(pixel_off), x, b, c, ldc)
+void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_off,
+                     const double* x, const double* b, double* c, int64_t ldc) {
+  CNNOPS_DISPATCH(gathered_pixels, taps, reinterpret_cast<const long*>(pixel_off),
+                  reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
 }
 
 void direct_grad_weight_pixels(int64_t images, int64_t n, const float* x, const int64_t* tap_off,

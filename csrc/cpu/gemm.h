@@ -63,14 +63,14 @@ void direct_pixels(int64_t taps, const int64_t* tap_off, const float* x, const f
 void direct_pixels(int64_t taps, const int64_t* tap_off, const double* x, const double* b,
                    double* c, int64_t ldc);
 
-// The channels-last 1x1 micro-kernel (gemm_kernel.h): MR (gemm_tile().mr) pixels whose
-// channels are contiguous from x + pixel_off[i], times NR output channels,
-// c[i * ldc + j] = sum over channels t of x[pixel_off[i] + t] * b[t * NR + j], b a B panel of
-// W^T (pack_b). The whole MR x NR tile is stored.
-void gathered_pixels(int64_t taps, const int64_t* pixel_off, const float* x, const float* b,
-                     float* c, int64_t ldc);
-void gathered_pixels(int64_t taps, const int64_t* pixel_off, const double* x, const double* b,
-                     double* c, int64_t ldc);
+// The channels-last micro-kernel with A read in place (gemm_kernel.h): MR (gemm_tile().mr)
+// pixels times NR output channels, c[i * ldc + j] = sum over taps t of
+// x[pixel_off[i] + tap_off[t]] * b[t * NR + j], b a B panel of W^T (pack_b). The whole
+// MR x NR tile is stored.
+void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_off,
+                     const float* x, const float* b, float* c, int64_t ldc);
+void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_off,
+                     const double* x, const double* b, double* c, int64_t ldc);
 
 // The flat direct convolution's weight-gradient micro-kernel (gemm_kernel.h): for up to
 // direct_grad_weight_pixels_tile<T>().mr taps m (x at tap_off[m]) and .nr output channels j

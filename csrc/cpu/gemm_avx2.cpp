@@ -102,14 +102,14 @@ void direct_pixels(long taps, const long* tap_off, const double* x, const double
   detail::direct_pixels<DoubleVec, 6, 2>(taps, tap_off, x, b, c, ldc);
 }
 
-void gathered_pixels(long taps, const long* pixel_off, const float* x, const float* b,
-                     float* c, long ldc) {
-  detail::gathered_pixels<FloatVec, 6, 2>(taps, pixel_off, x, b, c, ldc);
+void gathered_pixels(long taps, const long* pixel_off, const long* tap_off, const float* x,
+                     const float* b, float* c, long ldc) {
+  detail::gathered_pixels<FloatVec, 6, 2>(taps, pixel_off, tap_off, x, b, c, ldc);
 }
 
-void gathered_pixels(long taps, const long* pixel_off, const double* x, const double* b,
-                     double* c, long ldc) {
-  detail::gathered_pixels<DoubleVec, 6, 2>(taps, pixel_off, x, b, c, ldc);
+void gathered_pixels(long taps, const long* pixel_off, const long* tap_off, const double* x,
+                     const double* b, double* c, long ldc) {
+  detail::gathered_pixels<DoubleVec, 6, 2>(taps, pixel_off, tap_off, x, b, c, ldc);
 }
 
 void direct_grad_weight_pixels(long images, long n, const float* x, const long* tap_off,

@@ -208,15 +208,16 @@ void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
   }
 }
 
-// The channels-last 1x1 micro-kernel, micro_kernel's roles with A read in place: MR pixels
-// of x, pixel i's channels contiguous from x + pixel_off[i], each channel broadcast, times NR
-// output channels of W^T packed as one B panel:
-//   c[i * ldc + j] = sum_t x[pixel_off[i] + t] * b[t * NR + j]      (i < MR, j < NR)
-// stored whole. Packing A would cost as much as the product where the reduction (the input
-// channels) is short: each packed value feeds only NR multiply-adds per panel.
+// The channels-last micro-kernel, micro_kernel's roles with A read in place: MR pixels of
+// x, pixel i's taps at x + pixel_off[i] + tap_off[t], each broadcast, times NR output
+// channels of W^T packed as one B panel:
+//   c[i * ldc + j] = sum_t x[pixel_off[i] + tap_off[t]] * b[t * NR + j]  (i < MR, j < NR)
+// stored whole. Packing A would cost as much as the product where the reduction is short or
+// the output channels few: each packed value feeds only NR multiply-adds per panel.
 template <typename V, int MR, int NV>
-void gathered_pixels(long taps, const long* pixel_off, const typename V::scalar* x,
-                     const typename V::scalar* b, typename V::scalar* c, long ldc) {
+void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
+                     const typename V::scalar* x, const typename V::scalar* b,
+                     typename V::scalar* c, long ldc) {
   using T = typename V::scalar;
   using vec = typename V::vec;
   constexpr int W = V::width;
@@ -234,9 +235,10 @@ void gathered_pixels(long taps, const long* pixel_off, const typename V::scalar*
     vec bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + t * NR + v * W);
+    const long at = tap_off[t];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const vec ai = V::broadcast(row[i][t]);
+      const vec ai = V::broadcast(row[i][at]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
     }
