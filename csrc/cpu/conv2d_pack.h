@@ -416,6 +416,29 @@ void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& 
                             const TapTable& taps, int64_t k0, int64_t kc, const ColumnTile& tile,
                             const TapGather* gather, T* dst) {
   const int64_t cols = tile.count;
+  if (xs.c == 1 && g.C > 1 && tile.flat) {
+    // Channels innermost (channels_last) and every tap inside (a 1x1 convolution): a panel
+    // row, one column's NR taps, is read along memory (a run of channels), where a tap at a
+    // time would read every element from a line of its own (alternating builds, 10th
+    // percentile: 8x1024x7x7 -> 1024 grad_weight 4.6-4.9 -> 2.7-3.1 ms, 8x32x112x112 -> 64
+    // 8.0-10.4 -> 6.7-7.8 ms). With padding, the bounds checks cost more than that saves.
+    for (int64_t p = 0; p < kc; p += NR) {
+      const int64_t live = std::min<int64_t>(NR, kc - p);
+      int64_t at[NR];  // the panel's taps' offsets from a window's top-left input pixel
+      for (int64_t kk = 0; kk < live; ++kk) {
+        const int64_t k = k0 + p + kk;
+        at[kk] = taps.c_off[k] + taps.dh[k] * xs.h + taps.dw[k] * xs.w;
+      }
+      T* panel = dst + (p / NR) * cols * NR;
+      for (int64_t j = 0; j < cols; ++j) {
+        T* out = panel + j * NR;
+        const T* window = x + tile.image_off[j] + tile.ih0[j] * xs.h + tile.iw0[j] * xs.w;
+        for (int64_t kk = 0; kk < live; ++kk) out[kk] = window[at[kk]];
+        for (int64_t kk = live; kk < NR; ++kk) out[kk] = T(0);
+      }
+    }
+    return;
+  }
   for (int64_t kk = 0; kk < round_up(kc, NR); ++kk) {
     T* out = dst + (kk / NR) * cols * NR + kk % NR;
     if (kk >= kc) {
