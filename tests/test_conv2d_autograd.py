@@ -249,3 +249,30 @@ def test_cpu_backward_is_bitwise_deterministic(version):
     for run, results in runs.items():
         for name, a, e in zip(("output", "grad_input", "grad_weight", "grad_bias"), results, first):
             assert torch.equal(a, e), f"{name} differs bitwise ({run})"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channels_last_1x1_grad_weight_matches_float64_and_thread_counts(stride, version):
+    """Channels-last 1x1 layers take their own grad_weight kernel (dY read in place, the
+    pixels cut into ranges summed into copies of dW): 9800 output pixels make three ranges,
+    40 output channels a partial block of the micro-kernel's rows and 24 input channels a
+    partial panel; the result must match float64 and not depend on the thread count."""
+    cl = torch.channels_last
+    x = torch.randn(2, 24, 70 * stride, 70 * stride).contiguous(memory_format=cl)
+    grad_output = torch.randn(2, 40, 70, 70).contiguous(memory_format=cl)
+    args = ([40, 24, 1, 1], [stride, stride], [0, 0, 0, 0], [1, 1], 1)
+    ref = torch.ops.aten.convolution_backward(
+        grad_output.double(), x.double(), torch.zeros(40, 24, 1, 1, dtype=torch.float64), None,
+        [stride, stride], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])[1]
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with cnnops.kernel_version("conv2d", version):
+                results.append(torch.ops.cnnops.conv2d_grad_weight(grad_output, x, *args))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(results[0].double(), ref, rtol=1e-5, atol=1e-3)
+    assert torch.equal(results[0], results[1])

@@ -1003,6 +1003,91 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   });
 }
 
+// grad_weight of a 1x1 convolution without padding between channels-last tensors:
+//   dW[k, c] = sum over pixels of dY[pixel, k] * X[pixel, c]
+// dY is read in place by gathered_pixels (MR output channels of a pixel are contiguous; the
+// pixels are its reduction), X copied per chunk of kReductionBlock pixels into NR-channel
+// panels (runs of contiguous channels): packing dY as well cost more than the product on
+// MobileNet's narrow layers (alternating builds, 10th percentile, the packed GEMM -> this:
+// 8x32x112x112 -> 64 6.4-7.8 -> 3.2-3.3 ms, 8x256x28x28 -> 256 3.4-3.7 -> 2.4-2.5 ms,
+// 8x1024x7x7 -> 1024 2.6-3.0 -> 2.3-2.4 ms). The pixels are cut into `splits` ranges from
+// the shape alone,
+// each summed chunk by chunk in order into its own copy of dW (the first into dW itself),
+// and the copies added in order: the result does not depend on the thread count. (Not below
+// a full panel of output channels, as channels_last_gemm.)
+bool channels_last_pointwise_grad_weight_applies(const ConvGeometry& g, const Strides4& xs,
+                                                 const Strides4& dys, int64_t nr) {
+  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 && xs.c == 1 &&
+         dys.c == 1 && g.C > 1 && g.Kg >= nr;
+}
+
+template <typename T>
+void channels_last_pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x,
+                                         const Strides4& xs, T* dw, const ConvGeometry& g) {
+  constexpr int64_t kPixelsPerSplit = 4096;
+  const GemmTile t = gemm_tile<T>();
+  const int64_t pixels = g.columns(), panels = ceil_div(g.Cg, t.nr);
+  const int64_t budget = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * int64_t{sizeof(T)});
+  const int64_t copies_fit = budget / std::max<int64_t>(g.K * g.Cg * int64_t{sizeof(T)}, 1);
+  const int64_t splits = std::clamp<int64_t>(
+      std::min(ceil_div(pixels, kPixelsPerSplit), 1 + copies_fit), 1, 8);
+  const int64_t per_split = round_up(ceil_div(pixels, splits), kReductionBlock);
+  std::vector<T> partial((splits - 1) * g.K * g.Cg, T(0));
+  // Ranges of output channels too, where splits and groups alone would leave a core idle
+  // (a range changes no sum's order).
+  const int64_t blocks = ceil_div(g.Kg, t.mr);
+  const int64_t ranges =
+      std::clamp<int64_t>(ceil_div(2 * at::get_num_threads(), splits * g.G), 1, blocks);
+  const int64_t per_range = ceil_div(blocks, ranges) * t.mr;
+  at::parallel_for(0, splits * g.G * ranges, 1, [&](int64_t begin, int64_t end) {
+    const Scratch<T> b_pack(kPanelB, kReductionBlock * t.nr);
+    const Scratch<T> c_tile(kTile, t.mr * t.nr);
+    int64_t k_off[kMaxGatheredRows];
+    std::vector<int64_t> dy_off(kReductionBlock), x_off(kReductionBlock);  // a chunk's pixels
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t s = task / (g.G * ranges), group = task / ranges % g.G;
+      const int64_t k_begin = task % ranges * per_range;
+      const int64_t k_end = std::min(g.Kg, k_begin + per_range);
+      T* sums = (s == 0 ? dw : partial.data() + (s - 1) * g.K * g.Cg) + group * g.Kg * g.Cg;
+      const T* x_group = x + group * g.Cg;
+      const int64_t q_end = std::min(pixels, (s + 1) * per_split);
+      for (int64_t q0 = s * per_split; q0 < q_end; q0 += kReductionBlock) {
+        const int64_t count = std::min(kReductionBlock, q_end - q0);
+        for (int64_t i = 0; i < count; ++i) {
+          const int64_t q = q0 + i, n = q / g.pixels(), p = q % g.pixels() / g.Q, w = q % g.Q;
+          dy_off[i] = n * dys.n + p * dys.h + w * dys.w;
+          x_off[i] = n * xs.n + p * g.p.stride_h * xs.h + w * g.p.stride_w * xs.w;
+        }
+        for (int64_t panel = 0; panel < panels; ++panel) {
+          const int64_t c0 = panel * t.nr, live = std::min(t.nr, g.Cg - c0);
+          for (int64_t i = 0; i < count; ++i) {
+            const T* src = x_group + x_off[i] + c0;
+            T* out = b_pack.get() + i * t.nr;
+            std::copy(src, src + live, out);
+            std::fill(out + live, out + t.nr, T(0));
+          }
+          for (int64_t k0 = k_begin; k0 < k_end; k0 += t.mr) {
+            const int64_t rows = std::min(t.mr, k_end - k0);
+            for (int64_t r = 0; r < t.mr; ++r) {
+              k_off[r] = group * g.Kg + k0 + std::min(r, rows - 1);  // repeats past `rows`
+            }
+            gathered_pixels(count, k_off, dy_off.data(), dy, b_pack.get(), c_tile.get(), t.nr);
+            for (int64_t r = 0; r < rows; ++r) {
+              T* row = sums + (k0 + r) * g.Cg + c0;
+              const T* c = c_tile.get() + r * t.nr;
+              for (int64_t j = 0; j < live; ++j) row[j] += c[j];
+            }
+          }
+        }
+      }
+    }
+  });
+  for (int64_t s = 1; s < splits; ++s) {
+    const T* part = partial.data() + (s - 1) * g.K * g.Cg;
+    for (int64_t i = 0; i < g.K * g.Cg; ++i) dw[i] += part[i];
+  }
+}
+
 // A thin convolution (1 to 3 output channels per group, the grad_input of a first layer)
 // would leave most rows of the GEMM's MR x NR block idle: the direct kernel's 3-row variant
 // takes it, whatever the reduction's length.
@@ -1563,6 +1648,12 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
       conv2d_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
+    } else if ((kernel_version(OpFamily::conv2d) == 0 || kernel_version(OpFamily::conv2d) == 4) &&
+               channels_last_pointwise_grad_weight_applies(
+                   g, Strides4(input), Strides4(grad_output), gemm_tile<scalar_t>().nr)) {
+      channels_last_pointwise_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
+                                          input.data_ptr<scalar_t>(), Strides4(input),
+                                          grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_pointwise_grad_weight<scalar_t>(g, Strides4(input), Strides4(grad_output))) {
       pointwise_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
                             input.data_ptr<scalar_t>(), Strides4(input),
