@@ -1011,10 +1011,9 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
 // MobileNet's narrow layers (alternating builds, 10th percentile, the packed GEMM -> this:
 // 8x32x112x112 -> 64 6.4-7.8 -> 3.2-3.3 ms, 8x256x28x28 -> 256 3.4-3.7 -> 2.4-2.5 ms,
 // 8x1024x7x7 -> 1024 2.6-3.0 -> 2.3-2.4 ms). The pixels are cut into `splits` ranges from
-// the shape alone,
-// each summed chunk by chunk in order into its own copy of dW (the first into dW itself),
-// and the copies added in order: the result does not depend on the thread count. (Not below
-// a full panel of output channels, as channels_last_gemm.)
+// the shape alone, each summed chunk by chunk in order into its own copy of dW (the first
+// into dW itself), and the copies added in order: the result does not depend on the thread
+// count. (Not below a full panel of output channels, as channels_last_gemm.)
 bool channels_last_pointwise_grad_weight_applies(const ConvGeometry& g, const Strides4& xs,
                                                  const Strides4& dys, int64_t nr) {
   return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 && xs.c == 1 &&
