@@ -97,6 +97,10 @@ CASES = [
     # partial vector, at stride 1 and 2
     case("c70_k3", 2, 70, 1, (6, 7), (3, 3), padding=1),
     case("c70_k3_stride2_dilation2", 1, 70, 1, (9, 8), (3, 3), stride=2, padding=2, dilation=2),
+    # up to two vectors and nine taps: the weights held in registers (20: a partial second
+    # vector on AVX-512, more than two vectors on AVX2)
+    case("c20_k3", 2, 20, 1, (6, 7), (3, 3), padding=1),
+    case("c32_k3_stride2", 1, 32, 1, (9, 8), (3, 3), stride=2, padding=1),
 ]
 
 

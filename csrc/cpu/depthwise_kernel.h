@@ -285,7 +285,10 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
 //   channels_dot        acc[t][c] += sum_q g[q * g_step + c] * src[t][q * src_step + c]
 // channels_correlate keeps even and odd taps in separate sums, four vectors at a time, to
 // hide the FMA latency; channels_dot sums up to 8 taps of one vector in registers over the
-// pixels. Both orders depend only on the arguments.
+// pixels. Both orders depend only on the arguments. Up to two vectors of channels and nine
+// taps (MobileNet's first depthwise layer: 32 channels, 3x3), channels_correlate holds the
+// weights in registers: reloading them every pixel made it load-bound, at twice the
+// loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms for native).
 template <typename V>
 inline void channels_correlate(long count, long C, int ntaps,
                                const typename V::scalar* const* __restrict src, long src_step,
@@ -294,6 +297,33 @@ inline void channels_correlate(long count, long C, int ntaps,
                                long out_step) {
   using vec = typename V::vec;
   constexpr int W = V::width;
+  constexpr int kHeldTaps = 9;
+  if (C <= 2 * W && ntaps <= kHeldTaps) {
+    // The same sums as below (even and odd taps apart, then added), the weights held.
+    const int vectors = C > W ? 2 : 1;
+    vec wv[kHeldTaps][2], start[2];
+    long lanes[2];
+    for (int i = 0; i < vectors; ++i) {
+      lanes[i] = i == 0 ? (C < W ? C : W) : C - W;
+      for (int t = 0; t < ntaps; ++t) wv[t][i] = V::load_n(w[t] + i * W, lanes[i]);
+      start[i] = init ? V::load_n(init + i * W, lanes[i]) : V::zero();
+    }
+    for (long q = 0; q < count; ++q) {
+      const long sq = q * src_step;
+      for (int i = 0; i < vectors; ++i) {
+        const long c = i * W;
+        vec even = start[i], odd = V::zero();
+        int t = 0;
+        for (; t + 1 < ntaps; t += 2) {
+          even = V::fma(wv[t][i], V::load_n(src[t] + sq + c, lanes[i]), even);
+          odd = V::fma(wv[t + 1][i], V::load_n(src[t + 1] + sq + c, lanes[i]), odd);
+        }
+        if (t < ntaps) even = V::fma(wv[t][i], V::load_n(src[t] + sq + c, lanes[i]), even);
+        V::store_n(out + q * out_step + c, V::add(even, odd), lanes[i]);
+      }
+    }
+    return;
+  }
   for (long q = 0; q < count; ++q) {
     const long sq = q * src_step;
     long c = 0;
