@@ -308,6 +308,8 @@ inline void channels_correlate(long count, long C, int ntaps,
       for (int t = 0; t < ntaps; ++t) wv[t][i] = V::load_n(w[t] + i * W, lanes[i]);
       start[i] = init ? V::load_n(init + i * W, lanes[i]) : V::zero();
     }
+    const typename V::scalar* from[kHeldTaps];  // the taps' pointers, not reloaded per pixel
+    for (int t = 0; t < ntaps; ++t) from[t] = src[t];
     for (long q = 0; q < count; ++q) {
       const long sq = q * src_step;
       for (int i = 0; i < vectors; ++i) {
@@ -315,10 +317,10 @@ inline void channels_correlate(long count, long C, int ntaps,
         vec even = start[i], odd = V::zero();
         int t = 0;
         for (; t + 1 < ntaps; t += 2) {
-          even = V::fma(wv[t][i], V::load_n(src[t] + sq + c, lanes[i]), even);
-          odd = V::fma(wv[t + 1][i], V::load_n(src[t + 1] + sq + c, lanes[i]), odd);
+          even = V::fma(wv[t][i], V::load_n(from[t] + sq + c, lanes[i]), even);
+          odd = V::fma(wv[t + 1][i], V::load_n(from[t + 1] + sq + c, lanes[i]), odd);
         }
-        if (t < ntaps) even = V::fma(wv[t][i], V::load_n(src[t] + sq + c, lanes[i]), even);
+        if (t < ntaps) even = V::fma(wv[t][i], V::load_n(from[t] + sq + c, lanes[i]), even);
         V::store_n(out + q * out_step + c, V::add(even, odd), lanes[i]);
       }
     }
