@@ -299,8 +299,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   const int64_t shared_size = g.G * tiles * red * cols_padded;
   const bool share_b =
       blocks_of_rows >= 4 &&
-      shared_size * int64_t{sizeof(T)} <=
-          std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * int64_t{sizeof(T)});
+      shared_size * int64_t{sizeof(T)} <= g.max_workspace_bytes(sizeof(T));
   const Scratch<T> shared_b(kInput, share_b ? shared_size : 0);
   if (share_b) {
     const int64_t blocks_of_k = ceil_div(red, kReductionBlock);
@@ -488,7 +487,7 @@ bool flat_direct_pays(const ConvGeometry& g) {
   const int64_t element = sizeof(T);
   const int64_t image_bytes = g.Cg * padded_rows(g) * flat_cols(g) * element;
   const int64_t computed = round_up(flat_columns(g), gemm_tile<T>().mr);
-  const int64_t bound = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element);
+  const int64_t bound = g.max_workspace_bytes(element);
   const int64_t dy_copy = g.N * g.G * round_up(g.Kg, gemm_tile<T>().nr) * flat_columns(g) * element;
   return image_bytes <= kFlatMaxImageBytes &&
          static_cast<double>(g.P * g.Q) >= kFlatMinUsed * static_cast<double>(computed) &&
@@ -733,10 +732,7 @@ void conv2d_grad_weight_direct(const at::Tensor& grad_output, const at::Tensor& 
       }
     }
   });
-  for (int64_t s = 1; s < splits; ++s) {
-    const T* part = partial.data() + (s - 1) * g.K * taps;
-    for (int64_t i = 0; i < g.K * taps; ++i) dw[i] += part[i];
-  }
+  add_partial_sums(dw, partial, splits - 1, g.K * taps);
 }
 
 // 1x1, stride 1, no padding, and x and y with contiguous planes: each image is then the
@@ -869,7 +865,7 @@ bool channels_last_gemm_applies(const ConvGeometry& g, const Strides4& xs, const
 }
 
 constexpr int64_t kGatheredMaxReduction = 4096;  // its B panel (NR columns) within L2
-constexpr int64_t kMaxGatheredRows = 16;        // at least any micro-kernel's MR
+constexpr int64_t kMaxPanelRows = 16;             // at least any micro-kernel's MR
 
 bool unpadded_1x1(const ConvGeometry& g) {
   return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0;
@@ -920,7 +916,7 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   // a full panel of output channels (SimpleCNN conv1's grad_input, 1 channel: 12% slower),
   // where the packed A's contiguous stream wins.
   const bool gathered =
-      red <= kGatheredMaxReduction && g.Kg >= t.nr && t.mr <= kMaxGatheredRows;
+      red <= kGatheredMaxReduction && g.Kg >= t.nr && t.mr <= kMaxPanelRows;
 
   // W^T of each group as B panels, per reduction block of KC taps (or of the whole reduction,
   // `gathered`): block b of group `group` at (group * CgRS + b * KC) * cols_padded, its panel
@@ -949,7 +945,7 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   while (g.G * row_tasks * col_tasks % threads != 0 && col_tasks < max_col_tasks) ++col_tasks;
   const int64_t col_block = round_up(ceil_div(g.Kg, col_tasks), t.nr);
   at::parallel_for(0, g.G * row_tasks * col_tasks, 1, [&](int64_t begin, int64_t end) {
-    const Scratch<T> a_pack(kPanelB, row_block * kReductionBlock);
+    const Scratch<T> a_pack(kPanelB, gathered ? 0 : row_block * kReductionBlock);
     // The product's tile, rows a little more than a multiple of 4 KiB apart: C rows exactly
     // K = 1024 floats apart, as in y, evict each other from L1 (4K aliasing).
     const int64_t ldc = round_up(col_block, 16) + 16;
@@ -972,22 +968,23 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
         // the rows past `rows`, which are computed and never stored.
         const T* b_group = b_pack.get() + group * red * cols_padded;
         for (int64_t i = 0; i < rows; i += t.mr) {
-          int64_t off[kMaxGatheredRows];
+          int64_t off[kMaxPanelRows];
           for (int64_t r = 0; r < t.mr; ++r) off[r] = pixel_off[std::min(i + r, rows - 1)];
           for (int64_t j = 0; j < cols; j += t.nr) {
             gathered_pixels(red, off, tap_off.data(), src + group * g.Cg,
                             b_group + (j0 + j) * red, c_tile.get() + i * ldc + j, ldc);
           }
         }
-      }
-      const OffsetMatrix<T> a{src + group * g.Cg, pixel_off.data(), tap_off.data()};
-      if (!gathered) std::fill(c_tile.get(), c_tile.get() + rows * ldc, T(0));
-      for (int64_t k0 = 0; !gathered && k0 < red; k0 += kReductionBlock) {
-        const int64_t kc = std::min(kReductionBlock, red - k0);
-        pack_a(a, 0, rows, k0, kc, t.mr, a_pack.get());
-        gemm_packed(rows, cols, kc, a_pack.get(),
-                    b_pack.get() + (group * red + k0) * cols_padded + j0 * kc, c_tile.get(),
-                    ldc, 1);
+      } else {
+        const OffsetMatrix<T> a{src + group * g.Cg, pixel_off.data(), tap_off.data()};
+        std::fill(c_tile.get(), c_tile.get() + rows * ldc, T(0));
+        for (int64_t k0 = 0; k0 < red; k0 += kReductionBlock) {
+          const int64_t kc = std::min(kReductionBlock, red - k0);
+          pack_a(a, 0, rows, k0, kc, t.mr, a_pack.get());
+          gemm_packed(rows, cols, kc, a_pack.get(),
+                      b_pack.get() + (group * red + k0) * cols_padded + j0 * kc, c_tile.get(),
+                      ldc, 1);
+        }
       }
       // Epilogue: bias and ReLU on the way to y, whose pixels lie K apart.
       const int64_t k0 = group * g.Kg + j0;
@@ -1020,13 +1017,22 @@ bool channels_last_pointwise_grad_weight_applies(const ConvGeometry& g, const St
          dys.c == 1 && g.C > 1 && g.Kg >= nr;
 }
 
+// Whether the fast versions run channels_last_pointwise_grad_weight (version 0 or 4).
+template <typename T>
+bool use_channels_last_pointwise_grad_weight(const ConvGeometry& g, const Strides4& xs,
+                                             const Strides4& dys) {
+  const int version = kernel_version(OpFamily::conv2d);
+  return (version == 0 || version == 4) &&
+         channels_last_pointwise_grad_weight_applies(g, xs, dys, gemm_tile<T>().nr);
+}
+
 template <typename T>
 void channels_last_pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x,
                                          const Strides4& xs, T* dw, const ConvGeometry& g) {
   constexpr int64_t kPixelsPerSplit = 4096;
   const GemmTile t = gemm_tile<T>();
   const int64_t pixels = g.columns(), panels = ceil_div(g.Cg, t.nr);
-  const int64_t budget = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * int64_t{sizeof(T)});
+  const int64_t budget = g.max_workspace_bytes(sizeof(T));
   const int64_t copies_fit = budget / std::max<int64_t>(g.K * g.Cg * int64_t{sizeof(T)}, 1);
   const int64_t splits = std::clamp<int64_t>(
       std::min(ceil_div(pixels, kPixelsPerSplit), 1 + copies_fit), 1, 8);
@@ -1041,7 +1047,7 @@ void channels_last_pointwise_grad_weight(const T* dy, const Strides4& dys, const
   at::parallel_for(0, splits * g.G * ranges, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> b_pack(kPanelB, kReductionBlock * t.nr);
     const Scratch<T> c_tile(kTile, t.mr * t.nr);
-    int64_t k_off[kMaxGatheredRows];
+    int64_t k_off[kMaxPanelRows];
     std::vector<int64_t> dy_off(kReductionBlock), x_off(kReductionBlock);  // a chunk's pixels
     for (int64_t task = begin; task < end; ++task) {
       const int64_t s = task / (g.G * ranges), group = task / ranges % g.G;
@@ -1081,10 +1087,7 @@ void channels_last_pointwise_grad_weight(const T* dy, const Strides4& dys, const
       }
     }
   });
-  for (int64_t s = 1; s < splits; ++s) {
-    const T* part = partial.data() + (s - 1) * g.K * g.Cg;
-    for (int64_t i = 0; i < g.K * g.Cg; ++i) dw[i] += part[i];
-  }
+  add_partial_sums(dw, partial, splits - 1, g.K * g.Cg);
 }
 
 // A thin convolution (1 to 3 output channels per group, the grad_input of a first layer)
@@ -1113,7 +1116,6 @@ constexpr int64_t kPointwiseMinPixels = 512;  // version 0: 1x1 planes the direc
 // panels, each input pixel's X once as B panels; every output pixel's sum then runs over
 // its own taps, in tap order, whatever the split of the work.
 constexpr int64_t kTapwiseMaxPixels = 16;  // output pixels per image
-constexpr int64_t kMaxPanelRows = 16;      // at least any micro-kernel's MR
 constexpr double kTapwiseMaxInside = 0.5;  // version 0: the share of (pixel, tap) pairs inside
 
 // Whether the output pixel o = p * Q + q reads the input through tap t = r * S + s, and
@@ -1140,7 +1142,7 @@ bool tapwise_applies(const ConvGeometry& g) {
   const int64_t element = sizeof(T);
   const int64_t packed = g.C * g.H * g.W * round_up(g.N, gemm_tile<T>().nr) * element;
   return g.P * g.Q <= kTapwiseMaxPixels &&
-         packed <= std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element);
+         packed <= g.max_workspace_bytes(element);
 }
 
 // Version 0 takes the tap-by-tap sum where it skips at least half the products and the
@@ -1466,7 +1468,7 @@ GradWeightSplit grad_weight_split(const ConvGeometry& g, int64_t element_size, i
                                    int64_t nr) {
   constexpr int64_t kWantTasks = 8, kMinColumnsPerSplit = 1024;
   // The partial copies of dW stay within the larger of 64 MiB and the input's size.
-  const int64_t budget = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element_size);
+  const int64_t budget = g.max_workspace_bytes(element_size);
   const int64_t copies_fit = budget / std::max<int64_t>(g.K * g.reduction() * element_size, 1);
   const bool taps_as_rows = g.reduction() < g.Kg && g.reduction() < nr;
   const int64_t rows = taps_as_rows ? g.reduction() : g.Kg;
@@ -1542,10 +1544,7 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
       }
     }
   });
-  for (int64_t s = 1; s < split.splits; ++s) {
-    const T* part = partial.data() + (s - 1) * g.K * red;
-    for (int64_t i = 0; i < g.K * red; ++i) dw[i] += part[i];
-  }
+  add_partial_sums(dw, partial, split.splits - 1, g.K * red);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1647,9 +1646,8 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_grad_weight", [&] {
     if (use_reference()) {
       conv2d_grad_weight_reference<scalar_t>(grad_output, input, grad_weight, g);
-    } else if ((kernel_version(OpFamily::conv2d) == 0 || kernel_version(OpFamily::conv2d) == 4) &&
-               channels_last_pointwise_grad_weight_applies(
-                   g, Strides4(input), Strides4(grad_output), gemm_tile<scalar_t>().nr)) {
+    } else if (use_channels_last_pointwise_grad_weight<scalar_t>(g, Strides4(input),
+                                                                 Strides4(grad_output))) {
       channels_last_pointwise_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
                                           input.data_ptr<scalar_t>(), Strides4(input),
                                           grad_weight.data_ptr<scalar_t>(), g);

@@ -27,6 +27,22 @@ namespace cnnops::cpu {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
+// The most workspace a kernel may allocate: the larger of 64 MiB and its input's size.
+inline int64_t workspace_bound(int64_t input_bytes) {
+  return std::max<int64_t>(int64_t{64} << 20, input_bytes);
+}
+
+// Adds `copies` partial sums of `size` elements, laid one after another, into sums in order
+// (the weight gradients' reductions split over ranges of pixels: a fixed order, whatever the
+// thread count).
+template <typename T>
+void add_partial_sums(T* sums, const std::vector<T>& partial, int64_t copies, int64_t size) {
+  for (int64_t s = 0; s < copies; ++s) {
+    const T* part = partial.data() + s * size;
+    for (int64_t i = 0; i < size; ++i) sums[i] += part[i];
+  }
+}
+
 struct Strides4 {
   int64_t n, c, h, w;
   explicit Strides4(const at::Tensor& t)
@@ -48,6 +64,10 @@ struct ConvGeometry {
   int64_t pixels() const { return P * Q; }          // output pixels of one image
   int64_t columns() const { return N * P * Q; }     // GEMM columns: output pixels of the batch
   int64_t reduction() const { return Cg * R * S; }  // CgRS: one im2col column's length
+  // workspace_bound of this call's input, of elements of `element` bytes.
+  int64_t max_workspace_bytes(int64_t element) const {
+    return workspace_bound(N * C * H * W * element);
+  }
 };
 
 // (c, r, s) of row k of the im2col matrix.

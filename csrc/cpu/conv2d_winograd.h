@@ -58,7 +58,7 @@ inline bool winograd_applies(const ConvGeometry& g) {
 // workspace bound, the larger of 64 MiB and the input's size.
 inline bool winograd_pays(const ConvGeometry& g, int64_t element_size) {
   const int64_t filters = 16 * g.K * g.Cg * element_size;
-  const int64_t bound = std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * element_size);
+  const int64_t bound = g.max_workspace_bytes(element_size);
   return winograd_applies(g) && g.Cg >= 16 && filters <= bound;
 }
 
@@ -778,8 +778,7 @@ GradWeightSplit split_grad_weight(const ConvGeometry& g, const Tiling& tiling, c
   const int64_t blocks = g.G * row_blocks * col_blocks;
   // Copies of dW stay within the larger of 64 MiB and the input's size, as the implicit
   // GEMM's partial weight gradients do.
-  const int64_t budget =
-      std::max<int64_t>(int64_t{64} << 20, g.N * g.C * g.H * g.W * int64_t{sizeof(T)});
+  const int64_t budget = g.max_workspace_bytes(sizeof(T));
   const int64_t copy_bytes = g.K * g.Cg * 9 * int64_t{sizeof(T)};
   const int64_t splits = std::clamp<int64_t>(
       std::min({ceil_div(kWantTasks, blocks), tiling.count / (4 * kGradTiles),

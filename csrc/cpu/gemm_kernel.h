@@ -15,9 +15,10 @@ namespace cnnops::cpu::detail {
 // must then hold in a register rather than fold its load into each use. Loads and stores are
 // unaligned.
 //
-// outer_products: acc = sum over k < K of the MR values at a_row(k), each broadcast, times
-// the NR values b[k * NR ..]: the loop of micro_kernel (a_row(k) = a + k * MR, A packed)
-// and of direct_pixels (a_row(t) = x + tap_off[t], the input read in place).
+// outer_products: acc = sum over k < K of the MR values a_row(k)[i], each broadcast, times
+// the NR values b[k * NR ..]: the loop of micro_kernel (a_row(k) = a + k * MR, A packed),
+// of direct_pixels (a_row(t) = x + tap_off[t], the input read in place) and of
+// gathered_pixels (a_row(t)[i] = x[pixel_off[i] + tap_off[t]]).
 template <typename V, int MR, int NV, typename ARow>
 __attribute__((always_inline)) inline void outer_products(
     long K, ARow a_row, const typename V::scalar* __restrict b,
@@ -30,7 +31,7 @@ __attribute__((always_inline)) inline void outer_products(
     for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
   }
   for (long k = 0; k < K; ++k) {
-    const typename V::scalar* ak = a_row(k);
+    const auto ak = a_row(k);
     typename V::vec bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * W);
@@ -194,18 +195,23 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
 //   c[i * ldc + j] = sum_t x[tap_off[t] + i] * b[t * NR + j]      (i < MR, j < NR)
 // stored whole. For the flat sweep of small planes (conv2d.cpp), where the vector loads of
 // direct_row would mostly straddle cache lines: here they are aligned rows of the panel.
+// Stores a whole MR x NR tile of accumulators at c, rows ldc apart.
 template <typename V, int MR, int NV>
-void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
-                   const typename V::scalar* b, typename V::scalar* c, long ldc) {
-  using vec = typename V::vec;
-  constexpr int W = V::width;
-  vec acc[MR][NV];
-  outer_products<V, MR, NV>(taps, [x, tap_off](long t) { return x + tap_off[t]; }, b, acc);
+__attribute__((always_inline)) inline void store_tile(const typename V::vec (&acc)[MR][NV],
+                                                      typename V::scalar* c, long ldc) {
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) V::store(c + i * ldc + v * W, acc[i][v]);
+    for (int v = 0; v < NV; ++v) V::store(c + i * ldc + v * V::width, acc[i][v]);
   }
+}
+
+template <typename V, int MR, int NV>
+void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
+                   const typename V::scalar* b, typename V::scalar* c, long ldc) {
+  typename V::vec acc[MR][NV];
+  outer_products<V, MR, NV>(taps, [x, tap_off](long t) { return x + tap_off[t]; }, b, acc);
+  store_tile<V>(acc, c, ldc);
 }
 
 // The channels-last micro-kernel, micro_kernel's roles with A read in place: MR pixels of
@@ -219,35 +225,19 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
                      const typename V::scalar* x, const typename V::scalar* b,
                      typename V::scalar* c, long ldc) {
   using T = typename V::scalar;
-  using vec = typename V::vec;
-  constexpr int W = V::width;
-  constexpr int NR = NV * W;
+  // Tap t's values of the MR pixels: row[i][at], the rows' pointers held across the taps.
+  struct TapOfPixels {
+    const T* const* row;
+    long at;
+    T operator[](int i) const { return row[i][at]; }
+  };
   const T* row[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) row[i] = x + pixel_off[i];
-  vec acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  }
-  for (long t = 0; t < taps; ++t) {
-    vec bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + t * NR + v * W);
-    const long at = tap_off[t];
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const vec ai = V::broadcast(row[i][at]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) V::store(c + i * ldc + v * W, acc[i][v]);
-  }
+  typename V::vec acc[MR][NV];
+  outer_products<V, MR, NV>(
+      taps, [&row, tap_off](long t) { return TapOfPixels{row, tap_off[t]}; }, b, acc);
+  store_tile<V>(acc, c, ldc);
 }
 
 // The weight-gradient micro-kernel of the flat direct convolution (conv2d.cpp), with the
