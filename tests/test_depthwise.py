@@ -182,7 +182,8 @@ def test_depthwise_matches_torch(c, version, dtype, layout, device):
 
 
 # The small-plane kernels (NCHW, an output row in one vector: Q <= 8 floats with AVX2, 16
-# with AVX-512; stride_w 2 takes input rows of up to two vectors): widths at and around those
+# with AVX-512; AVX2 takes rows of up to 16 in two vectors at stride_w 1; stride_w 2 takes
+# input rows of up to two vectors): widths at and around those
 # bounds, paddings wider than the kernel (grad_input then runs them with a negative padding),
 # dilation, multipliers, 1-D kernels, and shapes one past the bounds, which take the strips.
 SMALL_PLANE_CASES = [

@@ -24,8 +24,9 @@
 //              grad_weight  per tap, the dot product of grad_output with the strip
 //            Results with a unit column stride (NCHW) are written row by row straight from
 //            the vector loop. NCHW planes whose output rows fit in one vector (MobileNet's
-//            14x14 and 7x7 layers) skip the strips: every output row is summed in registers
-//            straight from the input rows (small_planes_correlate: forward, and grad_input at
+//            14x14 and 7x7 layers; on AVX2, 14x14 in a pair of vectors) skip the strips:
+//            every output row is summed in registers straight from the input rows
+//            (small_planes_correlate: forward, and grad_input at
 //            stride 1 as the correlation with the flipped taps; small_planes_transposed:
 //            grad_input at other strides, gathered row by row; small_planes_dot:
 //            grad_weight). Channels-last tensors with channel multiplier 1 are summed in
@@ -199,13 +200,12 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
 
 // The small-plane kernels run with the narrowest vectors that hold a row: where a row fits in
 // 256 bits, an AVX-512 machine takes the AVX2 build. (A masked 512-bit load of a 7-float row
-// spans two cache lines nearly always; MobileNet's 7x7 layer ran 1.5x slower with it.)
+// spans two cache lines nearly always; MobileNet's 7x7 layer ran 1.5x slower with it.) The
+// AVX2 build takes rows of up to 512 bits in pairs of vectors (detail::Doubled).
 namespace {
 template <typename T>
 bool fits_256_bits(const SmallPlanes& g, bool transposed) {
-  const long lanes = 32 / sizeof(T);
-  if (transposed) return g.W <= lanes && g.Q <= lanes;
-  return g.Q <= lanes && (g.sw == 1 || g.W <= 2 * lanes);
+  return small_rows_fit(g, 32 / sizeof(T), transposed);
 }
 }  // namespace
 
@@ -248,11 +248,21 @@ void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, d
   CNNOPS_DISPATCH_SMALL(double, false, small_planes_dot, g, x, gy, acc)
 }
 template <typename T>
-int64_t small_planes_lanes() {
-  return (loop_isa() == LoopIsa::avx512 ? 64 : 32) / static_cast<int64_t>(sizeof(T));
+bool small_planes_fit(const SmallPlanes& g, bool transposed) {
+  const long lanes = 32 / sizeof(T);
+  switch (loop_isa()) {
+    case LoopIsa::avx512: return small_rows_fit(g, 2 * lanes, transposed);
+    // Pairs of vectors at stride_w 1 only: at stride 2 each tap's columns come from up to
+    // four vectors (a pair's Pick, tried: MobileNet's 28x28 stride-2 layer forward ran 1.3x
+    // slower than on the strips, its forward+backward 1.2x).
+    case LoopIsa::avx2:
+      return small_rows_fit(g, lanes, transposed) ||
+             (!transposed && g.sw == 1 && small_rows_fit(g, 2 * lanes, false));
+    default: return small_rows_fit(g, lanes, transposed);
+  }
 }
-template int64_t small_planes_lanes<float>();
-template int64_t small_planes_lanes<double>();
+template bool small_planes_fit<float>(const SmallPlanes&, bool);
+template bool small_planes_fit<double>(const SmallPlanes&, bool);
 
 namespace {
 
@@ -546,8 +556,8 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
 }
 
 // ---------------------------------------------------------------------------------------
-// version 2, small planes: NCHW planes whose output rows fit in one vector (MobileNet's
-// 14x14 and 7x7 layers), every output row summed in registers straight from the input rows
+// version 2, small planes: NCHW planes whose output rows fit in one vector, or on AVX2 a
+// pair (MobileNet's 14x14 and 7x7 layers), every output row summed in registers straight from the input rows
 // (small_planes_correlate). The strips below cost more per plane than such a plane's
 // arithmetic. Wider rows stay on the strips: swept in vectors straight from the input the
 // same way, MobileNet's 28x28 to 112x112 layers ran 0.8-1.0x as fast (2-core Xeon, AVX-512:
@@ -772,12 +782,11 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
   }
   // Other strides: gathered row by row (small_planes_transposed), grad_input's rows and
   // grad_output's each one vector.
-  const int64_t lanes = small_planes_lanes<T>();
-  if (g.mult == 1 && dxs.w == 1 && dys.w == 1 && g.W <= lanes && g.Q <= lanes &&
-      g.S <= kSmallPlanesMaxS) {
-    const SmallPlanes sp{g.H, g.W, dxs.h, g.P, g.Q, dys.h, g.R, g.S, g.p.stride_h,
-                         g.p.stride_w, g.p.dilation_h, g.p.dilation_w, g.p.pad_top,
-                         g.p.pad_left, 1};
+  const SmallPlanes sp{g.H, g.W, dxs.h, g.P, g.Q, dys.h, g.R, g.S, g.p.stride_h,
+                       g.p.stride_w, g.p.dilation_h, g.p.dilation_w, g.p.pad_top,
+                       g.p.pad_left, 1};
+  if (g.mult == 1 && dxs.w == 1 && dys.w == 1 && g.S <= kSmallPlanesMaxS &&
+      small_planes_fit<T>(sp, true)) {
     const std::vector<T> taps = weight_taps<T>(weight, g);
     for_plane_runs(g.N, g.C, g.H * g.W, [&](int64_t n, int64_t k0, int64_t count) {
       small_planes_transposed(sp, k0, count, dy + n * dys.n, dys.c, taps.data(), dx + n * dxs.n,

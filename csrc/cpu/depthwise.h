@@ -83,20 +83,20 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, 
 void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
                   int64_t src_step, const double* g, int64_t g_step, double* const* acc);
 
-// Small planes (NCHW, one vector per output row: Q <= small_planes_lanes, stride_w 1, or 2
-// with W <= 2 * small_planes_lanes; S <= kSmallPlanesMaxS): output planes k0 <= k < k0 + count
-// at out + k * out_plane, from input plane k / mult at x + (k / mult) * x_plane, taps
-// w + k * R * S, bias[k] (0 if bias is null), then max(., 0) if relu.
+// Small planes (NCHW, rows that small_planes_fit, S <= kSmallPlanesMaxS): output planes
+// k0 <= k < k0 + count at out + k * out_plane, from input plane k / mult at
+// x + (k / mult) * x_plane, taps w + k * R * S, bias[k] (0 if bias is null), then max(., 0)
+// if relu.
 void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const float* x,
                             int64_t x_plane, const float* w, const float* bias, bool relu,
                             float* out, int64_t out_plane);
 void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const double* x,
                             int64_t x_plane, const double* w, const double* bias, bool relu,
                             double* out, int64_t out_plane);
-// grad_input of that geometry (channel multiplier 1, any strides; grad_input's rows W and
-// grad_output's rows Q at most small_planes_lanes): planes k0 <= k < k0 + count of grad_input
-// at dx + k * dx_plane (rows g.x_pitch apart) from grad_output's at gy + k * gy_plane (rows
-// g.out_pitch apart) and taps w + k * R * S.
+// grad_input of that geometry (channel multiplier 1, any strides, rows that
+// small_planes_fit transposed): planes k0 <= k < k0 + count of grad_input at dx + k * dx_plane
+// (rows g.x_pitch apart) from grad_output's at gy + k * gy_plane (rows g.out_pitch apart) and
+// taps w + k * R * S.
 void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const float* gy,
                              int64_t gy_plane, const float* w, float* dx, int64_t dx_plane);
 void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const double* gy,
@@ -106,8 +106,9 @@ void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, co
 // slots: acc[t * kDotLanes + lane] += the lane's share of sum over outputs of gy * x[tap t].
 void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc);
 void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc);
-// The lanes of one vector of T in the loops the dispatch picks.
+// Whether the small-plane kernels the dispatch picks take g's rows (small_rows_fit for the
+// vectors they run on); transposed: small_planes_transposed's.
 template <typename T>
-int64_t small_planes_lanes();
+bool small_planes_fit(const SmallPlanes& g, bool transposed);
 
 }  // namespace cnnops::cpu

@@ -5,6 +5,7 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
+#include "cpu/avx2_store.h"
 #include "cpu/depthwise_kernel.h"
 
 namespace cnnops::cpu::avx2 {
@@ -27,7 +28,7 @@ struct FloatVec {
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
   static vec load_n(const float* p, long n) { return _mm256_maskload_ps(p, first(n)); }
-  static void store_n(float* p, vec v, long n) { _mm256_maskstore_ps(p, first(n), v); }
+  static void store_n(float* p, vec v, long n) { store_first_ps(p, v, n); }
   static vec relu(vec v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }  // NaN: v
   using Lanes = __m256i;
   static Lanes lanes(long lo, long hi) { return _mm256_andnot_si256(first(lo), first(hi)); }
@@ -82,7 +83,7 @@ struct DoubleVec {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
   }
   static vec load_n(const double* p, long n) { return _mm256_maskload_pd(p, first(n)); }
-  static void store_n(double* p, vec v, long n) { _mm256_maskstore_pd(p, first(n), v); }
+  static void store_n(double* p, vec v, long n) { store_first_pd(p, v, n); }
   static vec relu(vec v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
   using Lanes = __m256i;
   static Lanes lanes(long lo, long hi) { return _mm256_andnot_si256(first(lo), first(hi)); }
@@ -124,8 +125,8 @@ struct DoubleVec {
 
 }  // namespace
 
-CNNOPS_DEPTHWISE_ENTRY_POINTS(float, FloatVec)
-CNNOPS_DEPTHWISE_ENTRY_POINTS(double, DoubleVec)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(float, FloatVec, detail::Doubled<FloatVec>)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(double, DoubleVec, detail::Doubled<DoubleVec>)
 
 }  // namespace cnnops::cpu::avx2
 

@@ -105,8 +105,8 @@ struct DoubleVec {
 
 }  // namespace
 
-CNNOPS_DEPTHWISE_ENTRY_POINTS(float, FloatVec)
-CNNOPS_DEPTHWISE_ENTRY_POINTS(double, DoubleVec)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(float, FloatVec, FloatVec)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(double, DoubleVec, DoubleVec)
 
 }  // namespace cnnops::cpu::avx512
 

@@ -39,6 +39,75 @@ namespace cnnops::cpu::detail {
 // Lanes of a partial-sum slot of taps_dot: the widest vector (AVX-512 floats).
 constexpr int kDotLanes = 16;
 
+// Two vectors of V acting as one of twice the width, for the small-plane kernels at stride_w 1
+// (no Pick): rows of up to 2 * V::width elements (MobileNet's 14x14 planes on AVX2, whose
+// rows an AVX-512 vector holds whole).
+template <typename V>
+struct Doubled {
+  using scalar = typename V::scalar;
+  using half = typename V::vec;
+  static constexpr int width = 2 * V::width;
+  static constexpr int W = V::width;
+  struct vec {
+    half lo, hi;
+  };
+  static vec zero() { return {V::zero(), V::zero()}; }
+  static vec load(const scalar* p) { return {V::load(p), V::load(p + W)}; }
+  static vec broadcast(scalar x) {
+    const half v = V::broadcast(x);
+    return {v, v};
+  }
+  static vec fma(vec a, vec b, vec acc) {
+    return {V::fma(a.lo, b.lo, acc.lo), V::fma(a.hi, b.hi, acc.hi)};
+  }
+  static vec add(vec a, vec b) { return {V::add(a.lo, b.lo), V::add(a.hi, b.hi)}; }
+  static vec relu(vec v) { return {V::relu(v.lo), V::relu(v.hi)}; }
+  static void store(scalar* p, vec v) {
+    V::store(p, v.lo);
+    V::store(p + W, v.hi);
+  }
+  static vec load_n(const scalar* p, long n) {
+    if (n <= W) return {V::load_n(p, n), V::zero()};
+    return {V::load(p), V::load_n(p + W, n - W)};
+  }
+  static void store_n(scalar* p, vec v, long n) {
+    if (n <= W) return V::store_n(p, v.lo, n);
+    V::store(p, v.lo);
+    V::store_n(p + W, v.hi, n - W);
+  }
+  static long clamp(long n) { return n < 0 ? 0 : n > W ? W : n; }
+  struct Lanes {
+    typename V::Lanes lo, hi;
+  };
+  static Lanes lanes(long lo, long hi) {
+    return {V::lanes(clamp(lo), clamp(hi)), V::lanes(clamp(lo - W), clamp(hi - W))};
+  }
+  static vec load_lanes(const scalar* p, const Lanes& m) {
+    return {V::load_lanes(p, m.lo), V::load_lanes(p + W, m.hi)};
+  }
+};
+
+// The weight gradient's per-tap sums of the small-plane kernel: one vector of V each; for
+// Doubled<V>, one vector of V taking both halves' products (a 3x3 kernel's 9 sums as 18
+// vectors would not fit AVX2's 16 registers).
+template <typename V>
+struct DotSums {
+  using vec = typename V::vec;
+  static vec load(const typename V::scalar* p) { return V::load(p); }
+  static void store(typename V::scalar* p, vec v) { V::store(p, v); }
+  static vec fma(typename V::vec a, typename V::vec b, vec acc) { return V::fma(a, b, acc); }
+};
+
+template <typename V>
+struct DotSums<Doubled<V>> {
+  using vec = typename V::vec;
+  static vec load(const typename V::scalar* p) { return V::load(p); }
+  static void store(typename V::scalar* p, vec v) { V::store(p, v); }
+  static vec fma(typename Doubled<V>::vec a, typename Doubled<V>::vec b, vec acc) {
+    return V::fma(a.hi, b.hi, V::fma(a.lo, b.lo, acc));
+  }
+};
+
 // A kernel shape as a type: KR x KS taps (0: known at run time), stride_w 1 or not.
 template <int KR, int KS, bool kStride1>
 struct KernelShape {
@@ -419,6 +488,16 @@ inline void channels_dot(long count, long C, int ntaps,
 // as two vectors (W <= 2 * width) and each tap picks its columns out of them. Lanes >= Q read
 // zero. KS > 0: the kernel's width known at compile time (3), so that the per-tap masks and
 // offsets live in registers.
+// V::Pick, named only at stride_w 2 (Doubled has none).
+template <typename V, bool kStride1>
+struct StridePick {
+  using type = typename V::Pick;
+};
+template <typename V>
+struct StridePick<V, true> {
+  struct type {};
+};
+
 template <typename V, int KS, bool kStride1>
 class ColumnTaps {
  public:
@@ -431,7 +510,7 @@ class ColumnTaps {
     row_b_ = g.W - row_a_;
     for (long s = 0; s < S_; ++s) {
       d_[s] = s * g.dw - g.pad_left;  // output lane l reads input column l * sw + d_[s]
-      if (kStride1) {  // a tap whose columns all lie outside the row gets no lanes
+      if constexpr (kStride1) {  // a tap whose columns all lie outside the row gets no lanes
         const long lo = d_[s] < 0 ? (-d_[s] < g.Q ? -d_[s] : g.Q) : 0;
         long hi = g.W - d_[s];
         hi = hi < g.Q ? (hi > lo ? hi : lo) : g.Q;
@@ -450,14 +529,14 @@ class ColumnTaps {
   // fn(s, v) for every column tap s, v holding its input columns from `row`.
   template <typename Fn>
   void each(const T* row, Fn&& fn) const {
-    vec a, b;
-    if (!kStride1) {
-      a = V::load_n(row, row_a_);
-      b = row_b_ > 0 ? V::load_n(row + V::width, row_b_) : V::zero();
-    }
+    if constexpr (kStride1) {
 #pragma GCC unroll 5
-    for (long s = 0; s < (KS > 0 ? KS : S_); ++s) {
-      fn(s, kStride1 ? V::load_lanes(row + d_[s], inside_[s]) : V::picked(a, b, pick_[s]));
+      for (long s = 0; s < (KS > 0 ? KS : S_); ++s) fn(s, V::load_lanes(row + d_[s], inside_[s]));
+    } else {
+      const vec a = V::load_n(row, row_a_);
+      const vec b = row_b_ > 0 ? V::load_n(row + V::width, row_b_) : V::zero();
+#pragma GCC unroll 5
+      for (long s = 0; s < (KS > 0 ? KS : S_); ++s) fn(s, V::picked(a, b, pick_[s]));
     }
   }
 
@@ -466,7 +545,7 @@ class ColumnTaps {
   long S_, row_a_, row_b_;  // stride 2: the elements of a row's two loads
   long d_[kCount];
   typename V::Lanes inside_[kCount];  // stride 1: the lanes reading inside the row
-  typename V::Pick pick_[kCount];     // stride 2
+  typename StridePick<V, kStride1>::type pick_[kCount];  // stride 2
 };
 
 // fn(p, checked) for every output row p of a plane: checked when some of its kernel rows fall
@@ -541,15 +620,16 @@ template <typename V, int KR, int KS, bool kStride1>
 inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
                              const typename V::scalar* gy, typename V::scalar* acc) {
   using vec = typename V::vec;
+  using Sums = DotSums<V>;
   const ColumnTaps<V, KS, kStride1> taps(g);
   const long R = KR > 0 ? KR : g.R, S = KS > 0 ? KS : g.S;
   const long H = g.H, Q = g.Q, sh = g.sh, dh = g.dh, pad_top = g.pad_top;
   const long x_pitch = g.x_pitch, gy_pitch = g.out_pitch;
   constexpr bool kInRegisters = KR * KS > 0;
-  vec sums[kInRegisters ? KR * KS : 1];
+  typename Sums::vec sums[kInRegisters ? KR * KS : 1];
   if constexpr (kInRegisters) {
 #pragma GCC unroll 25
-    for (int t = 0; t < KR * KS; ++t) sums[t] = V::load(acc + t * kDotLanes);
+    for (int t = 0; t < KR * KS; ++t) sums[t] = Sums::load(acc + t * kDotLanes);
   }
   for_each_output_row(g, R, [&](long p, bool checked) {
     const vec gv = V::load_n(gy + p * gy_pitch, Q);
@@ -560,16 +640,16 @@ inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
       taps.each(x + ih * x_pitch, [&](long s, vec v) {
         const long t = r * S + s;
         if constexpr (kInRegisters) {
-          sums[t] = V::fma(gv, v, sums[t]);
+          sums[t] = Sums::fma(gv, v, sums[t]);
         } else {
-          V::store(acc + t * kDotLanes, V::fma(gv, v, V::load(acc + t * kDotLanes)));
+          Sums::store(acc + t * kDotLanes, Sums::fma(gv, v, Sums::load(acc + t * kDotLanes)));
         }
       });
     }
   });
   if constexpr (kInRegisters) {
 #pragma GCC unroll 25
-    for (int t = 0; t < KR * KS; ++t) V::store(acc + t * kDotLanes, sums[t]);
+    for (int t = 0; t < KR * KS; ++t) Sums::store(acc + t * kDotLanes, sums[t]);
   }
 }
 
@@ -628,22 +708,35 @@ inline void small_planes_transposed(const SmallPlanes& g, long k0, long count,
   }
 }
 
-// The kernels above for the geometry at hand: 3x3 compiled apart, stride_w 1 or 2.
-template <typename V, typename Fn>
+// fn(VectorType<V>{}, KernelShape<...>{}): the vectors and kernel shape the small-plane kernels
+// run g on: rows in one VEC, or else in one WIDE (VEC itself, or Doubled<VEC> at stride_w 1:
+// depthwise.cpp's small_planes_fit); 3x3 compiled apart, stride_w 1 or 2.
+template <typename V>
+struct VectorType {
+  using type = V;
+};
+
+template <typename VEC, typename WIDE, typename Fn>
 inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   const bool k3x3 = g.R == 3 && g.S == 3;
-  if (g.sw == 1) {
-    if (k3x3) return fn(KernelShape<3, 3, true>{});
-    return fn(KernelShape<0, 0, true>{});
+  if (!small_rows_fit(g, VEC::width, false)) {
+    if (k3x3) return fn(VectorType<WIDE>{}, KernelShape<3, 3, true>{});
+    return fn(VectorType<WIDE>{}, KernelShape<0, 0, true>{});
   }
-  if (k3x3) return fn(KernelShape<3, 3, false>{});
-  fn(KernelShape<0, 0, false>{});
+  if (g.sw == 1) {
+    if (k3x3) return fn(VectorType<VEC>{}, KernelShape<3, 3, true>{});
+    return fn(VectorType<VEC>{}, KernelShape<0, 0, true>{});
+  }
+  if (k3x3) return fn(VectorType<VEC>{}, KernelShape<3, 3, false>{});
+  fn(VectorType<VEC>{}, KernelShape<0, 0, false>{});
 }
 
 }  // namespace cnnops::cpu::detail
 
-// Defines the entry points of depthwise.h for one ISA, inside `namespace <isa>`.
-#define CNNOPS_DEPTHWISE_ENTRY_POINTS(T, VEC)                                                 \
+// Defines the entry points of depthwise.h for one ISA, inside `namespace <isa>`: VEC the
+// ISA's vectors, WIDE those of the small-plane kernels for rows longer than one VEC
+// (small_planes_transposed takes rows of one VEC).
+#define CNNOPS_DEPTHWISE_ENTRY_POINTS(T, VEC, WIDE)                                                 \
   void taps_correlate(long n, int ntaps, const T* const* src, const T* w, T init, T* out) {   \
     if (ntaps == 9) return detail::taps_correlate<VEC, 9>(n, ntaps, src, w, init, out);      \
     if (ntaps == 25) return detail::taps_correlate<VEC, 25>(n, ntaps, src, w, init, out);    \
@@ -684,9 +777,10 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   void small_planes_correlate(const SmallPlanes& g, long k0, long count, const T* x,          \
                               long x_plane, const T* w, const T* bias, bool relu, T* out,     \
                               long out_plane) {                                               \
-    detail::with_small_planes_kernel<VEC>(g, [&](auto k) {                                    \
+    detail::with_small_planes_kernel<VEC, WIDE>(g, [&](auto v, auto k) {                      \
+      using V = typename decltype(v)::type;                                                   \
       using K = decltype(k);                                                                  \
-      detail::small_planes_correlate<VEC, K::kR, K::kS, K::kUnitStride>(                      \
+      detail::small_planes_correlate<V, K::kR, K::kS, K::kUnitStride>(                        \
           g, k0, count, x, x_plane, w, bias, relu, out, out_plane);                           \
     });                                                                                       \
   }                                                                                           \
@@ -698,8 +792,9 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
     detail::small_planes_transposed<VEC, 0, 0>(g, k0, count, gy, gy_plane, w, dx, dx_plane);  \
   }                                                                                           \
   void small_planes_dot(const SmallPlanes& g, const T* x, const T* gy, T* acc) {              \
-    detail::with_small_planes_kernel<VEC>(g, [&](auto k) {                                    \
+    detail::with_small_planes_kernel<VEC, WIDE>(g, [&](auto v, auto k) {                      \
+      using V = typename decltype(v)::type;                                                   \
       using K = decltype(k);                                                                  \
-      detail::small_planes_dot<VEC, K::kR, K::kS, K::kUnitStride>(g, x, gy, acc);             \
+      detail::small_planes_dot<V, K::kR, K::kS, K::kUnitStride>(g, x, gy, acc);               \
     });                                                                                       \
   }

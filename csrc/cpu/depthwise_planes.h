@@ -261,10 +261,10 @@ inline std::optional<SmallPlanes> small_planes(int64_t H, int64_t W, const Strid
                                         int64_t Q, const Strides4& out, int64_t R, int64_t S,
                                         int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                                         int64_t pad_top, int64_t pad_left, int64_t mult) {
-  const int64_t lanes = small_planes_lanes<T>();
-  if (in.w != 1 || out.w != 1 || Q > lanes || S > kSmallPlanesMaxS) return std::nullopt;
-  if (sw != 1 && !(sw == 2 && W <= 2 * lanes)) return std::nullopt;
-  return SmallPlanes{H, W, in.h, P, Q, out.h, R, S, sh, sw, dh, dw, pad_top, pad_left, mult};
+  const SmallPlanes g{H, W, in.h, P, Q, out.h, R, S, sh, sw, dh, dw, pad_top, pad_left, mult};
+  if (in.w != 1 || out.w != 1 || S > kSmallPlanesMaxS) return std::nullopt;
+  if (!small_planes_fit<T>(g, false)) return std::nullopt;
+  return g;
 }
 
 // The forward pass of g as small planes, input and output strides as given.

@@ -67,7 +67,7 @@ struct GenericVec {
 
 }  // namespace
 
-CNNOPS_DEPTHWISE_ENTRY_POINTS(float, GenericVec<float>)
-CNNOPS_DEPTHWISE_ENTRY_POINTS(double, GenericVec<double>)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(float, GenericVec<float>, GenericVec<float>)
+CNNOPS_DEPTHWISE_ENTRY_POINTS(double, GenericVec<double>, GenericVec<double>)
 
 }  // namespace cnnops::cpu::portable

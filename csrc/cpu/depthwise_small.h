@@ -18,4 +18,11 @@ struct SmallPlanes {
 // The kernels take at most this many column taps.
 constexpr long kSmallPlanesMaxS = 16;
 
+// Whether g's rows fit vectors of `lanes` elements: the output rows (and, at stride_w 2,
+// the input rows in two vectors; for grad_input's transposed kernel, both rows in one).
+inline bool small_rows_fit(const SmallPlanes& g, long lanes, bool transposed) {
+  if (transposed) return g.W <= lanes && g.Q <= lanes;
+  return g.Q <= lanes && (g.sw == 1 || (g.sw == 2 && g.W <= 2 * lanes));
+}
+
 }  // namespace cnnops::cpu

@@ -5,6 +5,7 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
+#include "cpu/avx2_store.h"
 #include "cpu/gemm_kernel.h"
 
 namespace cnnops::cpu::avx2 {
@@ -35,10 +36,7 @@ struct FloatVec {
     __asm__("" : "+x"(v));
     return v;
   }
-  static void store_first(float* p, vec v, int count) {  // count in [0, width]
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
-  }
+  static void store_first(float* p, vec v, int count) { store_first_ps(p, v, count); }
 };
 
 struct DoubleVec {
@@ -66,10 +64,7 @@ struct DoubleVec {
     __asm__("" : "+x"(v));
     return v;
   }
-  static void store_first(double* p, vec v, int count) {  // count in [0, width]
-    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
-    _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), lane), v);
-  }
+  static void store_first(double* p, vec v, int count) { store_first_pd(p, v, count); }
 };
 
 void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c, long rs_c,
