@@ -1010,6 +1010,26 @@ void avg_pool2d_grad_input_channels_last(const at::Tensor& grad_output, at::Tens
   T* dx = grad_input.data_ptr<T>();
   const Strides4 dys(grad_output), dxs(grad_input);
   const AxisTable ht(s.h, true), wt(s.w, true);
+  if (ht.global(s.H) && wt.global(s.W) && dxs.c == 1) {
+    // global pooling: every pixel of an image gets the image's shares, computed once (as
+    // the NCHW kernel does, dy / divisor), not once per pixel and channel block
+    const T divisor = static_cast<T>(s.divisor(ht.win[0], wt.win[0]));
+    at::parallel_for(0, s.N * s.H, grain(s.W * s.C), [&](int64_t begin, int64_t end) {
+      std::vector<T> share(s.C);
+      int64_t image = -1;
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t n = row / s.H, ih = row % s.H;
+        if (n != image) {
+          for (int64_t c = 0; c < s.C; ++c) share[c] = dy[n * dys.n + c * dys.c] / divisor;
+          image = n;
+        }
+        for (int64_t iw = 0; iw < s.W; ++iw) {
+          std::copy(share.begin(), share.end(), dx + n * dxs.n + ih * dxs.h + iw * dxs.w);
+        }
+      }
+    });
+    return;
+  }
   const int64_t blocks = ceil_div(s.C, kChannelBlock);
   at::parallel_for(0, s.N * s.H * s.W * blocks, grain(std::min(s.C, kChannelBlock) * 4),
                    [&](int64_t begin, int64_t end) {
