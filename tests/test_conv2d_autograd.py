@@ -276,3 +276,20 @@ def test_channels_last_1x1_grad_weight_matches_float64_and_thread_counts(stride,
         torch.set_num_threads(threads)
     torch.testing.assert_close(results[0].double(), ref, rtol=1e-5, atol=1e-3)
     assert torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("channels", [16, 17, 40])
+def test_nchw_1x1_grad_weight_runs_and_panels_match_float64(channels, version):
+    """NCHW 1x1 grad_weight packs X^T from whole rows of the input (on AVX2, sixteen rows
+    transposed 8 x 8 in registers): images of 7 x 5 pixels make runs that are not a multiple
+    of 8 columns and tiles that span images, and 17 or 40 input channels a partial panel."""
+    x = torch.randn(3, channels, 7, 5)
+    grad_output = torch.randn(3, 33, 7, 5)
+    ref = torch.ops.aten.convolution_backward(
+        grad_output.double(), x.double(), torch.zeros(33, channels, 1, 1, dtype=torch.float64),
+        None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])[1]
+    with cnnops.kernel_version("conv2d", version):
+        ours = torch.ops.cnnops.conv2d_grad_weight(grad_output, x, [33, channels, 1, 1], [1, 1],
+                                                   [0, 0, 0, 0], [1, 1], 1)
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-4)
