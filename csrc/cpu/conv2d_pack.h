@@ -431,6 +431,26 @@ __attribute__((target("avx512f"))) void pack_im2col_panels_avx512(
 #endif
 
 #ifdef CNNOPS_MASKED_COPY
+// Rows r[0..7] of an 8 x 8 block in, its columns out: r[c] = (r0[c], ..., r7[c]).
+__attribute__((target("avx2"), always_inline)) inline void transpose_8x8_avx2(__m256 r[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 8; i += 2) {  // pairs of rows interleaved
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  __m256 q[8];  // then quadruples: q[0..3] rows 0-3 of columns (0, 4), (1, 5), (2, 6), (3, 7)
+  for (int i = 0; i < 8; i += 4) {
+    q[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    q[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    q[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    q[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(q[c], q[c + 4], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(q[c], q[c + 4], 0x31);
+  }
+}
+
 // out[j * 16 + r] = src[r][j] for r < 16, j < n: sixteen rows into a panel of 16 floats per
 // column, in 8 x 8 blocks transposed in AVX2 registers. For pack_im2col_transposed's NCHW 1x1
 // rows, which it otherwise moved one element at a time (MobileNet's 64 -> 128 1x1
@@ -440,30 +460,36 @@ __attribute__((target("avx2"))) inline void transpose_rows_16_avx2(const float* 
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     for (int half = 0; half < 2; ++half) {
-      const float* const* s = src + 8 * half;
-      __m256 r[8], t[8];
-      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s[i] + j);
-      for (int i = 0; i < 8; i += 2) {  // pairs of rows interleaved
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-      }
-      for (int i = 0; i < 8; i += 4) {  // then quadruples: [r0 r1 r2 r3] per column
-        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-      }
-      // r[0..3]: rows 0-3 of columns (0, 4), (1, 5), (2, 6), (3, 7); r[4..7]: rows 4-7
-      for (int c = 0; c < 4; ++c) {
-        float* lo = out + (j + c) * 16 + 8 * half;
-        float* hi = out + (j + c + 4) * 16 + 8 * half;
-        _mm256_storeu_ps(lo, _mm256_permute2f128_ps(r[c], r[c + 4], 0x20));
-        _mm256_storeu_ps(hi, _mm256_permute2f128_ps(r[c], r[c + 4], 0x31));
-      }
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src[8 * half + i] + j);
+      transpose_8x8_avx2(r);
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + (j + c) * 16 + 8 * half, r[c]);
     }
   }
   for (; j < n; ++j) {
     for (int r = 0; r < 16; ++r) out[j * 16 + r] = src[r][j];
+  }
+}
+
+// out[j * 6 + r] = src[r][j] for r < live (0 for live <= r < 6), j < n: pack_a_panels' six
+// rows of a weight or of grad_output, interleaved by the same transposition (a 4- and a
+// 2-float store per column).
+__attribute__((target("avx2"))) inline void transpose_rows_6_avx2(const float* const* src,
+                                                                  int live, int64_t n,
+                                                                  float* out) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = i < live ? _mm256_loadu_ps(src[i] + j) : _mm256_setzero_ps();
+    transpose_8x8_avx2(r);
+    for (int c = 0; c < 8; ++c) {
+      float* column = out + (j + c) * 6;
+      _mm_storeu_ps(column, _mm256_castps256_ps128(r[c]));
+      _mm_storel_pi(reinterpret_cast<__m64*>(column + 4), _mm256_extractf128_ps(r[c], 1));
+    }
+  }
+  for (; j < n; ++j) {
+    for (int r = 0; r < 6; ++r) out[j * 6 + r] = r < live ? src[r][j] : 0.0f;
   }
 }
 
@@ -599,13 +625,24 @@ void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k
   }
   for (int64_t i = first_row; i < rows; i += MR) {
     T* panel = dst + (i / MR) * kc * MR;
-    if (unit && i + MR <= rows) {
+    const int live = static_cast<int>(std::min<int64_t>(MR, rows - i));
+    if (unit) {
       const T* row[MR];
-      for (int r = 0; r < MR; ++r) row[r] = A.base + A.row_off[m0 + i + r] + col[0];
-      for (int64_t k = 0; k < kc; ++k) {
-        for (int r = 0; r < MR; ++r) panel[k * MR + r] = row[r][k];
+      for (int r = 0; r < live; ++r) row[r] = A.base + A.row_off[m0 + i + r] + col[0];
+#ifdef CNNOPS_MASKED_COPY
+      if constexpr (sizeof(T) == 4 && MR == 6) {
+        if (avx2_available()) {
+          transpose_rows_6_avx2(row, live, kc, panel);
+          continue;
+        }
       }
-      continue;
+#endif
+      if (live == MR) {
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int r = 0; r < MR; ++r) panel[k * MR + r] = row[r][k];
+        }
+        continue;
+      }
     }
     // Adjacent rows (a channels-last grad_output, whose channels are the rows): each
     // column's MR values are one contiguous run.
