@@ -14,9 +14,11 @@
 #include <cstring>
 #include <vector>
 
+// x86-64 with GCC or Clang: some packers below come with AVX-512 masked copies and AVX2
+// transposes, each compiled for its ISA by a target attribute and chosen at run time.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define CNNOPS_MASKED_COPY 1
+#define CNNOPS_X86_INTRINSICS 1
 #endif
 
 #include "common/conv2d_params.h"
@@ -284,7 +286,7 @@ void pack_im2col_gather(const T* x, const TapTable& taps, const TapGather& gathe
   pack_im2col_gather_body<T, NR>(x, taps, gather, k0, kc, count, dst);
 }
 
-#ifdef CNNOPS_MASKED_COPY
+#ifdef CNNOPS_X86_INTRINSICS
 // out[c] = c in [lo, hi) ? src[c] : 0 for c in [0, len), with masked vector loads and
 // stores: one load and one store per 16 floats (8 doubles) however the run is cut by the
 // padding. Masked-off lanes are never read (they may lie outside the tensor) nor written.
@@ -398,7 +400,7 @@ void pack_im2col_panels(const T* x, const Strides4& xs, const ConvGeometry& g,
       [x](const RunSource& src, int64_t len, T* out) { copy_run_from(x, src, len, out, 1); });
 }
 
-#ifdef CNNOPS_MASKED_COPY
+#ifdef CNNOPS_X86_INTRINSICS
 // The same, built for AVX-512F: a unit-stride run is one masked load and store per vector.
 template <typename T>
 struct MaskedRunCopy {
@@ -430,7 +432,7 @@ __attribute__((target("avx512f"))) void pack_im2col_panels_avx512(
 }
 #endif
 
-#ifdef CNNOPS_MASKED_COPY
+#ifdef CNNOPS_X86_INTRINSICS
 // Rows r[0..7] of an 8 x 8 block in, its columns out: r[c] = (r0[c], ..., r7[c]).
 __attribute__((target("avx2"), always_inline)) inline void transpose_8x8_avx2(__m256 r[8]) {
   __m256 t[8];
@@ -480,7 +482,9 @@ __attribute__((target("avx2"))) inline void transpose_rows_6_avx2(const float* c
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     __m256 r[8];
-    for (int i = 0; i < 8; ++i) r[i] = i < live ? _mm256_loadu_ps(src[i] + j) : _mm256_setzero_ps();
+    for (int i = 0; i < 8; ++i) {
+      r[i] = i < live ? _mm256_loadu_ps(src[i] + j) : _mm256_setzero_ps();
+    }
     transpose_8x8_avx2(r);
     for (int c = 0; c < 8; ++c) {
       float* column = out + (j + c) * 6;
@@ -507,7 +511,7 @@ void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& 
                             const TapTable& taps, int64_t k0, int64_t kc, const ColumnTile& tile,
                             const TapGather* gather, T* dst) {
   const int64_t cols = tile.count;
-#ifdef CNNOPS_MASKED_COPY
+#ifdef CNNOPS_X86_INTRINSICS
   if constexpr (sizeof(T) == 4 && NR == 16) {
     if (xs.w == 1 && g.p.stride_w == 1 && tile.flat && avx2_available()) {
       // NCHW, every tap inside (a 1x1 convolution): each row's runs lie along memory
@@ -517,7 +521,7 @@ void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& 
         for (int64_t j = 0; j < cols;) {
           const int64_t e = tile.run_end[j];
           const float* src[NR];
-          for (int64_t kk = 0; kk < NR; ++kk) {  // rows past kc: zeros, from a zero row
+          for (int64_t kk = 0; kk < NR; ++kk) {  // rows past kc: none (zeros, below)
             src[kk] = kk < live ? x + run_source(xs, g, tile, taps, k0 + p + kk, j, e - j).base
                                 : nullptr;
           }
@@ -629,7 +633,7 @@ void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k
     if (unit) {
       const T* row[MR];
       for (int r = 0; r < live; ++r) row[r] = A.base + A.row_off[m0 + i + r] + col[0];
-#ifdef CNNOPS_MASKED_COPY
+#ifdef CNNOPS_X86_INTRINSICS
       if constexpr (sizeof(T) == 4 && MR == 6) {
         if (avx2_available()) {
           transpose_rows_6_avx2(row, live, kc, panel);
@@ -740,7 +744,7 @@ void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, const Ta
                                                                    gather, dst))
     return;
   }
-#ifdef CNNOPS_MASKED_COPY
+#ifdef CNNOPS_X86_INTRINSICS
   if (masked_copy_available()) {
     CNNOPS_DISPATCH_WIDTH(width, NR,
                           pack_im2col_panels_avx512<T, NR>(x, xs, g, taps, k0, kc, tile, dst))
@@ -753,7 +757,7 @@ void pack_im2col(const T* x, const Strides4& xs, const ConvGeometry& g, const Ta
 template <typename T>
 void pack_im2col_by_gather(const T* x, const TapTable& taps, const TapGather& gather, int64_t k0,
                            int64_t kc, int64_t count, int64_t width, T* dst) {
-#ifdef CNNOPS_MASKED_COPY
+#ifdef CNNOPS_X86_INTRINSICS
   if (masked_copy_available()) {
     CNNOPS_DISPATCH_WIDTH(width, NR,
                           pack_im2col_gather_avx512<T, NR>(x, taps, gather, k0, kc, count, dst))

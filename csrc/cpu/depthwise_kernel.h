@@ -9,7 +9,8 @@
 //                      along the channels
 //   small_planes_correlate, small_planes_transposed, small_planes_dot: the forward sum,
 //                      grad_input and the weight gradient's dot products for NCHW planes
-//                      whose rows fit in one vector, straight from the tensors (no strips)
+//                      whose rows fit in one vector (AVX2: or two, Doubled), straight from
+//                      the tensors (no strips)
 //
 // A "tap" is one (channel, r, s) term of the convolution; src[t] points at the element the
 // tap multiplies for i = 0 (depthwise.cpp lays planes out so that i advances one element).
@@ -480,14 +481,6 @@ inline void channels_dot(long count, long C, int ntaps,
   }
 }
 
-// Small planes: every output row is one vector (Q <= width), summed over the taps straight
-// from the input rows, no strip copies; made for the late layers of MobileNets (7x7 and 14x14
-// planes), where the strips' per-plane costs outweighed their arithmetic.
-// Stride_w 1: each column tap s loads its columns with a lane mask (lanes whose column lies
-// outside the row read zero, and are not touched). Stride_w 2: each input row is loaded once
-// as two vectors (W <= 2 * width) and each tap picks its columns out of them. Lanes >= Q read
-// zero. KS > 0: the kernel's width known at compile time (3), so that the per-tap masks and
-// offsets live in registers.
 // V::Pick, named only at stride_w 2 (Doubled has none).
 template <typename V, bool kStride1>
 struct StridePick {
@@ -498,6 +491,15 @@ struct StridePick<V, true> {
   struct type {};
 };
 
+// Small planes: every output row is one vector (Q <= width; V may be a Doubled pair), summed
+// over the taps straight from the input rows, no strip copies; made for the late layers of
+// MobileNets (7x7 and 14x14 planes), where the strips' per-plane costs outweighed their
+// arithmetic.
+// Stride_w 1: each column tap s loads its columns with a lane mask (lanes whose column lies
+// outside the row read zero, and are not touched). Stride_w 2: each input row is loaded once
+// as two vectors (W <= 2 * width) and each tap picks its columns out of them. Lanes >= Q read
+// zero. KS > 0: the kernel's width known at compile time (3), so that the per-tap masks and
+// offsets live in registers.
 template <typename V, int KS, bool kStride1>
 class ColumnTaps {
  public:
