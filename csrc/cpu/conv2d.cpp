@@ -1013,8 +1013,7 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
 // count. (Not below a full panel of output channels, as channels_last_gemm.)
 bool channels_last_pointwise_grad_weight_applies(const ConvGeometry& g, const Strides4& xs,
                                                  const Strides4& dys, int64_t nr) {
-  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 && xs.c == 1 &&
-         dys.c == 1 && g.C > 1 && g.Kg >= nr;
+  return unpadded_1x1(g) && xs.c == 1 && dys.c == 1 && g.C > 1 && g.Kg >= nr;
 }
 
 // Whether the fast versions run channels_last_pointwise_grad_weight (version 0 or 4).

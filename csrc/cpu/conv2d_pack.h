@@ -453,23 +453,28 @@ __attribute__((target("avx2"), always_inline)) inline void transpose_8x8_avx2(__
   }
 }
 
-// out[j * 16 + r] = src[r][j] for r < 16, j < n: sixteen rows into a panel of 16 floats per
-// column, in 8 x 8 blocks transposed in AVX2 registers. For pack_im2col_transposed's NCHW 1x1
-// rows, which it otherwise moved one element at a time (MobileNet's 64 -> 128 1x1
-// grad_weight on Zen 3: the packing took 80% as long as the product).
+// out[j * 16 + r] = src[r][j] for r < live (0 for live <= r < 16), j < n: sixteen rows into
+// a panel of 16 floats per column, in 8 x 8 blocks transposed in AVX2 registers. For
+// pack_im2col_transposed's NCHW 1x1 rows, which it otherwise moved one element at a time
+// (MobileNet's 64 -> 128 1x1 grad_weight on Zen 3: the packing took 80% as long as the
+// product).
 __attribute__((target("avx2"))) inline void transpose_rows_16_avx2(const float* const* src,
-                                                                   int64_t n, float* out) {
+                                                                   int live, int64_t n,
+                                                                   float* out) {
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     for (int half = 0; half < 2; ++half) {
       __m256 r[8];
-      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src[8 * half + i] + j);
+      for (int i = 0; i < 8; ++i) {
+        const int row = 8 * half + i;
+        r[i] = row < live ? _mm256_loadu_ps(src[row] + j) : _mm256_setzero_ps();
+      }
       transpose_8x8_avx2(r);
       for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + (j + c) * 16 + 8 * half, r[c]);
     }
   }
   for (; j < n; ++j) {
-    for (int r = 0; r < 16; ++r) out[j * 16 + r] = src[r][j];
+    for (int r = 0; r < 16; ++r) out[j * 16 + r] = r < live ? src[r][j] : 0.0f;
   }
 }
 
@@ -521,19 +526,10 @@ void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& 
         for (int64_t j = 0; j < cols;) {
           const int64_t e = tile.run_end[j];
           const float* src[NR];
-          for (int64_t kk = 0; kk < NR; ++kk) {  // rows past kc: none (zeros, below)
-            src[kk] = kk < live ? x + run_source(xs, g, tile, taps, k0 + p + kk, j, e - j).base
-                                : nullptr;
+          for (int64_t kk = 0; kk < live; ++kk) {
+            src[kk] = x + run_source(xs, g, tile, taps, k0 + p + kk, j, e - j).base;
           }
-          if (live == NR) {
-            transpose_rows_16_avx2(src, e - j, panel + j * NR);
-          } else {
-            for (int64_t c = j; c < e; ++c) {
-              for (int64_t kk = 0; kk < NR; ++kk) {
-                panel[c * NR + kk] = kk < live ? src[kk][c - j] : T(0);
-              }
-            }
-          }
+          transpose_rows_16_avx2(src, static_cast<int>(live), e - j, panel + j * NR);
           j = e;
         }
       }

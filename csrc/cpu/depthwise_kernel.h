@@ -355,10 +355,11 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
 //   channels_dot        acc[t][c] += sum_q g[q * g_step + c] * src[t][q * src_step + c]
 // channels_correlate keeps even and odd taps in separate sums, four vectors at a time, to
 // hide the FMA latency; channels_dot sums up to 9 taps of one vector in registers over the
-// pixels (a 3x3 kernel in one pass). Both orders depend only on the arguments. Up to two vectors of channels and nine
-// taps (MobileNet's first depthwise layer: 32 channels, 3x3), channels_correlate holds the
-// weights in registers: reloading them every pixel made it load-bound, at twice the
-// loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms for native).
+// pixels (a 3x3 kernel in one pass). Both orders depend only on the arguments. Up to two
+// vectors of channels and nine taps (MobileNet's first depthwise layer: 32 channels, 3x3),
+// channels_correlate holds the weights in registers: reloading them every pixel made it
+// load-bound, at twice the loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms for
+// native).
 template <typename V>
 inline void channels_correlate(long count, long C, int ntaps,
                                const typename V::scalar* const* __restrict src, long src_step,
@@ -448,10 +449,14 @@ inline void channels_dot_taps(long count, const typename V::scalar* const* __res
   for (long q = 0; q < count; ++q) {
     const vec gv = V::load_n(g + q * g_step + c, n);
 #pragma GCC unroll 9
-    for (int t = 0; t < NT; ++t) sum[t] = V::fma(gv, V::load_n(src[t] + q * src_step + c, n), sum[t]);
+    for (int t = 0; t < NT; ++t) {
+      sum[t] = V::fma(gv, V::load_n(src[t] + q * src_step + c, n), sum[t]);
+    }
   }
 #pragma GCC unroll 9
-  for (int t = 0; t < NT; ++t) V::store_n(acc[t] + c, V::add(V::load_n(acc[t] + c, n), sum[t]), n);
+  for (int t = 0; t < NT; ++t) {
+    V::store_n(acc[t] + c, V::add(V::load_n(acc[t] + c, n), sum[t]), n);
+  }
 }
 
 template <typename V>
@@ -738,7 +743,7 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
 // Defines the entry points of depthwise.h for one ISA, inside `namespace <isa>`: VEC the
 // ISA's vectors, WIDE those of the small-plane kernels for rows longer than one VEC
 // (small_planes_transposed takes rows of one VEC).
-#define CNNOPS_DEPTHWISE_ENTRY_POINTS(T, VEC, WIDE)                                                 \
+#define CNNOPS_DEPTHWISE_ENTRY_POINTS(T, VEC, WIDE)                                           \
   void taps_correlate(long n, int ntaps, const T* const* src, const T* w, T init, T* out) {   \
     if (ntaps == 9) return detail::taps_correlate<VEC, 9>(n, ntaps, src, w, init, out);      \
     if (ntaps == 25) return detail::taps_correlate<VEC, 25>(n, ntaps, src, w, init, out);    \
