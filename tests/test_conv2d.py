@@ -289,6 +289,9 @@ LAYOUT_CASES = [
     case("flat_40to40_7x7", (2, 40, 7, 7), (40, 40, 3, 3), bias=True, padding=1),
     # tap by tap: the images are the GEMM's columns, read and written at the batch stride
     case("tapwise_12to20_2x2", (16, 12, 2, 2), (20, 12, 3, 3), bias=True, padding=1),
+    # a first layer: channels-last grad_output transposed into planes (channels_to_planes:
+    # 8 x 8 blocks and 5 channels, 32-pixel blocks and 6 pixels left) for the direct kernels
+    case("first_layer_3to13_5x70", (2, 3, 5, 70), (13, 3, 3, 3), bias=True, padding=1),
 ]
 
 # (input layout, weight and bias layout, grad_output layout)

@@ -1549,6 +1549,27 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   add_partial_sums(dw, partial, split.splits - 1, g.K * red);
 }
 
+// A channels-last tensor copied to contiguous NCHW, row by row (channels_to_planes): the
+// direct weight gradient of a first layer reads grad_output's rows of one channel. The copy
+// and the direct kernel beat the GEMM, which packs grad_output into panels anyway (Zen 3,
+// best of 40, alternating builds: VGG's 3 -> 64 first layer channels-last, 1x3x224x224
+// 4.8-7.5 -> 4.3-5.1 ms, 32x3x32x32 3.3-3.9 -> 2.3-2.7 ms).
+template <typename T>
+at::Tensor planar_copy(const at::Tensor& t) {
+  at::Tensor planes = at::empty(t.sizes(), t.options().memory_format(c10::MemoryFormat::Contiguous));
+  const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
+  const Strides4 ts(t);
+  const T* src = t.data_ptr<T>();
+  T* dst = planes.data_ptr<T>();
+  at::parallel_for(0, t.size(0) * H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / H, h = row % H;
+      channels_to_planes(src + n * ts.n + h * ts.h, ts.w, C, W, dst + (n * C * H + h) * W, H * W);
+    }
+  });
+  return planes;
+}
+
 // ---------------------------------------------------------------------------------------
 // Operators
 
@@ -1659,6 +1680,9 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
                             grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_direct<scalar_t>(g, Strides4(grad_output))) {
       conv2d_grad_weight_direct(grad_output, input, grad_weight.data_ptr<scalar_t>(), g);
+    } else if (Strides4(grad_output).c == 1 && use_direct<scalar_t>(g, kRowMajor)) {
+      conv2d_grad_weight_direct(planar_copy<scalar_t>(grad_output), input,
+                                grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_flat_direct<scalar_t>(g)) {
       conv2d_grad_weight_flat(grad_output, input, grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_winograd<scalar_t>(g)) {

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 // x86-64 with GCC or Clang: some packers below come with AVX-512 masked copies and AVX2
@@ -148,6 +149,86 @@ struct TapTable {
   }
 };
 
+#ifdef CNNOPS_X86_INTRINSICS
+// Rows r[0..7] of an 8 x 8 block in, its columns out: r[c] = (r0[c], ..., r7[c]).
+__attribute__((target("avx2"), always_inline)) inline void transpose_8x8_avx2(__m256 r[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 8; i += 2) {  // pairs of rows interleaved
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  __m256 q[8];  // then quadruples: q[0..3] rows 0-3 of columns (0, 4), (1, 5), (2, 6), (3, 7)
+  for (int i = 0; i < 8; i += 4) {
+    q[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    q[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    q[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    q[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(q[c], q[c + 4], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(q[c], q[c + 4], 0x31);
+  }
+}
+
+// Whether the AVX2 transposes may run (any ISA but the portable one: AVX-512 CPUs have AVX2).
+inline bool avx2_available() {
+  static const bool avx2 = std::strcmp(cpu_isa(), "portable") != 0;
+  return avx2;
+}
+
+// channels_to_planes for floats: 8 pixels x 8 channels at a time, transposed in registers.
+// Blocks of kPixels pixels, channel by channel: a block's source stays in L1, and only 8
+// planes take stores at a time (planes a multiple of 4 KiB apart share one set of L1:
+// storing to all 64 of VGG's 224 x 224 planes by turns missed L1 on every store).
+__attribute__((target("avx2"))) inline void channels_to_planes_avx2(const float* src,
+                                                                    int64_t pixel, int64_t C,
+                                                                    int64_t count, float* dst,
+                                                                    int64_t plane) {
+  constexpr int64_t kPixels = 32;
+  const int64_t c8 = C / 8 * 8, i8 = count / 8 * 8;
+  for (int64_t i0 = 0; i0 < i8; i0 += kPixels) {
+    const int64_t i1 = std::min(i0 + kPixels, i8);
+    for (int64_t c = 0; c < c8; c += 8) {
+      for (int64_t i = i0; i < i1; i += 8) {
+        __m256 r[8];
+        for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + (i + k) * pixel + c);
+        transpose_8x8_avx2(r);
+        for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + (c + k) * plane + i, r[k]);
+      }
+    }
+    for (int64_t c = c8; c < C; ++c) {
+      for (int64_t i = i0; i < i1; ++i) dst[c * plane + i] = src[i * pixel + c];
+    }
+  }
+  for (int64_t i = i8; i < count; ++i) {
+    for (int64_t c = 0; c < C; ++c) dst[c * plane + i] = src[i * pixel + c];
+  }
+}
+#endif
+
+// `count` pixels of C channels (channel c of pixel i at src[i * pixel + c]: a run of a
+// channels-last row) as C rows of `count` values: dst[c * plane + i].
+template <typename T>
+void channels_to_planes(const T* src, int64_t pixel, int64_t C, int64_t count, T* dst,
+                        int64_t plane) {
+#ifdef CNNOPS_X86_INTRINSICS
+  if constexpr (std::is_same_v<T, float>) {
+    if (avx2_available()) {
+      channels_to_planes_avx2(src, pixel, C, count, dst, plane);
+      return;
+    }
+  }
+#endif
+  // Blocks of 16 pixels, whose channels stay in L1 while each plane's 16 values are written.
+  constexpr int64_t kPixels = 16;
+  for (int64_t i0 = 0; i0 < count; i0 += kPixels) {
+    const int64_t n = std::min(kPixels, count - i0);
+    for (int64_t c = 0; c < C; ++c) {
+      for (int64_t i = 0; i < n; ++i) dst[c * plane + i0 + i] = src[(i0 + i) * pixel + c];
+    }
+  }
+}
+
 // Copies x (the N x C planes of geometry g, any strides) into dst as zero-padded planes of
 // hp x wp: plane (n, c) at dst + (n * C + c) * hp * wp, whose element (row, col) is
 // x[n, c, row - pad_top, col - pad_left], zero outside x.
@@ -157,9 +238,7 @@ void pad_planes(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t h
   const int64_t plane = hp * wp;
   if (xs.c == 1 && g.C > 1) {
     // Channels innermost (channels_last): plane by plane would read every element from a
-    // different cache line. Row by row instead, in blocks of 16 pixels, whose channels stay
-    // in L1 while each plane's 16 values are written.
-    constexpr int64_t kPixels = 16;
+    // different cache line. Row by row instead, each row's pixels transposed into its planes.
     at::parallel_for(0, g.N * hp, 1, [&](int64_t begin, int64_t end) {
       for (int64_t nr = begin; nr < end; ++nr) {
         const int64_t n = nr / hp, row = nr % hp, ih = row - g.p.pad_top;
@@ -173,15 +252,7 @@ void pad_planes(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t h
           std::fill_n(d + c * plane, left, T(0));
           std::fill(d + c * plane + left + width, d + c * plane + wp, T(0));
         }
-        const T* s = x + n * xs.n + ih * xs.h;
-        for (int64_t w0 = 0; w0 < width; w0 += kPixels) {
-          const int64_t count = std::min(kPixels, width - w0);
-          for (int64_t c = 0; c < g.C; ++c) {
-            T* dc = d + c * plane + left + w0;
-            const T* sc = s + w0 * xs.w + c;
-            for (int64_t i = 0; i < count; ++i) dc[i] = sc[i * xs.w];
-          }
-        }
+        channels_to_planes(x + n * xs.n + ih * xs.h, xs.w, g.C, width, d + left, plane);
       }
     });
     return;
@@ -433,26 +504,6 @@ __attribute__((target("avx512f"))) void pack_im2col_panels_avx512(
 #endif
 
 #ifdef CNNOPS_X86_INTRINSICS
-// Rows r[0..7] of an 8 x 8 block in, its columns out: r[c] = (r0[c], ..., r7[c]).
-__attribute__((target("avx2"), always_inline)) inline void transpose_8x8_avx2(__m256 r[8]) {
-  __m256 t[8];
-  for (int i = 0; i < 8; i += 2) {  // pairs of rows interleaved
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  __m256 q[8];  // then quadruples: q[0..3] rows 0-3 of columns (0, 4), (1, 5), (2, 6), (3, 7)
-  for (int i = 0; i < 8; i += 4) {
-    q[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    q[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    q[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    q[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int c = 0; c < 4; ++c) {
-    r[c] = _mm256_permute2f128_ps(q[c], q[c + 4], 0x20);
-    r[c + 4] = _mm256_permute2f128_ps(q[c], q[c + 4], 0x31);
-  }
-}
-
 // out[j * 16 + r] = src[r][j] for r < live (0 for live <= r < 16), j < n: sixteen rows into
 // a panel of 16 floats per column, in 8 x 8 blocks transposed in AVX2 registers. For
 // pack_im2col_transposed's NCHW 1x1 rows, which it otherwise moved one element at a time
@@ -500,11 +551,6 @@ __attribute__((target("avx2"))) inline void transpose_rows_6_avx2(const float* c
   for (; j < n; ++j) {
     for (int r = 0; r < 6; ++r) out[j * 6 + r] = r < live ? src[r][j] : 0.0f;
   }
-}
-
-inline bool avx2_available() {
-  static const bool avx2 = std::strcmp(cpu_isa(), "portable") != 0;
-  return avx2;
 }
 #endif
 
