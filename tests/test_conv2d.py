@@ -475,3 +475,26 @@ def test_argument_forms_match_torch(kwargs):
     x, w = torch.randn(2, 4, 8, 9), torch.randn(6, 4, 3, 2)
     torch.testing.assert_close(cnnops.conv2d(x, w, **kwargs), F.conv2d(x, w, **kwargs),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_bias_relu"])
+@pytest.mark.parametrize("out_channels", [32, 13])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_last_output_past_stream_threshold(dtype, out_channels, relu):
+    """Channels-last outputs of 8 MiB and more leave the channels-last GEMM by non-temporal
+    stores (conv2d.cpp, store_biased_run): bias and ReLU applied on the way, and with 13
+    channels the pixels' runs start off the 16-byte grid those stores need."""
+    side = 416 if dtype == torch.float32 else 296
+    assert side * side * 13 * dtype.itemsize >= 8 << 20
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, side, side, dtype=dtype, generator=generator)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(out_channels, 3, 3, 3, dtype=dtype, generator=generator)
+    b = torch.randn(out_channels, dtype=dtype, generator=generator)
+    conv = cnnops.functional.conv2d_bias_relu if relu else cnnops.conv2d
+    out = conv(x, w, b, padding=1)
+    expected = F.conv2d(x.double(), w.double(), b.double(), padding=1)
+    if relu:
+        expected = expected.relu()
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_conv_close(out, expected, dtype, 27, "channels-last output past the streaming threshold")
