@@ -71,6 +71,7 @@
 #include "cpu/depthwise.h"
 #include "cpu/gemm.h"
 #include "cpu/scratch.h"
+#include "cpu/stream_store.h"
 
 namespace cnnops::cpu {
 
@@ -214,69 +215,6 @@ void store_columns(const T* c, T add, bool relu, T* y, const int64_t* off, int64
   } else {
     for (int64_t j = 0; j < count; ++j) y[off[j]] = c[j] + add;
   }
-}
-
-// Outputs of at least kStreamMinBytes are written past the caches (non-temporal stores):
-// larger than the share of L3 a core gets here (Zen 3 VM: reads of 16 MiB ran at DRAM speed,
-// of 4 MiB at 50 GB/s), they would leave it anyway, and a cached store first reads its line
-// from memory. Stores of 12 MB: 13 GB/s cached, 19.6 GB/s non-temporal; VGG's first layer,
-// channels-last, 1x3x224x224 -> 64: the forward's CPU time 25% less (perf samples over 300
-// calls, two rounds: 7970-8140 -> 6010-6050), its wall time 5-15% (noisy).
-constexpr int64_t kStreamMinBytes = 8 << 20;
-
-bool streams_output(int64_t bytes) {
-#ifdef CNNOPS_X86_INTRINSICS
-  return bytes >= kStreamMinBytes;
-#else
-  return false;
-#endif
-}
-
-#ifdef CNNOPS_X86_INTRINSICS
-// 16 bytes of store_biased_run, stored past the caches. (MAXPS returns its second operand
-// where either is NaN: NaN stays NaN.)
-inline void stream_biased(const float* c, const float* bias, bool relu, float* y) {
-  __m128 v = _mm_loadu_ps(c);
-  if (bias) v = _mm_add_ps(v, _mm_loadu_ps(bias));
-  if (relu) v = _mm_max_ps(_mm_setzero_ps(), v);
-  _mm_stream_ps(y, v);
-}
-
-inline void stream_biased(const double* c, const double* bias, bool relu, double* y) {
-  __m128d v = _mm_loadu_pd(c);
-  if (bias) v = _mm_add_pd(v, _mm_loadu_pd(bias));
-  if (relu) v = _mm_max_pd(_mm_setzero_pd(), v);
-  _mm_stream_pd(y, v);
-}
-#endif
-
-// Waits until this thread's non-temporal stores are visible to the others: before a task
-// that streamed its output ends.
-inline void stores_done() {
-#ifdef CNNOPS_X86_INTRINSICS
-  _mm_sfence();
-#endif
-}
-
-// y[j] = c[j] + bias[j] (bias may be null), then ReLU if asked, for a run of contiguous
-// outputs; with `stream`, 16 bytes at a time past the caches where y is aligned to them
-// (SSE: every x86-64 CPU), the caller then calling stores_done().
-template <typename T>
-void store_biased_run(const T* c, const T* bias, bool relu, T* y, int64_t count, bool stream) {
-  auto value = [&](int64_t j) {
-    const T v = c[j] + (bias ? bias[j] : T(0));
-    return relu ? std::max(v, T(0)) : v;  // NaN stays NaN, as in torch.relu
-  };
-  int64_t j = 0;
-#ifdef CNNOPS_X86_INTRINSICS
-  constexpr int64_t kLanes = 16 / sizeof(T);
-  if (stream && reinterpret_cast<uintptr_t>(y) % 16 == 0) {
-    for (; j + kLanes <= count; j += kLanes) {
-      stream_biased(c + j, bias ? bias + j : nullptr, relu, y + j);
-    }
-  }
-#endif
-  for (; j < count; ++j) y[j] = value(j);
 }
 
 // Forward work is cut into tasks of (group, block of output channels, column tile). The
@@ -983,7 +921,8 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   // where the packed A's contiguous stream wins.
   const bool gathered =
       red <= kGatheredMaxReduction && g.Kg >= t.nr && t.mr <= kMaxPanelRows;
-  const bool stream = streams_output(pixels * g.K * int64_t{sizeof(T)});
+  // An output larger than the caches is written past them (cpu/stream_store.h).
+  const bool stream = streams(pixels * g.K * int64_t{sizeof(T)});
 
   // W^T of each group as B panels, per reduction block of KC taps (or of the whole reduction,
   // `gathered`): block b of group `group` at (group * CgRS + b * KC) * cols_padded, its panel
@@ -1060,7 +999,7 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
                          y + (i0 + i) * g.K + k0, cols, stream);
       }
     }
-    if (stream) stores_done();
+    if (stream) stream_fence();
   });
 }
 
@@ -1718,8 +1657,9 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   check_conv2d_grad_weight(grad_output, input, weight_size, params);
   // The GEMM writes a contiguous K x CgRS matrix; a channels_last result is one small copy.
   const c10::MemoryFormat format = conv_output_memory_format(grad_output, input);
+  // (A channels-last grad_output reaches the direct kernel through planar_copy.)
   if (is_depthwise(input.size(1), groups) && !use_reference() &&
-      !direct_over_depthwise(weight_size, params, grad_output.suggest_memory_format())) {
+      !direct_over_depthwise(weight_size, params, c10::MemoryFormat::Contiguous)) {
     return depthwise_grad_weight_cpu(grad_output, input, weight_size, params).contiguous(format);
   }
   at::Tensor grad_weight = at::zeros(weight_size, grad_output.options());

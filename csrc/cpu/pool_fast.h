@@ -20,10 +20,7 @@
 #include <vector>
 
 #include "cpu/pool_kernels.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <emmintrin.h>  // SSE2 (baseline x86-64): non-temporal stores
-#endif
+#include "cpu/stream_store.h"
 
 #else  // CNNOPS_POOL_ISA: the kernels
 
@@ -43,48 +40,6 @@ int64_t grain(int64_t work) { return std::max<int64_t>(1, kTaskWork / std::max<i
 template <typename T>
 constexpr T minus_infinity() {
   return -std::numeric_limits<T>::infinity();
-}
-
-// ---- non-temporal stores ---------------------------------------------------------------
-//
-// An ordinary store reads its destination line from memory before overwriting it, which
-// doubles the traffic of a write-only pass over a result far larger than the caches. The avg
-// backward, whose grad_input is written once in short rows, streams a large one with
-// non-temporal stores instead (2-core Xeon, 8x64x112x112: its forward+backward 1.13-1.40x as
-// fast, and still 1.07-1.21x when a ReLU backward reads the result right after). Elsewhere
-// they did not pay: max backward zeroes its planes by memset, whose string stores already
-// skip the read, and streaming max forward's values and indices (rows of 56) measured
-// 0.89-0.95x. Results under kStreamBytes keep ordinary stores, to stay in cache for the next
-// operator.
-
-constexpr int64_t kStreamBytes = int64_t{16} << 20;
-
-bool streams(int64_t bytes) { return bytes >= kStreamBytes; }
-
-// dst[0, n) = src[0, n), the aligned middle with non-temporal stores where the ISA has them.
-// A task that streamed calls stream_fence() before it ends, so that its stores are visible to
-// whichever thread reads the result next.
-template <typename T>
-void stream_copy(T* dst, const T* src, int64_t n) {
-#if defined(__x86_64__) || defined(_M_X64)
-  static_assert(16 % sizeof(T) == 0, "whole elements per 16-byte store");
-  constexpr int64_t kPer = 16 / sizeof(T);
-  int64_t i = 0;
-  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 16 != 0; ++i) dst[i] = src[i];
-  for (; i + kPer <= n; i += kPer) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), v);
-  }
-  for (; i < n; ++i) dst[i] = src[i];
-#else
-  std::copy(src, src + n, dst);
-#endif
-}
-
-void stream_fence() {
-#if defined(__x86_64__) || defined(_M_X64)
-  _mm_sfence();
-#endif
 }
 
 // ---- software prefetch ------------------------------------------------------------------
