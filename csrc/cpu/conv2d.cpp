@@ -40,7 +40,7 @@
 //              forward pass and grad_input, into an output of any strides: each
 //              image's output swept as one flat run of pixels over the padded rows, MR
 //              pixels broadcast from the input in place times NR output channels of W^T
-//              (gemm.h, direct_pixels); and their grad_weight, 9 taps broadcast from the
+//              (gemm.h, direct_pixels); and their grad_weight, MT taps broadcast from the
 //              input times NR channels of dY copied pixel-major (direct_grad_weight_pixels).
 //            Other shapes run version 2.
 // version 5: tap by tap (tapwise_conv), for output planes of up to 16 pixels: per output
@@ -687,7 +687,7 @@ void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& in
 // grad_weight of the layers direct_conv takes, from a grad_output with contiguous rows:
 //   dW[k, (c, r, s)] = sum over n, p, q of
 //                      dY[n, k, p, q] * X_padded[n, c, p * stride_h + r * dilation_h, q + s * dilation_w]
-// by the direct_grad_weight micro-kernel (blocks of channels x 9 taps, sums in vector lanes).
+// by the direct_grad_weight micro-kernel (blocks of channels x taps, sums in vector lanes).
 // The units of work are (image, strip of output rows); `splits` contiguous ranges of units
 // sum into their own copies of dW, which are added in order at the end. Both counts are
 // functions of the shape alone: the result does not depend on the thread count.
@@ -701,7 +701,8 @@ void conv2d_grad_weight_direct(const at::Tensor& grad_output, const at::Tensor& 
   const Strides4 dys(grad_output);
   const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, 0);
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
-  const int64_t taps = g.reduction(), kb = direct_grad_weight_channels<T>();
+  const GemmTile block = direct_grad_weight_tile<T>();
+  const int64_t taps = g.reduction(), kb = block.mr, tb = block.nr;
   const int64_t strip = std::clamp<int64_t>(kStripPixels / g.Q, 1, g.P);
   const int64_t strips = ceil_div(g.P, strip), units = g.N * strips;
   const int64_t splits = std::min(units, kSplits);
@@ -722,8 +723,8 @@ void conv2d_grad_weight_direct(const at::Tensor& grad_output, const at::Tensor& 
           for (int64_t k0 = group * g.Kg; k0 < (group + 1) * g.Kg; k0 += kb) {
             const int k_valid = static_cast<int>(std::min(kb, (group + 1) * g.Kg - k0));
             for (int64_t i = 0; i < k_valid; ++i) dy_off[i] = (k0 + i) * dys.c;
-            for (int64_t t0 = 0; t0 < taps; t0 += kDirectGradTaps) {
-              const int t_valid = static_cast<int>(std::min<int64_t>(kDirectGradTaps, taps - t0));
+            for (int64_t t0 = 0; t0 < taps; t0 += tb) {
+              const int t_valid = static_cast<int>(std::min(tb, taps - t0));
               direct_grad_weight(rows, g.Q, dy_strip, dy_off.data(), dys.h, k_valid, x_strip,
                                  tap_off.data() + t0, g.p.stride_h * xp.wp, t_valid,
                                  sums + k0 * taps + t0, taps);
@@ -745,18 +746,19 @@ bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const S
 }
 
 // grad_weight of those 1x1 layers, dW[k, c] = sum over pixels of dY[n, k, p] * X[n, c, p],
-// read in place by the direct_grad_weight micro-kernel: blocks of output channels times 9
-// input channels (its taps), the pixels in vector lanes. The pixels are visited in ranges of
+// read in place by the direct_grad_weight micro-kernel: blocks of output channels times
+// blocks of input channels (its taps), the pixels in vector lanes. The pixels are visited in ranges of
 // about kRangePixels (a chunk of one image's plane, or whole planes of several images: the
 // kernel's rows), in the same order for every sum, so the result does not depend on how the
-// output channels are shared among the threads. Per range, a task's 9 planes of X stay in L1
+// output channels are shared among the threads. Per range, a task's planes of X stay in L1
 // while its blocks of dY stream past them. No packing: the GEMM's packs of dY and X cost as
 // much as its FMAs on these layers (MobileNet's 1x1 convolutions have 64 to 1024 channels).
 template <typename T>
 void pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x, const Strides4& xs,
                            T* dw, const ConvGeometry& g) {
   constexpr int64_t kRangePixels = 1024, kBlocksPerTask = 16;
-  const int64_t kb = direct_grad_weight_channels<T>(), plane = g.H * g.W;
+  const GemmTile block = direct_grad_weight_tile<T>();
+  const int64_t kb = block.mr, tb = block.nr, plane = g.H * g.W;
   const int64_t chunk = std::min(plane, kRangePixels);
   const int64_t images = chunk < kRangePixels ? std::max<int64_t>(1, kRangePixels / chunk) : 1;
   const int64_t blocks = ceil_div(g.Kg, kb);
@@ -776,8 +778,8 @@ void pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x, const S
           const int64_t count = std::min(chunk, plane - p0);
           const T* x_range = x + n0 * xs.n + group * g.Cg * xs.c + p0;
           const T* dy_range = dy + n0 * dys.n + p0;
-          for (int64_t c0 = 0; c0 < g.Cg; c0 += kDirectGradTaps) {
-            const int c_valid = static_cast<int>(std::min<int64_t>(kDirectGradTaps, g.Cg - c0));
+          for (int64_t c0 = 0; c0 < g.Cg; c0 += tb) {
+            const int c_valid = static_cast<int>(std::min(tb, g.Cg - c0));
             for (int64_t b = first; b < last; ++b) {
               const int64_t k0 = group * g.Kg + b * kb;
               const int k_valid = static_cast<int>(std::min(kb, (group + 1) * g.Kg - k0));
@@ -792,17 +794,18 @@ void pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x, const S
   });
 }
 
-// Version 0 takes pointwise_grad_weight up to 256 x 512 channels, where the micro-kernel
-// shares each load of X among several output channels (AVX-512: 3). On larger layers
-// (MobileNet's 512 -> 512 and 1024 -> 1024), whose packs are a smaller share of the GEMM, and
-// with AVX2's one channel per load, the GEMM measured as fast or faster.
-constexpr int64_t kPointwiseGradWeightMaxChannels = 256 * 512;  // Cg * Kg
-
+// Version 0 takes pointwise_grad_weight up to Cg x Kg = 256 x 512 channels on AVX-512 and
+// 256 x 256 on AVX2, where the micro-kernel shares each load of X among 3 (4) output
+// channels. On larger layers (MobileNet's 512 -> 512 and 1024 -> 1024), whose packs are a
+// smaller share of the GEMM, the GEMM measured as fast or faster; on AVX2 (Zen 3, CPU time,
+// alternating builds) already at 256 -> 512 on 14x14 planes (15-30% slower here), while
+// 32 -> 64 on 112x112 took half the GEMM's time, 64 -> 128 on 56x56 20-25% less, and 128
+// and 256 channels on 28x28 and 56x56 about the same to 7% less.
 template <typename T>
 bool use_pointwise_grad_weight(const ConvGeometry& g, const Strides4& xs, const Strides4& dys) {
   const int version = kernel_version(OpFamily::conv2d);
-  const bool pays = g.Cg * g.Kg <= kPointwiseGradWeightMaxChannels &&
-                    direct_grad_weight_channels<T>() > 1;
+  const int64_t max_channels = std::strcmp(cpu_isa(), "avx512") == 0 ? 256 * 512 : 256 * 256;
+  const bool pays = g.Cg * g.Kg <= max_channels;
   return (version == 4 || (version == 0 && pays)) && pointwise_direct_applies(g, xs, dys);
 }
 

@@ -127,16 +127,17 @@ GemmTile direct_thin_tile<double>() {
   return active_isa() == Isa::avx512 ? GemmTile{3, 48} : GemmTile{3, 12};
 }
 
-// Output channels per block of the direct weight-gradient kernel: 3 x 9 accumulators of
-// AVX-512's 32 registers, 1 x 9 of AVX2's 16.
+// Output channels x taps per block of the direct weight-gradient kernel: 3 x 9 accumulators
+// of AVX-512's 32 registers; 4 x 3 of AVX2's 16 (and portable), where 1 x 9 loaded 10
+// vectors per 9 FMAs (4 x 3: 7 per 12).
 template <>
-int64_t direct_grad_weight_channels<float>() {
-  return active_isa() == Isa::avx512 ? 3 : 1;
+GemmTile direct_grad_weight_tile<float>() {
+  return active_isa() == Isa::avx512 ? GemmTile{3, 9} : GemmTile{4, 3};
 }
 
 template <>
-int64_t direct_grad_weight_channels<double>() {
-  return direct_grad_weight_channels<float>();
+GemmTile direct_grad_weight_tile<double>() {
+  return direct_grad_weight_tile<float>();
 }
 
 #ifdef CNNOPS_X86

@@ -88,15 +88,12 @@ void direct_grad_weight_pixels(int64_t images, int64_t n, const double* x,
                                const double* dy, int64_t dy_image, double* sums, int64_t ld);
 
 // The direct weight-gradient micro-kernel (gemm_kernel.h), for the same short reductions:
-// for a block of up to direct_grad_weight_channels<T>() output channels i (rows of dY at
-// dy_off[i]) and up to kDirectGradTaps taps t (x at tap_off[t]), over `rows` rows of n
-// columns,
+// for a block of up to direct_grad_weight_tile<T>().mr output channels i (rows of dY at
+// dy_off[i]) and up to .nr taps t (x at tap_off[t]), over `rows` rows of n columns,
 //   sums[i * ld + t] += sum_{j, q} dy[dy_off[i] + j * dy_row + q] * x[tap_off[t] + j * x_row + q]
 // for i < k_valid, t < t_valid. x is zero-padded: each tap's n columns lie within its row.
-constexpr int kDirectGradTaps = 9;
-
 template <typename T>
-int64_t direct_grad_weight_channels();
+GemmTile direct_grad_weight_tile();
 
 void direct_grad_weight(int64_t rows, int64_t n, const float* dy, const int64_t* dy_off,
                         int64_t dy_row, int k_valid, const float* x, const int64_t* tap_off,

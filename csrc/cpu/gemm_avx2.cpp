@@ -134,14 +134,14 @@ void direct_row_thin(long taps, const long* tap_off, const double* x, const doub
 void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,
                         int k_valid, const float* x, const long* tap_off, long x_row,
                         int t_valid, float* sums, long ld) {
-  detail::direct_grad_weight<FloatVec, 1, 9>(rows, n, dy, dy_off, dy_row, k_valid, x, tap_off,
+  detail::direct_grad_weight<FloatVec, 4, 3>(rows, n, dy, dy_off, dy_row, k_valid, x, tap_off,
                                               x_row, t_valid, sums, ld);
 }
 
 void direct_grad_weight(long rows, long n, const double* dy, const long* dy_off, long dy_row,
                         int k_valid, const double* x, const long* tap_off, long x_row,
                         int t_valid, double* sums, long ld) {
-  detail::direct_grad_weight<DoubleVec, 1, 9>(rows, n, dy, dy_off, dy_row, k_valid, x,
+  detail::direct_grad_weight<DoubleVec, 4, 3>(rows, n, dy, dy_off, dy_row, k_valid, x,
                                                tap_off, x_row, t_valid, sums, ld);
 }
 
