@@ -32,10 +32,11 @@
 //              planes (NCHW), each plane read in place as one long row: the forward pass
 //              and grad_input (version 0: planes of 512 pixels or more).
 //            - grad_weight of the short reductions, from a grad_output with contiguous
-//              rows: each output channel's dY rows against each tap's padded input rows,
-//              sums kept in vector lanes (gemm.h, direct_grad_weight); likewise the
-//              grad_weight of those 1x1 convolutions, planes read in place (version 0: up
-//              to 256 x 512 channels on AVX-512, pointwise_grad_weight).
+//              rows (a channels-last one copied to planes first): each output channel's dY
+//              rows against each tap's padded input rows, sums kept in vector lanes
+//              (gemm.h, direct_grad_weight); likewise the grad_weight of those 1x1
+//              convolutions, planes read in place (version 0: up to 256 x 512 channels on
+//              AVX-512, 256 x 256 on AVX2, pointwise_grad_weight).
 //            - small planes at stride 1 (flat_direct_pays: SimpleCNN's 14x14 and 7x7), the
 //              forward pass and grad_input, into an output of any strides: each
 //              image's output swept as one flat run of pixels over the padded rows, MR
@@ -747,10 +748,10 @@ bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const S
 
 // grad_weight of those 1x1 layers, dW[k, c] = sum over pixels of dY[n, k, p] * X[n, c, p],
 // read in place by the direct_grad_weight micro-kernel: blocks of output channels times
-// blocks of input channels (its taps), the pixels in vector lanes. The pixels are visited in ranges of
-// about kRangePixels (a chunk of one image's plane, or whole planes of several images: the
-// kernel's rows), in the same order for every sum, so the result does not depend on how the
-// output channels are shared among the threads. Per range, a task's planes of X stay in L1
+// blocks of input channels (its taps), the pixels in vector lanes. The pixels are visited in
+// ranges of about kRangePixels (a chunk of one image's plane, or whole planes of several
+// images: the kernel's rows), in the same order for every sum, so the result does not depend
+// on how the output channels are shared among the threads. Per range, a task's planes of X stay in L1
 // while its blocks of dY stream past them. No packing: the GEMM's packs of dY and X cost as
 // much as its FMAs on these layers (MobileNet's 1x1 convolutions have 64 to 1024 channels).
 template <typename T>
@@ -1559,7 +1560,8 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
 // 4.8-7.5 -> 4.3-5.1 ms, 32x3x32x32 3.3-3.9 -> 2.3-2.7 ms).
 template <typename T>
 at::Tensor planar_copy(const at::Tensor& t) {
-  at::Tensor planes = at::empty(t.sizes(), t.options().memory_format(c10::MemoryFormat::Contiguous));
+  at::Tensor planes =
+      at::empty(t.sizes(), t.options().memory_format(c10::MemoryFormat::Contiguous));
   const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
   const Strides4 ts(t);
   const T* src = t.data_ptr<T>();
