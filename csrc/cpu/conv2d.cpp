@@ -751,9 +751,10 @@ bool pointwise_direct_applies(const ConvGeometry& g, const Strides4& xs, const S
 // blocks of input channels (its taps), the pixels in vector lanes. The pixels are visited in
 // ranges of about kRangePixels (a chunk of one image's plane, or whole planes of several
 // images: the kernel's rows), in the same order for every sum, so the result does not depend
-// on how the output channels are shared among the threads. Per range, a task's planes of X stay in L1
-// while its blocks of dY stream past them. No packing: the GEMM's packs of dY and X cost as
-// much as its FMAs on these layers (MobileNet's 1x1 convolutions have 64 to 1024 channels).
+// on how the output channels are shared among the threads. Per range, a task's planes of X
+// stay in L1 while its blocks of dY stream past them. No packing: the GEMM's packs of dY and X
+// cost as much as its FMAs on these layers (MobileNet's 1x1 convolutions have 64 to 1024
+// channels).
 template <typename T>
 void pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x, const Strides4& xs,
                            T* dw, const ConvGeometry& g) {

@@ -559,9 +559,9 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
 // version 2, small planes: NCHW planes whose output rows fit in one vector, or on AVX2 a
 // pair (MobileNet's 14x14 and 7x7 layers), every output row summed in registers straight
 // from the input rows (small_planes_correlate). The strips below cost more per plane than
-// such a plane's arithmetic. Wider rows stay on the strips: swept in vectors straight from the input the
-// same way, MobileNet's 28x28 to 112x112 layers ran 0.8-1.0x as fast (2-core Xeon, AVX-512:
-// two thirds of the taps' loads straddle cache lines, the strips' do not).
+// such a plane's arithmetic. Wider rows stay on the strips: swept in vectors straight from
+// the input the same way, MobileNet's 28x28 to 112x112 layers ran 0.8-1.0x as fast (2-core
+// Xeon, AVX-512: two thirds of the taps' loads straddle cache lines, the strips' do not).
 
 // Outputs per task, so that a task's work outweighs its dispatch.
 constexpr int64_t kSmallPlanesGrain = 4096;
