@@ -282,6 +282,48 @@ def test_fused_row_kernels(width, dtype, device):
         assert torch.equal(values.signbit(), ref_out.signbit())
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [8, 13, 40, 77, 300])
+def test_channels_last_max_pool_channel_chunks(channels, dtype, device):
+    """channels_last max pooling holds 32 channels' running maxima and indices in registers,
+    then eight at a time, the last eight overlapping the ones before, in blocks of 256
+    channels: NaN, -inf and ties placed in several chunks and lanes, with indices and
+    without."""
+    x = torch.randint(0, 3, (2, channels, 7, 9)).to(dtype)
+    for c in {0, 5, channels // 2, channels - 1}:
+        x[0, c, 1:3, 2:5] = float("nan")
+        x[1, c, :4, :4] = float("-inf")
+    x = x.contiguous(memory_format=torch.channels_last).to(device)
+    for kwargs in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, stride=1),
+                   dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1), ceil_mode=True)):
+        check_max_pool(x, 2, grad=dtype is torch.float64, **kwargs)
+    with torch.no_grad():  # the values-only operator
+        torch.testing.assert_close(cnnops.max_pool2d(x, 3, 2, 1), F.max_pool2d(x, 3, 2, 1),
+                                   rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_max_pool_grad_input_takes_indices_in_any_order(version, layout):
+    """The index-based adjoint adds each grad_output element at the in-plane index it is
+    given, whatever the order (version 2 zeroes grad_input as it goes: channels_last row by
+    row, as far as the indices reach): random indices, repeated, running backwards, and
+    some outside the plane (skipped)."""
+    g = torch.Generator().manual_seed(0)
+    x = lay_out(torch.randn(2, 40, 6, 7, dtype=torch.float64), layout)
+    dy = lay_out(torch.randn(2, 40, 3, 4, dtype=torch.float64, generator=g), layout)
+    idx = torch.randint(0, 42, (2, 40, 3, 4), generator=g)
+    idx[0, :8] = torch.arange(41, 29, -1).view(3, 4)  # backwards: the last row first
+    idx[1, 3, 0] = torch.tensor([42, -1, 100, 41])
+    inside = (idx >= 0) & (idx < 42)
+    expected = torch.zeros(2, 40, 42, dtype=torch.float64).scatter_add_(
+        2, (idx * inside).view(2, 40, 12), (dy * inside).reshape(2, 40, 12)).view(2, 40, 6, 7)
+    with cnnops.kernel_version("pool", version):
+        got = torch.ops.cnnops.max_pool2d_grad_input(dy, lay_out(idx, layout), x)
+    torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("width", [1024, 1025], ids=["aligned_rows", "odd_width"])
 def test_large_gradients_are_streamed_correctly(width):
     """A grad_input of 16 MiB or more is written with non-temporal stores, row by row (avg)

@@ -27,11 +27,14 @@
 //                 whose windows hold it. Every element of grad_input is written once,
 //                 with non-temporal stores when it is 16 MiB or more (pool_fast.h).
 //   channels_last one task per output pixel and block of channels: the window's taps are
-//                 the outer loops, the inner loop runs over contiguous channels. avg
-//                 backward is a gather per input pixel.
+//                 the outer loops, the inner loop runs over contiguous channels (max: 32
+//                 channels' maxima and indices held in vector registers across the taps).
+//                 avg backward is a gather per input pixel.
 // max pooling's backward (both versions) scatters by index, one task owning whole planes
 // (NCHW) or images (channels_last) and adding in output order: no atomics, and the result
-// does not depend on the thread count. Its gather adjoint has a single version.
+// does not depend on the thread count. Version 2 zeroes grad_input just ahead of the
+// scatter (a plane at a time, or an image's rows as the indices reach them) rather than
+// all of it first. Its gather adjoint has a single version.
 //
 // Max pooling's tie and NaN rules are torch's: scanning the window in row-major order, a
 // value replaces the running maximum when it is greater or NaN, so the first maximum wins
@@ -339,10 +342,10 @@ at::Tensor max_pool2d_grad_input_cpu(const at::Tensor& grad_output, const at::Te
   check_pool2d_grad(op, grad_output, input, indices.sizes());
   const bool reference = use_reference();
   const bool channels_last = pool_output_memory_format(input) == c10::MemoryFormat::ChannelsLast;
-  // The NCHW kernel zeroes each plane just before scattering into it; the others start from
+  // Version 2's kernels zero grad_input as they scatter into it, the reference starts from
   // zeros.
   at::Tensor grad_input = empty_like_format(input.sizes(), input, input.options());
-  if (reference || channels_last) grad_input.zero_();
+  if (reference) grad_input.zero_();
   if (grad_input.numel() == 0) return grad_input;
   if (grad_output.numel() == 0) return grad_input.zero_();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
