@@ -285,11 +285,11 @@ def test_fused_row_kernels(width, dtype, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("channels", [8, 13, 40, 77, 300])
-def test_channels_last_max_pool_channel_chunks(channels, dtype, device):
-    """channels_last max pooling holds 32 channels' running maxima and indices in registers,
-    then eight at a time, the last eight overlapping the ones before, in blocks of 256
-    channels: NaN, -inf and ties placed in several chunks and lanes, with indices and
-    without."""
+def test_channels_last_channel_chunks(channels, dtype, device):
+    """channels_last pooling holds 32 channels' running results in registers, then eight at
+    a time, the last eight overlapping the ones before, in blocks of 256 channels. Max: NaN,
+    -inf and ties in several chunks and lanes, with indices and without; average and
+    adaptive average, forward and backward (a gather per input pixel)."""
     x = torch.randint(0, 3, (2, channels, 7, 9)).to(dtype)
     for c in {0, 5, channels // 2, channels - 1}:
         x[0, c, 1:3, 2:5] = float("nan")
@@ -301,6 +301,12 @@ def test_channels_last_max_pool_channel_chunks(channels, dtype, device):
     with torch.no_grad():  # the values-only operator
         torch.testing.assert_close(cnnops.max_pool2d(x, 3, 2, 1), F.max_pool2d(x, 3, 2, 1),
                                    rtol=0, atol=0, equal_nan=True)
+    x = torch.randn(x.shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    x = x.to(device)
+    for kwargs in (dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+                   dict(kernel_size=(2, 3), stride=(1, 2), ceil_mode=True, divisor_override=5)):
+        check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, **kwargs)
+    check_avg_pool(x, 2, cnnops.adaptive_avg_pool2d, F.adaptive_avg_pool2d, (3, 4))
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

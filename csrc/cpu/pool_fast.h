@@ -911,17 +911,18 @@ void max_pool2d_grad_input_nchw(const at::Tensor& grad_output, const at::Tensor&
 
 // ---- channels_last ----------------------------------------------------------------------
 //
-// Max pooling runs one output pixel's channels in chunks of kMaxChunk: the chunk's running
-// maxima and indices stay in vector registers for all the window's taps and are stored
-// once (four 8-lane vectors of each for float: 16 of AVX2's 16 ymm registers with the
-// loaded taps and the masks would spill, 8 do not). Channels past the last whole chunk take
-// one-vector chunks, the last of them overlapping the one before (each output channel is a
-// pure function of the input), and fewer than eight channels the scalar loop.
+// The forward kernels, and average pooling's backward, run one pixel's channels in chunks of
+// kChunk: the chunk's running results (max: maxima and indices, four 8-lane vectors of each
+// for float, 8 of AVX2's 16 ymm registers; 16 would spill with the loaded taps and the
+// masks) stay in vector registers across the window and are stored once. Channels past the
+// last whole chunk take one-vector chunks, the last of them overlapping the one before
+// (each channel's result is a pure function of the input), and fewer than eight channels a
+// scalar loop.
 
-constexpr int kMaxChunkVectors = 4;
-constexpr int64_t kMaxChunk = kMaxChunkVectors * 8;
+constexpr int kChunkVectors = 4;
+constexpr int64_t kChunk = kChunkVectors * 8;
 
-// The window of one output pixel, as the channels-last max kernels walk it.
+// The window of one output pixel, as the channels-last forward kernels walk it.
 struct PixelWindow {
   const PoolWindow& h;
   const PoolWindow& w;
@@ -993,18 +994,28 @@ void max_pixel_scalar(const T* x, const PixelWindow& win, int64_t count, T* best
   }
 }
 
-// Channels [0, count) of one output pixel, in register chunks (see above).
+// Runs a pixel's channels [0, count) in register chunks (see above): wide(c) for the
+// whole chunks of kChunk from c on, narrow(c) for eight channels from c on, the last
+// eight overlapping those before, and scalar(count) where count < 8.
+template <typename Wide, typename Narrow, typename Scalar>
+inline void for_each_channel_chunk(int64_t count, Wide wide, Narrow narrow, Scalar scalar) {
+  if (count < 8) return scalar(count);
+  int64_t c = 0;
+  for (; c + kChunk <= count; c += kChunk) wide(c);
+  for (; c < count; c += 8) narrow(std::min(c, count - 8));
+}
+
+// Channels [0, count) of one output pixel.
 template <typename T, bool kArg>
 void max_pixel(const T* x, const PixelWindow& win, int64_t count, T* best, int64_t* ind) {
-  if (count < 8) return max_pixel_scalar<T, kArg>(x, win, count, best, ind);
-  int64_t c = 0;
-  for (; c + kMaxChunk <= count; c += kMaxChunk) {
-    max_pixel_chunk<T, kMaxChunkVectors, kArg>(x + c, win, best + c, kArg ? ind + c : nullptr);
-  }
-  for (; c < count; c += 8) {
-    const int64_t at = std::min(c, count - 8);
-    max_pixel_chunk<T, 1, kArg>(x + at, win, best + at, kArg ? ind + at : nullptr);
-  }
+  for_each_channel_chunk(
+      count,
+      [&](int64_t c) {
+        max_pixel_chunk<T, kChunkVectors, kArg>(x + c, win, best + c,
+                                                   kArg ? ind + c : nullptr);
+      },
+      [&](int64_t c) { max_pixel_chunk<T, 1, kArg>(x + c, win, best + c, kArg ? ind + c : nullptr); },
+      [&](int64_t n) { max_pixel_scalar<T, kArg>(x, win, n, best, ind); });
 }
 
 template <typename T, bool kArg>
@@ -1040,6 +1051,33 @@ void max_pool2d_forward_channels_last(const at::Tensor& input, at::Tensor& outpu
   }
 }
 
+// Average pooling of channels [0, 8 * kVectors) of one output pixel, the taps summed in
+// row-major order, then divided: x points at the pixel's image and first channel.
+template <typename T, int kVectors>
+void sum_pixel_chunk(const T* __restrict__ x, const PixelWindow& win, T divisor,
+                     T* __restrict__ out) {
+  using V = typename Lanes8<T>::values;
+  V acc[kVectors];
+#pragma GCC unroll 4
+  for (int u = 0; u < kVectors; ++u) acc[u] = V{};
+  for (int64_t ih = win.h.begin; ih < win.h.begin + win.h.count; ++ih) {
+    for (int64_t iw = win.w.begin; iw < win.w.begin + win.w.count; ++iw) {
+      const T* xv = x + ih * win.x_h + iw * win.x_w;
+#pragma GCC unroll 4
+      for (int u = 0; u < kVectors; ++u) {
+        V v;
+        load8(xv + 8 * u, v);
+        acc[u] += v;
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int u = 0; u < kVectors; ++u) {
+    acc[u] /= divisor;
+    std::memcpy(out + 8 * u, &acc[u], sizeof(V));
+  }
+}
+
 template <typename T>
 void avg_pool2d_forward_channels_last(const at::Tensor& input, at::Tensor& output,
                                       const PoolShape& s) {
@@ -1055,20 +1093,67 @@ void avg_pool2d_forward_channels_last(const at::Tensor& input, at::Tensor& outpu
       const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, s.C - c0);
       const int64_t pixel = task / blocks;
       const int64_t q = pixel % s.Q, p = (pixel / s.Q) % s.P, n = pixel / (s.Q * s.P);
-      const PoolWindow &wh = ht.win[p], &ww = wt.win[q];
-      T* acc = y + n * ys.n + p * ys.h + q * ys.w + c0;
-      std::fill(acc, acc + cn, T(0));
-      if (wh.count == 0 || ww.count == 0) continue;
-      for (int64_t ih = wh.begin; ih < wh.begin + wh.count; ++ih) {
-        for (int64_t iw = ww.begin; iw < ww.begin + ww.count; ++iw) {
-          const T* xv = x + n * xs.n + ih * xs.h + iw * xs.w + c0;
-          for (int64_t c = 0; c < cn; ++c) acc[c] += xv[c];
-        }
+      const PixelWindow win{ht.win[p], wt.win[q], 1, 1, xs.h, xs.w, s.W};
+      const T* xc = x + n * xs.n + c0;
+      T* out = y + n * ys.n + p * ys.h + q * ys.w + c0;
+      if (win.h.count == 0 || win.w.count == 0) {
+        std::fill(out, out + cn, T(0));
+        continue;
       }
-      const T divisor = static_cast<T>(s.divisor(wh, ww));
-      for (int64_t c = 0; c < cn; ++c) acc[c] /= divisor;
+      const T divisor = static_cast<T>(s.divisor(win.h, win.w));
+      for_each_channel_chunk(
+          cn, [&](int64_t c) { sum_pixel_chunk<T, kChunkVectors>(xc + c, win, divisor, out + c); },
+          [&](int64_t c) { sum_pixel_chunk<T, 1>(xc + c, win, divisor, out + c); },
+          [&](int64_t count) {
+            for (int64_t c = 0; c < count; ++c) {
+              T acc = 0;
+              for (int64_t ih = win.h.begin; ih < win.h.begin + win.h.count; ++ih) {
+                for (int64_t iw = win.w.begin; iw < win.w.begin + win.w.count; ++iw) {
+                  acc += xc[ih * win.x_h + iw * win.x_w + c];
+                }
+              }
+              out[c] = acc / divisor;
+            }
+          });
     }
   });
+}
+
+// The outputs whose windows hold one input pixel, as average pooling's backward walks them.
+struct PixelOutputs {
+  const AxisTable& ht;
+  const AxisTable& wt;
+  int64_t ih, iw;
+  int64_t dy_h, dy_w;  // grad_output's strides along H and W
+  const PoolShape& s;
+};
+
+// Average pooling's gradient for channels [0, 8 * kVectors) of one input pixel: the sum,
+// in output order, of each output's gradient divided by its window's divisor. dy points at
+// the pixel's image and first channel in grad_output.
+template <typename T, int kVectors>
+void spread_pixel_chunk(const T* __restrict__ dy, const PixelOutputs& at, T* __restrict__ dx) {
+  using V = typename Lanes8<T>::values;
+  V acc[kVectors];
+#pragma GCC unroll 4
+  for (int u = 0; u < kVectors; ++u) acc[u] = V{};
+  for (int64_t p = at.ht.first[at.ih]; p < at.ht.last[at.ih]; ++p) {
+    const PoolWindow& wh = at.ht.win[p];
+    for (int64_t q = at.wt.first[at.iw]; q < at.wt.last[at.iw]; ++q) {
+      const PoolWindow& ww = at.wt.win[q];
+      if (wh.count == 0 || ww.count == 0) continue;
+      const T divisor = static_cast<T>(at.s.divisor(wh, ww));
+      const T* gv = dy + p * at.dy_h + q * at.dy_w;
+#pragma GCC unroll 4
+      for (int u = 0; u < kVectors; ++u) {
+        V v;
+        load8(gv + 8 * u, v);
+        acc[u] += v / divisor;
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int u = 0; u < kVectors; ++u) std::memcpy(dx + 8 * u, &acc[u], sizeof(V));
 }
 
 template <typename T>
@@ -1105,18 +1190,24 @@ void avg_pool2d_grad_input_channels_last(const at::Tensor& grad_output, at::Tens
       const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, s.C - c0);
       const int64_t pixel = task / blocks;
       const int64_t iw = pixel % s.W, ih = (pixel / s.W) % s.H, n = pixel / (s.W * s.H);
+      const PixelOutputs at{ht, wt, ih, iw, dys.h, dys.w, s};
+      const T* dyc = dy + n * dys.n + c0;
       T* acc = dx + n * dxs.n + ih * dxs.h + iw * dxs.w + c0;
-      std::fill(acc, acc + cn, T(0));
-      for (int64_t p = ht.first[ih]; p < ht.last[ih]; ++p) {
-        const PoolWindow& wh = ht.win[p];
-        for (int64_t q = wt.first[iw]; q < wt.last[iw]; ++q) {
-          const PoolWindow& ww = wt.win[q];
-          if (wh.count == 0 || ww.count == 0) continue;
-          const T divisor = static_cast<T>(s.divisor(wh, ww));
-          const T* gv = dy + n * dys.n + p * dys.h + q * dys.w + c0;
-          for (int64_t c = 0; c < cn; ++c) acc[c] += gv[c] / divisor;
-        }
-      }
+      for_each_channel_chunk(
+          cn, [&](int64_t c) { spread_pixel_chunk<T, kChunkVectors>(dyc + c, at, acc + c); },
+          [&](int64_t c) { spread_pixel_chunk<T, 1>(dyc + c, at, acc + c); },
+          [&](int64_t count) {
+            std::fill(acc, acc + count, T(0));
+            for (int64_t p = ht.first[ih]; p < ht.last[ih]; ++p) {
+              for (int64_t q = wt.first[iw]; q < wt.last[iw]; ++q) {
+                const PoolWindow &wh = ht.win[p], &ww = wt.win[q];
+                if (wh.count == 0 || ww.count == 0) continue;
+                const T divisor = static_cast<T>(s.divisor(wh, ww));
+                const T* gv = dyc + p * dys.h + q * dys.w;
+                for (int64_t c = 0; c < count; ++c) acc[c] += gv[c] / divisor;
+              }
+            }
+          });
     }
   });
 }
