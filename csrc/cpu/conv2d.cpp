@@ -806,7 +806,7 @@ void pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x, const S
 template <typename T>
 bool use_pointwise_grad_weight(const ConvGeometry& g, const Strides4& xs, const Strides4& dys) {
   const int version = kernel_version(OpFamily::conv2d);
-  const int64_t max_channels = std::strcmp(cpu_isa(), "avx512") == 0 ? 256 * 512 : 256 * 256;
+  const int64_t max_channels = active_isa() == Isa::avx512 ? 256 * 512 : 256 * 256;
   const bool pays = g.Cg * g.Kg <= max_channels;
   return (version == 4 || (version == 0 && pays)) && pointwise_direct_applies(g, xs, dys);
 }

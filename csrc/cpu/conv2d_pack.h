@@ -171,10 +171,7 @@ __attribute__((target("avx2"), always_inline)) inline void transpose_8x8_avx2(__
 }
 
 // Whether the AVX2 transposes may run (any ISA but the portable one: AVX-512 CPUs have AVX2).
-inline bool avx2_available() {
-  static const bool avx2 = std::strcmp(cpu_isa(), "portable") != 0;
-  return avx2;
-}
+inline bool avx2_available() { return active_isa() >= Isa::avx2; }
 
 // channels_to_planes for floats: 8 pixels x 8 channels at a time, transposed in registers.
 // Blocks of kPixels pixels, channel by channel: a block's source stays in L1, and only 8
@@ -381,10 +378,7 @@ __attribute__((target("avx512f"), always_inline)) inline void copy_masked_avx512
   }
 }
 
-inline bool masked_copy_available() {
-  static const bool avx512 = std::strcmp(cpu_isa(), "avx512") == 0;
-  return avx512;
-}
+inline bool masked_copy_available() { return active_isa() == Isa::avx512; }
 #endif
 
 // Where the run of columns [j, j + len) of im2col row k reads x: column c's value is

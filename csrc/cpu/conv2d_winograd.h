@@ -35,7 +35,6 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "cpu/conv2d_pack.h"
@@ -585,8 +584,8 @@ __attribute__((always_inline)) inline void pack_input_channels_body(
 }
 
 // The transforms are plain loops over kLanes tiles (filters); they are compiled once more for each
-// x86 vector ISA, so that those loops vectorise at its width, and chosen with the GEMM's
-// ISA (cpu_isa(), which CNNOPS_CPU_ISA caps).
+// x86 vector ISA, so that those loops vectorise at its width, and chosen by the ISA of
+// every CPU kernel (active_isa(), which CNNOPS_CPU_ISA caps).
 #define CNNOPS_WINOGRAD_CLONES(name, params, args)                                  \
   template <typename T>                                                             \
   __attribute__((target("avx512f"))) void name##_avx512 params { name##_body args; } \
@@ -594,9 +593,8 @@ __attribute__((always_inline)) inline void pack_input_channels_body(
   __attribute__((target("avx2,fma"))) void name##_avx2 params { name##_body args; }  \
   template <typename T>                                                             \
   void name params {                                                                \
-    static const std::string isa = cpu_isa();                                       \
-    if (isa == "avx512") return name##_avx512 args;                                 \
-    if (isa == "avx2+fma") return name##_avx2 args;                                 \
+    if (active_isa() == Isa::avx512) return name##_avx512 args;                     \
+    if (active_isa() == Isa::avx2) return name##_avx2 args;                         \
     name##_body args;                                                               \
   }
 

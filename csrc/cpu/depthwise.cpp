@@ -46,7 +46,6 @@
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "common/kernel_version.h"
@@ -110,29 +109,13 @@ CNNOPS_DECLARE_DEPTHWISE_LOOPS(avx2)
 CNNOPS_DECLARE_DEPTHWISE_LOOPS(avx512)
 #endif
 
-namespace {
-
-// The ISA the GEMM runs with (gemm.cpp decides once, honouring CNNOPS_CPU_ISA).
-enum class LoopIsa { portable, avx2, avx512 };
-
-LoopIsa loop_isa() {
-  static const LoopIsa isa = [] {
-    const char* name = cpu_isa();
-    if (std::strcmp(name, "avx512") == 0) return LoopIsa::avx512;
-    if (std::strcmp(name, "avx2+fma") == 0) return LoopIsa::avx2;
-    return LoopIsa::portable;
-  }();
-  return isa;
-}
-
-}  // namespace
-
+// The loops run with the ISA of every CPU kernel (active_isa(), cpu/gemm.h).
 #ifdef CNNOPS_DEPTHWISE_X86
-#define CNNOPS_DISPATCH_LOOP(fn, ...)                         \
-  switch (loop_isa()) {                                       \
-    case LoopIsa::avx512: return avx512::fn(__VA_ARGS__);     \
-    case LoopIsa::avx2: return avx2::fn(__VA_ARGS__);         \
-    default: return portable::fn(__VA_ARGS__);                \
+#define CNNOPS_DISPATCH_LOOP(fn, ...)                     \
+  switch (active_isa()) {                                 \
+    case Isa::avx512: return avx512::fn(__VA_ARGS__);     \
+    case Isa::avx2: return avx2::fn(__VA_ARGS__);         \
+    default: return portable::fn(__VA_ARGS__);            \
   }
 #else
 #define CNNOPS_DISPATCH_LOOP(fn, ...) return portable::fn(__VA_ARGS__);
@@ -211,7 +194,7 @@ bool fits_256_bits(const SmallPlanes& g, bool transposed) {
 
 #ifdef CNNOPS_DEPTHWISE_X86
 #define CNNOPS_DISPATCH_SMALL(T, transposed, fn, g, ...)                                     \
-  if (loop_isa() == LoopIsa::avx512 && fits_256_bits<T>(g, transposed)) {                   \
+  if (active_isa() == Isa::avx512 && fits_256_bits<T>(g, transposed)) {                   \
     return avx2::fn(g, __VA_ARGS__);                                                          \
   }                                                                                           \
   CNNOPS_DISPATCH_LOOP(fn, g, __VA_ARGS__)
@@ -250,12 +233,12 @@ void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, d
 template <typename T>
 bool small_planes_fit(const SmallPlanes& g, bool transposed) {
   const long lanes = 32 / sizeof(T);
-  switch (loop_isa()) {
-    case LoopIsa::avx512: return small_rows_fit(g, 2 * lanes, transposed);
+  switch (active_isa()) {
+    case Isa::avx512: return small_rows_fit(g, 2 * lanes, transposed);
     // Pairs of vectors at stride_w 1 only: at stride 2 each tap's columns come from up to
     // four vectors (a pair's Pick, tried: MobileNet's 28x28 stride-2 layer forward ran 1.3x
     // slower than on the strips, its forward+backward 1.2x).
-    case LoopIsa::avx2:
+    case Isa::avx2:
       return small_rows_fit(g, lanes, transposed) ||
              (!transposed && g.sw == 1 && small_rows_fit(g, 2 * lanes, false));
     default: return small_rows_fit(g, lanes, transposed);

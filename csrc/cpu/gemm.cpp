@@ -57,8 +57,6 @@ CNNOPS_DECLARE_GEMM(avx512)
 
 namespace {
 
-enum class Isa { portable, avx2, avx512 };
-
 Isa best_isa() {
 #ifdef CNNOPS_X86
   __builtin_cpu_init();
@@ -67,6 +65,16 @@ Isa best_isa() {
 #endif
   return Isa::portable;
 }
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2+fma";
+    default: return "portable";
+  }
+}
+
+}  // namespace
 
 Isa active_isa() {
   // Decided once: the environment and the CPU do not change while the process runs.
@@ -80,16 +88,6 @@ Isa active_isa() {
   }();
   return chosen;
 }
-
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2+fma";
-    default: return "portable";
-  }
-}
-
-}  // namespace
 
 const char* cpu_isa() { return isa_name(active_isa()); }
 const char* cpu_best_isa() { return isa_name(best_isa()); }

@@ -102,7 +102,14 @@ void direct_grad_weight(int64_t rows, int64_t n, const double* dy, const int64_t
                         int64_t dy_row, int k_valid, const double* x, const int64_t* tap_off,
                         int64_t x_row, int t_valid, double* sums, int64_t ld);
 
-// The instruction set the GEMM runs with: "avx512", "avx2+fma" or "portable".
+// The instruction sets the CPU kernels are built for, each a superset of the one before.
+enum class Isa { portable, avx2, avx512 };
+
+// The instruction set every CPU kernel runs with, decided once from the CPU and
+// CNNOPS_CPU_ISA ("portable" caps it, and so does "avx2" on an AVX-512 CPU).
+Isa active_isa();
+
+// Its name: "avx512", "avx2+fma" or "portable".
 const char* cpu_isa();
 
 // What this CPU supports, whatever CNNOPS_CPU_ISA says: "avx512", "avx2+fma" or "portable".

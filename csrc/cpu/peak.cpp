@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "cpu/gemm.h"
@@ -35,10 +34,9 @@ using Clock = std::chrono::steady_clock;
 
 // The same instruction set as the GEMM micro-kernel: what the conv kernels can use.
 FmaLoop fma_loop_in_use() {
-  const std::string isa = cpu_isa();
 #if defined(__x86_64__) || defined(_M_X64)
-  if (isa == "avx512") return avx512::fma_loop;
-  if (isa == "avx2+fma") return avx2::fma_loop;
+  if (active_isa() == Isa::avx512) return avx512::fma_loop;
+  if (active_isa() == Isa::avx2) return avx2::fma_loop;
 #endif
   return portable::fma_loop;
 }

@@ -49,7 +49,6 @@
 #include <torch/library.h>
 
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <tuple>
 
@@ -208,7 +207,7 @@ template <typename T>
 const PoolKernels<T>& kernels() {
   static const PoolKernels<T> chosen = [] {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (std::strcmp(cpu_isa(), "portable") != 0) return avx2::pool_kernels<T>();
+    if (active_isa() != Isa::portable) return avx2::pool_kernels<T>();
 #endif
     return portable::pool_kernels<T>();
   }();
