@@ -29,6 +29,7 @@ struct FloatVec {
   using Lanes = __mmask16;
   static Lanes lanes(long lo, long hi) { return static_cast<Lanes>(first(hi) & ~first(lo)); }
   static vec load_lanes(const float* p, Lanes m) { return _mm512_maskz_loadu_ps(m, p); }
+  static vec load_lanes_within(const float* p, Lanes m) { return load_lanes(p, m); }
   struct Pick {
     __m512i index;
     __mmask16 valid;
@@ -77,6 +78,7 @@ struct DoubleVec {
   using Lanes = __mmask8;
   static Lanes lanes(long lo, long hi) { return static_cast<Lanes>(first(hi) & ~first(lo)); }
   static vec load_lanes(const double* p, Lanes m) { return _mm512_maskz_loadu_pd(m, p); }
+  static vec load_lanes_within(const double* p, Lanes m) { return load_lanes(p, m); }
   struct Pick {
     __m512i index;
     __mmask8 valid;

@@ -23,6 +23,8 @@
 // and for the small-plane kernel:
 //   Lanes lanes(lo, hi)        the lanes [lo, hi), 0 <= lo <= hi <= width
 //   load_lanes(p, m)           lane l = p[l] for the lanes in m, zero elsewhere (not read)
+//   load_lanes_within(p, m)    the same where p[0] to p[width - 1] may all be read (AVX2: a
+//                              plain load and a mask, not VMASKMOVPS)
 //   Pick pick(index)           lane l = element index[l] of the 2 * width elements of two
 //                              vectors a, b (index has width entries below 2 * width);
 //                              zero where index[l] < 0
@@ -85,6 +87,9 @@ struct Doubled {
   }
   static vec load_lanes(const scalar* p, const Lanes& m) {
     return {V::load_lanes(p, m.lo), V::load_lanes(p + W, m.hi)};
+  }
+  static vec load_lanes_within(const scalar* p, const Lanes& m) {
+    return {V::load_lanes_within(p, m.lo), V::load_lanes_within(p + W, m.hi)};
   }
 };
 
@@ -486,6 +491,16 @@ inline void channels_dot(long count, long C, int ntaps,
   }
 }
 
+// The first n lanes of the row `offset` elements into a plane of `extent` elements, zero
+// elsewhere (first_n: V::lanes(0, n)): a plain load where the whole vector lies inside the
+// plane (load_lanes_within), else a masked one.
+template <typename V>
+inline typename V::vec load_row(const typename V::scalar* plane, long offset, long extent, long n,
+                                const typename V::Lanes& first_n) {
+  if (offset + V::width <= extent) return V::load_lanes_within(plane + offset, first_n);
+  return V::load_n(plane + offset, n);
+}
+
 // V::Pick, named only at stride_w 2 (Doubled has none).
 template <typename V, bool kStride1>
 struct StridePick {
@@ -511,10 +526,17 @@ class ColumnTaps {
   using T = typename V::scalar;
   using vec = typename V::vec;
 
-  explicit ColumnTaps(const SmallPlanes& g) : S_(KS > 0 ? KS : g.S) {
+  explicit ColumnTaps(const SmallPlanes& g)
+      : S_(KS > 0 ? KS : g.S), extent_((g.H - 1) * g.x_pitch + g.W) {
     const long Wv = V::width;
     row_a_ = g.W < Wv ? g.W : Wv;
     row_b_ = g.W - row_a_;
+    reach_lo_ = kStride1 ? -g.pad_left : 0;
+    reach_hi_ = kStride1 ? (S_ - 1) * g.dw - g.pad_left + Wv : (row_b_ > 0 ? 2 : 1) * Wv;
+    if constexpr (!kStride1) {
+      row_lanes_[0] = V::lanes(0, row_a_);
+      row_lanes_[1] = V::lanes(0, row_b_);
+    }
     for (long s = 0; s < S_; ++s) {
       d_[s] = s * g.dw - g.pad_left;  // output lane l reads input column l * sw + d_[s]
       if constexpr (kStride1) {  // a tap whose columns all lie outside the row gets no lanes
@@ -533,15 +555,34 @@ class ColumnTaps {
     }
   }
 
-  // fn(s, v) for every column tap s, v holding its input columns from `row`.
+  // fn(s, v) for every column tap s, v holding its input columns from the row `offset`
+  // elements into `plane`. Rows whose vectors lie inside the plane (all but the first and
+  // last, for the usual padding) load whole vectors and mask them (load_lanes_within).
   template <typename Fn>
-  void each(const T* row, Fn&& fn) const {
+  void each(const T* plane, long offset, Fn&& fn) const {
+    const T* row = plane + offset;
+    const bool within = offset + reach_lo_ >= 0 && offset + reach_hi_ <= extent_;
     if constexpr (kStride1) {
+      if (within) {
 #pragma GCC unroll 5
-      for (long s = 0; s < (KS > 0 ? KS : S_); ++s) fn(s, V::load_lanes(row + d_[s], inside_[s]));
+        for (long s = 0; s < (KS > 0 ? KS : S_); ++s) {
+          fn(s, V::load_lanes_within(row + d_[s], inside_[s]));
+        }
+      } else {
+#pragma GCC unroll 5
+        for (long s = 0; s < (KS > 0 ? KS : S_); ++s) {
+          fn(s, V::load_lanes(row + d_[s], inside_[s]));
+        }
+      }
     } else {
-      const vec a = V::load_n(row, row_a_);
-      const vec b = row_b_ > 0 ? V::load_n(row + V::width, row_b_) : V::zero();
+      vec a, b = V::zero();
+      if (within) {
+        a = V::load_lanes_within(row, row_lanes_[0]);
+        if (row_b_ > 0) b = V::load_lanes_within(row + V::width, row_lanes_[1]);
+      } else {
+        a = V::load_n(row, row_a_);
+        if (row_b_ > 0) b = V::load_n(row + V::width, row_b_);
+      }
 #pragma GCC unroll 5
       for (long s = 0; s < (KS > 0 ? KS : S_); ++s) fn(s, V::picked(a, b, pick_[s]));
     }
@@ -549,7 +590,11 @@ class ColumnTaps {
 
  private:
   static constexpr long kCount = KS > 0 ? KS : kSmallPlanesMaxS;
-  long S_, row_a_, row_b_;  // stride 2: the elements of a row's two loads
+  long S_;
+  long extent_;  // elements from a plane's first to one past its last
+  long reach_lo_, reach_hi_;  // elements a row's loads read: [row + lo, row + hi)
+  long row_a_, row_b_;  // stride 2: the elements of a row's two loads
+  typename V::Lanes row_lanes_[2];  // stride 2: their lanes
   long d_[kCount];
   typename V::Lanes inside_[kCount];  // stride 1: the lanes reading inside the row
   typename StridePick<V, kStride1>::type pick_[kCount];  // stride 2
@@ -607,7 +652,7 @@ inline void small_planes_correlate(const SmallPlanes& g, long k0, long count,
       for (long r = 0; r < R; ++r) {
         const long ih = p * sh + r * dh - pad_top;
         if (checked && (ih < 0 || ih >= H)) continue;
-        taps.each(xp + ih * x_pitch, [&](long s, vec v) {
+        taps.each(xp, ih * x_pitch, [&](long s, vec v) {
           const vec wt = KR * KS > 0 ? wv[r * S + s] : V::broadcast(wk[r * S + s]);
           acc[r % kSums] = V::fma(wt, v, acc[r % kSums]);
         });
@@ -632,6 +677,8 @@ inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
   const long R = KR > 0 ? KR : g.R, S = KS > 0 ? KS : g.S;
   const long H = g.H, Q = g.Q, sh = g.sh, dh = g.dh, pad_top = g.pad_top;
   const long x_pitch = g.x_pitch, gy_pitch = g.out_pitch;
+  const long gy_extent = (g.P - 1) * gy_pitch + Q;
+  const typename V::Lanes gy_lanes = V::lanes(0, Q);
   constexpr bool kInRegisters = KR * KS > 0;
   typename Sums::vec sums[kInRegisters ? KR * KS : 1];
   if constexpr (kInRegisters) {
@@ -639,12 +686,12 @@ inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
     for (int t = 0; t < KR * KS; ++t) sums[t] = Sums::load(acc + t * kDotLanes);
   }
   for_each_output_row(g, R, [&](long p, bool checked) {
-    const vec gv = V::load_n(gy + p * gy_pitch, Q);
+    const vec gv = load_row<V>(gy, p * gy_pitch, gy_extent, Q, gy_lanes);
 #pragma GCC unroll 5
     for (long r = 0; r < R; ++r) {
       const long ih = p * sh + r * dh - pad_top;
       if (checked && (ih < 0 || ih >= H)) continue;
-      taps.each(x + ih * x_pitch, [&](long s, vec v) {
+      taps.each(x, ih * x_pitch, [&](long s, vec v) {
         const long t = r * S + s;
         if constexpr (kInRegisters) {
           sums[t] = Sums::fma(gv, v, sums[t]);
@@ -688,6 +735,8 @@ inline void small_planes_transposed(const SmallPlanes& g, long k0, long count,
   }
   const long H = g.H, W = g.W, P = g.P, Q = g.Q, sh = g.sh, dh = g.dh, pad_top = g.pad_top;
   const long dx_pitch = g.x_pitch, gy_pitch = g.out_pitch;
+  const long gy_extent = (P - 1) * gy_pitch + Q;
+  const typename V::Lanes gy_lanes = V::lanes(0, Q);
   for (long i = 0; i < count; ++i) {
     const long k = k0 + i;
     const T* gk = gy + k * gy_plane;
@@ -701,7 +750,7 @@ inline void small_planes_transposed(const SmallPlanes& g, long k0, long count,
       for (long r = 0; r < R; ++r) {
         const long e = h + pad_top - r * dh;  // sh * (grad_output row), if exact
         if (e < 0 || e % sh != 0 || e / sh >= P) continue;
-        const vec row = V::load_n(gk + (e / sh) * gy_pitch, Q);
+        const vec row = load_row<V>(gk, (e / sh) * gy_pitch, gy_extent, Q, gy_lanes);
 #pragma GCC unroll 5
         for (long s = 0; s < S; ++s) {
           acc[r % kSums] = V::fma(V::broadcast(wk[r * S + s]), V::picked(row, V::zero(), pick[s]),

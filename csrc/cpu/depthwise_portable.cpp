@@ -44,6 +44,7 @@ struct GenericVec {
     for (long l = m.lo; l < m.hi; ++l) v[l] = p[l];
     return v;
   }
+  static vec load_lanes_within(const T* p, Lanes m) { return load_lanes(p, m); }
   struct Pick {
     long index[width];
   };
