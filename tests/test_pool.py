@@ -328,6 +328,21 @@ def test_max_pool_grad_input_takes_indices_in_any_order(version, layout):
     with cnnops.kernel_version("pool", version):
         got = torch.ops.cnnops.max_pool2d_grad_input(dy, lay_out(idx, layout), x)
     torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-13)
+    # one output pixel (global pooling), 40 and 13 channels (whole images per task, zeroed
+    # as one run in channels_last); a gradient of -0.0 gives 0.0, as 0 + -0.0
+    for channels in (40, 13):
+        dy1 = lay_out(torch.randn(2, channels, 1, 1, dtype=torch.float64, generator=g), layout)
+        dy1[0, 1] = -0.0
+        idx1 = torch.randint(0, 42, (2, channels, 1, 1), generator=g)
+        idx1[1, :3, 0, 0] = torch.tensor([42, -1, 41])
+        inside = (idx1 >= 0) & (idx1 < 42)
+        expected = torch.zeros(2, channels, 42, dtype=torch.float64).scatter_add_(
+            2, (idx1 * inside).view(2, channels, 1), (dy1 * inside).reshape(2, channels, 1))
+        x1 = lay_out(torch.randn(2, channels, 6, 7, dtype=torch.float64), layout)
+        with cnnops.kernel_version("pool", version):
+            got = torch.ops.cnnops.max_pool2d_grad_input(dy1, lay_out(idx1, layout), x1)
+        assert torch.equal(got, expected.view(2, channels, 6, 7))
+        assert not got[0, 1].signbit().any()
 
 
 @pytest.mark.parametrize("width", [1024, 1025], ids=["aligned_rows", "odd_width"])

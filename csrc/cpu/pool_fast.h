@@ -1228,10 +1228,13 @@ void max_pool2d_grad_input_channels_last(const at::Tensor& grad_output, const at
   const int64_t N = grad_input.size(0), C = grad_input.size(1), W = grad_input.size(3);
   const int64_t plane_size = grad_input.size(2) * W;
   const int64_t P = indices.size(2), Q = indices.size(3);
-  const int64_t blocks = ceil_div(C, kChannelBlock);
+  // Whole images per task where they are enough to share out: a pixel's channels are then
+  // one run, zeroed at once.
+  const int64_t block = N >= 2 * at::get_num_threads() ? std::max<int64_t>(C, 1) : kChannelBlock;
+  const int64_t blocks = ceil_div(C, block);
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, C - c0);
+      const int64_t c0 = (task % blocks) * block, cn = std::min(block, C - c0);
       const int64_t n = task / blocks;
       T* dx_image = dx + n * dxs.n + c0;  // element k of channel c at dx_image[k * dx_w + c]
       const int64_t dx_w = dxs.w;  // a local: not reloaded after every store into dx
