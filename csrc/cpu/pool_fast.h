@@ -1011,10 +1011,11 @@ void max_pixel(const T* x, const PixelWindow& win, int64_t count, T* best, int64
   for_each_channel_chunk(
       count,
       [&](int64_t c) {
-        max_pixel_chunk<T, kChunkVectors, kArg>(x + c, win, best + c,
-                                                   kArg ? ind + c : nullptr);
+        max_pixel_chunk<T, kChunkVectors, kArg>(x + c, win, best + c, kArg ? ind + c : nullptr);
       },
-      [&](int64_t c) { max_pixel_chunk<T, 1, kArg>(x + c, win, best + c, kArg ? ind + c : nullptr); },
+      [&](int64_t c) {
+        max_pixel_chunk<T, 1, kArg>(x + c, win, best + c, kArg ? ind + c : nullptr);
+      },
       [&](int64_t n) { max_pixel_scalar<T, kArg>(x, win, n, best, ind); });
 }
 
@@ -1214,10 +1215,10 @@ void avg_pool2d_grad_input_channels_last(const at::Tensor& grad_output, at::Tens
 
 // One task per (image, block of channels), in output-pixel order: within each plane the
 // additions come in the same order as the NCHW and reference kernels'. grad_input comes
-// uninitialised: each task zeroes its pixels lazily, a whole input row ahead of the first
-// index that reaches past what it has zeroed (through the end of that index's row), so that (for the indices of a forward pass,
-// which advance row by row) the zeros are still in cache when the scatter adds into them,
-// instead of the whole tensor being zeroed before and read again after.
+// uninitialised: each task zeroes its pixels lazily, through the end of the input row of
+// the first index that reaches past what it has zeroed, so that (for the indices of a
+// forward pass, which advance row by row) the zeros are still in cache when the scatter
+// adds into them, instead of the whole tensor being zeroed before and read again after.
 template <typename T>
 void max_pool2d_grad_input_channels_last(const at::Tensor& grad_output, const at::Tensor& indices,
                                          at::Tensor& grad_input) {
