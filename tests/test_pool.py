@@ -328,8 +328,8 @@ def test_max_pool_grad_input_takes_indices_in_any_order(version, layout):
     with cnnops.kernel_version("pool", version):
         got = torch.ops.cnnops.max_pool2d_grad_input(dy, lay_out(idx, layout), x)
     torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-13)
-    # one output pixel (global pooling), 40 and 13 channels (whole images per task, zeroed
-    # as one run in channels_last); a gradient of -0.0 gives 0.0, as 0 + -0.0
+    # one output pixel (global pooling), 40 and 13 channels (in channels_last a pixel's
+    # channels are zeroed as one run); a gradient of -0.0 gives 0.0, as 0 + -0.0
     for channels in (40, 13):
         dy1 = lay_out(torch.randn(2, channels, 1, 1, dtype=torch.float64, generator=g), layout)
         dy1[0, 1] = -0.0

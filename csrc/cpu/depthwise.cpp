@@ -193,8 +193,8 @@ bool fits_256_bits(const SmallPlanes& g, bool transposed) {
 }  // namespace
 
 #ifdef CNNOPS_DEPTHWISE_X86
-#define CNNOPS_DISPATCH_SMALL(T, transposed, fn, g, ...)                                     \
-  if (active_isa() == Isa::avx512 && fits_256_bits<T>(g, transposed)) {                   \
+#define CNNOPS_DISPATCH_SMALL(T, transposed, fn, g, ...)                                      \
+  if (active_isa() == Isa::avx512 && fits_256_bits<T>(g, transposed)) {                       \
     return avx2::fn(g, __VA_ARGS__);                                                          \
   }                                                                                           \
   CNNOPS_DISPATCH_LOOP(fn, g, __VA_ARGS__)

@@ -27,9 +27,9 @@
 //                 whose windows hold it. Every element of grad_input is written once,
 //                 with non-temporal stores when it is 16 MiB or more (pool_fast.h).
 //   channels_last one task per output pixel and block of channels: the window's taps are
-//                 the outer loops, the inner loop runs over contiguous channels (max: 32
-//                 channels' maxima and indices held in vector registers across the taps).
-//                 avg backward is a gather per input pixel.
+//                 the outer loops, the inner loop runs over contiguous channels, 32 at a
+//                 time held in vector registers across the window (max: maxima and
+//                 indices; avg: sums). avg backward is such a gather per input pixel.
 // max pooling's backward (both versions) scatters by index, one task owning whole planes
 // (NCHW) or images (channels_last) and adding in output order: no atomics, and the result
 // does not depend on the thread count. Version 2 zeroes grad_input just ahead of the

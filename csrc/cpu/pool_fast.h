@@ -844,9 +844,7 @@ void avg_pool2d_grad_input_nchw(const at::Tensor& grad_output, at::Tensor& grad_
   });
 }
 
-// ---- NCHW: max backward -----------------------------------------------------------------
-
-// ---- max pooling backward: the scatter ----------------------------------------------------
+// ---- max pooling backward: the scatter, both layouts -------------------------------------
 
 // Calls add(e, index[e], grad[e]) for e < count, in order, loading eight indices and
 // gradients at a time before the first of their adds. The adds store into grad_input, and
@@ -869,6 +867,8 @@ inline void for_each_index(const int64_t* index, const T* grad, int64_t count, A
   }
   for (; e < count; ++e) add(e, index[e], grad[e]);
 }
+
+// ---- NCHW: max backward -----------------------------------------------------------------
 
 template <typename T>
 void max_pool2d_grad_input_nchw(const at::Tensor& grad_output, const at::Tensor& indices,
@@ -1133,18 +1133,19 @@ struct PixelOutputs {
 // in output order, of each output's gradient divided by its window's divisor. dy points at
 // the pixel's image and first channel in grad_output.
 template <typename T, int kVectors>
-void spread_pixel_chunk(const T* __restrict__ dy, const PixelOutputs& at, T* __restrict__ dx) {
+void spread_pixel_chunk(const T* __restrict__ dy, const PixelOutputs& outputs,
+                        T* __restrict__ dx) {
   using V = typename Lanes8<T>::values;
   V acc[kVectors];
 #pragma GCC unroll 4
   for (int u = 0; u < kVectors; ++u) acc[u] = V{};
-  for (int64_t p = at.ht.first[at.ih]; p < at.ht.last[at.ih]; ++p) {
-    const PoolWindow& wh = at.ht.win[p];
-    for (int64_t q = at.wt.first[at.iw]; q < at.wt.last[at.iw]; ++q) {
-      const PoolWindow& ww = at.wt.win[q];
+  for (int64_t p = outputs.ht.first[outputs.ih]; p < outputs.ht.last[outputs.ih]; ++p) {
+    const PoolWindow& wh = outputs.ht.win[p];
+    for (int64_t q = outputs.wt.first[outputs.iw]; q < outputs.wt.last[outputs.iw]; ++q) {
+      const PoolWindow& ww = outputs.wt.win[q];
       if (wh.count == 0 || ww.count == 0) continue;
-      const T divisor = static_cast<T>(at.s.divisor(wh, ww));
-      const T* gv = dy + p * at.dy_h + q * at.dy_w;
+      const T divisor = static_cast<T>(outputs.s.divisor(wh, ww));
+      const T* gv = dy + p * outputs.dy_h + q * outputs.dy_w;
 #pragma GCC unroll 4
       for (int u = 0; u < kVectors; ++u) {
         V v;
@@ -1191,12 +1192,12 @@ void avg_pool2d_grad_input_channels_last(const at::Tensor& grad_output, at::Tens
       const int64_t c0 = (task % blocks) * kChannelBlock, cn = std::min(kChannelBlock, s.C - c0);
       const int64_t pixel = task / blocks;
       const int64_t iw = pixel % s.W, ih = (pixel / s.W) % s.H, n = pixel / (s.W * s.H);
-      const PixelOutputs at{ht, wt, ih, iw, dys.h, dys.w, s};
+      const PixelOutputs outputs{ht, wt, ih, iw, dys.h, dys.w, s};
       const T* dyc = dy + n * dys.n + c0;
       T* acc = dx + n * dxs.n + ih * dxs.h + iw * dxs.w + c0;
       for_each_channel_chunk(
-          cn, [&](int64_t c) { spread_pixel_chunk<T, kChunkVectors>(dyc + c, at, acc + c); },
-          [&](int64_t c) { spread_pixel_chunk<T, 1>(dyc + c, at, acc + c); },
+          cn, [&](int64_t c) { spread_pixel_chunk<T, kChunkVectors>(dyc + c, outputs, acc + c); },
+          [&](int64_t c) { spread_pixel_chunk<T, 1>(dyc + c, outputs, acc + c); },
           [&](int64_t count) {
             std::fill(acc, acc + count, T(0));
             for (int64_t p = ht.first[ih]; p < ht.last[ih]; ++p) {
