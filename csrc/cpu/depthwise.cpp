@@ -246,6 +246,12 @@ bool small_planes_fit(const SmallPlanes& g, bool transposed) {
 }
 template bool small_planes_fit<float>(const SmallPlanes&, bool);
 template bool small_planes_fit<double>(const SmallPlanes&, bool);
+template <typename T>
+int64_t strip_lanes() {
+  return (active_isa() == Isa::avx512 ? 64 : 32) / static_cast<int64_t>(sizeof(T));
+}
+template int64_t strip_lanes<float>();
+template int64_t strip_lanes<double>();
 
 namespace {
 
@@ -635,7 +641,7 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
     depthwise_forward_channels_last(input, weight, bias, output, g, relu);
     return;
   }
-  if (const auto sp = small_planes_forward<T>(g, xs, ys)) {
+  if (const auto sp = small_planes_forward<T>(g, xs, ys); sp && !grid_beats_small_planes<T>(g)) {
     correlate_small_planes(*sp, g.N, g.M, x, xs, weight_taps<T>(weight, g).data(), bias, relu, y,
                            ys);
     return;
@@ -675,9 +681,9 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
                                 y + n * ys.n + k * ys.c + p0 * ys.h, ys.h);
             continue;
           }
-          taps_correlate(L.out_len, static_cast<int>(g.taps()), src.data(),
-                         taps.data() + k * g.taps(), bias ? bias[k] : T(0),
-                         out.data() + (ch * g.mult + j) * out_stride);
+          taps_correlate_rows(L.rows, g.Q, static_cast<int>(g.taps()), src.data(), L.sub_w,
+                              taps.data() + k * g.taps(), bias ? bias[k] : T(0),
+                              out.data() + (ch * g.mult + j) * out_stride, L.sub_w);
         }
       }
       if (direct) continue;

@@ -110,5 +110,8 @@ void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, d
 // vectors they run on); transposed: small_planes_transposed's.
 template <typename T>
 bool small_planes_fit(const SmallPlanes& g, bool transposed);
+// Elements in a vector of the strips' loops (taps_correlate_rows) on the active ISA.
+template <typename T>
+int64_t strip_lanes();
 
 }  // namespace cnnops::cpu

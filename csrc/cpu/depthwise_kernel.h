@@ -205,6 +205,100 @@ inline void taps_correlate_rows(long rows, long cols, int ntaps,
   }
 }
 
+// taps_correlate_rows for taps on a grid: tap (r, s) of an R x S kernel reads kStep * r rows
+// past tap (0, s), src[r * S + s] == src[s] + kStep * r * src_pitch (the forward strips at
+// stride_h 1 and dilation_h 1: kStep 1; grad_input's grad_output buffer: -1). Input row u
+// then serves the output rows u - kStep * r, so K output rows load S * (K + R - 1) vectors
+// instead of R * S * K: 4.5 loads per output vector for 3x3 at K = 4 rather than 9, the
+// weights held in registers. Each output still adds its taps in t order (u runs so that r
+// rises), so results are bitwise those of taps_correlate_rows.
+template <int R, int S, typename T>
+inline int grid_step(const T* const* src, long src_pitch) {
+  for (int step = 1; step >= -1; step -= 2) {
+    bool grid = true;
+    for (int r = 1; r < R; ++r) {
+      for (int s = 0; s < S; ++s) grid = grid && src[r * S + s] == src[s] + step * r * src_pitch;
+    }
+    if (grid) return step;
+  }
+  return 0;
+}
+
+// What the grid kernel's row blocks share: tap row 0 of each column s, the weights as
+// vectors, the initial value, the output.
+template <typename V, int R, int S>
+struct GridRows {
+  using scalar = typename V::scalar;
+  using vec = typename V::vec;
+  const scalar* top[S];
+  long src_pitch;
+  vec w[R * S];
+  vec start;
+  scalar* out;
+  long out_pitch;
+};
+
+// K output rows of one vector: element `in` of tap row 0, element `dst` of the output.
+template <typename V, int R, int S, int K, int kStep>
+inline void grid_rows_vector(const GridRows<V, R, S>& g, long in, long dst) {
+  using vec = typename V::vec;
+  vec acc[K];
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) acc[k] = g.start;
+  // input row u (relative to output row 0) feeds output rows k = u - kStep * r
+  constexpr int kFirst = kStep > 0 ? 0 : K - 1, kCount = K + R - 1;
+#pragma GCC unroll 16
+  for (int j = 0; j < kCount; ++j) {
+    const int u = kFirst + kStep * j;
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) {
+      const vec x = V::load(g.top[s] + in + u * g.src_pitch);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const int k = u - kStep * r;
+        if (k >= 0 && k < K) acc[k] = V::fma(g.w[r * S + s], x, acc[k]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) V::store(g.out + dst + k * g.out_pitch, acc[k]);
+}
+
+// K output rows from row r0, all columns: whole vectors, the last one moved back to end at
+// `cols` (its overlap with the one before is written twice, with the same values).
+template <typename V, int R, int S, int K, int kStep>
+inline void grid_rows_block(const GridRows<V, R, S>& g, long r0, long cols) {
+  constexpr int W = V::width;
+  for (long q = 0;; q += W) {
+    if (q > cols - W) q = cols - W;
+    grid_rows_vector<V, R, S, K, kStep>(g, r0 * g.src_pitch + q, r0 * g.out_pitch + q);
+    if (q == cols - W) return;
+  }
+}
+
+// cols >= V::width.
+template <typename V, int R, int S, int kStep>
+inline void grid_correlate_rows(long rows, long cols, const typename V::scalar* const* src,
+                                long src_pitch, const typename V::scalar* w,
+                                typename V::scalar init, typename V::scalar* out,
+                                long out_pitch) {
+  GridRows<V, R, S> g;
+  for (int s = 0; s < S; ++s) g.top[s] = src[s];
+  g.src_pitch = src_pitch;
+  for (int t = 0; t < R * S; ++t) g.w[t] = V::broadcast(w[t]);
+  g.start = V::broadcast(init);
+  g.out = out;
+  g.out_pitch = out_pitch;
+  // five rows at a time: five chains of FMAs cover the FMA latency (Zen 1: K = 4 1.05x the
+  // time, 6 no better), the rest one block of 1-4 rows
+  long r = 0;
+  for (; r + 5 <= rows; r += 5) grid_rows_block<V, R, S, 5, kStep>(g, r, cols);
+  if (rows - r == 4) grid_rows_block<V, R, S, 4, kStep>(g, r, cols);
+  if (rows - r == 3) grid_rows_block<V, R, S, 3, kStep>(g, r, cols);
+  if (rows - r == 2) grid_rows_block<V, R, S, 2, kStep>(g, r, cols);
+  if (rows - r == 1) grid_rows_block<V, R, S, 1, kStep>(g, r, cols);
+}
+
 // acc holds kDotLanes partial sums per tap (acc[t * kDotLanes + lane]); callers add the
 // lanes up once, in lane order, when a task is done.
 template <typename V, int NT>
@@ -248,6 +342,25 @@ inline void taps_dot_generic(long n, int ntaps, const typename V::scalar* const*
   }
 }
 
+// dst[i] = src[i] for i < n. Rows of a vector or more take whole vectors only, the last one
+// ending at n; rows of up to two vectors (MobileNet's 14x14 planes) take no loop, which GCC
+// would turn into a memmove call costing more than the copy.
+template <typename V>
+inline void copy_row(long n, const typename V::scalar* __restrict src,
+                     typename V::scalar* __restrict dst) {
+  constexpr int W = V::width;
+  if (n < W) return V::store_n(dst, V::load_n(src, n), n);
+  if (n <= 2 * W) {
+    const typename V::vec a = V::load(src), b = V::load(src + n - W);
+    V::store(dst, a);
+    V::store(dst + n - W, b);
+    return;
+  }
+  long done = 0;
+  for (; done + W <= n; done += W) V::store(dst + done, V::load(src + done));
+  if (done < n) V::store(dst + n - W, V::load(src + n - W));
+}
+
 // Stream f of k holds elements f, f + k, f + 2k, ... of a row of n: dst[f][i] = src[i*k + f].
 // k = 1 is a copy, k = 2 is vectorised where V has shuffles, other k go element by element.
 template <typename V>
@@ -256,12 +369,7 @@ inline void deinterleave_row(long n, int k, const typename V::scalar* __restrict
   using T = typename V::scalar;
   constexpr int W = V::width;
   long done = 0;
-  if (k == 1) {
-    T* d = dst[0];
-    for (; done + W <= n; done += W) V::store(d + done, V::load(src + done));
-    if (done < n) V::store_n(d + done, V::load_n(src + done, n - done), n - done);
-    return;
-  }
+  if (k == 1) return copy_row<V>(n, src, dst[0]);
   if (V::kShuffles && k == 2) {
     typename V::vec even, odd;
     for (; done + 2 * W <= n; done += 2 * W) {
@@ -291,12 +399,7 @@ inline void interleave_row(long n, int k, const typename V::scalar* const* __res
   using T = typename V::scalar;
   constexpr int W = V::width;
   long done = 0;
-  if (k == 1) {
-    const T* s = src[0];
-    for (; done + W <= n; done += W) V::store(dst + done, V::load(s + done));
-    if (done < n) V::store_n(dst + done, V::load_n(s + done, n - done), n - done);
-    return;
-  }
+  if (k == 1) return copy_row<V>(n, src[0], dst);
   if (V::kShuffles && k == 2) {
     typename V::vec lo, hi;
     for (; done + 2 * W <= n; done += 2 * W) {
@@ -800,6 +903,16 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   }                                                                                           \
   void taps_correlate_rows(long rows, long cols, int ntaps, const T* const* src,              \
                            long src_pitch, const T* w, T init, T* out, long out_pitch) {     \
+    if (ntaps == 9 && cols >= VEC::width) {                                                   \
+      switch (detail::grid_step<3, 3>(src, src_pitch)) {                                      \
+        case 1:                                                                               \
+          return detail::grid_correlate_rows<VEC, 3, 3, 1>(rows, cols, src, src_pitch, w,     \
+                                                           init, out, out_pitch);             \
+        case -1:                                                                              \
+          return detail::grid_correlate_rows<VEC, 3, 3, -1>(rows, cols, src, src_pitch, w,    \
+                                                            init, out, out_pitch);            \
+      }                                                                                       \
+    }                                                                                         \
     if (ntaps == 9)                                                                           \
       return detail::taps_correlate_rows<VEC, 9>(rows, cols, ntaps, src, src_pitch, w, init,  \
                                                  out, out_pitch);                             \

@@ -152,7 +152,9 @@ class DepthwiseTile {
         strip_taps_(g), bias_(bias), block_(channel_block<T>(input, g.C)),
         largest_(g, 0, tiles.rows), strips_(block_, largest_, g),
         rows_(tiles.images * round_up(largest_.out_len, kDwBlock)), src_(g.taps()),
-        offsets_(g.taps()), small_(small_planes_forward<T>(g, xs_, Strides4(0, 0, g.Q, 1))) {}
+        offsets_(g.taps()), small_(grid_beats_small_planes<T>(g)
+                   ? std::nullopt
+                   : small_planes_forward<T>(g, xs_, Strides4(0, 0, g.Q, 1))) {}
 
   template <typename Sink>
   void compute(const Tile& tile, int64_t k_begin, int64_t k_end, Sink&& sink) {
@@ -185,9 +187,9 @@ class DepthwiseTile {
           strips_.fill(x_ + n * xs_.n + c * xs_.c, xs_, filled_count_, L);
         }
         for (int64_t t = 0; t < g_.taps(); ++t) src_[t] = strips_.strip(c - filled_c_) + offsets_[t];
-        taps_correlate(L.out_len, static_cast<int>(g_.taps()), src_.data(),
-                       taps_.data() + k * g_.taps(), bias_ ? bias_[k] : T(0),
-                       rows_.data() + img * stride);
+        taps_correlate_rows(L.rows, g_.Q, static_cast<int>(g_.taps()), src_.data(), L.sub_w,
+                            taps_.data() + k * g_.taps(), bias_ ? bias_[k] : T(0),
+                            rows_.data() + img * stride, L.sub_w);
       }
       sink(k, rows_.data(), L.sub_w, stride);
     }
