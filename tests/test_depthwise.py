@@ -247,6 +247,34 @@ def test_small_plane_bias_relu_keeps_nan():
     assert ours[0, 1, 2:5, 2:5].isnan().all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", [(24, 8), (25, 9), (26, 16), (29, 23), (30, 40)])
+@pytest.mark.parametrize("mult", [1, 2])
+@pytest.mark.parametrize("rows", ["contiguous", "sliced"])
+def test_stride1_rows_read_in_place_match_torch(rows, mult, hw, dtype):
+    # 3x3, stride 1, padding 1, 24 rows or more of a vector or more: rows 2 to P - 3 are read
+    # from the input in place, the loads at both ends of a row taking the neighbouring rows'
+    # last and first elements and masking them. An inf in column 0 or the last column must
+    # reach only its own neighbours (past the mask it would make the row's far end inf or NaN).
+    w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
+    b = torch.randn(3 * mult, dtype=dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for column in (None, 0, -1):
+        x = torch.randn(2, 3, hw[0], hw[1] + (5 if rows == "sliced" else 0), dtype=dtype)
+        x = x[..., : hw[1]]
+        if column is not None:
+            x[:, :, :, column] = float("inf")
+        with cnnops.kernel_version("depthwise", 2), torch.no_grad():
+            out = cnnops.conv2d(x, w, b, 1, 1, 1, 3)
+            fused = cnnops.functional.conv2d_bias_relu(x, w, b, 1, 1, 1, 3)
+        expected = F.conv2d(x, w, b, 1, 1, 1, 3)
+        torch.testing.assert_close(out, expected, equal_nan=True, **tol)
+        torch.testing.assert_close(fused, F.relu(expected), equal_nan=True, **tol)
+        if column is not None:  # the far half of every row stays finite
+            far = out[..., hw[1] // 2 :] if column == 0 else out[..., : hw[1] // 2]
+            assert far.isfinite().all()
+
+
 def random_case(seed):
     """A random geometry: channels 1, odd or a multiple of 8, multiplier 1-3, kernel 1-5 (maybe
     non-square), stride 1-3, dilation 1-2, and a padding that keeps the output non-empty."""

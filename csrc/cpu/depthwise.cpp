@@ -68,6 +68,10 @@ namespace cnnops::cpu {
   void taps_correlate_rows(long rows, long cols, int ntaps, const double* const* src,         \
                            long src_pitch, const double* w, double init, double* out,        \
                            long out_pitch);                                                  \
+  void grid_plane_rows(long rows, long cols, const float* x, long x_pitch, const float* w,   \
+                       float init, bool relu, float* out, long out_pitch);                   \
+  void grid_plane_rows(long rows, long cols, const double* x, long x_pitch, const double* w, \
+                       double init, bool relu, double* out, long out_pitch);                 \
   void taps_dot(long n, int ntaps, const float* const* src, const float* g, float* acc);     \
   void taps_dot(long n, int ntaps, const double* const* src, const double* g, double* acc);  \
   void deinterleave_rows(long rows, long n, int k, const float* src, long src_pitch,         \
@@ -138,6 +142,14 @@ void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const double* co
                          int64_t src_pitch, const double* w, double init, double* out,
                          int64_t out_pitch) {
   CNNOPS_DISPATCH_LOOP(taps_correlate_rows, rows, cols, ntaps, src, src_pitch, w, init, out, out_pitch)
+}
+void grid_plane_rows(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
+                     const float* w, float init, bool relu, float* out, int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(grid_plane_rows, rows, cols, x, x_pitch, w, init, relu, out, out_pitch)
+}
+void grid_plane_rows(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
+                     const double* w, double init, bool relu, double* out, int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(grid_plane_rows, rows, cols, x, x_pitch, w, init, relu, out, out_pitch)
 }
 void taps_dot(int64_t n, int ntaps, const float* const* src, const float* g, float* acc) {
   CNNOPS_DISPATCH_LOOP(taps_dot, n, ntaps, src, g, acc)
@@ -631,6 +643,57 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
 // ---------------------------------------------------------------------------------------
 // version 2: flattened planes
 
+// NCHW rows, a 3x3 kernel at stride 1, dilation 1 and padding 1 (MobileNet's stride-1
+// layers), rows of at least a vector: output rows 2 to P - 3 are read in place from the input
+// (grid_plane_rows, whose edge loads then stay inside the plane), rows 0, 1, P - 2 and P - 1
+// from two-row strips. The plane is not copied. Every output is the sum of the same terms in
+// the same order as on the strips. Measured on Zen 1, one thread, planes in cache: 56x56 and
+// 112x112 1.15-1.25x faster than the whole-plane strips, 28x28 1.07x, 14x14 0.8x (the edges'
+// strips cost more than copying so small a plane): planes from 24 rows. Out of cache (batch
+// 8, two threads) both run at the same memory-bound speed.
+template <typename T>
+bool in_place_applies(const DwGeometry& g, const Strides4& xs, const Strides4& ys) {
+  const Conv2dParams& p = g.p;
+  return xs.w == 1 && ys.w == 1 && xs.h >= g.W && ys.h >= g.Q && g.R == 3 && g.S == 3 &&
+         p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
+         p.pad_top == 1 && p.pad_left == 1 && g.P == g.H && g.Q == g.W && g.P >= 24 &&
+         g.Q >= strip_lanes<T>();
+}
+
+template <typename T>
+void depthwise_forward_in_place(const T* x, const Strides4& xs, const T* taps, const T* bias,
+                                bool relu, T* y, const Strides4& ys, const DwGeometry& g) {
+  const StripTaps strip_taps(g);
+  const StripLayout edges[2] = {StripLayout(g, 0, 2), StripLayout(g, g.P - 2, 2)};
+  at::parallel_for(0, g.N * g.M, 1, [&](int64_t begin, int64_t end) {
+    // one buffer per edge, so that neither is cleared again
+    StripBuffer<T> strips[2] = {StripBuffer<T>(1, edges[0], g), StripBuffer<T>(1, edges[1], g)};
+    std::vector<const T*> src(g.taps());
+    std::vector<int64_t> offsets(g.taps());
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / g.M, k = task % g.M;
+      const T* plane = x + n * xs.n + (k / g.mult) * xs.c;
+      const T* w = taps + k * g.taps();
+      const T init = bias ? bias[k] : T(0);
+      T* out = y + n * ys.n + k * ys.c;
+      grid_plane_rows(g.P - 4, g.Q, plane + xs.h, xs.h, w, init, relu, out + 2 * ys.h, ys.h);
+      for (int e = 0; e < 2; ++e) {
+        const StripLayout& L = edges[e];
+        strips[e].fill(plane, xs, 1, L);
+        L.offsets(strip_taps, offsets.data());
+        for (int64_t t = 0; t < g.taps(); ++t) src[t] = strips[e].strip(0) + offsets[t];
+        T* rows = out + L.p0 * ys.h;
+        taps_correlate_rows(L.rows, g.Q, static_cast<int>(g.taps()), src.data(), L.sub_w, w,
+                            init, rows, ys.h);
+        if (!relu) continue;
+        for (int64_t r = 0; r < L.rows; ++r) {
+          for (int64_t q = 0; q < g.Q; ++q) rows[r * ys.h + q] = std::max(rows[r * ys.h + q], T(0));
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, const T* bias,
                             at::Tensor& output, const DwGeometry& g, bool relu) {
@@ -639,6 +702,10 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
   const Strides4 xs(input), ys(output);
   if (channels_last_applies(g, xs, ys)) {
     depthwise_forward_channels_last(input, weight, bias, output, g, relu);
+    return;
+  }
+  if (in_place_applies<T>(g, xs, ys)) {
+    depthwise_forward_in_place(x, xs, weight_taps<T>(weight, g).data(), bias, relu, y, ys, g);
     return;
   }
   if (const auto sp = small_planes_forward<T>(g, xs, ys); sp && !grid_beats_small_planes<T>(g)) {

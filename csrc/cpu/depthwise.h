@@ -50,6 +50,16 @@ void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const double* co
                          int64_t src_pitch, const double* w, double init, double* out,
                          int64_t out_pitch);
 
+// A 3x3 correlation at stride 1 and dilation 1 read in place from rows of a plane, one column
+// of zero padding each side: for i < rows and q < cols (cols >= strip_lanes<T>()),
+// out[i * out_pitch + q] = init + sum_{r, s} w[r * 3 + s] * x[(i + r) * x_pitch + q + s - 1],
+// columns -1 and cols reading as zero, ReLU'd if relu. Those two elements of each of the
+// rows + 2 input rows are loaded (then masked): they must lie inside the tensor.
+void grid_plane_rows(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
+                     const float* w, float init, bool relu, float* out, int64_t out_pitch);
+void grid_plane_rows(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
+                     const double* w, double init, bool relu, double* out, int64_t out_pitch);
+
 // acc[t * kDotLanes + lane] += the lane's share of sum_i g[i] * src[t][i]; adding a tap's
 // lanes in lane order gives its dot product. Every lane ends in a fixed order of sums.
 constexpr int64_t kDotLanes = 16;

@@ -225,7 +225,8 @@ inline int grid_step(const T* const* src, long src_pitch) {
 }
 
 // What the grid kernel's row blocks share: tap row 0 of each column s, the weights as
-// vectors, the initial value, the output.
+// vectors, the initial value, the output; for reading planes in place (grid_plane_rows), the
+// lanes of the first and last vector of a row that lie inside it, and relu.
 template <typename V, int R, int S>
 struct GridRows {
   using scalar = typename V::scalar;
@@ -236,10 +237,24 @@ struct GridRows {
   vec start;
   scalar* out;
   long out_pitch;
+  typename V::Lanes left, right;
+  bool relu;
+
+  GridRows(const scalar* const* src, long src_pitch_, const scalar* taps, scalar init,
+           scalar* out_, long out_pitch_, bool relu_ = false)
+      : src_pitch(src_pitch_), start(V::broadcast(init)), out(out_), out_pitch(out_pitch_),
+        left(V::lanes(1, V::width)), right(V::lanes(0, V::width - 1)), relu(relu_) {
+    for (int s = 0; s < S; ++s) top[s] = src[s];
+    for (int t = 0; t < R * S; ++t) w[t] = V::broadcast(taps[t]);
+  }
 };
 
+// Edges of a row the grid kernel masks (grid_plane_rows): column tap 0's lane 0 in the row's
+// first vector, column tap S - 1's last lane in its last vector.
+enum GridEdge { kNoEdge = 0, kLeftEdge = 1, kRightEdge = 2 };
+
 // K output rows of one vector: element `in` of tap row 0, element `dst` of the output.
-template <typename V, int R, int S, int K, int kStep>
+template <typename V, int R, int S, int K, int kStep, int kEdges>
 inline void grid_rows_vector(const GridRows<V, R, S>& g, long in, long dst) {
   using vec = typename V::vec;
   vec acc[K];
@@ -252,7 +267,15 @@ inline void grid_rows_vector(const GridRows<V, R, S>& g, long in, long dst) {
     const int u = kFirst + kStep * j;
 #pragma GCC unroll 8
     for (int s = 0; s < S; ++s) {
-      vec x = V::load(g.top[s] + in + u * g.src_pitch);
+      const typename V::scalar* p = g.top[s] + in + u * g.src_pitch;
+      vec x;
+      if ((kEdges & kLeftEdge) && s == 0) {
+        x = V::load_lanes_within(p, g.left);
+      } else if ((kEdges & kRightEdge) && s == S - 1) {
+        x = V::load_lanes_within(p, g.right);
+      } else {
+        x = V::load(p);
+      }
 #if defined(__AVX__)
       // an empty asm pins x in a register: GCC would otherwise fold the load into each FMA
       // that takes it, three loads instead of one (Zen 1: 1.2x the kernel's CPU time)
@@ -266,41 +289,70 @@ inline void grid_rows_vector(const GridRows<V, R, S>& g, long in, long dst) {
     }
   }
 #pragma GCC unroll 8
-  for (int k = 0; k < K; ++k) V::store(g.out + dst + k * g.out_pitch, acc[k]);
+  for (int k = 0; k < K; ++k) {
+    V::store(g.out + dst + k * g.out_pitch, g.relu ? V::relu(acc[k]) : acc[k]);
+  }
 }
 
 // K output rows from row r0, all columns: whole vectors, the last one moved back to end at
-// `cols` (its overlap with the one before is written twice, with the same values).
-template <typename V, int R, int S, int K, int kStep>
+// `cols` (its overlap with the one before is written twice, with the same values). kEdges:
+// mask the row's edges (grid_plane_rows).
+template <typename V, int R, int S, int K, int kStep, bool kEdges>
 inline void grid_rows_block(const GridRows<V, R, S>& g, long r0, long cols) {
   constexpr int W = V::width;
+  const long in = r0 * g.src_pitch, dst = r0 * g.out_pitch;
+  if constexpr (kEdges) {
+    if (cols == W) {
+      return grid_rows_vector<V, R, S, K, kStep, kLeftEdge | kRightEdge>(g, in, dst);
+    }
+    grid_rows_vector<V, R, S, K, kStep, kLeftEdge>(g, in, dst);
+    for (long q = W; q < cols - W; q += W) {
+      grid_rows_vector<V, R, S, K, kStep, kNoEdge>(g, in + q, dst + q);
+    }
+    grid_rows_vector<V, R, S, K, kStep, kRightEdge>(g, in + cols - W, dst + cols - W);
+    return;
+  }
   for (long q = 0;; q += W) {
     if (q > cols - W) q = cols - W;
-    grid_rows_vector<V, R, S, K, kStep>(g, r0 * g.src_pitch + q, r0 * g.out_pitch + q);
+    grid_rows_vector<V, R, S, K, kStep, kNoEdge>(g, in + q, dst + q);
     if (q == cols - W) return;
   }
 }
 
-// cols >= V::width.
+// Output rows [0, rows), cols >= V::width: five rows at a time (4 and 6 measured alike on
+// Zen 1), the rest one block of 1-4 rows.
+template <typename V, int R, int S, int kStep, bool kEdges>
+inline void grid_rows(const GridRows<V, R, S>& g, long rows, long cols) {
+  long r = 0;
+  for (; r + 5 <= rows; r += 5) grid_rows_block<V, R, S, 5, kStep, kEdges>(g, r, cols);
+  if (rows - r == 4) grid_rows_block<V, R, S, 4, kStep, kEdges>(g, r, cols);
+  if (rows - r == 3) grid_rows_block<V, R, S, 3, kStep, kEdges>(g, r, cols);
+  if (rows - r == 2) grid_rows_block<V, R, S, 2, kStep, kEdges>(g, r, cols);
+  if (rows - r == 1) grid_rows_block<V, R, S, 1, kStep, kEdges>(g, r, cols);
+}
+
+// taps_correlate_rows on a grid (grid_step(src, src_pitch) == kStep), cols >= V::width.
 template <typename V, int R, int S, int kStep>
 inline void grid_correlate_rows(long rows, long cols, const typename V::scalar* const* src,
                                 long src_pitch, const typename V::scalar* w,
                                 typename V::scalar init, typename V::scalar* out,
                                 long out_pitch) {
-  GridRows<V, R, S> g;
-  for (int s = 0; s < S; ++s) g.top[s] = src[s];
-  g.src_pitch = src_pitch;
-  for (int t = 0; t < R * S; ++t) g.w[t] = V::broadcast(w[t]);
-  g.start = V::broadcast(init);
-  g.out = out;
-  g.out_pitch = out_pitch;
-  // five rows at a time (4 and 6 measured alike on Zen 1), the rest one block of 1-4 rows
-  long r = 0;
-  for (; r + 5 <= rows; r += 5) grid_rows_block<V, R, S, 5, kStep>(g, r, cols);
-  if (rows - r == 4) grid_rows_block<V, R, S, 4, kStep>(g, r, cols);
-  if (rows - r == 3) grid_rows_block<V, R, S, 3, kStep>(g, r, cols);
-  if (rows - r == 2) grid_rows_block<V, R, S, 2, kStep>(g, r, cols);
-  if (rows - r == 1) grid_rows_block<V, R, S, 1, kStep>(g, r, cols);
+  grid_rows<V, R, S, kStep, false>(GridRows<V, R, S>(src, src_pitch, w, init, out, out_pitch),
+                                   rows, cols);
+}
+
+// A 3x3 correlation at stride 1 and dilation 1 read in place from rows of a plane, with one
+// column of zero padding each side: for i < rows, q < cols (cols >= V::width),
+//   out[i * out_pitch + q] = init + sum_{r, s} w[r * 3 + s] * x[(i + r) * x_pitch + q + s - 1]
+// (ReLU'd if relu), where columns -1 and cols read as zero. Those two elements of every row
+// are loaded (and masked): the caller keeps them inside the tensor.
+template <typename V>
+inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, long x_pitch,
+                            const typename V::scalar* w, typename V::scalar init, bool relu,
+                            typename V::scalar* out, long out_pitch) {
+  const typename V::scalar* top[3] = {x - 1, x, x + 1};
+  grid_rows<V, 3, 3, 1, true>(GridRows<V, 3, 3>(top, x_pitch, w, init, out, out_pitch, relu),
+                              rows, cols);
 }
 
 // acc holds kDotLanes partial sums per tap (acc[t * kDotLanes + lane]); callers add the
@@ -925,6 +977,10 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
                                                   out, out_pitch);                            \
     detail::taps_correlate_rows<VEC, 0>(rows, cols, ntaps, src, src_pitch, w, init, out,     \
                                         out_pitch);                                           \
+  }                                                                                           \
+  void grid_plane_rows(long rows, long cols, const T* x, long x_pitch, const T* w, T init,    \
+                       bool relu, T* out, long out_pitch) {                                   \
+    detail::grid_plane_rows<VEC>(rows, cols, x, x_pitch, w, init, relu, out, out_pitch);      \
   }                                                                                           \
   void taps_dot(long n, int ntaps, const T* const* src, const T* g, T* acc) {                 \
     if (ntaps == 9) return detail::taps_dot_unrolled<VEC, 9>(n, src, g, acc);                 \
