@@ -273,6 +273,13 @@ def test_stride1_rows_read_in_place_match_torch(rows, mult, hw, dtype):
         if column is not None:  # the far half of every row stays finite
             far = out[..., hw[1] // 2 :] if column == 0 else out[..., : hw[1] // 2]
             assert far.isfinite().all()
+    # grad_input at stride 1 is this correlation of grad_output with the flipped taps
+    x.requires_grad_()
+    grad_output = torch.randn_like(expected)
+    with cnnops.kernel_version("depthwise", 2):
+        ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 1, 1, 1, 3), x, grad_output)[0]
+    theirs = torch.autograd.grad(F.conv2d(x, w, b, 1, 1, 1, 3), x, grad_output)[0]
+    torch.testing.assert_close(ours, theirs, **tol)
 
 
 def random_case(seed):

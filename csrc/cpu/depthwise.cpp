@@ -823,10 +823,21 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
   // grad_output with the flipped taps, padded by (R - 1) * dilation_h - pad_top rows and
   // (S - 1) * dilation_w - pad_left columns.
   if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1) {
+    Conv2dParams p = g.p;
+    p.pad_top = (g.R - 1) * p.dilation_h - g.p.pad_top;
+    p.pad_bottom = (g.R - 1) * p.dilation_h - g.p.pad_bottom;
+    p.pad_left = (g.S - 1) * p.dilation_w - g.p.pad_left;
+    p.pad_right = (g.S - 1) * p.dilation_w - g.p.pad_right;
+    const DwGeometry t(grad_output.sizes(), weight.sizes(), g.H, g.W, p);
+    // 3x3 (grid_beats_small_planes): the forward pass's kernels, in place or on strips
+    if (grid_beats_small_planes<T>(t) && std::min({p.pad_top, p.pad_bottom, p.pad_left,
+                                                   p.pad_right}) >= 0) {
+      depthwise_forward_fast<T>(grad_output, weight.flip({2, 3}), nullptr, grad_input, t, false);
+      return;
+    }
     if (const auto sp = small_planes<T>(g.P, g.Q, dys, g.H, g.W, dxs, g.R, g.S, 1, 1,
-                                        g.p.dilation_h, g.p.dilation_w,
-                                        (g.R - 1) * g.p.dilation_h - g.p.pad_top,
-                                        (g.S - 1) * g.p.dilation_w - g.p.pad_left, 1)) {
+                                        g.p.dilation_h, g.p.dilation_w, p.pad_top, p.pad_left,
+                                        1)) {
       std::vector<T> flipped = weight_taps<T>(weight, g);
       for (auto k = flipped.begin(); k != flipped.end(); k += g.taps()) {
         std::reverse(k, k + g.taps());
