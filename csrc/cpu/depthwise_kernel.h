@@ -3,6 +3,10 @@
 // depthwise_portable.cpp (see depthwise.h for what each entry point computes).
 //
 //   taps_correlate     out[i]  = init + sum_t w[t] * src[t][i]
+//   taps_correlate_rows, grid_plane_rows: the same sum into rows of a plane, the second
+//                      (3x3, stride 1) read in place from the input's rows; 3x3 taps on a
+//                      grid of rows run the grid kernel (each input vector loaded once for
+//                      the three output rows that read it)
 //   taps_dot           acc[t] += sum_i g[i] * src[t][i]   (kept as per-lane partial sums)
 //   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back
 //   channels_correlate, channels_dot: the same two sums for channels-last tensors, vectors
@@ -209,9 +213,9 @@ inline void taps_correlate_rows(long rows, long cols, int ntaps,
 // past tap (0, s), src[r * S + s] == src[s] + kStep * r * src_pitch (the forward strips at
 // stride_h 1 and dilation_h 1: kStep 1; grad_input's grad_output buffer: -1). Input row u
 // then serves the output rows u - kStep * r, so K output rows load S * (K + R - 1) vectors
-// instead of R * S * K: 4.5 loads per output vector for 3x3 at K = 4 rather than 9, the
-// weights held in registers. Each output still adds its taps in t order (u runs so that r
-// rises), so results are bitwise those of taps_correlate_rows.
+// instead of R * S * K: 4.2 loads per output vector for 3x3 at K = 5 rather than 9, the
+// weights broadcast once per call. Each output still adds its taps in t order (u runs so
+// that r rises), so results are bitwise those of taps_correlate_rows.
 template <int R, int S, typename T>
 inline int grid_step(const T* const* src, long src_pitch) {
   for (int step = 1; step >= -1; step -= 2) {
