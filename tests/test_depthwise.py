@@ -282,6 +282,37 @@ def test_stride1_rows_read_in_place_match_torch(rows, mult, hw, dtype):
     torch.testing.assert_close(ours, theirs, **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", [(1, 3), (3, 4), (7, 7), (9, 5), (6, 8)])
+@pytest.mark.parametrize("padding", [0, 1, 2, (2, 0), (0, 1)])
+@pytest.mark.parametrize("mult", [1, 2])
+def test_stride1_small_planes_row_by_row_match_torch(mult, padding, hw, dtype):
+    # 3x3 at stride 1 over rows of one vector: input rows in order, each added to the three
+    # output rows that read it, rows stored whole where the next row overwrites the lanes past
+    # Q. The forward pass, its fused ReLU (NaN kept) and grad_input (the same kernel) against
+    # torch.
+    x = torch.randn(2, 3, *hw, dtype=dtype)
+    x[1, 2, hw[0] // 2, hw[1] // 2] = float("nan")
+    w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
+    b = torch.randn(3 * mult, dtype=dtype)
+    pads = padding if isinstance(padding, tuple) else (padding, padding)
+    if any(h + 2 * p < 3 for h, p in zip(hw, pads)):
+        pytest.skip("kernel larger than the padded input")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    expected = F.conv2d(x, w, b, 1, padding, 1, 3)
+    with cnnops.kernel_version("depthwise", 2), torch.no_grad():
+        torch.testing.assert_close(cnnops.conv2d(x, w, b, 1, padding, 1, 3), expected,
+                                   equal_nan=True, **tol)
+        fused = cnnops.functional.conv2d_bias_relu(x, w, b, 1, padding, 1, 3)
+    torch.testing.assert_close(fused, F.relu(expected), equal_nan=True, **tol)
+    x = torch.randn(2, 3, *hw, dtype=dtype, requires_grad=True)
+    grad_output = torch.randn_like(expected)
+    with cnnops.kernel_version("depthwise", 2):
+        ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 1, padding, 1, 3), x, grad_output)[0]
+    theirs = torch.autograd.grad(F.conv2d(x, w, b, 1, padding, 1, 3), x, grad_output)[0]
+    torch.testing.assert_close(ours, theirs, **tol)
+
+
 def random_case(seed):
     """A random geometry: channels 1, odd or a multiple of 8, multiplier 1-3, kernel 1-5 (maybe
     non-square), stride 1-3, dilation 1-2, and a padding that keeps the output non-empty."""

@@ -778,6 +778,43 @@ inline void for_each_output_row(const SmallPlanes& g, long R, Fn&& fn) {
   for (long p = hi; p < P; ++p) fn(p, true);
 }
 
+// One plane of small_planes_correlate at stride 1, dilation 1 and a 3x3 kernel, pad_top 0-2:
+// the input rows in order, each row's three column taps loaded once and added to the three
+// output rows that read it (acc0, acc1, acc2: rows p0, p0 + 1, p0 + 2, reading it as kernel
+// row 2, 1, 0), a row stored once its last input row has passed. Each output adds its taps in
+// t order from init. Where rows are Q apart, a row is stored as a whole vector if its lanes
+// past Q land inside the plane: on the rows after it, which are stored after it (MobileNet's
+// 7x7 planes: one store for seven elements instead of three).
+template <typename V, typename Taps>
+inline void small_plane_rolling(const SmallPlanes& g, const Taps& taps,
+                                const typename V::scalar* xp, const typename V::vec* wv,
+                                typename V::vec init, bool relu, typename V::scalar* op) {
+  using vec = typename V::vec;
+  const long H = g.H, P = g.P, Q = g.Q, x_pitch = g.x_pitch, out_pitch = g.out_pitch;
+  const bool whole = out_pitch == Q;
+  vec acc0 = init, acc1 = init, acc2 = init;
+  for (long p0 = g.pad_top - 2, ih = 0; p0 < P; ++p0, ++ih) {
+    if (ih < H) {
+      taps.each(xp, ih * x_pitch, [&](long s, vec v) {
+        acc0 = V::fma(wv[6 + s], v, acc0);
+        acc1 = V::fma(wv[3 + s], v, acc1);
+        acc2 = V::fma(wv[s], v, acc2);
+      });
+    }
+    if (p0 >= 0) {
+      const vec sum = relu ? V::relu(acc0) : acc0;
+      if (whole && p0 * Q + V::width <= P * Q) {
+        V::store(op + p0 * out_pitch, sum);
+      } else {
+        V::store_n(op + p0 * out_pitch, sum, Q);
+      }
+    }
+    acc0 = acc1;
+    acc1 = acc2;
+    acc2 = init;
+  }
+}
+
 // Output planes k0 + i (i < count) at out + (k0 + i) * out_plane from input plane
 // (k0 + i) / mult at x + ((k0 + i) / mult) * x_plane, taps w + (k0 + i) * R * S and
 // bias[k0 + i] (0 if null). KR, KS > 0: the kernel's size known at compile time.
@@ -803,6 +840,13 @@ inline void small_planes_correlate(const SmallPlanes& g, long k0, long count,
     if constexpr (KR * KS > 0) {
 #pragma GCC unroll 25
       for (int t = 0; t < KR * KS; ++t) wv[t] = V::broadcast(wk[t]);
+    }
+    // one vector per row (not Doubled: its pairs would not fit the registers)
+    if constexpr (KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; }) {
+      if (sh == 1 && dh == 1 && pad_top >= 0 && pad_top <= 2) {
+        small_plane_rolling<V>(g, taps, xp, wv, init, relu, op);
+        continue;
+      }
     }
     for_each_output_row(g, R, [&](long p, bool checked) {
       // one sum per kernel row (two for a kernel size known at run time), added at the end:
