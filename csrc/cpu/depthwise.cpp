@@ -102,8 +102,10 @@ namespace cnnops::cpu {
                                long gy_plane, const float* w, float* dx, long dx_plane);     \
   void small_planes_transposed(const SmallPlanes& g, long k0, long count, const double* gy, \
                                long gy_plane, const double* w, double* dx, long dx_plane);   \
-  void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc);  \
-  void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc); \
+  void small_planes_dot(const SmallPlanes& g, long count, const float* x, long x_step,        \
+                        const float* gy, long gy_step, float* acc);                          \
+  void small_planes_dot(const SmallPlanes& g, long count, const double* x, long x_step,       \
+                        const double* gy, long gy_step, double* acc);                        \
   }
 
 CNNOPS_DECLARE_DEPTHWISE_LOOPS(portable)
@@ -236,11 +238,13 @@ void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, co
   CNNOPS_DISPATCH_SMALL(double, true, small_planes_transposed, g, k0, count, gy, gy_plane, w, dx,
                         dx_plane)
 }
-void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc) {
-  CNNOPS_DISPATCH_SMALL(float, false, small_planes_dot, g, x, gy, acc)
+void small_planes_dot(const SmallPlanes& g, int64_t count, const float* x, int64_t x_step,
+                      const float* gy, int64_t gy_step, float* acc) {
+  CNNOPS_DISPATCH_SMALL(float, false, small_planes_dot, g, count, x, x_step, gy, gy_step, acc)
 }
-void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc) {
-  CNNOPS_DISPATCH_SMALL(double, false, small_planes_dot, g, x, gy, acc)
+void small_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int64_t x_step,
+                      const double* gy, int64_t gy_step, double* acc) {
+  CNNOPS_DISPATCH_SMALL(double, false, small_planes_dot, g, count, x, x_step, gy, gy_step, acc)
 }
 template <typename T>
 bool small_planes_fit(const SmallPlanes& g, bool transposed) {
@@ -630,10 +634,9 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
     for (int64_t task = begin; task < end; ++task) {
       const int64_t k = task / chunks, chunk = task % chunks;
       std::fill(lanes.begin(), lanes.end(), T(0));
-      for (int64_t n = chunk * per_chunk; n < std::min(g.N, (chunk + 1) * per_chunk); ++n) {
-        small_planes_dot(sp, x + n * xs.n + (k / g.mult) * xs.c, dy + n * dys.n + k * dys.c,
-                         lanes.data());
-      }
+      const int64_t n0 = chunk * per_chunk, n1 = std::min(g.N, n0 + per_chunk);
+      small_planes_dot(sp, n1 - n0, x + n0 * xs.n + (k / g.mult) * xs.c, xs.n,
+                       dy + n0 * dys.n + k * dys.c, dys.n, lanes.data());
       sum_lanes(lanes.data(), g.taps(), partial.data() + (chunk * g.M + k) * g.taps());
     }
   });

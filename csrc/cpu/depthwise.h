@@ -111,11 +111,14 @@ void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, co
                              int64_t gy_plane, const float* w, float* dx, int64_t dx_plane);
 void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const double* gy,
                              int64_t gy_plane, const double* w, double* dx, int64_t dx_plane);
-// The weight gradient's dot products of one plane pair of that geometry, x the input plane
-// (rows g.x_pitch apart), gy the grad_output plane (rows g.out_pitch apart), into taps_dot's
-// slots: acc[t * kDotLanes + lane] += the lane's share of sum over outputs of gy * x[tap t].
-void small_planes_dot(const SmallPlanes& g, const float* x, const float* gy, float* acc);
-void small_planes_dot(const SmallPlanes& g, const double* x, const double* gy, double* acc);
+// The weight gradient's dot products of `count` plane pairs of that geometry, pair i the input
+// plane at x + i * x_step (rows g.x_pitch apart) and the grad_output plane at gy + i * gy_step
+// (rows g.out_pitch apart), into taps_dot's slots: acc[t * kDotLanes + lane] += the lane's
+// share of sum over pairs and outputs of gy * x[tap t], pairs in order.
+void small_planes_dot(const SmallPlanes& g, int64_t count, const float* x, int64_t x_step,
+                      const float* gy, int64_t gy_step, float* acc);
+void small_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int64_t x_step,
+                      const double* gy, int64_t gy_step, double* acc);
 // Whether the small-plane kernels the dispatch picks take g's rows (small_rows_fit for the
 // vectors they run on); transposed: small_planes_transposed's.
 template <typename T>

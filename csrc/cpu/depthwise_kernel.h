@@ -872,12 +872,54 @@ inline void small_planes_correlate(const SmallPlanes& g, long k0, long count,
   }
 }
 
-// The weight gradient's dot products of one plane pair, in taps_dot's partial-sum slots:
-// acc[t * kDotLanes + lane] += the lane's share of sum_{p, q} gy[p, q] * x[tap t of (p, q)],
-// gy at gy (rows g.out_pitch apart), x at x (rows g.x_pitch apart), t = r * S + s.
+// small_planes_dot's sums at stride 1, dilation 1 and a 3x3 kernel, pad_top 0-2, the input
+// rows in order as in small_plane_rolling: each row's three column taps loaded once for the
+// three grad_output rows g0, g1, g2 (rows p0, p0 + 1, p0 + 2) that read it. Tap t still adds
+// its terms in the order of p, so the sums are bitwise small_planes_dot's.
+template <typename V, typename Taps>
+inline void small_plane_dot_rolling(const SmallPlanes& g, const Taps& taps,
+                                    const typename V::scalar* x, const typename V::scalar* gy,
+                                    typename DotSums<V>::vec* sums) {
+  using vec = typename V::vec;
+  using Sums = DotSums<V>;
+  const long H = g.H, P = g.P, Q = g.Q, x_pitch = g.x_pitch, gy_pitch = g.out_pitch;
+  const long gy_extent = (P - 1) * gy_pitch + Q;
+  const typename V::Lanes gy_lanes = V::lanes(0, Q);
+  const auto row = [&](long p) {
+    return p >= 0 && p < P ? load_row<V>(gy, p * gy_pitch, gy_extent, Q, gy_lanes) : V::zero();
+  };
+  vec g0 = row(g.pad_top - 2), g1 = row(g.pad_top - 1);  // the rows reading input row 0
+  for (long ih = 0; ih < H; ++ih) {
+    const long p0 = ih + g.pad_top - 2;  // >= -2
+    if (p0 >= P) break;
+    const bool has0 = p0 >= 0, has1 = p0 + 1 >= 0 && p0 + 1 < P, has2 = p0 + 2 < P;
+    const vec g2 = row(p0 + 2);
+    if (has0 && has2) {
+      taps.each(x, ih * x_pitch, [&](long s, vec v) {
+        sums[6 + s] = Sums::fma(g0, v, sums[6 + s]);
+        sums[3 + s] = Sums::fma(g1, v, sums[3 + s]);
+        sums[s] = Sums::fma(g2, v, sums[s]);
+      });
+    } else {  // the first and last rows: only the grad_output rows that exist
+      taps.each(x, ih * x_pitch, [&](long s, vec v) {
+        if (has0) sums[6 + s] = Sums::fma(g0, v, sums[6 + s]);
+        if (has1) sums[3 + s] = Sums::fma(g1, v, sums[3 + s]);
+        if (has2) sums[s] = Sums::fma(g2, v, sums[s]);
+      });
+    }
+    g0 = g1;
+    g1 = g2;
+  }
+}
+
+// The weight gradient's dot products of `count` plane pairs, in taps_dot's partial-sum slots:
+// acc[t * kDotLanes + lane] += the lane's share of sum_{i, p, q} gy_i[p, q] * x_i[tap t of
+// (p, q)], pair i at x + i * x_step (rows g.x_pitch apart) and gy + i * gy_step (rows
+// g.out_pitch apart), t = r * S + s. The sums stay in registers over the pairs.
 template <typename V, int KR, int KS, bool kStride1>
-inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
-                             const typename V::scalar* gy, typename V::scalar* acc) {
+inline void small_planes_dot(const SmallPlanes& g, long count, const typename V::scalar* x,
+                             long x_step, const typename V::scalar* gy, long gy_step,
+                             typename V::scalar* acc) {
   using vec = typename V::vec;
   using Sums = DotSums<V>;
   const ColumnTaps<V, KS, kStride1> taps(g);
@@ -892,22 +934,34 @@ inline void small_planes_dot(const SmallPlanes& g, const typename V::scalar* x,
 #pragma GCC unroll 25
     for (int t = 0; t < KR * KS; ++t) sums[t] = Sums::load(acc + t * kDotLanes);
   }
-  for_each_output_row(g, R, [&](long p, bool checked) {
-    const vec gv = load_row<V>(gy, p * gy_pitch, gy_extent, Q, gy_lanes);
-#pragma GCC unroll 5
-    for (long r = 0; r < R; ++r) {
-      const long ih = p * sh + r * dh - pad_top;
-      if (checked && (ih < 0 || ih >= H)) continue;
-      taps.each(x, ih * x_pitch, [&](long s, vec v) {
-        const long t = r * S + s;
-        if constexpr (kInRegisters) {
-          sums[t] = Sums::fma(gv, v, sums[t]);
-        } else {
-          Sums::store(acc + t * kDotLanes, Sums::fma(gv, v, Sums::load(acc + t * kDotLanes)));
-        }
-      });
+  bool rolling = false;
+  if constexpr (KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; }) {
+    rolling = sh == 1 && dh == 1 && pad_top >= 0 && pad_top <= 2;
+  }
+  for (long i = 0; i < count; ++i, x += x_step, gy += gy_step) {
+    if constexpr (KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; }) {
+      if (rolling) {
+        small_plane_dot_rolling<V>(g, taps, x, gy, sums);
+        continue;
+      }
     }
-  });
+    for_each_output_row(g, R, [&](long p, bool checked) {
+      const vec gv = load_row<V>(gy, p * gy_pitch, gy_extent, Q, gy_lanes);
+#pragma GCC unroll 5
+      for (long r = 0; r < R; ++r) {
+        const long ih = p * sh + r * dh - pad_top;
+        if (checked && (ih < 0 || ih >= H)) continue;
+        taps.each(x, ih * x_pitch, [&](long s, vec v) {
+          const long t = r * S + s;
+          if constexpr (kInRegisters) {
+            sums[t] = Sums::fma(gv, v, sums[t]);
+          } else {
+            Sums::store(acc + t * kDotLanes, Sums::fma(gv, v, Sums::load(acc + t * kDotLanes)));
+          }
+        });
+      }
+    });
+  }
   if constexpr (kInRegisters) {
 #pragma GCC unroll 25
     for (int t = 0; t < KR * KS; ++t) Sums::store(acc + t * kDotLanes, sums[t]);
@@ -1068,10 +1122,12 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
                                                         dx_plane);                            \
     detail::small_planes_transposed<VEC, 0, 0>(g, k0, count, gy, gy_plane, w, dx, dx_plane);  \
   }                                                                                           \
-  void small_planes_dot(const SmallPlanes& g, const T* x, const T* gy, T* acc) {              \
+  void small_planes_dot(const SmallPlanes& g, long count, const T* x, long x_step,           \
+                        const T* gy, long gy_step, T* acc) {                                  \
     detail::with_small_planes_kernel<VEC, WIDE>(g, [&](auto v, auto k) {                      \
       using V = typename decltype(v)::type;                                                   \
       using K = decltype(k);                                                                  \
-      detail::small_planes_dot<V, K::kR, K::kS, K::kUnitStride>(g, x, gy, acc);               \
+      detail::small_planes_dot<V, K::kR, K::kS, K::kUnitStride>(g, count, x, x_step, gy,      \
+                                                                gy_step, acc);                \
     });                                                                                       \
   }
