@@ -671,8 +671,12 @@ void depthwise_forward_in_place(const T* x, const Strides4& xs, const T* taps, c
   at::parallel_for(0, g.N * g.M, 1, [&](int64_t begin, int64_t end) {
     // one buffer per edge, so that neither is cleared again
     StripBuffer<T> strips[2] = {StripBuffer<T>(1, edges[0], g), StripBuffer<T>(1, edges[1], g)};
-    std::vector<const T*> src(g.taps());
+    std::vector<const T*> src[2];  // each edge's taps in its buffer, the same for every plane
     std::vector<int64_t> offsets(g.taps());
+    for (int e = 0; e < 2; ++e) {
+      edges[e].offsets(strip_taps, offsets.data());
+      for (int64_t t = 0; t < g.taps(); ++t) src[e].push_back(strips[e].strip(0) + offsets[t]);
+    }
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / g.M, k = task % g.M;
       const T* plane = x + n * xs.n + (k / g.mult) * xs.c;
@@ -683,10 +687,8 @@ void depthwise_forward_in_place(const T* x, const Strides4& xs, const T* taps, c
       for (int e = 0; e < 2; ++e) {
         const StripLayout& L = edges[e];
         strips[e].fill(plane, xs, 1, L);
-        L.offsets(strip_taps, offsets.data());
-        for (int64_t t = 0; t < g.taps(); ++t) src[t] = strips[e].strip(0) + offsets[t];
         T* rows = out + L.p0 * ys.h;
-        taps_correlate_rows(L.rows, g.Q, static_cast<int>(g.taps()), src.data(), L.sub_w, w,
+        taps_correlate_rows(L.rows, g.Q, static_cast<int>(g.taps()), src[e].data(), L.sub_w, w,
                             init, rows, ys.h);
         if (!relu) continue;
         for (int64_t r = 0; r < L.rows; ++r) {

@@ -778,6 +778,16 @@ inline void for_each_output_row(const SmallPlanes& g, long R, Fn&& fn) {
   for (long p = hi; p < P; ++p) fn(p, true);
 }
 
+// Whether the small-plane kernels walk g's input rows once (small_plane_rolling,
+// small_plane_dot_rolling): 3x3 at stride 1 and dilation 1, pad_top 0-2, one vector per row
+// (not Doubled: its pairs would not fit the registers).
+template <typename V, int KR, int KS, bool kStride1>
+constexpr bool kRollingShape = KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; };
+
+inline bool rolls(const SmallPlanes& g) {
+  return g.sh == 1 && g.dh == 1 && g.pad_top >= 0 && g.pad_top <= 2;
+}
+
 // One plane of small_planes_correlate at stride 1, dilation 1 and a 3x3 kernel, pad_top 0-2:
 // the input rows in order, each row's three column taps loaded once and added to the three
 // output rows that read it (acc0, acc1, acc2: rows p0, p0 + 1, p0 + 2, reading it as kernel
@@ -841,9 +851,8 @@ inline void small_planes_correlate(const SmallPlanes& g, long k0, long count,
 #pragma GCC unroll 25
       for (int t = 0; t < KR * KS; ++t) wv[t] = V::broadcast(wk[t]);
     }
-    // one vector per row (not Doubled: its pairs would not fit the registers)
-    if constexpr (KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; }) {
-      if (sh == 1 && dh == 1 && pad_top >= 0 && pad_top <= 2) {
+    if constexpr (kRollingShape<V, KR, KS, kStride1>) {
+      if (rolls(g)) {
         small_plane_rolling<V>(g, taps, xp, wv, init, relu, op);
         continue;
       }
@@ -934,13 +943,9 @@ inline void small_planes_dot(const SmallPlanes& g, long count, const typename V:
 #pragma GCC unroll 25
     for (int t = 0; t < KR * KS; ++t) sums[t] = Sums::load(acc + t * kDotLanes);
   }
-  bool rolling = false;
-  if constexpr (KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; }) {
-    rolling = sh == 1 && dh == 1 && pad_top >= 0 && pad_top <= 2;
-  }
   for (long i = 0; i < count; ++i, x += x_step, gy += gy_step) {
-    if constexpr (KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; }) {
-      if (rolling) {
+    if constexpr (kRollingShape<V, KR, KS, kStride1>) {
+      if (rolls(g)) {
         small_plane_dot_rolling<V>(g, taps, x, gy, sums);
         continue;
       }
