@@ -26,6 +26,11 @@ struct FloatVec {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane));
   }
+  static vec load_last(const float* p, int count) {  // a plain load and a mask, no VMASKMOVPS
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i keep = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(width - 1 - count));
+    return _mm256_and_ps(_mm256_loadu_ps(p), _mm256_castsi256_ps(keep));
+  }
   static float sum(vec v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -54,6 +59,11 @@ struct DoubleVec {
   static vec load_first(const double* p, int count) {  // count in [0, width]
     const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
     return _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), lane));
+  }
+  static vec load_last(const double* p, int count) {
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i keep = _mm256_cmpgt_epi64(lane, _mm256_set1_epi64x(width - 1 - count));
+    return _mm256_and_pd(_mm256_loadu_pd(p), _mm256_castsi256_pd(keep));
   }
   static double sum(vec v) {
     const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));

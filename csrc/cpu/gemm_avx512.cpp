@@ -24,6 +24,9 @@ struct FloatVec {
   static vec load_first(const float* p, int count) {  // count in [0, width]
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), p);
   }
+  static vec load_last(const float* p, int count) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(~((1u << (width - count)) - 1)), p);
+  }
   static float sum(vec v) { return _mm512_reduce_add_ps(v); }
   // v, kept in a register: a value read by several FMAs is loaded once, not folded into each.
   static vec in_register(vec v) {
@@ -49,6 +52,9 @@ struct DoubleVec {
   static void store(double* p, vec v) { _mm512_storeu_pd(p, v); }
   static vec load_first(const double* p, int count) {  // count in [0, width]
     return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << count) - 1), p);
+  }
+  static vec load_last(const double* p, int count) {
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>(~((1u << (width - count)) - 1)), p);
   }
   static double sum(vec v) { return _mm512_reduce_add_pd(v); }
   // v, kept in a register: a value read by several FMAs is loaded once, not folded into each.

@@ -11,7 +11,9 @@ namespace cnnops::cpu::detail {
 // V provides: scalar, vec, width, zero(), load(p), broadcast(x), fma(a, b, acc) = a*b + acc,
 // add(a, b), relu(v) = max(0, v) keeping NaN, store(p, v), store_first(p, v, count) of the
 // first count lanes, load_first(p, count): the first count lanes, zeros in the others,
-// reading nothing past them, sum(v) of the lanes, and in_register(v): v, which the compiler
+// reading nothing past them, load_last(p, count): the last count lanes, zeros in the others,
+// where all of p[0] to p[width - 1] may be read (AVX2: a plain load and a mask, not the
+// masked load, slow on Zen 1), sum(v) of the lanes, and in_register(v): v, which the compiler
 // must then hold in a register rather than fold its load into each use. Loads and stores are
 // unaligned.
 //
@@ -297,8 +299,10 @@ void direct_grad_weight_pixels(long images, long n, const typename V::scalar* x,
 // for i < k_valid and t < t_valid. Each of the KB x TB sums lives in the lanes of one
 // accumulator until the end of the call, so a load of dY feeds TB FMAs and a load of x
 // feeds KB. x is zero-padded: every tap reads within its row. The row's last, partial block
-// of columns is read with masked loads, which neither fault nor let a NaN past the row's
-// end into the sums. The order of the additions depends only on the arguments.
+// of columns is read as the last vector of the row with the columns summed already masked
+// off (a row of a vector or more), else with masked loads; neither reads past the row's end,
+// nor lets a NaN from outside the block into the sums. The order of the additions depends
+// only on the arguments.
 template <typename V, int KB, int TB>
 void direct_grad_weight(long rows, long n, const typename V::scalar* dy, const long* dy_off,
                         long dy_row, int k_valid, const typename V::scalar* x,
@@ -334,7 +338,17 @@ void direct_grad_weight(long rows, long n, const typename V::scalar* dy, const l
         for (int i = 0; i < KB; ++i) acc[i][t] = V::fma(d[i], xv, acc[i][t]);
       }
     }
-    if (tail > 0) {
+    if (tail > 0 && full > 0) {
+      vec d[KB];
+#pragma GCC unroll 4
+      for (int i = 0; i < KB; ++i) d[i] = V::load_last(dy_j + d_off[i] + n - W, tail);
+#pragma GCC unroll 16
+      for (int t = 0; t < TB; ++t) {
+        const vec xv = V::load_last(x_j + t_off[t] + n - W, tail);
+#pragma GCC unroll 4
+        for (int i = 0; i < KB; ++i) acc[i][t] = V::fma(d[i], xv, acc[i][t]);
+      }
+    } else if (tail > 0) {
       vec d[KB];
 #pragma GCC unroll 4
       for (int i = 0; i < KB; ++i) d[i] = V::load_first(dy_j + d_off[i] + full, tail);

@@ -28,6 +28,11 @@ struct GenericVec {
     for (int i = 0; i < count; ++i) v[i] = p[i];
     return v;
   }
+  static vec load_last(const T* p, int count) {  // count in [0, width]
+    vec v{};
+    for (int i = width - count; i < width; ++i) v[i] = p[i];
+    return v;
+  }
   static vec in_register(vec v) { return v; }
   static T sum(vec v) {
     T s = T(0);
