@@ -6,7 +6,8 @@
 //   taps_correlate_rows, grid_plane_rows: the same sum into rows of a plane, the second
 //                      (3x3, stride 1) read in place from the input's rows; 3x3 taps on a
 //                      grid of rows run the grid kernel (each input vector loaded once for
-//                      the three output rows that read it)
+//                      the three output rows that read it), those of several planes summed
+//                      into one output too (grad_input with a channel multiplier)
 //   taps_dot           acc[t] += sum_i g[i] * src[t][i]   (kept as per-lane partial sums)
 //   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back
 //   channels_correlate, channels_dot: the same two sums for channels-last tensors, vectors
@@ -233,6 +234,7 @@ inline int grid_step(const T* const* src, long src_pitch) {
 // lanes of the first and last vector of a row that lie inside it, and relu.
 template <typename V, int R, int S>
 struct GridRows {
+  using Vec = V;
   using scalar = typename V::scalar;
   using vec = typename V::vec;
   const scalar* top[S];
@@ -258,7 +260,7 @@ struct GridRows {
 enum GridEdge { kNoEdge = 0, kLeftEdge = 1, kRightEdge = 2 };
 
 // K output rows of one vector: element `in` of tap row 0, element `dst` of the output.
-template <typename V, int R, int S, int K, int kStep, int kEdges>
+template <int K, int kStep, int kEdges, typename V, int R, int S>
 inline void grid_rows_vector(const GridRows<V, R, S>& g, long in, long dst) {
   using vec = typename V::vec;
   vec acc[K];
@@ -300,39 +302,39 @@ inline void grid_rows_vector(const GridRows<V, R, S>& g, long in, long dst) {
 
 // K output rows from row r0, all columns: whole vectors, the last one moved back to end at
 // `cols` (its overlap with the one before is written twice, with the same values). kEdges:
-// mask the row's edges (grid_plane_rows).
-template <typename V, int R, int S, int K, int kStep, bool kEdges>
-inline void grid_rows_block(const GridRows<V, R, S>& g, long r0, long cols) {
-  constexpr int W = V::width;
+// mask the row's edges (grid_plane_rows). Grid: GridRows or GridPlanes.
+template <int K, int kStep, bool kEdges, typename Grid>
+inline void grid_rows_block(const Grid& g, long r0, long cols) {
+  constexpr int W = Grid::Vec::width;
   const long in = r0 * g.src_pitch, dst = r0 * g.out_pitch;
   if constexpr (kEdges) {
     if (cols == W) {
-      return grid_rows_vector<V, R, S, K, kStep, kLeftEdge | kRightEdge>(g, in, dst);
+      return grid_rows_vector<K, kStep, kLeftEdge | kRightEdge>(g, in, dst);
     }
-    grid_rows_vector<V, R, S, K, kStep, kLeftEdge>(g, in, dst);
+    grid_rows_vector<K, kStep, kLeftEdge>(g, in, dst);
     for (long q = W; q < cols - W; q += W) {
-      grid_rows_vector<V, R, S, K, kStep, kNoEdge>(g, in + q, dst + q);
+      grid_rows_vector<K, kStep, kNoEdge>(g, in + q, dst + q);
     }
-    grid_rows_vector<V, R, S, K, kStep, kRightEdge>(g, in + cols - W, dst + cols - W);
+    grid_rows_vector<K, kStep, kRightEdge>(g, in + cols - W, dst + cols - W);
     return;
   }
   for (long q = 0;; q += W) {
     if (q > cols - W) q = cols - W;
-    grid_rows_vector<V, R, S, K, kStep, kNoEdge>(g, in + q, dst + q);
+    grid_rows_vector<K, kStep, kNoEdge>(g, in + q, dst + q);
     if (q == cols - W) return;
   }
 }
 
 // Output rows [0, rows), cols >= V::width: five rows at a time (4 and 6 measured alike on
 // Zen 1), the rest one block of 1-4 rows.
-template <typename V, int R, int S, int kStep, bool kEdges>
-inline void grid_rows(const GridRows<V, R, S>& g, long rows, long cols) {
+template <int kStep, bool kEdges, typename Grid>
+inline void grid_rows(const Grid& g, long rows, long cols) {
   long r = 0;
-  for (; r + 5 <= rows; r += 5) grid_rows_block<V, R, S, 5, kStep, kEdges>(g, r, cols);
-  if (rows - r == 4) grid_rows_block<V, R, S, 4, kStep, kEdges>(g, r, cols);
-  if (rows - r == 3) grid_rows_block<V, R, S, 3, kStep, kEdges>(g, r, cols);
-  if (rows - r == 2) grid_rows_block<V, R, S, 2, kStep, kEdges>(g, r, cols);
-  if (rows - r == 1) grid_rows_block<V, R, S, 1, kStep, kEdges>(g, r, cols);
+  for (; r + 5 <= rows; r += 5) grid_rows_block<5, kStep, kEdges>(g, r, cols);
+  if (rows - r == 4) grid_rows_block<4, kStep, kEdges>(g, r, cols);
+  if (rows - r == 3) grid_rows_block<3, kStep, kEdges>(g, r, cols);
+  if (rows - r == 2) grid_rows_block<2, kStep, kEdges>(g, r, cols);
+  if (rows - r == 1) grid_rows_block<1, kStep, kEdges>(g, r, cols);
 }
 
 // taps_correlate_rows on a grid (grid_step(src, src_pitch) == kStep), cols >= V::width.
@@ -341,8 +343,99 @@ inline void grid_correlate_rows(long rows, long cols, const typename V::scalar* 
                                 long src_pitch, const typename V::scalar* w,
                                 typename V::scalar init, typename V::scalar* out,
                                 long out_pitch) {
-  grid_rows<V, R, S, kStep, false>(GridRows<V, R, S>(src, src_pitch, w, init, out, out_pitch),
-                                   rows, cols);
+  grid_rows<kStep, false>(GridRows<V, R, S>(src, src_pitch, w, init, out, out_pitch), rows,
+                          cols);
+}
+
+// Several planes' taps summed into one output (grad_input of a depthwise layer with a
+// channel multiplier: SimpleCNN conv1's 32 grad_output planes into one input plane), plane
+// m's taps at src[m * R * S], each plane's on the same grid with the same column offsets
+// (grid_planes_step). Every output vector adds the planes one after the other, each
+// plane's taps in t order: bitwise the sums of taps_correlate_rows. A plane's R * S
+// weights are broadcast once per block of K output rows.
+template <typename V, int R, int S>
+struct GridPlanes {
+  using Vec = V;
+  using scalar = typename V::scalar;
+  using vec = typename V::vec;
+  const scalar* const* src;
+  long col[S];  // column tap s's offset from tap (0, 0), the same in every plane
+  int planes;
+  long src_pitch;
+  const scalar* w;
+  vec start;
+  scalar* out;
+  long out_pitch;
+
+  GridPlanes(const scalar* const* src_, int ntaps, long src_pitch_, const scalar* w_,
+             scalar init, scalar* out_, long out_pitch_)
+      : src(src_), planes(ntaps / (R * S)), src_pitch(src_pitch_), w(w_),
+        start(V::broadcast(init)), out(out_), out_pitch(out_pitch_) {
+    for (int s = 0; s < S; ++s) col[s] = src[s] - src[0];
+  }
+};
+
+// grid_step of every plane of `ntaps` taps (a multiple of R * S), where all planes' taps
+// lie alike about their tap (0, 0); else 0.
+template <int R, int S, typename T>
+inline int grid_planes_step(const T* const* src, int ntaps, long src_pitch) {
+  if (ntaps % (R * S) != 0) return 0;
+  for (int m = R * S; m < ntaps; m += R * S) {
+    for (int t = 1; t < R * S; ++t) {
+      if (src[m + t] - src[m] != src[t] - src[0]) return 0;
+    }
+  }
+  return grid_step<R, S>(src, src_pitch);
+}
+
+template <int K, int kStep, int kEdges, typename V, int R, int S>
+inline void grid_rows_vector(const GridPlanes<V, R, S>& g, long in, long dst) {
+  static_assert(kEdges == kNoEdge, "GridPlanes reads buffers, not planes in place");
+  using vec = typename V::vec;
+  vec acc[K];
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) acc[k] = g.start;
+  constexpr int kFirst = kStep > 0 ? 0 : K - 1, kCount = K + R - 1;
+  const long pitch = kStep * g.src_pitch;
+  for (int m = 0; m < g.planes; ++m) {
+    // input row u = kFirst + kStep * j at p, walked one row at a time: GCC otherwise keeps
+    // an offset per (row, column tap), more than the registers hold
+    const typename V::scalar* p = g.src[m * R * S] + in + kFirst * g.src_pitch;
+    vec w[R * S];
+#pragma GCC unroll 25
+    for (int t = 0; t < R * S; ++t) w[t] = V::broadcast(g.w[m * R * S + t]);
+#pragma GCC unroll 16
+    for (int j = 0; j < kCount; ++j, p += pitch) {
+      const int u = kFirst + kStep * j;
+#if defined(__AVX__)
+      asm("" : "+r"(p));
+#endif
+#pragma GCC unroll 8
+      for (int s = 0; s < S; ++s) {
+        vec x = V::load(p + g.col[s]);
+#if defined(__AVX__)
+        asm("" : "+v"(x));  // one load for the R FMAs that take it (see grid_rows_vector)
+#endif
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const int k = u - kStep * r;
+          if (k >= 0 && k < K) acc[k] = V::fma(w[r * S + s], x, acc[k]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) V::store(g.out + dst + k * g.out_pitch, acc[k]);
+}
+
+// taps_correlate_rows over planes on a grid (grid_planes_step == kStep), cols >= V::width.
+template <typename V, int R, int S, int kStep>
+inline void grid_planes_correlate_rows(long rows, long cols, int ntaps,
+                                       const typename V::scalar* const* src, long src_pitch,
+                                       const typename V::scalar* w, typename V::scalar init,
+                                       typename V::scalar* out, long out_pitch) {
+  grid_rows<kStep, false>(GridPlanes<V, R, S>(src, ntaps, src_pitch, w, init, out, out_pitch),
+                          rows, cols);
 }
 
 // A 3x3 correlation at stride 1 and dilation 1 read in place from rows of a plane, with one
@@ -355,8 +448,8 @@ inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, l
                             const typename V::scalar* w, typename V::scalar init, bool relu,
                             typename V::scalar* out, long out_pitch) {
   const typename V::scalar* top[3] = {x - 1, x, x + 1};
-  grid_rows<V, 3, 3, 1, true>(GridRows<V, 3, 3>(top, x_pitch, w, init, out, out_pitch, relu),
-                              rows, cols);
+  grid_rows<1, true>(GridRows<V, 3, 3>(top, x_pitch, w, init, out, out_pitch, relu), rows,
+                     cols);
 }
 
 // acc holds kDotLanes partial sums per tap (acc[t * kDotLanes + lane]); callers add the
@@ -1074,6 +1167,18 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
         case -1:                                                                              \
           return detail::grid_correlate_rows<VEC, 3, 3, -1>(rows, cols, src, src_pitch, w,    \
                                                             init, out, out_pitch);            \
+      }                                                                                       \
+    }                                                                                         \
+    if (ntaps > 9 && cols >= VEC::width) {                                                    \
+      switch (detail::grid_planes_step<3, 3>(src, ntaps, src_pitch)) {                        \
+        case 1:                                                                               \
+          return detail::grid_planes_correlate_rows<VEC, 3, 3, 1>(rows, cols, ntaps, src,     \
+                                                                  src_pitch, w, init, out,   \
+                                                                  out_pitch);                \
+        case -1:                                                                              \
+          return detail::grid_planes_correlate_rows<VEC, 3, 3, -1>(rows, cols, ntaps, src,    \
+                                                                   src_pitch, w, init, out,  \
+                                                                   out_pitch);               \
       }                                                                                       \
     }                                                                                         \
     if (ntaps == 9)                                                                           \
