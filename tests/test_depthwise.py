@@ -283,6 +283,52 @@ def test_stride1_rows_read_in_place_match_torch(rows, mult, hw, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (7, 7), (14, 14), (9, 31), (5, 40), (4, 151)])
+@pytest.mark.parametrize("padding", [1, 0, 2, 3, (1, 0), (0, 1), (2, 1)])
+@pytest.mark.parametrize("mult", [1, 2])
+@pytest.mark.parametrize("rows", ["contiguous", "sliced"])
+def test_stride2_planes_match_torch(rows, mult, padding, hw, dtype):
+    # 3x3 at stride 2, NCHW rows of any width read in place: the forward pass splits each
+    # input row into even and odd columns (lanes in a scrambled order, restored per output
+    # vector), in groups of up to eight column blocks (width 151: two groups on AVX2), the last
+    # block moved back; grad_input interleaves the columns back. An inf in the first or last
+    # column reaches only its own outputs: past a mask it would make the row's far end inf or
+    # NaN. Fused ReLU, sliced rows, multiplier 2 (forward), grad_input against torch.
+    w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
+    b = torch.randn(3 * mult, dtype=dtype)
+    pads = padding if isinstance(padding, tuple) else (padding, padding)
+    if any(h + 2 * p < 3 for h, p in zip(hw, pads)):
+        pytest.skip("kernel larger than the padded input")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for column in (None, 0, -1):
+        x = torch.randn(2, 3, hw[0], hw[1] + (5 if rows == "sliced" else 0), dtype=dtype)
+        x = x[..., : hw[1]]
+        if column is not None:
+            x[:, :, :, column] = float("inf")
+        expected = F.conv2d(x, w, b, 2, padding, 1, 3)
+        with cnnops.kernel_version("depthwise", 2), torch.no_grad():
+            out = cnnops.conv2d(x, w, b, 2, padding, 1, 3)
+            fused = cnnops.functional.conv2d_bias_relu(x, w, b, 2, padding, 1, 3)
+        torch.testing.assert_close(out, expected, equal_nan=True, **tol)
+        torch.testing.assert_close(fused, F.relu(expected), equal_nan=True, **tol)
+        if column is not None and expected.shape[-1] >= 4:  # the far half stays finite
+            half = expected.shape[-1] // 2
+            far = out[..., half + 1 :] if column == 0 else out[..., : half - 1]
+            assert far.isfinite().all()
+    if mult == 1:
+        grad_output = torch.randn_like(expected)
+        if rows == "sliced":
+            grad_output = torch.randn(*expected.shape[:-1], expected.shape[-1] + 3,
+                                      dtype=dtype)[..., : expected.shape[-1]]
+        x = x.detach().clone().normal_().requires_grad_()
+        with cnnops.kernel_version("depthwise", 2):
+            ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 2, padding, 1, 3), x,
+                                       grad_output)[0]
+        theirs = torch.autograd.grad(F.conv2d(x, w, b, 2, padding, 1, 3), x, grad_output)[0]
+        torch.testing.assert_close(ours, theirs, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hw", [(1, 3), (3, 4), (7, 7), (9, 5), (6, 8)])
 @pytest.mark.parametrize("padding", [0, 1, 2, (2, 0), (0, 1)])
 @pytest.mark.parametrize("mult", [1, 2])

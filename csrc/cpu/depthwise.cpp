@@ -104,6 +104,17 @@ namespace cnnops::cpu {
                                long gy_plane, const double* w, double* dx, long dx_plane);   \
   void small_planes_dot(const SmallPlanes& g, long count, const float* x, long x_step,        \
                         const float* gy, long gy_step, float* acc);                          \
+  void stride2_planes_correlate(const SmallPlanes& g, long k0, long count, const float* x,   \
+                                long x_plane, const float* w, const float* bias, bool relu,  \
+                                float* out, long out_plane);                                 \
+  void stride2_planes_correlate(const SmallPlanes& g, long k0, long count, const double* x,  \
+                                long x_plane, const double* w, const double* bias,           \
+                                bool relu, double* out, long out_plane);                     \
+  void stride2_planes_transposed(const SmallPlanes& g, long k0, long count, const float* gy, \
+                                 long gy_plane, const float* w, float* dx, long dx_plane);   \
+  void stride2_planes_transposed(const SmallPlanes& g, long k0, long count,                  \
+                                 const double* gy, long gy_plane, const double* w,           \
+                                 double* dx, long dx_plane);                                 \
   void small_planes_dot(const SmallPlanes& g, long count, const double* x, long x_step,       \
                         const double* gy, long gy_step, double* acc);                        \
   }
@@ -245,6 +256,29 @@ void small_planes_dot(const SmallPlanes& g, int64_t count, const float* x, int64
 void small_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int64_t x_step,
                       const double* gy, int64_t gy_step, double* acc) {
   CNNOPS_DISPATCH_SMALL(double, false, small_planes_dot, g, count, x, x_step, gy, gy_step, acc)
+}
+void stride2_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const float* x,
+                              int64_t x_plane, const float* w, const float* bias, bool relu,
+                              float* out, int64_t out_plane) {
+  CNNOPS_DISPATCH_SMALL(float, false, stride2_planes_correlate, g, k0, count, x, x_plane, w,
+                        bias, relu, out, out_plane)
+}
+void stride2_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const double* x,
+                              int64_t x_plane, const double* w, const double* bias, bool relu,
+                              double* out, int64_t out_plane) {
+  CNNOPS_DISPATCH_SMALL(double, false, stride2_planes_correlate, g, k0, count, x, x_plane, w,
+                        bias, relu, out, out_plane)
+}
+void stride2_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const float* gy,
+                               int64_t gy_plane, const float* w, float* dx, int64_t dx_plane) {
+  CNNOPS_DISPATCH_SMALL(float, true, stride2_planes_transposed, g, k0, count, gy, gy_plane, w,
+                        dx, dx_plane)
+}
+void stride2_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count,
+                               const double* gy, int64_t gy_plane, const double* w, double* dx,
+                               int64_t dx_plane) {
+  CNNOPS_DISPATCH_SMALL(double, true, stride2_planes_transposed, g, k0, count, gy, gy_plane, w,
+                        dx, dx_plane)
 }
 template <typename T>
 bool small_planes_fit(const SmallPlanes& g, bool transposed) {
@@ -713,6 +747,14 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
     depthwise_forward_in_place(x, xs, weight_taps<T>(weight, g).data(), bias, relu, y, ys, g);
     return;
   }
+  if (const auto sp = stride2_planes(g, xs, ys)) {
+    const std::vector<T> taps = weight_taps<T>(weight, g);
+    for_plane_runs(g.N, g.M, g.P * g.Q, [&](int64_t n, int64_t k0, int64_t count) {
+      stride2_planes_correlate(*sp, k0, count, x + n * xs.n, xs.c, taps.data(), bias, relu,
+                               y + n * ys.n, ys.c);
+    });
+    return;
+  }
   if (const auto sp = small_planes_forward<T>(g, xs, ys); sp && !grid_beats_small_planes<T>(g)) {
     correlate_small_planes(*sp, g.N, g.M, x, xs, weight_taps<T>(weight, g).data(), bias, relu, y,
                            ys);
@@ -851,6 +893,14 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
                              false, dx, dxs);
       return;
     }
+  }
+  if (const auto sp = stride2_planes(g, dxs, dys); sp && g.mult == 1) {
+    const std::vector<T> taps = weight_taps<T>(weight, g);
+    for_plane_runs(g.N, g.C, g.H * g.W, [&](int64_t n, int64_t k0, int64_t count) {
+      stride2_planes_transposed(*sp, k0, count, dy + n * dys.n, dys.c, taps.data(),
+                                dx + n * dxs.n, dxs.c);
+    });
+    return;
   }
   // Other strides: gathered row by row (small_planes_transposed), grad_input's rows and
   // grad_output's each one vector.

@@ -73,6 +73,15 @@ struct FloatVec {
     lo = _mm256_permute2f128_ps(l, h, 0x20);
     hi = _mm256_permute2f128_ps(l, h, 0x31);
   }
+  // deinterleave2 without its cross-lane permutes: the lanes hold elements 0, 1, 4, 5, 2, 3,
+  // 6, 7 of the even (odd) sequence, the order unscramble() puts back
+  static void deinterleave2_any(vec a, vec b, vec& even, vec& odd) {
+    even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  }
+  static vec unscramble(vec v) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
 };
 
 struct DoubleVec {
@@ -133,6 +142,11 @@ struct DoubleVec {
     lo = _mm256_permute2f128_pd(l, h, 0x20);
     hi = _mm256_permute2f128_pd(l, h, 0x31);
   }
+  static void deinterleave2_any(vec a, vec b, vec& even, vec& odd) {  // lanes 0, 2, 1, 3
+    even = _mm256_unpacklo_pd(a, b);
+    odd = _mm256_unpackhi_pd(a, b);
+  }
+  static vec unscramble(vec v) { return _mm256_permute4x64_pd(v, _MM_SHUFFLE(3, 1, 2, 0)); }
 };
 
 }  // namespace

@@ -58,6 +58,10 @@ struct FloatVec {
     lo = _mm512_permutex2var_ps(even, l, odd);
     hi = _mm512_permutex2var_ps(even, h, odd);
   }
+  static void deinterleave2_any(vec a, vec b, vec& even, vec& odd) {
+    deinterleave2(a, b, even, odd);
+  }
+  static vec unscramble(vec v) { return v; }
 };
 
 struct DoubleVec {
@@ -103,6 +107,10 @@ struct DoubleVec {
     lo = _mm512_permutex2var_pd(even, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), odd);
     hi = _mm512_permutex2var_pd(even, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), odd);
   }
+  static void deinterleave2_any(vec a, vec b, vec& even, vec& odd) {
+    deinterleave2(a, b, even, odd);
+  }
+  static vec unscramble(vec v) { return v; }
 };
 
 }  // namespace

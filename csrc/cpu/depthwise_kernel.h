@@ -1123,6 +1123,259 @@ inline void small_planes_transposed(const SmallPlanes& g, long k0, long count,
   }
 }
 
+// ---- stride 2 ----------------------------------------------------------------------------
+//
+// NCHW planes at stride 2 both ways and a 3x3 kernel at dilation 1 (MobileNets' downsampling
+// layers), rows of any width, straight from the tensors. Forward: output column q's tap s
+// reads input column 2q + s - pad_left, the even or odd columns of one of two windows of
+// 2 * width columns; each window is loaded as two vectors and split by V::deinterleave2_any
+// (AVX2: one in-lane shuffle per half, in a lane order that V::unscramble puts back once per
+// output vector; the small-plane kernel's Pick took two cross-lane permutes and a blend per
+// tap). A block of output columns walks down the plane reading each input row once: row
+// 2p + 2 - pad_top is kernel row 2 of output row p and kernel row 0 of row p + 1. grad_input:
+// input columns 2k and 2k + 1 (k in a vector) each gather grad_output columns k + d of the
+// taps of their parity, interleaved back by V::interleave2. Columns outside a row are zeroed
+// as they are loaded.
+
+// Lanes [lo, hi) of a vector, clamped to [0, width) (empty where hi <= lo).
+template <typename V>
+inline typename V::Lanes clamped_lanes(long lo, long hi) {
+  constexpr long Wv = V::width;
+  lo = lo < 0 ? 0 : (lo > Wv ? Wv : lo);
+  hi = hi < lo ? lo : (hi > Wv ? Wv : hi);
+  return V::lanes(lo, hi);
+}
+
+// Elements [c, c + width) of the row `off` elements into a plane of `extent` elements, zero
+// outside the row's [0, W): a plain load inside the row, else its lanes inside the row, by a
+// plain load and a mask where the whole vector lies within the plane.
+template <typename V>
+inline typename V::vec load_row_part(const typename V::scalar* plane, long off, long extent,
+                                     long c, long W) {
+  constexpr long Wv = V::width;
+  if (c >= 0 && c + Wv <= W) return V::load(plane + off + c);
+  const typename V::Lanes m = clamped_lanes<V>(-c, W - c);
+  const long at = off + c;
+  return at >= 0 && at + Wv <= extent ? V::load_lanes_within(plane + at, m)
+                                      : V::load_lanes(plane + at, m);
+}
+
+// One block of output columns [q0, q0 + width) at stride 2: its input columns from c, the
+// four vectors [c, c + width), [c + width, c + 2 width), and the same two columns on; where
+// they reach outside the row, each vector's lanes inside it.
+template <typename V>
+struct Stride2Block {
+  static constexpr long kOffsets[4] = {0, V::width, 2, 2 + V::width};
+  long q0, c;
+  bool inside;
+  typename V::Lanes lanes[4];
+
+  void set(long q0_, long shift, long W) {
+    q0 = q0_;
+    c = 2 * q0_ + shift;
+    inside = c >= 0 && c + 2 + 2 * V::width <= W;
+    for (int i = 0; i < 4; ++i) lanes[i] = clamped_lanes<V>(-c - kOffsets[i], W - c - kOffsets[i]);
+  }
+
+  // The three column taps of the row `off` elements into a plane of `extent` elements, in
+  // V's scrambled lane order: the odd or even columns of the window from column c (2 * q0 +
+  // shift, shift = 2 * floor(-pad_left / 2)) or of the one two columns on, taps
+  // {even, odd, even'} (first 0) or {odd, even', odd'} (first 1).
+  void taps(const typename V::scalar* plane, long off, long extent, int first,
+            typename V::vec (&t)[3]) const {
+    using vec = typename V::vec;
+    const typename V::scalar* row = plane + off + c;
+    vec a[4];
+    if (inside) {
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) a[i] = V::load(row + kOffsets[i]);
+    } else if (off + c >= 0 && off + c + 2 + 2 * V::width <= extent) {
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) a[i] = V::load_lanes_within(row + kOffsets[i], lanes[i]);
+    } else {
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) a[i] = V::load_lanes(row + kOffsets[i], lanes[i]);
+    }
+    vec even, odd, even2, odd2;
+    V::deinterleave2_any(a[0], a[1], even, odd);
+    V::deinterleave2_any(a[2], a[3], even2, odd2);
+    t[0] = first == 0 ? even : odd;
+    t[1] = first == 0 ? odd : even2;
+    t[2] = first == 0 ? even2 : odd2;
+  }
+};
+
+// Column blocks of a row of n outputs: fn(q0) for q0 = 0, width, ..., the last moved back to
+// end at n (n >= width) or the only one at 0.
+template <typename V, typename Fn>
+inline void for_each_column_block(long n, Fn&& fn) {
+  const long last = n > V::width ? n - V::width : 0;
+  for (long q0 = 0;; q0 += V::width) {
+    if (q0 > last) q0 = last;
+    fn(q0);
+    if (q0 == last) return;
+  }
+}
+
+// small_planes_correlate's sums for that geometry (g.sh == g.sw == 2, 3x3, dilation 1,
+// pad_top and pad_left >= 0). Each output adds its taps in t order from init.
+template <typename V>
+inline void stride2_planes_correlate(const SmallPlanes& g, long k0, long count,
+                                     const typename V::scalar* x, long x_plane,
+                                     const typename V::scalar* w,
+                                     const typename V::scalar* bias, bool relu,
+                                     typename V::scalar* out, long out_plane) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  const long H = g.H, P = g.P, Q = g.Q, x_pitch = g.x_pitch, out_pitch = g.out_pitch;
+  const long pad_top = g.pad_top, mult = g.mult, extent = (g.H - 1) * g.x_pitch + g.W;
+  const long shift = -2 * ((g.pad_left + 1) / 2);
+  const int first = static_cast<int>(-g.pad_left - shift);
+  // Up to kGroup column blocks side by side, row after row: a walk down one block at a time
+  // read the input in short pieces of many rows (MobileNet's 112x112 layer: 1.5x slower).
+  constexpr int kGroup = 8;
+  for (long i = 0; i < count; ++i) {
+    const long k = k0 + i;
+    const T* xp = x + (mult == 1 ? k : k / mult) * x_plane;
+    T* op = out + k * out_plane;
+    const vec init = V::broadcast(bias ? bias[k] : T(0));
+    vec wv[9];
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; ++t) wv[t] = V::broadcast(w[k * 9 + t]);
+    const auto group = [&](const Stride2Block<V>* blocks, int n) {
+      vec next[kGroup];  // each block's output row p + 1: its kernel row 0
+      for (int b = 0; b < n; ++b) next[b] = init;
+      for (long p = 0; p < P; ++p) {
+        const long ih = 2 * p - pad_top;
+        const bool row0 = p == 0 && ih >= 0 && ih < H, row1 = ih + 1 >= 0 && ih + 1 < H;
+        const bool row2 = ih + 2 >= 0 && ih + 2 < H;
+        for (int b = 0; b < n; ++b) {
+          vec acc = next[b], nb = init, t[3];
+          if (row0) {
+            blocks[b].taps(xp, ih * x_pitch, extent, first, t);
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; ++s) acc = V::fma(wv[s], t[s], acc);
+          }
+          if (row1) {
+            blocks[b].taps(xp, (ih + 1) * x_pitch, extent, first, t);
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; ++s) acc = V::fma(wv[3 + s], t[s], acc);
+          }
+          if (row2) {
+            blocks[b].taps(xp, (ih + 2) * x_pitch, extent, first, t);
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; ++s) {
+              acc = V::fma(wv[6 + s], t[s], acc);
+              nb = V::fma(wv[s], t[s], nb);
+            }
+          }
+          next[b] = nb;
+          vec y = V::unscramble(acc);
+          if (relu) y = V::relu(y);
+          const long q0 = blocks[b].q0;
+          if (q0 + V::width <= Q) {
+            V::store(op + p * out_pitch + q0, y);
+          } else {
+            V::store_n(op + p * out_pitch + q0, y, Q - q0);
+          }
+        }
+      }
+    };
+    Stride2Block<V> blocks[kGroup];  // set per plane: cheap next to a plane's rows
+    int n = 0;
+    for_each_column_block<V>(Q, [&](long q0) {
+      blocks[n++].set(q0, shift, g.W);
+      if (n == kGroup) group(blocks, n), n = 0;
+    });
+    if (n > 0) group(blocks, n);
+  }
+}
+
+// small_planes_transposed for that geometry: grad_input planes k0 <= k < k0 + count from
+// grad_output's. Input column 2k + j (j = 0, 1) takes the column taps s of parity
+// j + pad_left, each from grad_output column k + (j + pad_left - s) / 2, which is k + d0 or
+// k + d0 + 1; an input row the kernel rows r (rising) whose grad_output row
+// (h + pad_top - r) / 2 is exact and inside. kPadOdd: pad_left is odd.
+template <typename V, bool kPadOdd>
+inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long count,
+                                             const typename V::scalar* gy, long gy_plane,
+                                             const typename V::scalar* w,
+                                             typename V::scalar* dx, long dx_plane) {
+  using T = typename V::scalar;
+  using vec = typename V::vec;
+  constexpr long Wv = V::width;
+  // tap s: input column parity j and whether it reads column k + d0 + 1 (else k + d0)
+  constexpr int kParity[3] = {kPadOdd ? 1 : 0, kPadOdd ? 0 : 1, kPadOdd ? 1 : 0};
+  constexpr bool kSecond[3] = {true, !kPadOdd, false};
+  const long H = g.H, W = g.W, P = g.P, Q = g.Q, pad_top = g.pad_top;
+  const long dx_pitch = g.x_pitch, gy_pitch = g.out_pitch;
+  const long gy_extent = (P - 1) * gy_pitch + Q;
+  const long d0 = kPadOdd ? (g.pad_left - 1) / 2 : g.pad_left / 2 - 1;
+  for (long i = 0; i < count; ++i) {
+    const long k = k0 + i;
+    const T* gk = gy + k * gy_plane;
+    T* dk = dx + k * dx_plane;
+    vec wv[9];
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; ++t) wv[t] = V::broadcast(w[k * 9 + t]);
+    for (long h = 0; h < H; ++h) {
+      long offs[2];  // the grad_output rows of kernel rows rs[0..rows)
+      int rs[2], rows = 0;
+      for (int r = 0; r < 3; ++r) {
+        const long e = h + pad_top - r;
+        if (e >= 0 && e % 2 == 0 && e / 2 < P) {
+          offs[rows] = (e / 2) * gy_pitch;
+          rs[rows++] = r;
+        }
+      }
+      T* row = dk + h * dx_pitch;
+      for_each_column_block<V>((W + 1) / 2, [&](long c0) {
+        vec sum[2] = {V::zero(), V::zero()};  // input columns 2k, 2k + 1
+        const long c = c0 + d0;
+        for (int u = 0; u < rows; ++u) {
+          vec a, b;
+          if (c >= 0 && c + 1 + Wv <= Q) {
+            a = V::load(gk + offs[u] + c);
+            b = V::load(gk + offs[u] + c + 1);
+          } else {
+            a = load_row_part<V>(gk, offs[u], gy_extent, c, Q);
+            b = load_row_part<V>(gk, offs[u], gy_extent, c + 1, Q);
+          }
+          const vec* wr = wv + 3 * rs[u];
+#pragma GCC unroll 3
+          for (int s = 0; s < 3; ++s) {
+            sum[kParity[s]] = V::fma(wr[s], kSecond[s] ? b : a, sum[kParity[s]]);
+          }
+        }
+        vec lo, hi;
+        V::interleave2(sum[0], sum[1], lo, hi);
+        const long n = W - 2 * c0;  // input columns from 2 * c0 to the row's end
+        if (n >= 2 * Wv) {
+          V::store(row + 2 * c0, lo);
+          V::store(row + 2 * c0 + Wv, hi);
+        } else if (n > Wv) {
+          V::store(row + 2 * c0, lo);
+          V::store_n(row + 2 * c0 + Wv, hi, n - Wv);
+        } else {
+          V::store_n(row + 2 * c0, lo, n);
+        }
+      });
+    }
+  }
+}
+
+template <typename V>
+inline void stride2_planes_transposed(const SmallPlanes& g, long k0, long count,
+                                      const typename V::scalar* gy, long gy_plane,
+                                      const typename V::scalar* w, typename V::scalar* dx,
+                                      long dx_plane) {
+  if (g.pad_left % 2 == 1) {
+    return stride2_planes_transposed_parity<V, true>(g, k0, count, gy, gy_plane, w, dx,
+                                                     dx_plane);
+  }
+  stride2_planes_transposed_parity<V, false>(g, k0, count, gy, gy_plane, w, dx, dx_plane);
+}
+
 // fn(VectorType<V>{}, KernelShape<...>{}): the vectors and kernel shape the small-plane kernels
 // run g on: rows in one VEC, or else in one WIDE (VEC itself, or Doubled<VEC> at stride_w 1:
 // depthwise.cpp's small_planes_fit); 3x3 compiled apart, stride_w 1 or 2.
@@ -1231,6 +1484,16 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
       return detail::small_planes_transposed<VEC, 3, 3>(g, k0, count, gy, gy_plane, w, dx,    \
                                                         dx_plane);                            \
     detail::small_planes_transposed<VEC, 0, 0>(g, k0, count, gy, gy_plane, w, dx, dx_plane);  \
+  }                                                                                           \
+  void stride2_planes_correlate(const SmallPlanes& g, long k0, long count, const T* x,        \
+                                long x_plane, const T* w, const T* bias, bool relu, T* out,   \
+                                long out_plane) {                                             \
+    detail::stride2_planes_correlate<VEC>(g, k0, count, x, x_plane, w, bias, relu, out,       \
+                                          out_plane);                                         \
+  }                                                                                           \
+  void stride2_planes_transposed(const SmallPlanes& g, long k0, long count, const T* gy,      \
+                                 long gy_plane, const T* w, T* dx, long dx_plane) {           \
+    detail::stride2_planes_transposed<VEC>(g, k0, count, gy, gy_plane, w, dx, dx_plane);      \
   }                                                                                           \
   void small_planes_dot(const SmallPlanes& g, long count, const T* x, long x_step,           \
                         const T* gy, long gy_step, T* acc) {                                  \

@@ -14,7 +14,7 @@ struct GenericVec {
   using scalar = T;
   typedef T vec __attribute__((vector_size(32)));
   static constexpr int width = 32 / sizeof(T);
-  static constexpr bool kShuffles = false;  // stride-2 rows go element by element
+  static constexpr bool kShuffles = false;  // the strips' stride-2 rows go element by element
   static vec zero() { return vec{}; }
   static vec load(const T* p) {
     vec v;
@@ -62,8 +62,26 @@ struct GenericVec {
     }
     return v;
   }
-  static void deinterleave2(vec, vec, vec&, vec&) {}
-  static void interleave2(vec, vec, vec&, vec&) {}
+  static void deinterleave2(vec a, vec b, vec& even, vec& odd) {
+    for (int l = 0; l < width / 2; ++l) {
+      even[l] = a[2 * l];
+      odd[l] = a[2 * l + 1];
+      even[l + width / 2] = b[2 * l];
+      odd[l + width / 2] = b[2 * l + 1];
+    }
+  }
+  static void interleave2(vec even, vec odd, vec& lo, vec& hi) {
+    for (int l = 0; l < width / 2; ++l) {
+      lo[2 * l] = even[l];
+      lo[2 * l + 1] = odd[l];
+      hi[2 * l] = even[l + width / 2];
+      hi[2 * l + 1] = odd[l + width / 2];
+    }
+  }
+  static void deinterleave2_any(vec a, vec b, vec& even, vec& odd) {
+    deinterleave2(a, b, even, odd);
+  }
+  static vec unscramble(vec v) { return v; }
 };
 
 }  // namespace
