@@ -29,7 +29,11 @@
 //            (small_planes_correlate: forward, and grad_input at
 //            stride 1 as the correlation with the flipped taps; small_planes_transposed:
 //            grad_input at other strides, gathered row by row; small_planes_dot:
-//            grad_weight). Channels-last tensors with channel multiplier 1 are summed in
+//            grad_weight). NCHW rows at stride 2 with a 3x3 kernel (MobileNet's
+//            downsampling layers), any width, skip them too: each input row split into its
+//            even and odd columns in registers (stride2_planes_correlate), and grad_input's
+//            column pairs gathered and interleaved back (stride2_planes_transposed; channel
+//            multiplier 1). Channels-last tensors with channel multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
 //            grad_weight, grad_input by input phase); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
