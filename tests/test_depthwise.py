@@ -329,14 +329,15 @@ def test_stride2_planes_match_torch(rows, mult, padding, hw, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("hw", [(1, 3), (3, 4), (7, 7), (9, 5), (6, 8)])
+@pytest.mark.parametrize("hw", [(1, 3), (3, 4), (7, 7), (9, 5), (6, 8), (14, 14), (11, 13)])
 @pytest.mark.parametrize("padding", [0, 1, 2, (2, 0), (0, 1)])
 @pytest.mark.parametrize("mult", [1, 2])
 def test_stride1_small_planes_row_by_row_match_torch(mult, padding, hw, dtype):
     # 3x3 at stride 1 over rows of one vector: input rows in order, each added to the three
     # output rows that read it, rows stored whole where the next row overwrites the lanes past
     # Q. The forward pass, its fused ReLU (NaN kept) and grad_input (the same kernel) against
-    # torch.
+    # torch; grad_weight too, whose rows of two AVX2 vectors (14, 13 columns) run as two
+    # planes of one vector, the right one shifted.
     x = torch.randn(2, 3, *hw, dtype=dtype)
     x[1, 2, hw[0] // 2, hw[1] // 2] = float("nan")
     w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
@@ -356,6 +357,11 @@ def test_stride1_small_planes_row_by_row_match_torch(mult, padding, hw, dtype):
     with cnnops.kernel_version("depthwise", 2):
         ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 1, padding, 1, 3), x, grad_output)[0]
     theirs = torch.autograd.grad(F.conv2d(x, w, b, 1, padding, 1, 3), x, grad_output)[0]
+    torch.testing.assert_close(ours, theirs, **tol)
+    w.requires_grad_()
+    with cnnops.kernel_version("depthwise", 2):
+        ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 1, padding, 1, 3), w, grad_output)[0]
+    theirs = torch.autograd.grad(F.conv2d(x, w, b, 1, padding, 1, 3), w, grad_output)[0]
     torch.testing.assert_close(ours, theirs, **tol)
 
 
