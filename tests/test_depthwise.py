@@ -291,9 +291,10 @@ def test_stride2_planes_match_torch(rows, mult, padding, hw, dtype):
     # 3x3 at stride 2, NCHW rows of any width read in place: the forward pass splits each
     # input row into even and odd columns (lanes in a scrambled order, restored per output
     # vector), in groups of up to eight column blocks (width 151: two groups on AVX2), the last
-    # block moved back; grad_input interleaves the columns back. An inf in the first or last
-    # column reaches only its own outputs: past a mask it would make the row's far end inf or
-    # NaN. Fused ReLU, sliced rows, multiplier 2 (forward), grad_input against torch.
+    # block moved back; grad_input interleaves the columns back; grad_weight's blocks end past
+    # Q. An inf in the first or last column reaches only its own outputs: past a mask it would
+    # make the row's far end inf or NaN. Fused ReLU, sliced rows, multiplier 2 (forward and
+    # grad_weight), grad_input against torch.
     w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
     b = torch.randn(3 * mult, dtype=dtype)
     pads = padding if isinstance(padding, tuple) else (padding, padding)
@@ -315,6 +316,16 @@ def test_stride2_planes_match_torch(rows, mult, padding, hw, dtype):
             half = expected.shape[-1] // 2
             far = out[..., half + 1 :] if column == 0 else out[..., : half - 1]
             assert far.isfinite().all()
+        # grad_weight: lanes past Q read zero from both operands (an inf there would make the
+        # tap's sum NaN where torch's is finite)
+        grad_output = torch.randn_like(expected)
+        w_leaf = w.clone().requires_grad_()
+        with cnnops.kernel_version("depthwise", 2):
+            ours = torch.autograd.grad(cnnops.conv2d(x, w_leaf, b, 2, padding, 1, 3), w_leaf,
+                                       grad_output)[0]
+        theirs = torch.autograd.grad(F.conv2d(x, w_leaf, b, 2, padding, 1, 3), w_leaf,
+                                     grad_output)[0]
+        torch.testing.assert_close(ours, theirs, equal_nan=True, **tol)
     if mult == 1:
         grad_output = torch.randn_like(expected)
         if rows == "sliced":

@@ -33,7 +33,8 @@
 //            downsampling layers), any width, skip them too: each input row split into its
 //            even and odd columns in registers (stride2_planes_correlate), and grad_input's
 //            column pairs gathered and interleaved back (stride2_planes_transposed; channel
-//            multiplier 1). Channels-last tensors with channel multiplier 1 are summed in
+//            multiplier 1), grad_weight's dot products against the same split rows
+//            (stride2_planes_dot). Channels-last tensors with channel multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
 //            grad_weight, grad_input by input phase); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
@@ -114,6 +115,10 @@ namespace cnnops::cpu {
   void stride2_planes_correlate(const SmallPlanes& g, long k0, long count, const double* x,  \
                                 long x_plane, const double* w, const double* bias,           \
                                 bool relu, double* out, long out_plane);                     \
+  void stride2_planes_dot(const SmallPlanes& g, long count, const float* x, long x_step,      \
+                          const float* gy, long gy_step, float* acc);                        \
+  void stride2_planes_dot(const SmallPlanes& g, long count, const double* x, long x_step,     \
+                          const double* gy, long gy_step, double* acc);                      \
   void stride2_planes_transposed(const SmallPlanes& g, long k0, long count, const float* gy, \
                                  long gy_plane, const float* w, float* dx, long dx_plane);   \
   void stride2_planes_transposed(const SmallPlanes& g, long k0, long count,                  \
@@ -283,6 +288,14 @@ void stride2_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count,
                                int64_t dx_plane) {
   CNNOPS_DISPATCH_SMALL(double, true, stride2_planes_transposed, g, k0, count, gy, gy_plane, w,
                         dx, dx_plane)
+}
+void stride2_planes_dot(const SmallPlanes& g, int64_t count, const float* x, int64_t x_step,
+                       const float* gy, int64_t gy_step, float* acc) {
+  CNNOPS_DISPATCH_SMALL(float, false, stride2_planes_dot, g, count, x, x_step, gy, gy_step, acc)
+}
+void stride2_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int64_t x_step,
+                       const double* gy, int64_t gy_step, double* acc) {
+  CNNOPS_DISPATCH_SMALL(double, false, stride2_planes_dot, g, count, x, x_step, gy, gy_step, acc)
 }
 template <typename T>
 bool small_planes_fit(const SmallPlanes& g, bool transposed) {
@@ -658,11 +671,13 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
 }
 
 // grad_weight over small planes: per output channel, the batch cut into chunks chosen from
-// the shape alone, each chunk's dot products summed in its lanes (small_planes_dot), the
-// chunks then added in order, so that results do not depend on the thread count.
+// the shape alone, each chunk's dot products summed in its lanes (small_planes_dot, or
+// stride2_planes_dot where `stride2`), the chunks then added in order, so that results do
+// not depend on the thread count.
 template <typename T>
 void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const T* dy,
-                              const Strides4& dys, const T* x, const Strides4& xs, T* dw) {
+                              const Strides4& dys, const T* x, const Strides4& xs, T* dw,
+                              bool stride2 = false) {
   const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
   const int64_t per_chunk = ceil_div(g.N, chunks);
   std::vector<T> partial(chunks * g.M * g.taps());
@@ -690,7 +705,9 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
       const int64_t n0 = chunk * per_chunk, n1 = std::min(g.N, n0 + per_chunk);
       const T* x_k = x + n0 * xs.n + (k / g.mult) * xs.c;
       const T* dy_k = dy + n0 * dys.n + k * dys.c;
-      if (halves) {
+      if (stride2) {
+        stride2_planes_dot(sp, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes.data());
+      } else if (halves) {
         small_planes_dot(left, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes.data());
         small_planes_dot(right, n1 - n0, x_k + shift, xs.n, dy_k + lanes256, dys.n,
                          lanes.data());
@@ -1032,6 +1049,10 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
   const Strides4 dys(grad_output), xs(input);
   if (channels_last_applies(g, dys, xs)) {
     depthwise_grad_weight_channels_last(grad_output, input, dw, g);
+    return;
+  }
+  if (const auto sp = stride2_planes(g, xs, dys)) {
+    grad_weight_small_planes(*sp, g, dy, dys, x, xs, dw, true);
     return;
   }
   if (const auto sp = small_planes_forward<T>(g, xs, dys)) {

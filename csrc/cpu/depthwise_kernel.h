@@ -1169,7 +1169,9 @@ inline typename V::vec load_row_part(const typename V::scalar* plane, long off, 
 
 // One block of output columns [q0, q0 + width) at stride 2: its input columns from c, the
 // four vectors [c, c + width), [c + width, c + 2 width), and the same two columns on; where
-// they reach outside the row, each vector's lanes inside it.
+// they reach outside the row, each vector's lanes inside it. Lanes of outputs q >= Q read
+// zero too (their columns lie past 2 * Q + c - 2 * q0 in each window), so that the weight
+// gradient's blocks may end past Q.
 template <typename V>
 struct Stride2Block {
   static constexpr long kOffsets[4] = {0, V::width, 2, 2 + V::width};
@@ -1177,11 +1179,15 @@ struct Stride2Block {
   bool inside;
   typename V::Lanes lanes[4];
 
-  void set(long q0_, long shift, long W) {
+  void set(long q0_, long shift, long W, long Q) {
     q0 = q0_;
     c = 2 * q0_ + shift;
-    inside = c >= 0 && c + 2 + 2 * V::width <= W;
-    for (int i = 0; i < 4; ++i) lanes[i] = clamped_lanes<V>(-c - kOffsets[i], W - c - kOffsets[i]);
+    long end[2];  // each window's columns end at the row's end or output Q's
+    for (int i = 0; i < 2; ++i) end[i] = W < 2 * Q + shift + 2 * i ? W : 2 * Q + shift + 2 * i;
+    inside = c >= 0 && c + 2 * V::width <= end[0] && c + 2 + 2 * V::width <= end[1];
+    for (int i = 0; i < 4; ++i) {
+      lanes[i] = clamped_lanes<V>(-c - kOffsets[i], end[i / 2] - c - kOffsets[i]);
+    }
   }
 
   // The three column taps of the row `off` elements into a plane of `extent` elements, in
@@ -1291,11 +1297,57 @@ inline void stride2_planes_correlate(const SmallPlanes& g, long k0, long count,
     Stride2Block<V> blocks[kGroup];  // set per plane: cheap next to a plane's rows
     int n = 0;
     for_each_column_block<V>(Q, [&](long q0) {
-      blocks[n++].set(q0, shift, g.W);
+      blocks[n++].set(q0, shift, g.W, Q);
       if (n == kGroup) group(blocks, n), n = 0;
     });
     if (n > 0) group(blocks, n);
   }
+}
+
+// small_planes_dot's sums for that geometry: blocks of output columns from 0 on, the last
+// ending past Q (its lanes past Q read zero from both operands), each grad_output row put in
+// the taps' lane order (V::unscramble is its own inverse) and multiplied by the taps of the
+// kernel rows that reach the input.
+template <typename V>
+inline void stride2_planes_dot(const SmallPlanes& g, long count, const typename V::scalar* x,
+                               long x_step, const typename V::scalar* gy, long gy_step,
+                               typename V::scalar* acc) {
+  using vec = typename V::vec;
+  constexpr long Wv = V::width;
+  const long H = g.H, P = g.P, Q = g.Q, x_pitch = g.x_pitch, gy_pitch = g.out_pitch;
+  const long pad_top = g.pad_top, extent = (g.H - 1) * g.x_pitch + g.W;
+  const long gy_extent = (P - 1) * gy_pitch + Q;
+  const long shift = -2 * ((g.pad_left + 1) / 2);
+  const int first = static_cast<int>(-g.pad_left - shift);
+  vec sums[9];
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) sums[t] = V::load(acc + t * kDotLanes);
+  for (long q0 = 0; q0 < Q; q0 += Wv) {
+    Stride2Block<V> block;
+    block.set(q0, shift, g.W, Q);
+    const typename V::Lanes gy_lanes = clamped_lanes<V>(0, Q - q0);
+    for (long i = 0; i < count; ++i) {
+      const typename V::scalar* xp = x + i * x_step;
+      const typename V::scalar* gp = gy + i * gy_step;
+      for (long p = 0; p < P; ++p) {
+        const long off = p * gy_pitch + q0;
+        const vec gv = V::unscramble(q0 + Wv <= Q ? V::load(gp + off)
+                                     : off + Wv <= gy_extent ? V::load_lanes_within(gp + off, gy_lanes)
+                                                             : V::load_lanes(gp + off, gy_lanes));
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; ++r) {
+          const long ih = 2 * p - pad_top + r;
+          if (ih < 0 || ih >= H) continue;
+          vec t[3];
+          block.taps(xp, ih * x_pitch, extent, first, t);
+#pragma GCC unroll 3
+          for (int s = 0; s < 3; ++s) sums[r * 3 + s] = V::fma(gv, t[s], sums[r * 3 + s]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) V::store(acc + t * kDotLanes, sums[t]);
 }
 
 // small_planes_transposed for that geometry: grad_input planes k0 <= k < k0 + count from
@@ -1501,6 +1553,10 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   void stride2_planes_transposed(const SmallPlanes& g, long k0, long count, const T* gy,      \
                                  long gy_plane, const T* w, T* dx, long dx_plane) {           \
     detail::stride2_planes_transposed<VEC>(g, k0, count, gy, gy_plane, w, dx, dx_plane);      \
+  }                                                                                           \
+  void stride2_planes_dot(const SmallPlanes& g, long count, const T* x, long x_step,         \
+                         const T* gy, long gy_step, T* acc) {                                 \
+    detail::stride2_planes_dot<VEC>(g, count, x, x_step, gy, gy_step, acc);                   \
   }                                                                                           \
   void small_planes_dot(const SmallPlanes& g, long count, const T* x, long x_step,           \
                         const T* gy, long gy_step, T* acc) {                                  \
