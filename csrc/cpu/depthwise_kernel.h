@@ -1322,26 +1322,35 @@ inline void stride2_planes_dot(const SmallPlanes& g, long count, const typename 
   vec sums[9];
 #pragma GCC unroll 9
   for (int t = 0; t < 9; ++t) sums[t] = V::load(acc + t * kDotLanes);
-  for (long q0 = 0; q0 < Q; q0 += Wv) {
-    Stride2Block<V> block;
-    block.set(q0, shift, g.W, Q);
-    const typename V::Lanes gy_lanes = clamped_lanes<V>(0, Q - q0);
+  // up to kGroup blocks side by side, row after row (see stride2_planes_correlate)
+  constexpr int kGroup = 8;
+  for (long g0 = 0; g0 < Q; g0 += kGroup * Wv) {
+    Stride2Block<V> blocks[kGroup];
+    typename V::Lanes gy_lanes[kGroup];
+    int n = 0;
+    for (long q0 = g0; q0 < Q && n < kGroup; q0 += Wv, ++n) {
+      blocks[n].set(q0, shift, g.W, Q);
+      gy_lanes[n] = clamped_lanes<V>(0, Q - q0);
+    }
     for (long i = 0; i < count; ++i) {
       const typename V::scalar* xp = x + i * x_step;
       const typename V::scalar* gp = gy + i * gy_step;
       for (long p = 0; p < P; ++p) {
-        const long off = p * gy_pitch + q0;
-        const vec gv = V::unscramble(q0 + Wv <= Q ? V::load(gp + off)
-                                     : off + Wv <= gy_extent ? V::load_lanes_within(gp + off, gy_lanes)
-                                                             : V::load_lanes(gp + off, gy_lanes));
+        for (int b = 0; b < n; ++b) {
+          const long q0 = blocks[b].q0, off = p * gy_pitch + q0;
+          const vec gv = V::unscramble(
+              q0 + Wv <= Q ? V::load(gp + off)
+              : off + Wv <= gy_extent ? V::load_lanes_within(gp + off, gy_lanes[b])
+                                      : V::load_lanes(gp + off, gy_lanes[b]));
 #pragma GCC unroll 3
-        for (int r = 0; r < 3; ++r) {
-          const long ih = 2 * p - pad_top + r;
-          if (ih < 0 || ih >= H) continue;
-          vec t[3];
-          block.taps(xp, ih * x_pitch, extent, first, t);
+          for (int r = 0; r < 3; ++r) {
+            const long ih = 2 * p - pad_top + r;
+            if (ih < 0 || ih >= H) continue;
+            vec t[3];
+            blocks[b].taps(xp, ih * x_pitch, extent, first, t);
 #pragma GCC unroll 3
-          for (int s = 0; s < 3; ++s) sums[r * 3 + s] = V::fma(gv, t[s], sums[r * 3 + s]);
+            for (int s = 0; s < 3; ++s) sums[r * 3 + s] = V::fma(gv, t[s], sums[r * 3 + s]);
+          }
         }
       }
     }
