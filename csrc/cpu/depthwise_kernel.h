@@ -1138,11 +1138,15 @@ inline void small_planes_transposed(const SmallPlanes& g, long k0, long count,
 // 2 * width columns; each window is loaded as two vectors and split by V::deinterleave2_any
 // (AVX2: one in-lane shuffle per half, in a lane order that V::unscramble puts back once per
 // output vector; the small-plane kernel's Pick took two cross-lane permutes and a blend per
-// tap). A block of output columns walks down the plane reading each input row once: row
-// 2p + 2 - pad_top is kernel row 2 of output row p and kernel row 0 of row p + 1. grad_input:
+// tap). Up to kStride2Group blocks of output columns go down the plane side by side, row
+// after row, reading each input row once: row 2p + 2 - pad_top is kernel row 2 of output
+// row p and kernel row 0 of row p + 1 (a walk down one block at a time read the input in
+// short pieces of many rows: MobileNet's 112x112 layer 1.5x slower). grad_input:
 // input columns 2k and 2k + 1 (k in a vector) each gather grad_output columns k + d of the
 // taps of their parity, interleaved back by V::interleave2. Columns outside a row are zeroed
 // as they are loaded.
+
+constexpr int kStride2Group = 8;
 
 // Lanes [lo, hi) of a vector, clamped to [0, width) (empty where hi <= lo).
 template <typename V>
@@ -1244,9 +1248,7 @@ inline void stride2_planes_correlate(const SmallPlanes& g, long k0, long count,
   const long pad_top = g.pad_top, mult = g.mult, extent = (g.H - 1) * g.x_pitch + g.W;
   const long shift = -2 * ((g.pad_left + 1) / 2);
   const int first = static_cast<int>(-g.pad_left - shift);
-  // Up to kGroup column blocks side by side, row after row: a walk down one block at a time
-  // read the input in short pieces of many rows (MobileNet's 112x112 layer: 1.5x slower).
-  constexpr int kGroup = 8;
+  constexpr int kGroup = kStride2Group;
   for (long i = 0; i < count; ++i) {
     const long k = k0 + i;
     const T* xp = x + (mult == 1 ? k : k / mult) * x_plane;
@@ -1322,8 +1324,7 @@ inline void stride2_planes_dot(const SmallPlanes& g, long count, const typename 
   vec sums[9];
 #pragma GCC unroll 9
   for (int t = 0; t < 9; ++t) sums[t] = V::load(acc + t * kDotLanes);
-  // up to kGroup blocks side by side, row after row (see stride2_planes_correlate)
-  constexpr int kGroup = 8;
+  constexpr int kGroup = kStride2Group;  // blocks side by side, row after row
   for (long g0 = 0; g0 < Q; g0 += kGroup * Wv) {
     Stride2Block<V> blocks[kGroup];
     typename V::Lanes gy_lanes[kGroup];
