@@ -247,6 +247,49 @@ def test_small_plane_bias_relu_keeps_nan():
     assert ours[0, 1, 2:5, 2:5].isnan().all()
 
 
+# The 3x3 kernel-version-2 tests below: 3 input channels, groups 3, multiplier `mult`.
+
+
+def _taps_3x3(mult, dtype):
+    return torch.randn(3 * mult, 1, 3, 3, dtype=dtype), torch.randn(3 * mult, dtype=dtype)
+
+
+def _tol_3x3(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+def _skip_if_kernel_larger(hw, padding):
+    pads = padding if isinstance(padding, tuple) else (padding, padding)
+    if any(h + 2 * p < 3 for h, p in zip(hw, pads)):
+        pytest.skip("kernel larger than the padded input")
+
+
+def _forward_and_fused_match(x, w, b, stride, padding, tol):
+    """cnnops' forward pass and its fused ReLU against torch (NaN kept); (ours, torch's)."""
+    expected = F.conv2d(x, w, b, stride, padding, 1, 3)
+    with cnnops.kernel_version("depthwise", 2), torch.no_grad():
+        out = cnnops.conv2d(x, w, b, stride, padding, 1, 3)
+        fused = cnnops.functional.conv2d_bias_relu(x, w, b, stride, padding, 1, 3)
+    torch.testing.assert_close(out, expected, equal_nan=True, **tol)
+    torch.testing.assert_close(fused, F.relu(expected), equal_nan=True, **tol)
+    return out, expected
+
+
+def _grads(x, w, b, stride, padding, wrt, grad_output):
+    """The gradient of the convolution with respect to `wrt`: (cnnops', torch's)."""
+    with cnnops.kernel_version("depthwise", 2):
+        ours = torch.autograd.grad(cnnops.conv2d(x, w, b, stride, padding, 1, 3), wrt,
+                                   grad_output)[0]
+    theirs = torch.autograd.grad(F.conv2d(x, w, b, stride, padding, 1, 3), wrt, grad_output)[0]
+    return ours, theirs
+
+
+def _rows(hw, rows, dtype):
+    """2 x 3 planes of hw, their rows contiguous or sliced out of wider ones."""
+    x = torch.randn(2, 3, hw[0], hw[1] + (5 if rows == "sliced" else 0), dtype=dtype)
+    return x[..., : hw[1]]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hw", [(24, 8), (25, 9), (26, 16), (29, 23), (30, 40)])
 @pytest.mark.parametrize("mult", [1, 2])
@@ -256,30 +299,19 @@ def test_stride1_rows_read_in_place_match_torch(rows, mult, hw, dtype):
     # from the input in place, the loads at both ends of a row taking the neighbouring rows'
     # last and first elements and masking them. An inf in column 0 or the last column must
     # reach only its own neighbours (past the mask it would make the row's far end inf or NaN).
-    w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
-    b = torch.randn(3 * mult, dtype=dtype)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    w, b = _taps_3x3(mult, dtype)
+    tol = _tol_3x3(dtype)
     for column in (None, 0, -1):
-        x = torch.randn(2, 3, hw[0], hw[1] + (5 if rows == "sliced" else 0), dtype=dtype)
-        x = x[..., : hw[1]]
+        x = _rows(hw, rows, dtype)
         if column is not None:
             x[:, :, :, column] = float("inf")
-        with cnnops.kernel_version("depthwise", 2), torch.no_grad():
-            out = cnnops.conv2d(x, w, b, 1, 1, 1, 3)
-            fused = cnnops.functional.conv2d_bias_relu(x, w, b, 1, 1, 1, 3)
-        expected = F.conv2d(x, w, b, 1, 1, 1, 3)
-        torch.testing.assert_close(out, expected, equal_nan=True, **tol)
-        torch.testing.assert_close(fused, F.relu(expected), equal_nan=True, **tol)
+        out, expected = _forward_and_fused_match(x, w, b, 1, 1, tol)
         if column is not None:  # the far half of every row stays finite
             far = out[..., hw[1] // 2 :] if column == 0 else out[..., : hw[1] // 2]
             assert far.isfinite().all()
     # grad_input at stride 1 is this correlation of grad_output with the flipped taps
     x.requires_grad_()
-    grad_output = torch.randn_like(expected)
-    with cnnops.kernel_version("depthwise", 2):
-        ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 1, 1, 1, 3), x, grad_output)[0]
-    theirs = torch.autograd.grad(F.conv2d(x, w, b, 1, 1, 1, 3), x, grad_output)[0]
-    torch.testing.assert_close(ours, theirs, **tol)
+    torch.testing.assert_close(*_grads(x, w, b, 1, 1, x, torch.randn_like(expected)), **tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -295,36 +327,22 @@ def test_stride2_planes_match_torch(rows, mult, padding, hw, dtype):
     # Q. An inf in the first or last column reaches only its own outputs: past a mask it would
     # make the row's far end inf or NaN. Fused ReLU, sliced rows, multiplier 2 (forward and
     # grad_weight), grad_input against torch.
-    w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
-    b = torch.randn(3 * mult, dtype=dtype)
-    pads = padding if isinstance(padding, tuple) else (padding, padding)
-    if any(h + 2 * p < 3 for h, p in zip(hw, pads)):
-        pytest.skip("kernel larger than the padded input")
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    _skip_if_kernel_larger(hw, padding)
+    w, b = _taps_3x3(mult, dtype)
+    tol = _tol_3x3(dtype)
     for column in (None, 0, -1):
-        x = torch.randn(2, 3, hw[0], hw[1] + (5 if rows == "sliced" else 0), dtype=dtype)
-        x = x[..., : hw[1]]
+        x = _rows(hw, rows, dtype)
         if column is not None:
             x[:, :, :, column] = float("inf")
-        expected = F.conv2d(x, w, b, 2, padding, 1, 3)
-        with cnnops.kernel_version("depthwise", 2), torch.no_grad():
-            out = cnnops.conv2d(x, w, b, 2, padding, 1, 3)
-            fused = cnnops.functional.conv2d_bias_relu(x, w, b, 2, padding, 1, 3)
-        torch.testing.assert_close(out, expected, equal_nan=True, **tol)
-        torch.testing.assert_close(fused, F.relu(expected), equal_nan=True, **tol)
+        out, expected = _forward_and_fused_match(x, w, b, 2, padding, tol)
         if column is not None and expected.shape[-1] >= 4:  # the far half stays finite
             half = expected.shape[-1] // 2
             far = out[..., half + 1 :] if column == 0 else out[..., : half - 1]
             assert far.isfinite().all()
         # grad_weight: lanes past Q read zero from both operands (an inf there would make the
         # tap's sum NaN where torch's is finite)
-        grad_output = torch.randn_like(expected)
         w_leaf = w.clone().requires_grad_()
-        with cnnops.kernel_version("depthwise", 2):
-            ours = torch.autograd.grad(cnnops.conv2d(x, w_leaf, b, 2, padding, 1, 3), w_leaf,
-                                       grad_output)[0]
-        theirs = torch.autograd.grad(F.conv2d(x, w_leaf, b, 2, padding, 1, 3), w_leaf,
-                                     grad_output)[0]
+        ours, theirs = _grads(x, w_leaf, b, 2, padding, w_leaf, torch.randn_like(expected))
         torch.testing.assert_close(ours, theirs, equal_nan=True, **tol)
     if mult == 1:
         grad_output = torch.randn_like(expected)
@@ -332,11 +350,7 @@ def test_stride2_planes_match_torch(rows, mult, padding, hw, dtype):
             grad_output = torch.randn(*expected.shape[:-1], expected.shape[-1] + 3,
                                       dtype=dtype)[..., : expected.shape[-1]]
         x = x.detach().clone().normal_().requires_grad_()
-        with cnnops.kernel_version("depthwise", 2):
-            ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 2, padding, 1, 3), x,
-                                       grad_output)[0]
-        theirs = torch.autograd.grad(F.conv2d(x, w, b, 2, padding, 1, 3), x, grad_output)[0]
-        torch.testing.assert_close(ours, theirs, **tol)
+        torch.testing.assert_close(*_grads(x, w, b, 2, padding, x, grad_output), **tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -349,31 +363,17 @@ def test_stride1_small_planes_row_by_row_match_torch(mult, padding, hw, dtype):
     # Q. The forward pass, its fused ReLU (NaN kept) and grad_input (the same kernel) against
     # torch; grad_weight too, whose rows of two AVX2 vectors (14, 13 columns) run as two
     # planes of one vector, the right one shifted.
+    _skip_if_kernel_larger(hw, padding)
     x = torch.randn(2, 3, *hw, dtype=dtype)
     x[1, 2, hw[0] // 2, hw[1] // 2] = float("nan")
-    w = torch.randn(3 * mult, 1, 3, 3, dtype=dtype)
-    b = torch.randn(3 * mult, dtype=dtype)
-    pads = padding if isinstance(padding, tuple) else (padding, padding)
-    if any(h + 2 * p < 3 for h, p in zip(hw, pads)):
-        pytest.skip("kernel larger than the padded input")
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
-    expected = F.conv2d(x, w, b, 1, padding, 1, 3)
-    with cnnops.kernel_version("depthwise", 2), torch.no_grad():
-        torch.testing.assert_close(cnnops.conv2d(x, w, b, 1, padding, 1, 3), expected,
-                                   equal_nan=True, **tol)
-        fused = cnnops.functional.conv2d_bias_relu(x, w, b, 1, padding, 1, 3)
-    torch.testing.assert_close(fused, F.relu(expected), equal_nan=True, **tol)
+    w, b = _taps_3x3(mult, dtype)
+    tol = _tol_3x3(dtype)
+    _, expected = _forward_and_fused_match(x, w, b, 1, padding, tol)
     x = torch.randn(2, 3, *hw, dtype=dtype, requires_grad=True)
-    grad_output = torch.randn_like(expected)
-    with cnnops.kernel_version("depthwise", 2):
-        ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 1, padding, 1, 3), x, grad_output)[0]
-    theirs = torch.autograd.grad(F.conv2d(x, w, b, 1, padding, 1, 3), x, grad_output)[0]
-    torch.testing.assert_close(ours, theirs, **tol)
     w.requires_grad_()
-    with cnnops.kernel_version("depthwise", 2):
-        ours = torch.autograd.grad(cnnops.conv2d(x, w, b, 1, padding, 1, 3), w, grad_output)[0]
-    theirs = torch.autograd.grad(F.conv2d(x, w, b, 1, padding, 1, 3), w, grad_output)[0]
-    torch.testing.assert_close(ours, theirs, **tol)
+    grad_output = torch.randn_like(expected)
+    torch.testing.assert_close(*_grads(x, w, b, 1, padding, x, grad_output), **tol)
+    torch.testing.assert_close(*_grads(x, w, b, 1, padding, w, grad_output), **tol)
 
 
 def random_case(seed):

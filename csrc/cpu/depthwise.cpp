@@ -30,11 +30,11 @@
 //            stride 1 as the correlation with the flipped taps; small_planes_transposed:
 //            grad_input at other strides, gathered row by row; small_planes_dot:
 //            grad_weight). NCHW rows at stride 2 with a 3x3 kernel (MobileNet's
-//            downsampling layers), any width, skip them too: each input row split into its
-//            even and odd columns in registers (stride2_planes_correlate), and grad_input's
-//            column pairs gathered and interleaved back (stride2_planes_transposed; channel
-//            multiplier 1), grad_weight's dot products against the same split rows
-//            (stride2_planes_dot). Channels-last tensors with channel multiplier 1 are summed in
+//            downsampling layers, stride2_shape), any width, go to the same three entry
+//            points, which run stride-2 kernels on them: each input row split into its even
+//            and odd columns in registers, grad_input's column pairs gathered and
+//            interleaved back (channel multiplier 1), grad_weight's dot products against the
+//            same split rows. Channels-last tensors with channel multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
 //            grad_weight, grad_input by input phase); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
@@ -109,21 +109,6 @@ namespace cnnops::cpu {
                                long gy_plane, const double* w, double* dx, long dx_plane);   \
   void small_planes_dot(const SmallPlanes& g, long count, const float* x, long x_step,        \
                         const float* gy, long gy_step, float* acc);                          \
-  void stride2_planes_correlate(const SmallPlanes& g, long k0, long count, const float* x,   \
-                                long x_plane, const float* w, const float* bias, bool relu,  \
-                                float* out, long out_plane);                                 \
-  void stride2_planes_correlate(const SmallPlanes& g, long k0, long count, const double* x,  \
-                                long x_plane, const double* w, const double* bias,           \
-                                bool relu, double* out, long out_plane);                     \
-  void stride2_planes_dot(const SmallPlanes& g, long count, const float* x, long x_step,      \
-                          const float* gy, long gy_step, float* acc);                        \
-  void stride2_planes_dot(const SmallPlanes& g, long count, const double* x, long x_step,     \
-                          const double* gy, long gy_step, double* acc);                      \
-  void stride2_planes_transposed(const SmallPlanes& g, long k0, long count, const float* gy, \
-                                 long gy_plane, const float* w, float* dx, long dx_plane);   \
-  void stride2_planes_transposed(const SmallPlanes& g, long k0, long count,                  \
-                                 const double* gy, long gy_plane, const double* w,           \
-                                 double* dx, long dx_plane);                                 \
   void small_planes_dot(const SmallPlanes& g, long count, const double* x, long x_step,       \
                         const double* gy, long gy_step, double* acc);                        \
   }
@@ -266,39 +251,9 @@ void small_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int6
                       const double* gy, int64_t gy_step, double* acc) {
   CNNOPS_DISPATCH_SMALL(double, false, small_planes_dot, g, count, x, x_step, gy, gy_step, acc)
 }
-void stride2_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const float* x,
-                              int64_t x_plane, const float* w, const float* bias, bool relu,
-                              float* out, int64_t out_plane) {
-  CNNOPS_DISPATCH_SMALL(float, false, stride2_planes_correlate, g, k0, count, x, x_plane, w,
-                        bias, relu, out, out_plane)
-}
-void stride2_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const double* x,
-                              int64_t x_plane, const double* w, const double* bias, bool relu,
-                              double* out, int64_t out_plane) {
-  CNNOPS_DISPATCH_SMALL(double, false, stride2_planes_correlate, g, k0, count, x, x_plane, w,
-                        bias, relu, out, out_plane)
-}
-void stride2_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const float* gy,
-                               int64_t gy_plane, const float* w, float* dx, int64_t dx_plane) {
-  CNNOPS_DISPATCH_SMALL(float, true, stride2_planes_transposed, g, k0, count, gy, gy_plane, w,
-                        dx, dx_plane)
-}
-void stride2_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count,
-                               const double* gy, int64_t gy_plane, const double* w, double* dx,
-                               int64_t dx_plane) {
-  CNNOPS_DISPATCH_SMALL(double, true, stride2_planes_transposed, g, k0, count, gy, gy_plane, w,
-                        dx, dx_plane)
-}
-void stride2_planes_dot(const SmallPlanes& g, int64_t count, const float* x, int64_t x_step,
-                       const float* gy, int64_t gy_step, float* acc) {
-  CNNOPS_DISPATCH_SMALL(float, false, stride2_planes_dot, g, count, x, x_step, gy, gy_step, acc)
-}
-void stride2_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int64_t x_step,
-                       const double* gy, int64_t gy_step, double* acc) {
-  CNNOPS_DISPATCH_SMALL(double, false, stride2_planes_dot, g, count, x, x_step, gy, gy_step, acc)
-}
 template <typename T>
 bool small_planes_fit(const SmallPlanes& g, bool transposed) {
+  if (stride2_shape(g)) return true;  // the stride-2 kernels: rows of any width
   const long lanes = 32 / sizeof(T);
   switch (active_isa()) {
     case Isa::avx512: return small_rows_fit(g, 2 * lanes, transposed);
@@ -671,13 +626,11 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
 }
 
 // grad_weight over small planes: per output channel, the batch cut into chunks chosen from
-// the shape alone, each chunk's dot products summed in its lanes (small_planes_dot, or
-// stride2_planes_dot where `stride2`), the chunks then added in order, so that results do
-// not depend on the thread count.
+// the shape alone, each chunk's dot products summed in its lanes (small_planes_dot), the
+// chunks then added in order, so that results do not depend on the thread count.
 template <typename T>
 void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const T* dy,
-                              const Strides4& dys, const T* x, const Strides4& xs, T* dw,
-                              bool stride2 = false) {
+                              const Strides4& dys, const T* x, const Strides4& xs, T* dw) {
   const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
   const int64_t per_chunk = ceil_div(g.N, chunks);
   std::vector<T> partial(chunks * g.M * g.taps());
@@ -705,9 +658,7 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
       const int64_t n0 = chunk * per_chunk, n1 = std::min(g.N, n0 + per_chunk);
       const T* x_k = x + n0 * xs.n + (k / g.mult) * xs.c;
       const T* dy_k = dy + n0 * dys.n + k * dys.c;
-      if (stride2) {
-        stride2_planes_dot(sp, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes.data());
-      } else if (halves) {
+      if (halves) {
         small_planes_dot(left, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes.data());
         small_planes_dot(right, n1 - n0, x_k + shift, xs.n, dy_k + lanes256, dys.n,
                          lanes.data());
@@ -788,14 +739,6 @@ void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, c
   }
   if (in_place_applies<T>(g, xs, ys)) {
     depthwise_forward_in_place(x, xs, weight_taps<T>(weight, g).data(), bias, relu, y, ys, g);
-    return;
-  }
-  if (const auto sp = stride2_planes(g, xs, ys)) {
-    const std::vector<T> taps = weight_taps<T>(weight, g);
-    for_plane_runs(g.N, g.M, g.P * g.Q, [&](int64_t n, int64_t k0, int64_t count) {
-      stride2_planes_correlate(*sp, k0, count, x + n * xs.n, xs.c, taps.data(), bias, relu,
-                               y + n * ys.n, ys.c);
-    });
     return;
   }
   if (const auto sp = small_planes_forward<T>(g, xs, ys); sp && !grid_beats_small_planes<T>(g)) {
@@ -937,16 +880,8 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
       return;
     }
   }
-  if (const auto sp = stride2_planes(g, dxs, dys); sp && g.mult == 1) {
-    const std::vector<T> taps = weight_taps<T>(weight, g);
-    for_plane_runs(g.N, g.C, g.H * g.W, [&](int64_t n, int64_t k0, int64_t count) {
-      stride2_planes_transposed(*sp, k0, count, dy + n * dys.n, dys.c, taps.data(),
-                                dx + n * dxs.n, dxs.c);
-    });
-    return;
-  }
   // Other strides: gathered row by row (small_planes_transposed), grad_input's rows and
-  // grad_output's each one vector.
+  // grad_output's each one vector; at stride 2 with a 3x3 kernel, rows of any width.
   const SmallPlanes sp{g.H, g.W, dxs.h, g.P, g.Q, dys.h, g.R, g.S, g.p.stride_h,
                        g.p.stride_w, g.p.dilation_h, g.p.dilation_w, g.p.pad_top,
                        g.p.pad_left, 1};
@@ -1049,10 +984,6 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
   const Strides4 dys(grad_output), xs(input);
   if (channels_last_applies(g, dys, xs)) {
     depthwise_grad_weight_channels_last(grad_output, input, dw, g);
-    return;
-  }
-  if (const auto sp = stride2_planes(g, xs, dys)) {
-    grad_weight_small_planes(*sp, g, dy, dys, x, xs, dw, true);
     return;
   }
   if (const auto sp = small_planes_forward<T>(g, xs, dys)) {

@@ -119,26 +119,10 @@ void small_planes_dot(const SmallPlanes& g, int64_t count, const float* x, int64
                       const float* gy, int64_t gy_step, float* acc);
 void small_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int64_t x_step,
                       const double* gy, int64_t gy_step, double* acc);
-// The same three for stride 2 both ways, a 3x3 kernel at dilation 1 and pads >= 0, rows of
-// any width (stride2_planes): small_planes_correlate's, small_planes_transposed's and
-// small_planes_dot's sums.
-void stride2_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const float* x,
-                              int64_t x_plane, const float* w, const float* bias, bool relu,
-                              float* out, int64_t out_plane);
-void stride2_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, const double* x,
-                              int64_t x_plane, const double* w, const double* bias, bool relu,
-                              double* out, int64_t out_plane);
-void stride2_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const float* gy,
-                               int64_t gy_plane, const float* w, float* dx, int64_t dx_plane);
-void stride2_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count,
-                               const double* gy, int64_t gy_plane, const double* w, double* dx,
-                               int64_t dx_plane);
-void stride2_planes_dot(const SmallPlanes& g, int64_t count, const float* x, int64_t x_step,
-                       const float* gy, int64_t gy_step, float* acc);
-void stride2_planes_dot(const SmallPlanes& g, int64_t count, const double* x, int64_t x_step,
-                       const double* gy, int64_t gy_step, double* acc);
 // Whether the small-plane kernels the dispatch picks take g's rows (small_rows_fit for the
-// vectors they run on); transposed: small_planes_transposed's.
+// vectors they run on; any rows of a stride2_shape, which the three entry points above run
+// on the stride-2 kernels, grad_input's for a channel multiplier of 1); transposed:
+// small_planes_transposed's.
 template <typename T>
 bool small_planes_fit(const SmallPlanes& g, bool transposed);
 // Elements in a vector of the strips' loops (taps_correlate_rows) on the active ISA.

@@ -1234,8 +1234,8 @@ inline void for_each_column_block(long n, Fn&& fn) {
   }
 }
 
-// small_planes_correlate's sums for that geometry (g.sh == g.sw == 2, 3x3, dilation 1,
-// pad_top and pad_left >= 0). Each output adds its taps in t order from init.
+// small_planes_correlate's sums for a stride2_shape. Each output adds its taps in t order
+// from init.
 template <typename V>
 inline void stride2_planes_correlate(const SmallPlanes& g, long k0, long count,
                                      const typename V::scalar* x, long x_plane,
@@ -1540,6 +1540,9 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   void small_planes_correlate(const SmallPlanes& g, long k0, long count, const T* x,          \
                               long x_plane, const T* w, const T* bias, bool relu, T* out,     \
                               long out_plane) {                                               \
+    if (stride2_shape(g))                                                                     \
+      return detail::stride2_planes_correlate<VEC>(g, k0, count, x, x_plane, w, bias, relu,   \
+                                                   out, out_plane);                           \
     detail::with_small_planes_kernel<VEC, WIDE>(g, [&](auto v, auto k) {                      \
       using V = typename decltype(v)::type;                                                   \
       using K = decltype(k);                                                                  \
@@ -1549,27 +1552,18 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   }                                                                                           \
   void small_planes_transposed(const SmallPlanes& g, long k0, long count, const T* gy,        \
                                long gy_plane, const T* w, T* dx, long dx_plane) {             \
+    if (stride2_shape(g))                                                                     \
+      return detail::stride2_planes_transposed<VEC>(g, k0, count, gy, gy_plane, w, dx,        \
+                                                    dx_plane);                                \
     if (g.R == 3 && g.S == 3)                                                                 \
       return detail::small_planes_transposed<VEC, 3, 3>(g, k0, count, gy, gy_plane, w, dx,    \
                                                         dx_plane);                            \
     detail::small_planes_transposed<VEC, 0, 0>(g, k0, count, gy, gy_plane, w, dx, dx_plane);  \
   }                                                                                           \
-  void stride2_planes_correlate(const SmallPlanes& g, long k0, long count, const T* x,        \
-                                long x_plane, const T* w, const T* bias, bool relu, T* out,   \
-                                long out_plane) {                                             \
-    detail::stride2_planes_correlate<VEC>(g, k0, count, x, x_plane, w, bias, relu, out,       \
-                                          out_plane);                                         \
-  }                                                                                           \
-  void stride2_planes_transposed(const SmallPlanes& g, long k0, long count, const T* gy,      \
-                                 long gy_plane, const T* w, T* dx, long dx_plane) {           \
-    detail::stride2_planes_transposed<VEC>(g, k0, count, gy, gy_plane, w, dx, dx_plane);      \
-  }                                                                                           \
-  void stride2_planes_dot(const SmallPlanes& g, long count, const T* x, long x_step,         \
-                         const T* gy, long gy_step, T* acc) {                                 \
-    detail::stride2_planes_dot<VEC>(g, count, x, x_step, gy, gy_step, acc);                   \
-  }                                                                                           \
   void small_planes_dot(const SmallPlanes& g, long count, const T* x, long x_step,           \
                         const T* gy, long gy_step, T* acc) {                                  \
+    if (stride2_shape(g))                                                                     \
+      return detail::stride2_planes_dot<VEC>(g, count, x, x_step, gy, gy_step, acc);          \
     detail::with_small_planes_kernel<VEC, WIDE>(g, [&](auto v, auto k) {                      \
       using V = typename decltype(v)::type;                                                   \
       using K = decltype(k);                                                                  \

@@ -275,22 +275,6 @@ std::optional<SmallPlanes> small_planes_forward(const DwGeometry& g, const Strid
                          g.p.dilation_h, g.p.dilation_w, g.p.pad_top, g.p.pad_left, g.mult);
 }
 
-// The geometry of stride2_planes_correlate / _transposed (depthwise_kernel.h) where they
-// apply: NCHW rows, stride 2 both ways, a 3x3 kernel at dilation 1, pads >= 0. They read the
-// tensors in place, any row width (MobileNet's downsampling layers: the strips' phase split
-// and the small-plane kernel's per-tap permutes cost more than the arithmetic).
-inline std::optional<SmallPlanes> stride2_planes(const DwGeometry& g, const Strides4& in,
-                                                 const Strides4& out) {
-  const Conv2dParams& p = g.p;
-  if (in.w != 1 || out.w != 1 || in.h < g.W || out.h < g.Q || g.R != 3 || g.S != 3 ||
-      p.stride_h != 2 || p.stride_w != 2 || p.dilation_h != 1 || p.dilation_w != 1 ||
-      p.pad_top < 0 || p.pad_left < 0) {
-    return std::nullopt;
-  }
-  return SmallPlanes{g.H, g.W, in.h, g.P, g.Q, out.h, 3, 3, 2, 2, 1, 1, p.pad_top, p.pad_left,
-                     g.mult};
-}
-
 // Whether the forward pass takes the strips where the small-plane kernel applies too: at
 // stride 1 and dilation 1, a 3x3 kernel over rows of a vector or more runs the grid kernel of
 // taps_correlate_rows there (each input vector loaded once for three output rows, five rows

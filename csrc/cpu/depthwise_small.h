@@ -25,4 +25,13 @@ inline bool small_rows_fit(const SmallPlanes& g, long lanes, bool transposed) {
   return g.Q <= lanes && (g.sw == 1 || (g.sw == 2 && g.W <= 2 * lanes));
 }
 
+// Stride 2 both ways, a 3x3 kernel at dilation 1, pad_left >= 0 (pad_top of any sign: the
+// fused separable operator's row tiles start inside the plane), MobileNets' downsampling
+// layers: the small-plane entry points run the stride-2 kernels of depthwise_kernel.h on such
+// planes, rows of any width.
+inline bool stride2_shape(const SmallPlanes& g) {
+  return g.sh == 2 && g.sw == 2 && g.R == 3 && g.S == 3 && g.dh == 1 && g.dw == 1 &&
+         g.pad_left >= 0;
+}
+
 }  // namespace cnnops::cpu
