@@ -141,8 +141,9 @@ void pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t r
   });
 }
 
-// Computes D for one tile, one depthwise channel at a time, handing each channel's rows to
-// `sink(k, d, pitch)`: d[(img * rows + row) * pitch + q] is D[n0 + img, k, p0 + row, q].
+// Computes D for one tile, one depthwise channel at a time. compute_into writes channel k
+// to out(k): D[n0 + img, k, p0 + row, q] at out(k)[(img * rows + row) * Q + q], nothing past
+// the tile's pixels; compute hands each channel, so laid out, to `sink(k, d)`.
 template <typename T>
 class DepthwiseTile {
  public:
@@ -151,31 +152,47 @@ class DepthwiseTile {
       : g_(g), x_(input.data_ptr<T>()), xs_(input), taps_(weight_taps<T>(weight, g)),
         strip_taps_(g), bias_(bias), block_(channel_block<T>(input, g.C)),
         largest_(g, 0, tiles.rows), strips_(block_, largest_, g),
-        rows_(tiles.images * round_up(largest_.out_len, kDwBlock)), src_(g.taps()),
-        offsets_(g.taps()), small_(grid_beats_small_planes<T>(g)
+        rows_(tiles.max_pixels(g)), src_(g.taps()), offsets_(g.taps()),
+        small_(grid_beats_small_planes<T>(g)
                    ? std::nullopt
                    : small_planes_forward<T>(g, xs_, Strides4(0, 0, g.Q, 1))) {}
 
+  template <typename Out>
+  void compute_into(const Tile& tile, int64_t k_begin, int64_t k_end, Out&& out) {
+    channels(tile, k_begin, k_end, out, [](int64_t) {});
+  }
+
   template <typename Sink>
   void compute(const Tile& tile, int64_t k_begin, int64_t k_end, Sink&& sink) {
+    channels(tile, k_begin, k_end, [this](int64_t) { return rows_.data(); },
+             [&](int64_t k) { sink(k, static_cast<const T*>(rows_.data())); });
+  }
+
+ private:
+  // Channel k into out(k), then done(k).
+  template <typename Out, typename Done>
+  void channels(const Tile& tile, int64_t k_begin, int64_t k_end, const Out& out,
+                const Done& done) {
+    const int64_t image_stride = tile.rows * g_.Q;
     if (small_) {  // rows of one vector: straight from the input, rows Q apart
       SmallPlanes sp = *small_;
       sp.P = tile.rows;
       sp.pad_top -= tile.p0 * g_.p.stride_h;  // output row 0 is the tile's row p0
       for (int64_t k = k_begin; k < k_end; ++k) {
+        T* d = out(k);
         for (int64_t img = 0; img < tile.images; ++img) {
           small_planes_correlate(sp, k, 1, x_ + (tile.n0 + img) * xs_.n, xs_.c, taps_.data(),
-                                 bias_, false, rows_.data() + img * tile.rows * g_.Q, 0);
+                                 bias_, false, d + img * image_stride, 0);
         }
-        sink(k, rows_.data(), g_.Q, tile.rows * g_.Q);
+        done(k);
       }
       return;
     }
     const StripLayout L(g_, tile.p0, tile.rows);
-    const int64_t stride = round_up(L.out_len, kDwBlock);
     L.offsets(strip_taps_, offsets_.data());
     for (int64_t k = k_begin; k < k_end; ++k) {
       const int64_t c = k / g_.mult;
+      T* d = out(k);
       for (int64_t img = 0; img < tile.images; ++img) {
         const int64_t n = tile.n0 + img;
         // Strips hold a block of channels of one image; refill when c or n leaves it.
@@ -189,13 +206,12 @@ class DepthwiseTile {
         for (int64_t t = 0; t < g_.taps(); ++t) src_[t] = strips_.strip(c - filled_c_) + offsets_[t];
         taps_correlate_rows(L.rows, g_.Q, static_cast<int>(g_.taps()), src_.data(), L.sub_w,
                             taps_.data() + k * g_.taps(), bias_ ? bias_[k] : T(0),
-                            rows_.data() + img * stride, L.sub_w);
+                            d + img * image_stride, g_.Q);
       }
-      sink(k, rows_.data(), L.sub_w, stride);
+      done(k);
     }
   }
 
- private:
   const DwGeometry& g_;
   const T* x_;
   Strides4 xs_;
@@ -205,7 +221,7 @@ class DepthwiseTile {
   int64_t block_;
   StripLayout largest_;
   StripBuffer<T> strips_;
-  std::vector<T> rows_;  // per image: the tile's rows of one channel, flattened
+  std::vector<T> rows_;  // compute's buffer: one channel of the tile
   std::vector<const T*> src_;
   std::vector<int64_t> offsets_;
   int64_t filled_n_ = -1, filled_c_ = -1, filled_count_ = 0;
@@ -266,16 +282,11 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
     for (int64_t index = begin; index < end; ++index) {
       const Tile tile(tiles, g, index);
       const int64_t cols = tile.pixels;
-      depthwise.compute(tile, 0, M, [&](int64_t k, const T* src, int64_t src_pitch, int64_t stride) {
-        T* dst = d + k * pitch;
-        for (int64_t img = 0; img < tile.images; ++img) {
-          for (int64_t r = 0; r < tile.rows; ++r, dst += g.Q) {
-            std::copy(src + img * stride + r * src_pitch, src + img * stride + r * src_pitch + g.Q, dst);
-          }
-        }
-        // the last vector's lanes past the tile are computed and dropped: keep them finite
-        std::fill(dst, d + k * pitch + round_up(cols, gt.nr), T(0));
-      });
+      depthwise.compute_into(tile, 0, M, [&](int64_t k) { return d + k * pitch; });
+      // the last vector's lanes past the tile are computed and dropped: keep them finite
+      for (int64_t k = 0; k < M; ++k) {
+        std::fill(d + k * pitch + cols, d + k * pitch + round_up(cols, gt.nr), T(0));
+      }
       const bool in_place = planes_in_rows && tile.images == 1;
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t k0 = b * gt.mr;
@@ -365,15 +376,9 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
           std::fill(dst, gy_tile + k * pitch + round_up(cols, gt.nr), T(0));  // lanes past the tile
         }
         // D^T: channel k's pixels at d_t[((k / NR) * cols + i) * NR + k % NR].
-        depthwise.compute(tile, 0, M, [&](int64_t k, const T* d, int64_t src_pitch, int64_t stride) {
+        depthwise.compute(tile, 0, M, [&](int64_t k, const T* d) {
           T* lane = d_t.get() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
-          int64_t i = 0;
-          for (int64_t img = 0; img < tile.images; ++img) {
-            for (int64_t r = 0; r < tile.rows; ++r) {
-              const T* src = d + img * stride + r * src_pitch;
-              for (int64_t q = 0; q < g.Q; ++q, ++i) lane[i * gt.nr] = src[q];
-            }
-          }
+          for (int64_t i = 0; i < cols; ++i) lane[i * gt.nr] = d[i];
         });
         for (int64_t k = M; k < round_up(M, gt.nr); ++k) {
           T* lane = d_t.get() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
