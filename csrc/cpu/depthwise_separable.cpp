@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "common/depthwise.h"
@@ -48,6 +49,7 @@
 #include "cpu/depthwise_planes.h"
 #include "cpu/gemm.h"
 #include "cpu/scratch.h"
+#include "cpu/transpose_avx2.h"
 
 namespace cnnops::cpu {
 
@@ -116,7 +118,8 @@ struct Tile {
 // panels over the whole of c, as direct_row (gemm.h) reads its weights: panel b at dst + b *
 // cols * mr, dst[(b * cols + c) * mr + i] = A[b * mr + i][c], zero past row `rows`; dst holds
 // ceil(rows / mr) * cols * mr elements. Panels are packed in parallel; from a row-major A, as
-// a transpose in chunks of 64 columns (reads along rows, writes within a few KB).
+// a transpose: floats with AVX2 8 x 8 at a time in registers (panels of 6 or 16 rows: the
+// GEMM's MR and NR), else in chunks of 64 columns (reads along rows, writes within a few KB).
 template <typename T>
 void pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t rows,
                  int64_t cols, int64_t mr, T* dst) {
@@ -126,6 +129,20 @@ void pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t r
       const int64_t valid = std::min(mr, rows - b * mr);
       const T* a = src + b * mr * row_stride;
       T* panel = dst + b * cols * mr;
+#ifdef CNNOPS_X86_INTRINSICS
+      if constexpr (std::is_same_v<T, float>) {
+        if (col_stride == 1 && (mr == 6 || mr == 16) && avx2_available()) {
+          const float* row[16];
+          for (int64_t i = 0; i < valid; ++i) row[i] = a + i * row_stride;
+          if (mr == 6) {
+            transpose_rows_6_avx2(row, static_cast<int>(valid), cols, panel);
+          } else {
+            transpose_rows_16_avx2(row, static_cast<int>(valid), cols, panel);
+          }
+          continue;
+        }
+      }
+#endif
       if (valid < mr) std::fill(panel, panel + cols * mr, T(0));
       if (row_stride < col_stride) {  // A's columns contiguous: a panel's rows side by side
         for (int64_t c = 0; c < cols; ++c) {
@@ -143,9 +160,9 @@ void pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t r
   });
 }
 
-// Computes D for one tile, one depthwise channel at a time. compute_into writes channel k
-// to out(k): D[n0 + img, k, p0 + row, q] at out(k)[(img * rows + row) * Q + q], nothing past
-// the tile's pixels; compute hands each channel, so laid out, to `sink(k, d)`.
+// Computes D for one tile, one depthwise channel at a time: compute writes channel k
+// to out(k), D[n0 + img, k, p0 + row, q] at out(k)[(img * rows + row) * Q + q], nothing past
+// the tile's pixels.
 template <typename T>
 class DepthwiseTile {
  public:
@@ -154,27 +171,13 @@ class DepthwiseTile {
       : g_(g), x_(input.data_ptr<T>()), xs_(input), taps_(weight_taps<T>(weight, g)),
         strip_taps_(g), bias_(bias), block_(channel_block<T>(input, g.C)),
         largest_(g, 0, tiles.rows), strips_(block_, largest_, g),
-        rows_(tiles.max_pixels(g)), src_(g.taps()), offsets_(g.taps()),
+        src_(g.taps()), offsets_(g.taps()),
         small_(grid_beats_small_planes<T>(g)
                    ? std::nullopt
                    : small_planes_forward<T>(g, xs_, Strides4(0, 0, g.Q, 1))) {}
 
   template <typename Out>
-  void compute_into(const Tile& tile, int64_t k_begin, int64_t k_end, Out&& out) {
-    channels(tile, k_begin, k_end, out, [](int64_t) {});
-  }
-
-  template <typename Sink>
-  void compute(const Tile& tile, int64_t k_begin, int64_t k_end, Sink&& sink) {
-    channels(tile, k_begin, k_end, [this](int64_t) { return rows_.data(); },
-             [&](int64_t k) { sink(k, static_cast<const T*>(rows_.data())); });
-  }
-
- private:
-  // Channel k into out(k), then done(k).
-  template <typename Out, typename Done>
-  void channels(const Tile& tile, int64_t k_begin, int64_t k_end, const Out& out,
-                const Done& done) {
+  void compute(const Tile& tile, int64_t k_begin, int64_t k_end, const Out& out) {
     const int64_t image_stride = tile.rows * g_.Q;
     if (small_) {  // rows of one vector: straight from the input, rows Q apart
       SmallPlanes sp = *small_;
@@ -186,7 +189,6 @@ class DepthwiseTile {
           small_planes_correlate(sp, k, 1, x_ + (tile.n0 + img) * xs_.n, xs_.c, taps_.data(),
                                  bias_, false, d + img * image_stride, 0);
         }
-        done(k);
       }
       return;
     }
@@ -210,10 +212,10 @@ class DepthwiseTile {
                             taps_.data() + k * g_.taps(), bias_ ? bias_[k] : T(0),
                             d + img * image_stride, g_.Q);
       }
-      done(k);
     }
   }
 
+ private:
   const DwGeometry& g_;
   const T* x_;
   Strides4 xs_;
@@ -223,7 +225,6 @@ class DepthwiseTile {
   int64_t block_;
   StripLayout largest_;
   StripBuffer<T> strips_;
-  std::vector<T> rows_;  // compute's buffer: one channel of the tile
   std::vector<const T*> src_;
   std::vector<int64_t> offsets_;
   int64_t filled_n_ = -1, filled_c_ = -1, filled_count_ = 0;
@@ -284,7 +285,7 @@ void separable_forward_fused(const at::Tensor& input, const at::Tensor& dw_weigh
     for (int64_t index = begin; index < end; ++index) {
       const Tile tile(tiles, g, index);
       const int64_t cols = tile.pixels;
-      depthwise.compute_into(tile, 0, M, [&](int64_t k) { return d + k * pitch; });
+      depthwise.compute(tile, 0, M, [&](int64_t k) { return d + k * pitch; });
       // the last vector's lanes past the tile are computed and dropped: keep them finite
       for (int64_t k = 0; k < M; ++k) {
         std::fill(d + k * pitch + cols, d + k * pitch + round_up(cols, gt.nr), T(0));
@@ -357,7 +358,9 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
     const Scratch<T> d_t(kPanelB, round_up(M, gt.nr) * max_pixels);   // D^T panels (B of dPW)
     const Scratch<T> gy_a(kResult, round_up(K, gt.mr) * max_pixels);  // dY panels (A of dPW)
     const AlignedScratch<T> gy_buffer(kTile, K * pitch);
+    const Scratch<T> d_buffer(kRows, M * pitch);
     T* gy_tile = gy_buffer.get();
+    T* d_rows = d_buffer.get();
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       std::fill(partial.get() + chunk * K * M, partial.get() + (chunk + 1) * K * M, T(0));
       for (int64_t index = chunk * per_chunk; index < std::min(tiles.count, (chunk + 1) * per_chunk); ++index) {
@@ -377,25 +380,12 @@ void separable_backward_fused(const at::Tensor& grad_output, const at::Tensor& i
           }
           std::fill(dst, gy_tile + k * pitch + round_up(cols, gt.nr), T(0));  // lanes past the tile
         }
-        // D^T: channel k's pixels at d_t[((k / NR) * cols + i) * NR + k % NR].
-        depthwise.compute(tile, 0, M, [&](int64_t k, const T* d) {
-          T* lane = d_t.get() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
-          for (int64_t i = 0; i < cols; ++i) lane[i * gt.nr] = d[i];
-        });
-        for (int64_t k = M; k < round_up(M, gt.nr); ++k) {
-          T* lane = d_t.get() + (k / gt.nr) * cols * gt.nr + k % gt.nr;
-          for (int64_t i = 0; i < cols; ++i) lane[i * gt.nr] = T(0);
-        }
+        // D, rows `pitch` apart, then D^T in NR-column panels: channel k's pixels at
+        // d_t[((k / NR) * cols + i) * NR + k % NR]; and dY in MR-row panels.
+        depthwise.compute(tile, 0, M, [&](int64_t k) { return d_rows + k * pitch; });
+        pack_panels(d_rows, pitch, int64_t{1}, M, cols, gt.nr, d_t.get());
+        pack_panels(static_cast<const T*>(gy_tile), pitch, int64_t{1}, K, cols, gt.mr, gy_a.get());
         // dPW += dY_tile * D_tile^T
-        for (int64_t i0 = 0; i0 < K; i0 += gt.mr) {
-          const int64_t rows = std::min(gt.mr, K - i0);
-          T* panel = gy_a.get() + i0 * cols;
-          if (rows < gt.mr) std::fill(panel, panel + cols * gt.mr, T(0));
-          for (int64_t r = 0; r < rows; ++r) {
-            const T* src = gy_tile + (i0 + r) * pitch;
-            for (int64_t t = 0; t < cols; ++t) panel[t * gt.mr + r] = src[t];
-          }
-        }
         gemm_packed(K, M, cols, gy_a.get(), d_t.get(), partial.get() + chunk * K * M, M, 1);
         // dD_tile = PW^T * dY_tile, into the tile's columns of grad_d
         for (int64_t m0 = 0; m0 < M; m0 += gt.mr) {
