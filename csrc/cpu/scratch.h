@@ -22,7 +22,7 @@ namespace cnnops::cpu {
 enum ScratchSlot : int {
   kOperands = 0, kInput = 1, kPanelB = 2, kTile = 3, kResult = 4,
   kIntermediate = 5,  // a whole-tensor result that one operator passes between its stages
-  kRows = 6,
+  kRows = 6,          // inside a parallel region: a tile's rows (beside kTile)
   kScratchSlots = 7
 };
 
