@@ -60,6 +60,17 @@ void grid_plane_rows(int64_t rows, int64_t cols, const float* x, int64_t x_pitch
 void grid_plane_rows(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
                      const double* w, double init, bool relu, double* out, int64_t out_pitch);
 
+// The weight gradient of grid_plane_rows' correlation, read in place from an input plane and
+// a grad_output plane of `rows` rows and `cols` columns (cols >= strip_lanes<T>()): into
+// taps_dot's slots, acc[(r * 3 + s) * kDotLanes + lane] += the lane's share of
+// sum_{i, q} gy[i * gy_pitch + q] * x[(i + r - 1) * x_pitch + q + s - 1], x zero outside its
+// plane. Loads x from column -1 to column `cols` of every row (then masks them): they must
+// lie inside the tensor.
+void grid_plane_dot(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
+                    const float* gy, int64_t gy_pitch, float* acc);
+void grid_plane_dot(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
+                    const double* gy, int64_t gy_pitch, double* acc);
+
 // acc[t * kDotLanes + lane] += the lane's share of sum_i g[i] * src[t][i]; adding a tap's
 // lanes in lane order gives its dot product. Every lane ends in a fixed order of sums.
 constexpr int64_t kDotLanes = 16;

@@ -452,6 +452,106 @@ inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, l
                      cols);
 }
 
+// The weight gradient of grid_plane_rows' correlation (3x3, stride 1, dilation 1, one row
+// and one column of zero padding all round, as many output as input rows and columns), read
+// in place from the rows of one input plane x and one grad_output plane gy:
+//   acc[(r * 3 + s) * kDotLanes + lane] += the lane's share of
+//       sum over i < rows, q < cols of gy[i * gy_pitch + q] * x[(i + r - 1) * x_pitch + q + s - 1]
+// with x's rows -1 and `rows` and columns -1 and `cols` reading as zero; cols >= V::width.
+// Blocks of K output rows: each x vector is loaded once for the (up to) three output rows
+// that read it, and the nine sums stay in registers for the whole plane. A row's first and
+// last vector mask x's lanes outside the row (and, for the last one moved back to end at
+// `cols`, the lanes the vector before already took), so that no value from outside the plane
+// reaches a sum, NaN included (gy's lanes are all inside it); those loads read x from column
+// -1 to column `cols` of each row: the caller makes sure that lies inside memory it may read.
+template <typename V>
+struct GridDot {
+  using scalar = typename V::scalar;
+  using vec = typename V::vec;
+  const scalar* x;
+  long x_pitch;
+  const scalar* gy;
+  long gy_pitch;
+  long rows;
+};
+
+// Lanes of x that enter the sums at one column vector, for column taps s = 0, 1, 2.
+template <typename V>
+struct DotLanes {
+  typename V::Lanes x[3];
+};
+
+// Rows [p0, p0 + K) at column q. kMasked: apply `m`; otherwise every lane counts.
+template <int K, bool kMasked, typename V>
+inline void grid_dot_vector(const GridDot<V>& g, long p0, long q, const DotLanes<V>& m,
+                            typename V::vec (&acc)[9]) {
+  using vec = typename V::vec;
+  vec d[K];
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) d[k] = V::load(g.gy + (p0 + k) * g.gy_pitch + q);
+  // input row u = p0 - 1 + j feeds output rows k = j - r, through tap row r
+#pragma GCC unroll 8
+  for (int j = 0; j < K + 2; ++j) {
+    const long u = p0 - 1 + j;
+    if (u < 0 || u >= g.rows) continue;  // the padding rows
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) {
+      const typename V::scalar* p = g.x + u * g.x_pitch + q + s - 1;
+      vec xv = kMasked ? V::load_lanes_within(p, m.x[s]) : V::load(p);
+#if defined(__AVX__)
+      asm("" : "+v"(xv));  // one load for the FMAs that take it (see grid_rows_vector)
+#endif
+#pragma GCC unroll 3
+      for (int r = 0; r < 3; ++r) {
+        const int k = j - r;
+        if (k >= 0 && k < K) acc[r * 3 + s] = V::fma(d[k], xv, acc[r * 3 + s]);
+      }
+    }
+  }
+}
+
+// Output rows [p0, p0 + K), all columns.
+template <int K, typename V>
+inline void grid_dot_block(const GridDot<V>& g, long p0, long cols, const DotLanes<V>& first,
+                           const DotLanes<V>& last, typename V::vec (&acc)[9]) {
+  constexpr int W = V::width;
+  grid_dot_vector<K, true>(g, p0, 0, first, acc);
+  for (long q = W; q + W < cols; q += W) grid_dot_vector<K, false>(g, p0, q, first, acc);
+  if (cols > W) grid_dot_vector<K, true>(g, p0, cols - W, last, acc);
+}
+
+template <typename V>
+inline void grid_plane_dot(long rows, long cols, const typename V::scalar* x, long x_pitch,
+                           const typename V::scalar* gy, long gy_pitch,
+                           typename V::scalar* acc) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  const GridDot<V> g{x, x_pitch, gy, gy_pitch, rows};
+  // The first vector: x's lane 0 is column -1 for s = 0, its last lane column W for s = 2
+  // when the row is one vector. The last (moved back to cols - W): its lanes below `counted`
+  // were counted by the vector before; x's last lane is column `cols` for s = 2.
+  const long counted = W - (cols - (cols - 1) / W * W);
+  DotLanes<V> first, last;
+  first.x[0] = V::lanes(1, W);
+  first.x[1] = V::lanes(0, W);
+  first.x[2] = V::lanes(0, cols == W ? W - 1 : W);
+  last.x[0] = V::lanes(counted, W);
+  last.x[1] = V::lanes(counted, W);
+  last.x[2] = V::lanes(counted, W - 1);
+  vec a[9];
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) a[t] = V::load(acc + t * kDotLanes);
+  long p = 0;
+  for (; p + 4 <= rows; p += 4) grid_dot_block<4>(g, p, cols, first, last, a);
+  switch (rows - p) {
+    case 3: grid_dot_block<3>(g, p, cols, first, last, a); break;
+    case 2: grid_dot_block<2>(g, p, cols, first, last, a); break;
+    case 1: grid_dot_block<1>(g, p, cols, first, last, a); break;
+  }
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) V::store(acc + t * kDotLanes, a[t]);
+}
+
 // acc holds kDotLanes partial sums per tap (acc[t * kDotLanes + lane]); callers add the
 // lanes up once, in lane order, when a task is done.
 template <typename V, int NT>
@@ -1515,6 +1615,10 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   void grid_plane_rows(long rows, long cols, const T* x, long x_pitch, const T* w, T init,    \
                        bool relu, T* out, long out_pitch) {                                   \
     detail::grid_plane_rows<VEC>(rows, cols, x, x_pitch, w, init, relu, out, out_pitch);      \
+  }                                                                                           \
+  void grid_plane_dot(long rows, long cols, const T* x, long x_pitch, const T* gy,           \
+                      long gy_pitch, T* acc) {                                                \
+    detail::grid_plane_dot<VEC>(rows, cols, x, x_pitch, gy, gy_pitch, acc);                   \
   }                                                                                           \
   void taps_dot(long n, int ntaps, const T* const* src, const T* g, T* acc) {                 \
     if (ntaps == 9) return detail::taps_dot_unrolled<VEC, 9>(n, src, g, acc);                 \
