@@ -34,7 +34,11 @@
 //            points, which run stride-2 kernels on them: each input row split into its even
 //            and odd columns in registers, grad_input's column pairs gathered and
 //            interleaved back (channel multiplier 1), grad_weight's dot products against the
-//            same split rows. Channels-last tensors with channel multiplier 1 are summed in
+//            same split rows. NCHW 3x3 layers at stride 1 with padding 1 and planes of 24
+//            rows or more read their planes in place too: the forward pass and grad_input
+//            rows 2 to P - 3 (grid_plane_rows; the edge rows from two-row strips),
+//            grad_weight every row (grid_plane_dot). Channels-last tensors with channel
+//            multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
 //            grad_weight, grad_input by input phase); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
