@@ -641,16 +641,34 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
   });
 }
 
-// grad_weight over small planes: per output channel, the batch cut into chunks chosen from
-// the shape alone, each chunk's dot products summed in its lanes (small_planes_dot), the
-// chunks then added in order, so that results do not depend on the thread count.
-template <typename T>
-void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const T* dy,
-                              const Strides4& dys, const T* x, const Strides4& xs, T* dw) {
+// grad_weight by output channel: the batch cut into chunks chosen from the shape alone, and
+// for each (channel k, chunk) task dot(k, n0, n1, lanes) sums images [n0, n1) into the taps'
+// lanes (taps_dot's slots, zero at the start); the lanes are then added in lane order and
+// the chunks in chunk order, so that results do not depend on the thread count. Tasks of
+// about kSmallPlanesGrain output pixels at least.
+template <typename T, typename Dot>
+void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot) {
   const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
   const int64_t per_chunk = ceil_div(g.N, chunks);
   std::vector<T> partial(chunks * g.M * g.taps());
-  const int64_t grain = std::max<int64_t>(1, kSmallPlanesGrain / (per_chunk * g.P * g.Q));
+  const int64_t grain =
+      std::max<int64_t>(1, kSmallPlanesGrain / std::max<int64_t>(per_chunk * g.P * g.Q, 1));
+  at::parallel_for(0, g.M * chunks, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> lanes(g.taps() * kDotLanes);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t k = task / chunks, chunk = task % chunks;
+      std::fill(lanes.begin(), lanes.end(), T(0));
+      dot(k, chunk * per_chunk, std::min(g.N, (chunk + 1) * per_chunk), lanes.data());
+      sum_lanes(lanes.data(), g.taps(), partial.data() + (chunk * g.M + k) * g.taps());
+    }
+  });
+  add_partials(partial, chunks, dw);
+}
+
+// grad_weight over small planes (small_planes_dot), by grad_weight_by_chunks.
+template <typename T>
+void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const T* dy,
+                              const Strides4& dys, const T* x, const Strides4& xs, T* dw) {
   // AVX2 rows of two vectors at stride 1, 3x3 (MobileNet's 14x14): summed as two planes of
   // one vector each, the first `lanes` output columns and the rest (its input from column
   // lanes - pad_left on, pad_left 0), whose row walk (small_plane_dot_rolling) keeps the nine
@@ -666,25 +684,16 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
   right.Q = sp.Q - lanes256;
   right.W = sp.W - shift;
   right.pad_left = 0;
-  at::parallel_for(0, g.M * chunks, grain, [&](int64_t begin, int64_t end) {
-    std::vector<T> lanes(g.taps() * kDotLanes);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t k = task / chunks, chunk = task % chunks;
-      std::fill(lanes.begin(), lanes.end(), T(0));
-      const int64_t n0 = chunk * per_chunk, n1 = std::min(g.N, n0 + per_chunk);
-      const T* x_k = x + n0 * xs.n + (k / g.mult) * xs.c;
-      const T* dy_k = dy + n0 * dys.n + k * dys.c;
-      if (halves) {
-        small_planes_dot(left, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes.data());
-        small_planes_dot(right, n1 - n0, x_k + shift, xs.n, dy_k + lanes256, dys.n,
-                         lanes.data());
-      } else {
-        small_planes_dot(sp, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes.data());
-      }
-      sum_lanes(lanes.data(), g.taps(), partial.data() + (chunk * g.M + k) * g.taps());
+  grad_weight_by_chunks(g, dw, [&](int64_t k, int64_t n0, int64_t n1, T* lanes) {
+    const T* x_k = x + n0 * xs.n + (k / g.mult) * xs.c;
+    const T* dy_k = dy + n0 * dys.n + k * dys.c;
+    if (halves) {
+      small_planes_dot(left, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes);
+      small_planes_dot(right, n1 - n0, x_k + shift, xs.n, dy_k + lanes256, dys.n, lanes);
+    } else {
+      small_planes_dot(sp, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes);
     }
   });
-  add_partials(partial, chunks, dw);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -743,43 +752,31 @@ void depthwise_forward_in_place(const T* x, const Strides4& xs, const T* taps, c
   });
 }
 
-// The weight gradient on the same layers, read in place: per output channel, the batch cut
-// into chunks chosen from the shape alone, each chunk's planes summed in the nine taps' lanes
-// by grid_plane_dot, the chunks then added in order (results do not depend on the thread
-// count). grid_plane_dot loads (and masks) each input row's columns -1 and W: where that
-// would read outside the tensor (the first and last plane in memory), the plane is copied
-// between two zeros first. No strips: the copies of the input and grad_output into them took
-// as long as the dot products (8x128x56x56: memmove, deinterleave_rows and taps_dot 13%, 5%
-// and 10% of the layer's forward+backward samples).
+// The weight gradient on the same layers, read in place, plane by plane (grid_plane_dot),
+// by grad_weight_by_chunks. grid_plane_dot loads (and masks) each input row's columns -1
+// and W: where that would read outside the tensor (the first and last plane in memory), the
+// plane is copied between two zeros first. No strips: the copies of the input and
+// grad_output into them took as long as the dot products (8x128x56x56: memmove,
+// deinterleave_rows and taps_dot 13%, 5% and 10% of the layer's forward+backward samples).
 template <typename T>
 void grad_weight_in_place(const DwGeometry& g, const T* dy, const Strides4& dys, const T* x,
                           const Strides4& xs, const T* x_end, T* dw) {
-  const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
-  const int64_t per_chunk = ceil_div(g.N, chunks);
-  std::vector<T> partial(chunks * g.M * g.taps());
-  at::parallel_for(0, g.M * chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> lanes(g.taps() * kDotLanes);
+  grad_weight_by_chunks(g, dw, [&](int64_t k, int64_t n0, int64_t n1, T* lanes) {
     std::vector<T> padded;  // a plane between two zeros, where it must be copied
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t k = task / chunks, chunk = task % chunks;
-      std::fill(lanes.begin(), lanes.end(), T(0));
-      for (int64_t n = chunk * per_chunk; n < std::min(g.N, (chunk + 1) * per_chunk); ++n) {
-        const T* plane = x + n * xs.n + (k / g.mult) * xs.c;
-        int64_t pitch = xs.h;
-        if (plane == x || plane + (g.H - 1) * xs.h + g.W >= x_end) {
-          padded.assign(g.H * g.W + 2, T(0));
-          for (int64_t h = 0; h < g.H; ++h) {
-            std::copy(plane + h * xs.h, plane + h * xs.h + g.W, padded.data() + 1 + h * g.W);
-          }
-          plane = padded.data() + 1;
-          pitch = g.W;
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* plane = x + n * xs.n + (k / g.mult) * xs.c;
+      int64_t pitch = xs.h;
+      if (plane == x || plane + (g.H - 1) * xs.h + g.W >= x_end) {
+        padded.assign(g.H * g.W + 2, T(0));
+        for (int64_t h = 0; h < g.H; ++h) {
+          std::copy(plane + h * xs.h, plane + h * xs.h + g.W, padded.data() + 1 + h * g.W);
         }
-        grid_plane_dot(g.P, g.Q, plane, pitch, dy + n * dys.n + k * dys.c, dys.h, lanes.data());
+        plane = padded.data() + 1;
+        pitch = g.W;
       }
-      sum_lanes(lanes.data(), g.taps(), partial.data() + (chunk * g.M + k) * g.taps());
+      grid_plane_dot(g.P, g.Q, plane, pitch, dy + n * dys.n + k * dys.c, dys.h, lanes);
     }
   });
-  add_partials(partial, chunks, dw);
 }
 
 template <typename T>

@@ -467,7 +467,6 @@ inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, l
 template <typename V>
 struct GridDot {
   using scalar = typename V::scalar;
-  using vec = typename V::vec;
   const scalar* x;
   long x_pitch;
   const scalar* gy;
