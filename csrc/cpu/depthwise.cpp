@@ -485,6 +485,22 @@ void for_pixel_runs(const ChannelTaps& taps, const T* x, const Strides4& xs, int
   for (int64_t q = hi; q < Q; ++q) run(q, 1, true);
 }
 
+// Row oh of image n of a correlation over source x (N x H x W x C): out_row[q * out_step + c]
+// = init[c] + the taps' sum, for q < Q. src, w and index are the caller's scratch, one entry
+// per tap.
+template <typename T>
+void correlate_row_channels_last(const ChannelTaps& taps, const std::vector<T>& wt, const T* x,
+                                 const Strides4& xs, int64_t H, int64_t W, const T* init,
+                                 int64_t n, int64_t oh, int64_t Q, int64_t C, T* out_row,
+                                 int64_t out_step, std::vector<const T*>& src,
+                                 std::vector<const T*>& w, std::vector<int>& index) {
+  for_pixel_runs(taps, x, xs, H, W, n, oh, Q, src, index, [&](int64_t q0, int64_t count, int kept) {
+    for (int i = 0; i < kept; ++i) w[i] = wt.data() + taps.tap[index[i]] * C;
+    channels_correlate(count, C, kept, src.data(), taps.sw * xs.w, w.data(), init,
+                       out_row + q0 * out_step, out_step);
+  });
+}
+
 // out (N x P x Q x C, strides os) = init + the taps' sum over source x (N x H x W x C).
 template <typename T>
 void correlate_channels_last(const ChannelTaps& taps, const std::vector<T>& wt, const T* x,
@@ -495,12 +511,8 @@ void correlate_channels_last(const ChannelTaps& taps, const std::vector<T>& wt, 
     std::vector<int> index(taps.ntaps());
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / P, oh = row % P;
-      T* out_row = out + n * os.n + oh * os.h;
-      for_pixel_runs(taps, x, xs, H, W, n, oh, Q, src, index, [&](int64_t q0, int64_t count, int kept) {
-        for (int i = 0; i < kept; ++i) w[i] = wt.data() + taps.tap[index[i]] * C;
-        channels_correlate(count, C, kept, src.data(), taps.sw * xs.w, w.data(), init,
-                           out_row + q0 * os.w, os.w);
-      });
+      correlate_row_channels_last(taps, wt, x, xs, H, W, init, n, oh, Q, C,
+                                  out + n * os.n + oh * os.h, os.w, src, w, index);
     }
   });
 }
@@ -525,23 +537,40 @@ void depthwise_forward_channels_last(const at::Tensor& input, const at::Tensor& 
   }
 }
 
-// grad_input, one input phase (a, b) at a time: on the phase's sub-grid it is a correlation
-// of grad_output with the taps that reach the phase (all of them, flipped, at stride 1).
+// grad_input row by row: input row h is in row phase a = h mod stride_h, and on each phase
+// (a, b)'s sub-grid (rows a + i * stride_h, columns b + k * stride_w) grad_input is a
+// correlation of grad_output with the taps that reach the phase (all of them, flipped, at
+// stride 1). A row's column phases are written one after the other, so that its cache lines
+// are filled while they are still in cache (phase by phase over the whole tensor, each pass
+// wrote every other pixel of every other row: dw56s2 1.66x the NCHW time).
 template <typename T>
 void depthwise_grad_input_channels_last(const at::Tensor& grad_output, const at::Tensor& weight,
                                         at::Tensor& grad_input, const DwGeometry& g) {
   const std::vector<T> wt = channel_weights<T>(weight, g);
-  const Strides4 dxs(grad_input);
+  const Strides4 dxs(grad_input), dys(grad_output);
   const int64_t sh = g.p.stride_h, sw = g.p.stride_w;
-  for (int64_t a = 0; a < std::min(sh, g.H); ++a) {
-    for (int64_t b = 0; b < std::min(sw, g.W); ++b) {
-      correlate_channels_last(ChannelTaps(g, a, b), wt, grad_output.data_ptr<T>(),
-                              Strides4(grad_output), g.P, g.Q, static_cast<const T*>(nullptr),
-                              grad_input.data_ptr<T>() + a * dxs.h + b * dxs.w,
-                              Strides4(dxs.n, dxs.c, sh * dxs.h, sw * dxs.w), g.N,
-                              ceil_div(g.H - a, sh), ceil_div(g.W - b, sw), g.C);
-    }
+  std::vector<ChannelTaps> phases;
+  for (int64_t a = 0; a < sh; ++a) {
+    for (int64_t b = 0; b < sw; ++b) phases.emplace_back(g, a, b);
   }
+  int max_taps = 0;
+  for (const ChannelTaps& taps : phases) max_taps = std::max(max_taps, taps.ntaps());
+  const T* dy = grad_output.data_ptr<T>();
+  T* dx = grad_input.data_ptr<T>();
+  at::parallel_for(0, g.N * g.H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> src(max_taps), w(max_taps);
+    std::vector<int> index(max_taps);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / g.H, h = row % g.H;
+      for (int64_t b = 0; b < std::min(sw, g.W); ++b) {
+        correlate_row_channels_last(phases[(h % sh) * sw + b], wt, dy, dys, g.P, g.Q,
+                                    static_cast<const T*>(nullptr), n, h / sh,
+                                    ceil_div(g.W - b, sw), g.C,
+                                    dx + n * dxs.n + h * dxs.h + b * dxs.w, sw * dxs.w, src, w,
+                                    index);
+      }
+    }
+  });
 }
 
 // dW[c, t] = sum over output pixels of dY * the tap's source pixel: `splits` fixed ranges of
