@@ -176,6 +176,34 @@ def test_layouts_match_native_two_convs(c, layouts, version, device):
     check_against_torch(c, torch.float32, device, version, *layouts)
 
 
+# The CPU forward pass between channels-last tensors, fused per task of output rows
+# (version 2 always, version 0 where the pointwise weight fits in L2): channel counts for
+# each of the depthwise loops (up to two vectors, up to four, more), output channels past
+# and short of a panel, pixels per task not a multiple of the micro-kernel's rows and tasks
+# across images, stride 2, dilation, a pointwise weight past L2 (version 0: unfused), and
+# an output large enough to be streamed past the caches.
+CHANNELS_LAST_CASES = [
+    case("c3_to_5", 3, 3, 1, 5, (9, 8)),
+    case("c32_to_70_23x29", 2, 32, 1, 70, (23, 29)),
+    case("c40_to_24_stride2", 2, 40, 1, 24, (17, 21), stride=2),
+    CASES[3],
+    case("c300_to_300_weight_past_l2", 1, 300, 1, 300, (6, 7)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("version", [pytest.param(0, id="v0_auto"), pytest.param(2, id="v2_fused")])
+@pytest.mark.parametrize("c", CHANNELS_LAST_CASES)
+def test_channels_last_cpu_forward_matches_native_two_convs(c, version, dtype):
+    check_against_torch(c, dtype, "cpu", version, "channels_last")
+
+
+def test_channels_last_cpu_forward_streamed_output_matches_native_two_convs():
+    """2 x 64 x 128 x 128 float32 outputs: 8 MiB, written with streaming stores."""
+    check_against_torch(SepCase(2, 32, 1, 64, (128, 128)), torch.float32, "cpu", 0,
+                        "channels_last")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
