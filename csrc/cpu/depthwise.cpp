@@ -40,7 +40,8 @@
 //            grad_weight every row (grid_plane_dot). Channels-last tensors with channel
 //            multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
-//            grad_weight, grad_input by input phase); other channels-last problems are
+//            grad_weight, grad_input by input phase; a 3x3 grad_weight at stride 1 two
+//            output rows at a time); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
 //            read and write whole cache lines.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
@@ -102,6 +103,10 @@ namespace cnnops::cpu {
   void channels_correlate(long count, long C, int ntaps, const double* const* src,           \
                           long src_step, const double* const* w, const double* init,         \
                           double* out, long out_step);                                       \
+  void channels_dot_3x3_pair(long count, long C, const float* x, long x_row, long x_step,    \
+                             const float* g, long g_row, long g_step, float* const* acc);     \
+  void channels_dot_3x3_pair(long count, long C, const double* x, long x_row, long x_step,   \
+                             const double* g, long g_row, long g_step, double* const* acc);   \
   void channels_dot(long count, long C, int ntaps, const float* const* src, long src_step,   \
                     const float* g, long g_step, float* const* acc);                         \
   void channels_dot(long count, long C, int ntaps, const double* const* src, long src_step,  \
@@ -215,6 +220,17 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, 
 void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
                   int64_t src_step, const double* g, int64_t g_step, double* const* acc) {
   CNNOPS_DISPATCH_LOOP(channels_dot, count, C, ntaps, src, src_step, g, g_step, acc)
+}
+
+void channels_dot_3x3_pair(int64_t count, int64_t C, const float* x, int64_t x_row,
+                           int64_t x_step, const float* g, int64_t g_row, int64_t g_step,
+                           float* const* acc) {
+  CNNOPS_DISPATCH_LOOP(channels_dot_3x3_pair, count, C, x, x_row, x_step, g, g_row, g_step, acc)
+}
+void channels_dot_3x3_pair(int64_t count, int64_t C, const double* x, int64_t x_row,
+                           int64_t x_step, const double* g, int64_t g_row, int64_t g_step,
+                           double* const* acc) {
+  CNNOPS_DISPATCH_LOOP(channels_dot_3x3_pair, count, C, x, x_row, x_step, g, g_row, g_step, acc)
 }
 
 // The small-plane kernels run with the narrowest vectors that hold a row: where a row fits in
@@ -488,20 +504,41 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
   const Strides4 dys(grad_output), xs(input);
   const int64_t rows = g.N * g.P, splits = std::min(rows, kSplits), size = g.taps() * g.C;
   std::vector<T> partial(splits * size, T(0));
+  // 3x3 at stride 1 and dilation 1: pairs of rows whose four input rows exist, their
+  // interior pixels [lo, hi) (every tap inside) by channels_dot_3x3_pair, which loads each
+  // input pixel once for both rows. 8x256x28x28, one thread, ms: 2.8-3.1 -> 2.2-2.3; on 128
+  // and 32 channels, level.
+  const bool pairs = g.R == 3 && g.S == 3 && g.p.stride_h == 1 && g.p.stride_w == 1 &&
+                     g.p.dilation_h == 1 && g.p.dilation_w == 1;
+  const int64_t lo = std::min(g.Q, g.p.pad_left);
+  const int64_t hi = std::max(lo, std::min(g.Q, g.W - 2 + g.p.pad_left));
   at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
     std::vector<const T*> src(taps.ntaps());
     std::vector<T*> acc(taps.ntaps());
     std::vector<int> index(taps.ntaps());
     for (int64_t s = begin; s < end; ++s) {
       T* sums = partial.data() + s * size;
-      for (int64_t row = s * rows / splits; row < (s + 1) * rows / splits; ++row) {
+      const int64_t last = (s + 1) * rows / splits;
+      for (int64_t row = s * rows / splits; row < last; ++row) {
         const int64_t n = row / g.P, oh = row % g.P;
         const T* dy_row = dy + n * dys.n + oh * dys.h;
-        for_pixel_runs(taps, x, xs, g.H, g.W, n, oh, g.Q, src, index, [&](int64_t q0, int64_t count, int kept) {
-          for (int i = 0; i < kept; ++i) acc[i] = sums + index[i] * g.C;
-          channels_dot(count, g.C, kept, src.data(), taps.sw * xs.w, dy_row + q0 * dys.w, dys.w,
-                       acc.data());
-        });
+        const bool pair = pairs && row + 1 < last && oh + 1 < g.P && oh >= g.p.pad_top &&
+                          oh + 4 <= g.H + g.p.pad_top;
+        for (int64_t i = 0; i < (pair ? 2 : 1); ++i) {
+          for_pixel_runs(taps, x, xs, g.H, g.W, n, oh + i, g.Q, src, index, [&](int64_t q0, int64_t count, int kept) {
+            if (pair && q0 >= lo && q0 < hi) return;  // the pair's interior, below
+            for (int k = 0; k < kept; ++k) acc[k] = sums + index[k] * g.C;
+            channels_dot(count, g.C, kept, src.data(), taps.sw * xs.w,
+                         dy_row + i * dys.h + q0 * dys.w, dys.w, acc.data());
+          });
+        }
+        if (pair) {
+          for (int t = 0; t < 9; ++t) acc[t] = sums + t * g.C;
+          channels_dot_3x3_pair(hi - lo, g.C,
+                                x + n * xs.n + (oh - g.p.pad_top) * xs.h + (lo - g.p.pad_left) * xs.w,
+                                xs.h, xs.w, dy_row + lo * dys.w, dys.h, dys.w, acc.data());
+          ++row;
+        }
       }
     }
   });

@@ -104,6 +104,15 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, 
 void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
                   int64_t src_step, const double* g, int64_t g_step, double* const* acc);
 
+// channels_dot of a 3x3 kernel at stride 1 and dilation 1 over two output rows, pixels whose
+// taps all lie inside: for q < count and c < C, acc[r * 3 + s][c] += sum over rows i < 2 of
+// g[i * g_row + q * g_step + c] * x[(i + r) * x_row + (q + s) * x_step + c].
+void channels_dot_3x3_pair(int64_t count, int64_t C, const float* x, int64_t x_row,
+                           int64_t x_step, const float* g, int64_t g_row, int64_t g_step,
+                           float* const* acc);
+void channels_dot_3x3_pair(int64_t count, int64_t C, const double* x, int64_t x_row,
+                           int64_t x_step, const double* g, int64_t g_row, int64_t g_step,
+                           double* const* acc);
 // Small planes (NCHW, rows that small_planes_fit, S <= kSmallPlanesMaxS): output planes
 // k0 <= k < k0 + count at out + k * out_plane, from input plane k / mult at
 // x + (k / mult) * x_plane, taps w + k * R * S, bias[k] (0 if bias is null), then max(., 0)
