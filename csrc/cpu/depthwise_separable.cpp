@@ -547,11 +547,12 @@ void pointwise_backward_reference(const at::Tensor& grad_output, const at::Tenso
 
 bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }
 
-// Channels-last inputs (channel multiplier 1) take the unfused path: the depthwise kernels'
-// channels-last loops, then the conv2d operators' 1x1 GEMM over pixels (cpu/conv2d.cpp),
-// reached through the dispatcher. The fused kernels read planes (NCHW), and a channels-last
-// input would cost them a transposing copy per tile.
-bool unfused_channels_last(const at::Tensor& input, const at::Tensor& dw_weight) {
+// Channels-last inputs (channel multiplier 1) stay off the planar fused kernels, which read
+// planes (NCHW) and would cost them a transposing copy per tile: backward, and forward where
+// fused_channels_last does not pay, run unfused (the depthwise kernels' channels-last loops,
+// then the conv2d operators' 1x1 GEMM over pixels, cpu/conv2d.cpp, reached through the
+// dispatcher); the forward pass elsewhere runs separable_forward_channels_last.
+bool channels_last_input(const at::Tensor& input, const at::Tensor& dw_weight) {
   return !use_reference() && dw_weight.size(0) == input.size(1) && input.size(1) > 1 &&
          input.stride(1) == 1;
 }
@@ -583,7 +584,7 @@ bool fused_channels_last(const SeparableShape& s, int64_t element_size) {
 
 bool forward_unfused(const at::Tensor& input, const at::Tensor& dw_weight,
                      const SeparableShape& s) {
-  if (unfused_channels_last(input, dw_weight)) return true;
+  if (channels_last_input(input, dw_weight)) return true;
   const int64_t element = input.element_size();
   const int64_t bound = std::max<int64_t>(int64_t{64} << 20, input.numel() * element);
   return kernel_version(OpFamily::depthwise) == 0 && s.P * s.Q < kFusedMinPixels &&
@@ -629,9 +630,10 @@ at::Tensor depthwise_separable_forward_cpu(const at::Tensor& input, const at::Te
   const SeparableShape s =
       check_depthwise_separable_forward(input, dw_weight, pw_weight, dw_bias, pw_bias, params);
   const c10::MemoryFormat format = depthwise_separable_memory_format(input, dw_weight, pw_weight);
-  const bool channels_last = format == c10::MemoryFormat::ChannelsLast;
-  if (forward_unfused(input, dw_weight, s) && !(channels_last && fused_channels_last(s, input.element_size())) &&
-      s.N * s.K * s.P * s.Q > 0) {
+  const bool fused_cl = channels_last_input(input, dw_weight) &&
+                        format == c10::MemoryFormat::ChannelsLast &&
+                        fused_channels_last(s, input.element_size());
+  if (!fused_cl && forward_unfused(input, dw_weight, s) && s.N * s.K * s.P * s.Q > 0) {
     const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
     return pointwise_conv2d(d, pw_weight, pw_bias).contiguous(format);  // a no-op normally
   }
@@ -648,7 +650,7 @@ at::Tensor depthwise_separable_forward_cpu(const at::Tensor& input, const at::Te
     return output;
   }
   const DwGeometry g(input.sizes(), dw_weight.sizes(), s.P, s.Q, params);
-  if (unfused_channels_last(input, dw_weight)) {  // and fused_channels_last
+  if (fused_cl) {
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), op, [&] {
       separable_forward_channels_last<scalar_t>(
           input, dw_weight, dw_b.defined() ? dw_b.data_ptr<scalar_t>() : nullptr, pw_weight,
@@ -681,7 +683,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_separable_b
   }
   at::Tensor grad_d;  // dL/dD, as an (N, M, P, Q) tensor of any layout
   std::optional<Scratch<unsigned char>> grad_d_bytes;  // its storage, where fused
-  if (unfused_channels_last(input, dw_weight)) {
+  if (channels_last_input(input, dw_weight)) {
     const at::Tensor d = depthwise_forward_cpu(input, dw_weight, dw_bias, params);
     std::tie(grad_d, grad_pw) = pointwise_conv2d_backward(grad_output, d, pw_weight);
   } else if (use_reference()) {
