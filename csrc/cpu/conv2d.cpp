@@ -975,17 +975,9 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
                        (pq % g.Q) * g.p.stride_w * ss.w;
       }
       if (gathered) {
-        // MR pixels at a time read in place; a last, short group repeats its last pixel in
-        // the rows past `rows`, which are computed and never stored.
-        const T* b_group = b_pack.get() + group * red * cols_padded;
-        for (int64_t i = 0; i < rows; i += t.mr) {
-          int64_t off[kMaxPanelRows];
-          for (int64_t r = 0; r < t.mr; ++r) off[r] = pixel_off[std::min(i + r, rows - 1)];
-          for (int64_t j = 0; j < cols; j += t.nr) {
-            gathered_pixels(red, off, tap_off.data(), src + group * g.Cg,
-                            b_group + (j0 + j) * red, c_tile.get() + i * ldc + j, ldc);
-          }
-        }
+        // MR pixels at a time read in place; the rows past `rows` are never stored
+        gathered_rows(rows, cols, red, pixel_off.data(), tap_off.data(), src + group * g.Cg,
+                      b_pack.get() + (group * red * cols_padded + j0 * red), c_tile.get(), ldc);
       } else {
         const OffsetMatrix<T> a{src + group * g.Cg, pixel_off.data(), tap_off.data()};
         std::fill(c_tile.get(), c_tile.get() + rows * ldc, T(0));

@@ -505,13 +505,11 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
   const int64_t rows = g.N * g.P, splits = std::min(rows, kSplits), size = g.taps() * g.C;
   std::vector<T> partial(splits * size, T(0));
   // 3x3 at stride 1 and dilation 1: pairs of rows whose four input rows exist, their
-  // interior pixels [lo, hi) (every tap inside) by channels_dot_3x3_pair, which loads each
-  // input pixel once for both rows. 8x256x28x28, one thread, ms: 2.8-3.1 -> 2.2-2.3; on 128
-  // and 32 channels, level.
+  // interior runs (every tap inside; the same run for both rows) by channels_dot_3x3_pair,
+  // which loads each input pixel once for both rows. 8x256x28x28, one thread, ms: 2.8-3.1
+  // -> 2.2-2.3; on 128 and 32 channels, level.
   const bool pairs = g.R == 3 && g.S == 3 && g.p.stride_h == 1 && g.p.stride_w == 1 &&
                      g.p.dilation_h == 1 && g.p.dilation_w == 1;
-  const int64_t lo = std::min(g.Q, g.p.pad_left);
-  const int64_t hi = std::max(lo, std::min(g.Q, g.W - 2 + g.p.pad_left));
   at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
     std::vector<const T*> src(taps.ntaps());
     std::vector<T*> acc(taps.ntaps());
@@ -524,9 +522,14 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
         const T* dy_row = dy + n * dys.n + oh * dys.h;
         const bool pair = pairs && row + 1 < last && oh + 1 < g.P && oh >= g.p.pad_top &&
                           oh + 4 <= g.H + g.p.pad_top;
+        int64_t lo = 0, interior = 0;  // the pair's interior run, summed below
         for (int64_t i = 0; i < (pair ? 2 : 1); ++i) {
-          for_pixel_runs(taps, x, xs, g.H, g.W, n, oh + i, g.Q, src, index, [&](int64_t q0, int64_t count, int kept) {
-            if (pair && q0 >= lo && q0 < hi) return;  // the pair's interior, below
+          for_pixel_runs(taps, x, xs, g.H, g.W, n, oh + i, g.Q, src, index, [&](int64_t q0, int64_t count, int kept, bool edge) {
+            if (pair && !edge) {
+              lo = q0;
+              interior = count;
+              return;
+            }
             for (int k = 0; k < kept; ++k) acc[k] = sums + index[k] * g.C;
             channels_dot(count, g.C, kept, src.data(), taps.sw * xs.w,
                          dy_row + i * dys.h + q0 * dys.w, dys.w, acc.data());
@@ -534,7 +537,7 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
         }
         if (pair) {
           for (int t = 0; t < 9; ++t) acc[t] = sums + t * g.C;
-          channels_dot_3x3_pair(hi - lo, g.C,
+          channels_dot_3x3_pair(interior, g.C,
                                 x + n * xs.n + (oh - g.p.pad_top) * xs.h + (lo - g.p.pad_left) * xs.w,
                                 xs.h, xs.w, dy_row + lo * dys.w, dys.h, dys.w, acc.data());
           ++row;

@@ -64,10 +64,10 @@ std::vector<T> channel_weights(const at::Tensor& weight, const DwGeometry& g) {
   return wt;
 }
 
-// Calls fn(q0, count, ntaps, src, index) for the output pixels of row oh of image n: once for
-// the interior run, where every tap whose source row exists also has its column, and once per
-// edge pixel, with that pixel's taps. src[i] is tap index[i]'s source pixel for q0 (source x
-// of H x W, strides xs).
+// Calls fn(q0, count, kept, edge) for the output pixels of row oh of image n: once for the
+// interior run (edge false), where every tap whose source row exists also has its column,
+// and once per edge pixel (edge true), with that pixel's taps. src[i] for i < kept is tap
+// index[i]'s source pixel for q0 (source x of H x W, strides xs).
 template <typename T, typename Fn>
 void for_pixel_runs(const ChannelTaps& taps, const T* x, const Strides4& xs, int64_t H,
                     int64_t W, int64_t n, int64_t oh, int64_t Q, std::vector<const T*>& src,
@@ -90,7 +90,7 @@ void for_pixel_runs(const ChannelTaps& taps, const T* x, const Strides4& xs, int
       src[kept] = x + n * xs.n + ih * xs.h + iw * xs.w;
       index[kept++] = t;
     }
-    fn(q0, count, kept);
+    fn(q0, count, kept, edge);
   };
   for (int64_t q = 0; q < lo; ++q) run(q, 1, true);
   if (hi > lo) run(lo, hi - lo, false);
@@ -106,7 +106,7 @@ void correlate_row_channels_last(const ChannelTaps& taps, const std::vector<T>& 
                                  int64_t n, int64_t oh, int64_t Q, int64_t C, T* out_row,
                                  int64_t out_step, std::vector<const T*>& src,
                                  std::vector<const T*>& w, std::vector<int>& index) {
-  for_pixel_runs(taps, x, xs, H, W, n, oh, Q, src, index, [&](int64_t q0, int64_t count, int kept) {
+  for_pixel_runs(taps, x, xs, H, W, n, oh, Q, src, index, [&](int64_t q0, int64_t count, int kept, bool) {
     for (int i = 0; i < kept; ++i) w[i] = wt.data() + taps.tap[index[i]] * C;
     channels_correlate(count, C, kept, src.data(), taps.sw * xs.w, w.data(), init,
                        out_row + q0 * out_step, out_step);

@@ -716,10 +716,13 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
 // channels_correlate keeps even and odd taps in separate sums, four vectors at a time, to
 // hide the FMA latency; channels_dot sums up to 9 taps of one vector in registers over the
 // pixels (a 3x3 kernel in one pass). Both orders depend only on the arguments. Up to two
-// vectors of channels and nine taps (MobileNet's first depthwise layer: 32 channels, 3x3),
-// channels_correlate holds the weights in registers: reloading them every pixel made it
-// load-bound, at twice the loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms for
-// native).
+// vectors of channels and nine taps (MobileNet's first depthwise layer: 32 channels, 3x3, on
+// AVX-512), channels_correlate holds the weights in registers: reloading them every pixel
+// made it load-bound, at twice the loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms
+// for native). Nine taps on three or four vectors (that layer on AVX2) hold them one vector
+// at a time (channels_correlate_9); wider channels reload them, where holding them measured
+// 5-20% slower (128 and 256 channels: a block's pixels fall in few sets of L1).
+
 // channels_correlate's sums for nine taps (a 3x3 kernel's interior pixels), one vector of
 // channels at a time with its nine weights held, over a block of kBlock pixels, then the
 // next vector: up to four vectors of channels (MobileNet's first depthwise layer, 32

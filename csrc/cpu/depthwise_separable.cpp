@@ -368,7 +368,8 @@ void separable_forward_channels_last(const at::Tensor& input, const at::Tensor& 
     const Scratch<T> c(kTile, round_up(max_pixels, gt.mr) * ldc);
     std::vector<const T*> src(taps.ntaps()), w(taps.ntaps());
     std::vector<int> index(taps.ntaps());
-    std::vector<int64_t> pixel_off(gt.mr);
+    std::vector<int64_t> pixel_off(max_pixels);  // D's rows: pixel i at i * M
+    for (int64_t i = 0; i < max_pixels; ++i) pixel_off[i] = i * M;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r0 = task * rows_per_task, r1 = std::min(rows, r0 + rows_per_task);
       const int64_t pixels = (r1 - r0) * g.Q;
@@ -376,15 +377,8 @@ void separable_forward_channels_last(const at::Tensor& input, const at::Tensor& 
         correlate_row_channels_last(taps, wt, x, xs, g.H, g.W, dw_bias, row / g.P, row % g.P,
                                     g.Q, M, d.get() + (row - r0) * g.Q * M, M, src, w, index);
       }
-      // MR pixels at a time; a last, short group repeats its last pixel in the rows past
-      // `pixels`, which are computed and never stored
-      for (int64_t i = 0; i < pixels; i += gt.mr) {
-        for (int64_t r = 0; r < gt.mr; ++r) pixel_off[r] = std::min(i + r, pixels - 1) * M;
-        for (int64_t j = 0; j < col_panels; ++j) {
-          gathered_pixels(M, pixel_off.data(), tap_off.data(), d.get(),
-                          b_pack.get() + j * M * gt.nr, c.get() + i * ldc + j * gt.nr, ldc);
-        }
-      }
+      gathered_rows(pixels, K, M, pixel_off.data(), tap_off.data(), d.get(), b_pack.get(),
+                    c.get(), ldc);
       for (int64_t i = 0; i < pixels; ++i) {
         store_biased_run(c.get() + i * ldc, pw_bias, false, y + (r0 * g.Q + i) * K, K, stream);
       }

@@ -1,6 +1,7 @@
 // Run-time choice between the AVX-512, AVX2+FMA and portable GEMM micro-kernels.
 #include "cpu/gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -206,6 +207,36 @@ void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_
                      const double* x, const double* b, double* c, int64_t ldc) {
   CNNOPS_DISPATCH(gathered_pixels, taps, reinterpret_cast<const long*>(pixel_off),
                   reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
+}
+
+namespace {
+
+template <typename T>
+void gathered_rows_impl(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixel_off,
+                        const int64_t* tap_off, const T* x, const T* b, T* c, int64_t ldc) {
+  constexpr int64_t kMaxRows = 16;  // every micro-kernel's MR (gemm_tile) is at most this
+  const GemmTile t = gemm_tile<T>();
+  for (int64_t i = 0; i < rows; i += t.mr) {
+    int64_t off[kMaxRows];
+    for (int64_t r = 0; r < t.mr; ++r) off[r] = pixel_off[std::min(i + r, rows - 1)];
+    for (int64_t j = 0; j < cols; j += t.nr) {
+      gathered_pixels(taps, off, tap_off, x, b + j * taps, c + i * ldc + j, ldc);
+    }
+  }
+}
+
+}  // namespace
+
+void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixel_off,
+                   const int64_t* tap_off, const float* x, const float* b, float* c,
+                   int64_t ldc) {
+  gathered_rows_impl(rows, cols, taps, pixel_off, tap_off, x, b, c, ldc);
+}
+
+void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixel_off,
+                   const int64_t* tap_off, const double* x, const double* b, double* c,
+                   int64_t ldc) {
+  gathered_rows_impl(rows, cols, taps, pixel_off, tap_off, x, b, c, ldc);
 }
 
 void direct_grad_weight_pixels(int64_t images, int64_t n, const float* x, const int64_t* tap_off,

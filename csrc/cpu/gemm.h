@@ -72,6 +72,18 @@ void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_
 void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_off,
                      const double* x, const double* b, double* c, int64_t ldc);
 
+// rows x cols of that product by gathered_pixels, MR rows at a time: row i of A is read at
+// x + pixel_off[i] (plus tap_off[t]), column j's B panel starts at b + j * taps (panels of NR
+// columns, pack_b, one after another). A last, short group of rows repeats row rows - 1;
+// c holds round_up(rows, MR) rows of round_up(cols, NR) columns, those past rows and cols
+// computed and never meant.
+void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixel_off,
+                   const int64_t* tap_off, const float* x, const float* b, float* c,
+                   int64_t ldc);
+void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixel_off,
+                   const int64_t* tap_off, const double* x, const double* b, double* c,
+                   int64_t ldc);
+
 // The flat direct convolution's weight-gradient micro-kernel (gemm_kernel.h): for up to
 // direct_grad_weight_pixels_tile<T>().mr taps m (x at tap_off[m]) and .nr output channels j
 // of dy packed pixel-major (dy[i * NR + j]), over `images` images (x and dy advancing by
