@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ._checks import INT64_MAX, check_bool
 from ._checks import is_int as _is_int
-from ._ops import ops
+from ._ops import eager_call, ops
 
 __all__ = ["conv2d", "conv2d_bias_relu"]
 
@@ -94,11 +94,12 @@ def _conv2d_call(op, name: str, input, weight, bias, stride, padding, dilation, 
     dilation = _pair("dilation", dilation, name)
     pads = _conv2d_padding(padding, weight, stride, dilation, name)
     if input.dim() == 3:
-        return op(input.unsqueeze(0), weight, bias, stride, pads, dilation, groups).squeeze(0)
+        return eager_call(op, input.unsqueeze(0), weight, bias, stride, pads, dilation,
+                          groups).squeeze(0)
     if input.dim() != 4:
         raise ValueError(f"{name}: argument 'input' must be 3-D (C, H, W) or 4-D "
                          f"(N, C, H, W), got shape {tuple(input.shape)}")
-    return op(input, weight, bias, stride, pads, dilation, groups)
+    return eager_call(op, input, weight, bias, stride, pads, dilation, groups)
 
 
 def conv2d(
@@ -240,8 +241,8 @@ def max_pool2d(
     args = (x, kernel, _pool_stride(stride, kernel, op), _pair("padding", padding, op),
             _pair("dilation", dilation, op), check_bool(op, "ceil_mode", ceil_mode))
     if _values_only(x, return_indices):
-        return _pool_output(ops.max_pool2d(*args), unbatched)
-    output, indices = ops.max_pool2d_with_indices(*args)
+        return _pool_output(eager_call(ops.max_pool2d, *args), unbatched)
+    output, indices = eager_call(ops.max_pool2d_with_indices, *args)
     if return_indices:
         return _pool_output(output, unbatched), _pool_output(indices, unbatched)
     return _pool_output(output, unbatched)
@@ -282,10 +283,10 @@ def avg_pool2d(
     if divisor_override is not None and not -INT64_MAX - 1 <= divisor_override <= INT64_MAX:
         raise ValueError(f"{op}: argument 'divisor_override' must fit in int64, got "
                          f"{divisor_override}")
-    output = ops.avg_pool2d(x, kernel, _pool_stride(stride, kernel, op),
-                            _pair("padding", padding, op), check_bool(op, "ceil_mode", ceil_mode),
-                            check_bool(op, "count_include_pad", count_include_pad),
-                            divisor_override)
+    output = eager_call(ops.avg_pool2d, x, kernel, _pool_stride(stride, kernel, op),
+                        _pair("padding", padding, op), check_bool(op, "ceil_mode", ceil_mode),
+                        check_bool(op, "count_include_pad", count_include_pad),
+                        divisor_override)
     return _pool_output(output, unbatched)
 
 
@@ -306,7 +307,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: _OutputSize) -> Tensor:
     """
     op = "adaptive_avg_pool2d"
     x, unbatched = _pool_input(input, op)
-    output = ops.adaptive_avg_pool2d(x, _adaptive_output_size(output_size, x, op))
+    output = eager_call(ops.adaptive_avg_pool2d, x, _adaptive_output_size(output_size, x, op))
     return _pool_output(output, unbatched)
 
 
@@ -338,8 +339,9 @@ def adaptive_max_pool2d(
         # values-only operator writes no indices. (Sizes whose window rule would overflow
         # int64 go to the adaptive operator, which refuses them.)
         kernel = [h // size[0], w // size[1]]
-        return _pool_output(ops.max_pool2d(x, kernel, kernel, [0, 0], [1, 1], False), unbatched)
-    output, indices = ops.adaptive_max_pool2d(x, size)
+        return _pool_output(eager_call(ops.max_pool2d, x, kernel, kernel, [0, 0], [1, 1], False),
+                            unbatched)
+    output, indices = eager_call(ops.adaptive_max_pool2d, x, size)
     if return_indices:
         return _pool_output(output, unbatched), _pool_output(indices, unbatched)
     return _pool_output(output, unbatched)
@@ -395,8 +397,8 @@ def depthwise_separable_conv2d(
     args = (depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride, pads,
             dilation)
     if input.dim() == 3:
-        return ops.depthwise_separable_conv2d(input.unsqueeze(0), *args).squeeze(0)
+        return eager_call(ops.depthwise_separable_conv2d, input.unsqueeze(0), *args).squeeze(0)
     if input.dim() != 4:
         raise ValueError(f"{op}: argument 'input' must be 3-D (C, H, W) or 4-D (N, C, H, W), "
                          f"got shape {tuple(input.shape)}")
-    return ops.depthwise_separable_conv2d(input, *args)
+    return eager_call(ops.depthwise_separable_conv2d, input, *args)
