@@ -60,7 +60,7 @@ ops = torch.ops.cnnops
 _torch_C = torch._C
 _CAN_SKIP_AUTOGRAD = all(hasattr(_torch_C, name) for name in (
     "_AutoDispatchBelowAutograd", "_any_requires_grad", "_len_torch_dispatch_stack",
-    "_is_torch_function_mode_enabled"))
+    "_is_torch_function_mode_enabled", "_has_torch_function"))
 
 
 def eager_call(op, *args):
@@ -77,8 +77,7 @@ def eager_call(op, *args):
             or (_torch_C.is_grad_enabled() and _torch_C._any_requires_grad(*args))
             or _torch_C._len_torch_dispatch_stack() > 0
             or _torch_C._is_torch_function_mode_enabled()
-            or any(isinstance(a, torch.Tensor) and type(a) is not torch.Tensor
-                   and type(a) is not torch.nn.Parameter for a in args)):
+            or _torch_C._has_torch_function(args)):  # a tensor subclass among the operands
         return op(*args)
     with _torch_C._AutoDispatchBelowAutograd():
         return op(*args)
@@ -261,9 +260,9 @@ def _conv2d_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     grad_input = grad_weight = grad_bias = None
     if ctx.needs_input_grad[0]:
-        grad_input = ops.conv2d_grad_input(grad, weight, input.shape, *ctx.conv_args)
+        grad_input = eager_call(ops.conv2d_grad_input, grad, weight, input.shape, *ctx.conv_args)
     if ctx.needs_input_grad[1]:
-        grad_weight = ops.conv2d_grad_weight(grad, input, weight.shape, *ctx.conv_args)
+        grad_weight = eager_call(ops.conv2d_grad_weight, grad, input, weight.shape, *ctx.conv_args)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad.sum((0, 2, 3))
     return grad_input, grad_weight, grad_bias, None, None, None, None
@@ -279,9 +278,10 @@ def _conv2d_grad_input_backward(ctx, grad):
     grad_output, weight = ctx.saved_tensors
     d_grad_output = d_weight = None
     if ctx.needs_input_grad[0]:
-        d_grad_output = ops.conv2d(grad, weight, None, *ctx.conv_args)
+        d_grad_output = eager_call(ops.conv2d, grad, weight, None, *ctx.conv_args)
     if ctx.needs_input_grad[1]:
-        d_weight = ops.conv2d_grad_weight(grad_output, grad, weight.shape, *ctx.conv_args)
+        d_weight = eager_call(ops.conv2d_grad_weight, grad_output, grad, weight.shape,
+                              *ctx.conv_args)
     return d_grad_output, d_weight, None, None, None, None, None
 
 
@@ -295,9 +295,9 @@ def _conv2d_grad_weight_backward(ctx, grad):
     grad_output, input = ctx.saved_tensors
     d_grad_output = d_input = None
     if ctx.needs_input_grad[0]:
-        d_grad_output = ops.conv2d(input, grad, None, *ctx.conv_args)
+        d_grad_output = eager_call(ops.conv2d, input, grad, None, *ctx.conv_args)
     if ctx.needs_input_grad[1]:
-        d_input = ops.conv2d_grad_input(grad_output, grad, input.shape, *ctx.conv_args)
+        d_input = eager_call(ops.conv2d_grad_input, grad_output, grad, input.shape, *ctx.conv_args)
     return d_grad_output, d_input, None, None, None, None, None
 
 
@@ -490,7 +490,7 @@ def _max_pool2d_backward(ctx, grad, _grad_indices):
     input, indices = ctx.saved_tensors
     grad_input = None
     if ctx.needs_input_grad[0] and grad is not None:
-        grad_input = ops.max_pool2d_grad_input(grad, indices, input)
+        grad_input = eager_call(ops.max_pool2d_grad_input, grad, indices, input)
     return (grad_input,) + (None,) * (ctx.num_args - 1)
 
 
@@ -505,8 +505,8 @@ def _max_pool2d_values_backward(ctx, grad):
     (input,) = ctx.saved_tensors
     grad_input = None
     if ctx.needs_input_grad[0]:
-        _, indices = ops.max_pool2d_with_indices(input.detach(), *ctx.pool_args)
-        grad_input = ops.max_pool2d_grad_input(grad, indices, input)
+        _, indices = eager_call(ops.max_pool2d_with_indices, input.detach(), *ctx.pool_args)
+        grad_input = eager_call(ops.max_pool2d_grad_input, grad, indices, input)
     return (grad_input,) + (None,) * len(ctx.pool_args)
 
 
@@ -517,7 +517,8 @@ def _max_pool2d_grad_input_setup_context(ctx, inputs, output):
 
 def _max_pool2d_grad_input_backward(ctx, grad):
     (indices,) = ctx.saved_tensors
-    d_grad_output = ops.max_pool2d_gather(grad, indices) if ctx.needs_input_grad[0] else None
+    d_grad_output = (eager_call(ops.max_pool2d_gather, grad, indices)
+                     if ctx.needs_input_grad[0] else None)
     return d_grad_output, None, None
 
 
@@ -527,7 +528,8 @@ def _max_pool2d_gather_setup_context(ctx, inputs, output):
 
 def _max_pool2d_gather_backward(ctx, grad):
     input, indices = ctx.saved_tensors
-    d_input = ops.max_pool2d_grad_input(grad, indices, input) if ctx.needs_input_grad[0] else None
+    d_input = (eager_call(ops.max_pool2d_grad_input, grad, indices, input)
+               if ctx.needs_input_grad[0] else None)
     return d_input, None
 
 
@@ -541,7 +543,7 @@ def _avg_pool2d_backward(ctx, grad):
     (input,) = ctx.saved_tensors
     grad_input = None
     if ctx.needs_input_grad[0]:
-        grad_input = ops.avg_pool2d_grad_input(grad, input, *ctx.pool_args)
+        grad_input = eager_call(ops.avg_pool2d_grad_input, grad, input, *ctx.pool_args)
     return (grad_input,) + (None,) * len(ctx.pool_args)
 
 
@@ -551,7 +553,8 @@ def _avg_pool2d_grad_input_setup_context(ctx, inputs, output):
 
 
 def _avg_pool2d_grad_input_backward(ctx, grad):
-    d_grad_output = ops.avg_pool2d(grad, *ctx.pool_args) if ctx.needs_input_grad[0] else None
+    d_grad_output = (eager_call(ops.avg_pool2d, grad, *ctx.pool_args)
+                     if ctx.needs_input_grad[0] else None)
     return (d_grad_output, None) + (None,) * len(ctx.pool_args)
 
 
@@ -563,7 +566,7 @@ def _adaptive_avg_pool2d_backward(ctx, grad):
     (input,) = ctx.saved_tensors
     grad_input = None
     if ctx.needs_input_grad[0]:
-        grad_input = ops.adaptive_avg_pool2d_grad_input(grad, input)
+        grad_input = eager_call(ops.adaptive_avg_pool2d_grad_input, grad, input)
     return grad_input, None
 
 
@@ -574,7 +577,7 @@ def _adaptive_avg_pool2d_grad_input_setup_context(ctx, inputs, output):
 def _adaptive_avg_pool2d_grad_input_backward(ctx, grad):
     d_grad_output = None
     if ctx.needs_input_grad[0]:
-        d_grad_output = ops.adaptive_avg_pool2d(grad, ctx.output_size)
+        d_grad_output = eager_call(ops.adaptive_avg_pool2d, grad, ctx.output_size)
     return d_grad_output, None
 
 
@@ -705,27 +708,27 @@ def _separable_backward(ctx, grad):
     if ctx.has_pointwise_bias and needs[4]:
         grad_pointwise_bias = grad.sum((0, 2, 3))
     if not torch.is_grad_enabled():
-        grad_input, grad_dw, grad_dw_bias, grad_pw = ops.depthwise_separable_conv2d_backward(
-            grad, input, depthwise_weight, pointwise_weight, depthwise_bias, stride, padding,
-            dilation)
+        grad_input, grad_dw, grad_dw_bias, grad_pw = eager_call(
+            ops.depthwise_separable_conv2d_backward, grad, input, depthwise_weight,
+            pointwise_weight, depthwise_bias, stride, padding, dilation)
         grads = (grad_input, grad_dw, grad_pw, grad_dw_bias, grad_pointwise_bias)  # inputs' order
         return (*[g if need else None for g, need in zip(grads, needs)], None, None, None)
     groups = input.shape[1]
     pointwise_args = ([1, 1], [0, 0, 0, 0], [1, 1], 1)
     depthwise_args = (stride, padding, dilation, groups)
-    depthwise = ops.conv2d(input, depthwise_weight, depthwise_bias, *depthwise_args)
-    grad_depthwise = ops.conv2d_grad_input(grad, pointwise_weight, list(depthwise.shape),
-                                           *pointwise_args)
+    depthwise = eager_call(ops.conv2d, input, depthwise_weight, depthwise_bias, *depthwise_args)
+    grad_depthwise = eager_call(ops.conv2d_grad_input, grad, pointwise_weight,
+                                list(depthwise.shape), *pointwise_args)
     grad_input = grad_dw = grad_pw = grad_dw_bias = None
     if needs[0]:
-        grad_input = ops.conv2d_grad_input(grad_depthwise, depthwise_weight, list(input.shape),
-                                           *depthwise_args)
+        grad_input = eager_call(ops.conv2d_grad_input, grad_depthwise, depthwise_weight,
+                                list(input.shape), *depthwise_args)
     if needs[1]:
-        grad_dw = ops.conv2d_grad_weight(grad_depthwise, input, list(depthwise_weight.shape),
-                                         *depthwise_args)
+        grad_dw = eager_call(ops.conv2d_grad_weight, grad_depthwise, input,
+                             list(depthwise_weight.shape), *depthwise_args)
     if needs[2]:
-        grad_pw = ops.conv2d_grad_weight(grad, depthwise, list(pointwise_weight.shape),
-                                         *pointwise_args)
+        grad_pw = eager_call(ops.conv2d_grad_weight, grad, depthwise, list(pointwise_weight.shape),
+                             *pointwise_args)
     if needs[3] and depthwise_bias is not None:
         grad_dw_bias = grad_depthwise.sum((0, 2, 3))
     return grad_input, grad_dw, grad_pw, grad_dw_bias, grad_pointwise_bias, None, None, None
