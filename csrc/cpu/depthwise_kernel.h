@@ -720,8 +720,14 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
 // AVX-512), channels_correlate holds the weights in registers: reloading them every pixel
 // made it load-bound, at twice the loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms
 // for native). Nine taps on three or four vectors (that layer on AVX2) hold them one vector
-// at a time (channels_correlate_9); wider channels reload them, where holding them measured
-// 5-20% slower (128 and 256 channels: a block's pixels fall in few sets of L1).
+// at a time (channels_correlate_9). Wider channels of a 3x3 kernel at column stride 1 (the
+// forward pass and grad_input of MobileNet's stride-1 layers) take channels_correlate_3x3:
+// blocks of four pixels share each weight and input load among the outputs that use it,
+// the next blocks' lines prefetched (one thread, 8x128x56x56 forward and grad_input
+// 5.6 -> 4.3-4.6 ms, 8x64x112x112 11.2-11.6 -> 8.0-8.7; without the prefetches the block
+// waited on each new pixel's lines and ran slower than the per-pixel loop, as did weights
+// held over a pixel block without the shared input loads, 5-20%). Other shapes reload the
+// weights per pixel.
 
 // channels_correlate's sums for nine taps (a 3x3 kernel's interior pixels), one vector of
 // channels at a time with its nine weights held, over a block of kBlock pixels, then the
@@ -757,6 +763,129 @@ inline void channels_correlate_9(long count, long C, const typename V::scalar* c
         V::store_n(out + q * out_step + c, V::add(even, odd), lanes);
       }
     }
+  }
+}
+
+// channels_correlate's sums for a 3x3 kernel at column stride 1 and dilation 1 (tap
+// r * 3 + s reads src[r * 3] + s * src_step), NP consecutive output pixels from q0 on and NV
+// vectors of channels from c on: each kernel row's three weights are loaded once for the NP
+// pixels, and each of the NP + 2 input pixels of the row once for the (up to three) outputs
+// that read it, 18 loads for NP = 4, NV = 2's 72 FMAs where the loop below makes two loads
+// per FMA. The sums run over the taps in order (r, then s).
+template <typename V, int NP, int NV>
+inline void channels_correlate_3x3_block(long q0, long c, const typename V::scalar* const* src,
+                                         long src_step, const typename V::scalar* const* w,
+                                         const typename V::scalar* init, typename V::scalar* out,
+                                         long out_step) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  vec acc[NP][NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const vec start = init ? V::load(init + c + v * W) : V::zero();
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) acc[j][v] = start;
+  }
+#pragma GCC unroll 3
+  for (int r = 0; r < 3; ++r) {
+    vec wr[3][NV];
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) wr[s][v] = V::load(w[r * 3 + s] + c + v * W);
+    }
+    const typename V::scalar* row = src[r * 3] + q0 * src_step + c;
+#pragma GCC unroll 6
+    for (int p = 0; p < NP + 2; ++p) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const vec xv = V::load(row + p * src_step + v * W);
+#pragma GCC unroll 3
+        for (int s = 0; s < 3; ++s) {
+          const int j = p - s;  // the output pixel that reads input pixel p through tap s
+          if (j >= 0 && j < NP) acc[j][v] = V::fma(wr[s][v], xv, acc[j][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < NP; ++j) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) V::store(out + (q0 + j) * out_step + c + v * W, acc[j][v]);
+  }
+}
+
+// Whether the nine taps are a 3x3 kernel at column stride 1 and dilation 1 over src_step,
+// each row's three taps in order of their columns (into src and w as channels_correlate_3x3
+// takes them): tap r * 3 + s reads sorted_src[r * 3] + s * src_step. A row given in
+// descending order (grad_input's flipped kernel) is reversed.
+template <typename T>
+inline bool taps_3x3_unit_stride(int ntaps, const T* const* src, const T* const* w,
+                                 long src_step, const T** sorted_src, const T** sorted_w) {
+  if (ntaps != 9) return false;
+  for (int r = 0; r < 3; ++r) {
+    const T* const* s_row = src + r * 3;
+    const T* const* w_row = w + r * 3;
+    if (s_row[1] == s_row[0] + src_step && s_row[2] == s_row[0] + 2 * src_step) {
+      for (int s = 0; s < 3; ++s) {
+        sorted_src[r * 3 + s] = s_row[s];
+        sorted_w[r * 3 + s] = w_row[s];
+      }
+    } else if (s_row[1] == s_row[2] + src_step && s_row[0] == s_row[2] + 2 * src_step) {
+      for (int s = 0; s < 3; ++s) {
+        sorted_src[r * 3 + s] = s_row[2 - s];
+        sorted_w[r * 3 + s] = w_row[2 - s];
+      }
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// NP pixels from q0 on, every vector of channels: two at a time, then a last single one.
+// Each pair of vectors (one line per pixel) also prefetches its line of the four input
+// pixels per kernel row that the block kAhead pixels on reads first, and of that block's
+// four outputs: the hardware prefetchers do not follow this walk (pixels C elements apart,
+// a line at a time), and the blocks waited on every new pixel's lines.
+template <typename V, int NP>
+inline void channels_correlate_3x3_pixels(long q0, long C, const typename V::scalar* const* src,
+                                          long src_step, const typename V::scalar* const* w,
+                                          const typename V::scalar* init,
+                                          typename V::scalar* out, long out_step) {
+  constexpr int W = V::width;
+  constexpr long kAhead = 8;  // pixels
+  long c = 0;
+  for (; c + 2 * W <= C; c += 2 * W) {
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; ++r) {
+      const typename V::scalar* ahead = src[r * 3] + (q0 + 2 + kAhead) * src_step + c;
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) __builtin_prefetch(ahead + k * src_step);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) __builtin_prefetch(out + (q0 + kAhead + k) * out_step + c, 1);
+    channels_correlate_3x3_block<V, NP, 2>(q0, c, src, src_step, w, init, out, out_step);
+  }
+  if (c < C) channels_correlate_3x3_block<V, NP, 1>(q0, c, src, src_step, w, init, out, out_step);
+}
+
+// channels_correlate of a 3x3 kernel at column stride 1 (taps_3x3_unit_stride), C a whole
+// number of vectors: blocks of four pixels, then the last one to three.
+template <typename V>
+inline void channels_correlate_3x3(long count, long C, const typename V::scalar* const* src,
+                                   long src_step, const typename V::scalar* const* w,
+                                   const typename V::scalar* init, typename V::scalar* out,
+                                   long out_step) {
+  long q0 = 0;
+  for (; q0 + 4 <= count; q0 += 4) {
+    channels_correlate_3x3_pixels<V, 4>(q0, C, src, src_step, w, init, out, out_step);
+  }
+  switch (count - q0) {
+    case 3: channels_correlate_3x3_pixels<V, 3>(q0, C, src, src_step, w, init, out, out_step); break;
+    case 2: channels_correlate_3x3_pixels<V, 2>(q0, C, src, src_step, w, init, out, out_step); break;
+    case 1: channels_correlate_3x3_pixels<V, 1>(q0, C, src, src_step, w, init, out, out_step); break;
+    default: break;
   }
 }
 
@@ -799,6 +928,12 @@ inline void channels_correlate(long count, long C, int ntaps,
   }
   if (C <= 4 * W && ntaps == 9) {
     channels_correlate_9<V>(count, C, src, src_step, w, init, out, out_step);
+    return;
+  }
+  const typename V::scalar* sorted_src[9];
+  const typename V::scalar* sorted_w[9];
+  if (C % W == 0 && taps_3x3_unit_stride(ntaps, src, w, src_step, sorted_src, sorted_w)) {
+    channels_correlate_3x3<V>(count, C, sorted_src, src_step, sorted_w, init, out, out_step);
     return;
   }
   // Where consecutive outputs skip source pixels (src_step > C: a column stride of 2 or
