@@ -55,8 +55,9 @@ def _load_library():
 _C = _load_library()
 ops = torch.ops.cnnops
 
-# What eager_call needs of torch's internals (all there since torch 2.4; without them it
-# calls the operator as it is).
+# What eager_call needs of torch's internals, private helpers that torch.library's own
+# autograd layer uses; checked here, and without any of them eager_call calls the operator
+# as it is (only torch 2.14 was at hand to check; the project builds against 2.5 and up).
 _torch_C = torch._C
 _CAN_SKIP_AUTOGRAD = all(hasattr(_torch_C, name) for name in (
     "_AutoDispatchBelowAutograd", "_any_requires_grad", "_len_torch_dispatch_stack",
