@@ -2,8 +2,6 @@
 autograd layer of torch.library; those must give the same results, record the same graph
 (none) and leave every other call as it was."""
 
-import types
-
 import pytest
 import torch
 
@@ -37,30 +35,34 @@ def calls():
 CASES = [pytest.param(fn, operands, id=name) for name, fn, operands in calls()]
 
 
+class _CountingTorchC:
+    """torch._C as eager_call sees it, counting the calls it sends below the Autograd key."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __getattr__(self, name):
+        return getattr(torch._C, name)
+
+    def _AutoDispatchBelowAutograd(self):
+        self.count += 1
+        return torch._C._AutoDispatchBelowAutograd()
+
+
 @pytest.fixture
 def below_autograd_count(monkeypatch):
-    """Counts the calls that eager_call sends below the Autograd key."""
-    count = [0]
-    real = torch._C._AutoDispatchBelowAutograd
-
-    def counted():
-        count[0] += 1
-        return real()
-
-    proxy = types.SimpleNamespace(**{n: getattr(torch._C, n) for n in dir(torch._C)
-                                     if not n.startswith("__")})
-    proxy._AutoDispatchBelowAutograd = counted
-    monkeypatch.setattr(_ops, "_torch_C", proxy)
-    return count
+    counting = _CountingTorchC()
+    monkeypatch.setattr(_ops, "_torch_C", counting)
+    return counting
 
 
 @pytest.mark.parametrize("fn, operands", CASES)
 def test_call_without_gradient_skips_autograd_and_matches(fn, operands, below_autograd_count):
     recorded = fn(*[t.clone().requires_grad_() for t in operands])
     assert recorded.grad_fn is not None
-    assert below_autograd_count[0] == 0, "a call that records a gradient went below autograd"
+    assert below_autograd_count.count == 0, "a call that records a gradient went below autograd"
     plain = fn(*operands)
-    assert below_autograd_count[0] >= 1, "a call that records nothing kept the autograd layer"
+    assert below_autograd_count.count >= 1, "a call that records nothing kept the autograd layer"
     assert plain.grad_fn is None and not plain.requires_grad
     torch.testing.assert_close(plain, recorded.detach(), rtol=0, atol=0)
     with torch.no_grad():
@@ -81,10 +83,10 @@ class Tagged(torch.Tensor):
 def test_subclass_and_compile_keep_the_autograd_layer(below_autograd_count):
     x = torch.randn(1, 2, 6, 6)
     expected = cnnops.max_pool2d(x, 2)
-    before = below_autograd_count[0]
+    before = below_autograd_count.count
     out = cnnops.max_pool2d(x.as_subclass(Tagged), 2)
     torch.testing.assert_close(out.as_subclass(torch.Tensor), expected, rtol=0, atol=0)
     compiled = torch.compile(lambda t: cnnops.max_pool2d(t, 2), fullgraph=True,
                              backend="eager")
     torch.testing.assert_close(compiled(x), expected, rtol=0, atol=0)
-    assert below_autograd_count[0] == before
+    assert below_autograd_count.count == before

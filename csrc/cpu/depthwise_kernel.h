@@ -723,8 +723,9 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
 // at a time (channels_correlate_9). Wider channels of a 3x3 kernel at column stride 1 (the
 // forward pass and grad_input of MobileNet's stride-1 layers) take channels_correlate_3x3:
 // blocks of four pixels share each weight and input load among the outputs that use it,
-// the next blocks' lines prefetched (one thread, 8x128x56x56 forward and grad_input
-// 5.6 -> 4.3-4.6 ms, 8x64x112x112 11.2-11.6 -> 8.0-8.7; without the prefetches the block
+// the next blocks' lines prefetched (one thread, ms: 8x128x56x56 forward and grad_input
+// 5.6 -> 4.3-4.6, 8x64x112x112 forward 11.2-11.5 -> 8.0-8.7, grad_input 11.3-11.6 ->
+// 8.4-9.3; without the prefetches the block
 // waited on each new pixel's lines and ran slower than the per-pixel loop, as did weights
 // held over a pixel block without the shared input loads, 5-20%). Other shapes reload the
 // weights per pixel.
