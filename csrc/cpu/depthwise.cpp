@@ -41,7 +41,9 @@
 //            multiplier 1 are summed in
 //            place, pixel by pixel over the taps, vectors along the channels (forward,
 //            grad_weight, grad_input by input phase; a 3x3 grad_weight at stride 1 two
-//            output rows at a time); other channels-last problems are
+//            output rows at a time), except grad_weight over planes small enough to be
+//            gathered whole, a block of channels at a time, into a zero-padded scratch
+//            (MobileNet's 14x14 and 7x7 layers); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
 //            read and write whole cache lines.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
@@ -62,6 +64,7 @@
 #include "cpu/depthwise_channels_last.h"
 #include "cpu/depthwise_planes.h"
 #include "cpu/gemm.h"
+#include "cpu/scratch.h"
 
 namespace cnnops::cpu {
 
@@ -111,6 +114,16 @@ namespace cnnops::cpu {
                     const float* g, long g_step, float* const* acc);                         \
   void channels_dot(long count, long C, int ntaps, const double* const* src, long src_step,  \
                     const double* g, long g_step, double* const* acc);                       \
+  void gather_channels(long rows, long cols, long n, long lanes, const float* src,           \
+                       long src_row, long src_step, float* dst, long dst_row);               \
+  void gather_channels(long rows, long cols, long n, long lanes, const double* src,          \
+                       long src_row, long src_step, double* dst, long dst_row);              \
+  void channels_dot_block(long rows, long cols, int ntaps, const float* x, long x_row,       \
+                          long x_step, const long* offset, const float* g, long g_row,       \
+                          long g_step, long lanes, float* const* acc);                       \
+  void channels_dot_block(long rows, long cols, int ntaps, const double* x, long x_row,      \
+                          long x_step, const long* offset, const double* g, long g_row,      \
+                          long g_step, long lanes, double* const* acc);                      \
   void small_planes_correlate(const SmallPlanes& g, long k0, long count, const float* x,     \
                               long x_plane, const float* w, const float* bias, bool relu,    \
                               float* out, long out_plane);                                   \
@@ -231,6 +244,27 @@ void channels_dot_3x3_pair(int64_t count, int64_t C, const double* x, int64_t x_
                            int64_t x_step, const double* g, int64_t g_row, int64_t g_step,
                            double* const* acc) {
   CNNOPS_DISPATCH_LOOP(channels_dot_3x3_pair, count, C, x, x_row, x_step, g, g_row, g_step, acc)
+}
+
+void gather_channels(int64_t rows, int64_t cols, int64_t n, int64_t lanes, const float* src,
+                     int64_t src_row, int64_t src_step, float* dst, int64_t dst_row) {
+  CNNOPS_DISPATCH_LOOP(gather_channels, rows, cols, n, lanes, src, src_row, src_step, dst, dst_row)
+}
+void gather_channels(int64_t rows, int64_t cols, int64_t n, int64_t lanes, const double* src,
+                     int64_t src_row, int64_t src_step, double* dst, int64_t dst_row) {
+  CNNOPS_DISPATCH_LOOP(gather_channels, rows, cols, n, lanes, src, src_row, src_step, dst, dst_row)
+}
+void channels_dot_block(int64_t rows, int64_t cols, int ntaps, const float* x, int64_t x_row,
+                        int64_t x_step, const int64_t* offset, const float* g, int64_t g_row,
+                        int64_t g_step, int64_t lanes, float* const* acc) {
+  CNNOPS_DISPATCH_LOOP(channels_dot_block, rows, cols, ntaps, x, x_row, x_step, offset, g, g_row,
+                       g_step, lanes, acc)
+}
+void channels_dot_block(int64_t rows, int64_t cols, int ntaps, const double* x, int64_t x_row,
+                        int64_t x_step, const int64_t* offset, const double* g, int64_t g_row,
+                        int64_t g_step, int64_t lanes, double* const* acc) {
+  CNNOPS_DISPATCH_LOOP(channels_dot_block, rows, cols, ntaps, x, x_row, x_step, offset, g, g_row,
+                       g_step, lanes, acc)
 }
 
 // The small-plane kernels run with the narrowest vectors that hold a row: where a row fits in
@@ -492,17 +526,125 @@ void depthwise_grad_input_channels_last(const at::Tensor& grad_output, const at:
   });
 }
 
-// dW[c, t] = sum over output pixels of dY * the tap's source pixel: `splits` fixed ranges of
-// output rows (from the shape alone) sum into their own partials, added in order.
+// The channels-last grad_weight's output rows (N * P) are cut into this many fixed ranges (or
+// one per row), each summing into its own partial, whatever the thread count.
+constexpr int64_t kChannelsLastSplits = 8;
+
+// dw[c * taps + t] = the sum over s < splits, in order, of partial[(s * taps + t) * pitch + c].
 template <typename T>
-void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at::Tensor& input,
+void add_partials(const std::vector<T>& partial, int64_t splits, int64_t taps, int64_t pitch,
+                  int64_t C, T* dw) {
+  std::vector<T> sum(pitch);
+  for (int64_t t = 0; t < taps; ++t) {
+    const T* first = partial.data() + t * pitch;
+    std::copy(first, first + pitch, sum.begin());
+    for (int64_t s = 1; s < splits; ++s) {
+      const T* part = partial.data() + (s * taps + t) * pitch;
+      for (int64_t c = 0; c < pitch; ++c) sum[c] += part[c];
+    }
+    for (int64_t c = 0; c < C; ++c) dw[c * taps + t] = sum[c];
+  }
+}
+
+// Channel blocks of the channels-last grad_weight: `lanes` channels per block (64, 128 or 256
+// bytes, whole cache lines), the most whose three padded input rows stay within 24 KiB (L1),
+// and bands of up to `band` output rows, whose gathered input and grad_output rows fit in
+// 192 KiB (L2). `width`: the padded input row, in pixels (the columns the taps reach).
+struct ChannelBlocks {
+  int64_t lanes, blocks, width, band;
+  int64_t reach;    // input rows of one output row
+  int64_t in_rows;  // input rows of a band
+
+  ChannelBlocks(const DwGeometry& g, int64_t element) {
+    const int64_t line = 64 / element, sh = g.p.stride_h;
+    reach = (g.R - 1) * g.p.dilation_h + 1;
+    width = (g.Q - 1) * g.p.stride_w + (g.S - 1) * g.p.dilation_w + 1;
+    lanes = 4 * line;
+    while (lanes > line && (3 * width * lanes * element > (24 << 10) || lanes / 2 >= g.C)) {
+      lanes /= 2;
+    }
+    blocks = ceil_div(g.C, lanes);
+    // (band - 1) * sh + reach input rows of `width` pixels and band * Q output pixels
+    const int64_t budget = (192 << 10) / (lanes * element);
+    band = std::clamp((budget - (reach - sh) * width) / (sh * width + g.Q), int64_t{1}, g.P);
+    in_rows = (band - 1) * sh + reach;
+  }
+};
+
+// dW[c, t] = sum over output pixels of dY * the tap's source pixel. Tasks of a block of
+// channels over a fixed range of output rows (`splits` of them, from the shape alone): a band
+// of rows of the block is gathered into scratch, the input's zero padded (gather_channels),
+// and its dot products taken there, each vector's over the whole band in registers
+// (channels_dot_block). Each range sums into its own partial; they are added in order.
+//
+// For planes whose rows all fit one band (depthwise_grad_weight_channels_last): read in place
+// (grad_weight_channels_in_place), the taps' pixels of 1024 channels lie 4 KiB apart and evict
+// each other from L1 (1024 channels took twice the time of 1040), and each row's short runs
+// paid their edges and sums row by row. Two threads, ms, in place / gathered: 8x1024x7x7
+// 0.92 / 0.35, 8x512x14x14 0.96-1.02 / 0.84-0.86, stride 2 0.41-0.45 / 0.30-0.32 (native,
+// NCHW: 0.52, 0.77, 0.53). Bigger planes ran slower gathered (8x256x28x28 1.74 / 1.46-1.64,
+// 8x64x112x112 stride 2 2.3-2.4 / 3.4-3.6): there the gathering is a pass over memory of its
+// own, which the dot products do not overlap.
+template <typename T>
+void grad_weight_channels_gathered(const at::Tensor& grad_output, const at::Tensor& input,
+                                  T* dw, const DwGeometry& g, const ChannelBlocks& b) {
+  const T* dy = grad_output.data_ptr<T>();
+  const T* x = input.data_ptr<T>();
+  const Strides4 dys(grad_output), xs(input);
+  const int64_t taps = g.taps(), padded = b.blocks * b.lanes, rows = g.N * g.P;
+  const int64_t splits = std::min(rows, kChannelsLastSplits), sh = g.p.stride_h;
+  const int64_t x_row = b.width * b.lanes, x_size = b.in_rows * x_row;
+  // the input's columns in a gathered row: [pad_left, pad_left + cols)
+  const int64_t cols = std::clamp(b.width - g.p.pad_left, int64_t{0}, g.W);
+  std::vector<int64_t> offset(taps);
+  for (int64_t t = 0; t < taps; ++t) {
+    offset[t] = (t / g.S) * g.p.dilation_h * x_row + (t % g.S) * g.p.dilation_w * b.lanes;
+  }
+  std::vector<T> partial(splits * taps * padded, T(0));
+  at::parallel_for(0, splits * b.blocks, 1, [&](int64_t begin, int64_t end) {
+    const Scratch<T> xb(kTile, x_size), gb(kRows, b.band * g.Q * b.lanes);
+    std::fill(xb.get(), xb.get() + x_size, T(0));  // padding columns: never written
+    std::vector<T*> acc(taps);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t s = item / b.blocks, c0 = (item % b.blocks) * b.lanes;
+      const int64_t nc = std::min(b.lanes, g.C - c0);
+      for (int64_t t = 0; t < taps; ++t) acc[t] = partial.data() + (s * taps + t) * padded + c0;
+      const int64_t last = (s + 1) * rows / splits;
+      for (int64_t row = s * rows / splits; row < last;) {
+        const int64_t n = row / g.P, p0 = row % g.P;
+        const int64_t count = std::min({b.band, g.P - p0, last - row});
+        // input rows ih0 + i for i < used, those outside [0, H) zero
+        const int64_t ih0 = p0 * sh - g.p.pad_top, used = (count - 1) * sh + b.reach;
+        const int64_t lo = std::clamp(-ih0, int64_t{0}, used);
+        const int64_t hi = std::clamp(g.H - ih0, lo, used);
+        std::fill(xb.get(), xb.get() + lo * x_row, T(0));
+        std::fill(xb.get() + hi * x_row, xb.get() + used * x_row, T(0));
+        if (cols > 0) {
+          gather_channels(hi - lo, cols, nc, b.lanes, x + n * xs.n + (ih0 + lo) * xs.h + c0, xs.h,
+                          xs.w, xb.get() + lo * x_row + g.p.pad_left * b.lanes, x_row);
+        }
+        gather_channels(count, g.Q, nc, b.lanes, dy + n * dys.n + p0 * dys.h + c0, dys.h, dys.w,
+                        gb.get(), g.Q * b.lanes);
+        channels_dot_block(count, g.Q, static_cast<int>(taps), xb.get(), sh * x_row,
+                           g.p.stride_w * b.lanes, offset.data(), gb.get(), g.Q * b.lanes,
+                           b.lanes, b.lanes, acc.data());
+        row += count;
+      }
+    }
+  });
+  add_partials(partial, splits, taps, padded, g.C, dw);
+}
+
+// grad_weight read in place, row by row, every channel of a row in one pass: for planes too
+// big for one band of grad_weight_channels_gathered (above).
+template <typename T>
+void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tensor& input,
                                          T* dw, const DwGeometry& g) {
-  constexpr int64_t kSplits = 8;
   const ChannelTaps taps(g);
   const T* dy = grad_output.data_ptr<T>();
   const T* x = input.data_ptr<T>();
   const Strides4 dys(grad_output), xs(input);
-  const int64_t rows = g.N * g.P, splits = std::min(rows, kSplits), size = g.taps() * g.C;
+  const int64_t rows = g.N * g.P, splits = std::min(rows, kChannelsLastSplits), size = g.taps() * g.C;
   std::vector<T> partial(splits * size, T(0));
   // 3x3 at stride 1 and dilation 1: pairs of rows whose four input rows exist, their
   // interior runs (every tap inside; the same run for both rows) by channels_dot_3x3_pair,
@@ -545,13 +687,15 @@ void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at
       }
     }
   });
-  for (int64_t c = 0; c < g.C; ++c) {
-    for (int64_t t = 0; t < g.taps(); ++t) {
-      T sum = T(0);
-      for (int64_t s = 0; s < splits; ++s) sum += partial[s * size + t * g.C + c];
-      dw[c * g.taps() + t] = sum;
-    }
-  }
+  add_partials(partial, splits, g.taps(), g.C, g.C, dw);
+}
+
+template <typename T>
+void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at::Tensor& input,
+                                         T* dw, const DwGeometry& g) {
+  const ChannelBlocks b(g, sizeof(T));
+  if (b.band == g.P) return grad_weight_channels_gathered(grad_output, input, dw, g, b);  // see there
+  grad_weight_channels_in_place(grad_output, input, dw, g);
 }
 
 // ---------------------------------------------------------------------------------------

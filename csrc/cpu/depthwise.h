@@ -113,6 +113,23 @@ void channels_dot_3x3_pair(int64_t count, int64_t C, const float* x, int64_t x_r
 void channels_dot_3x3_pair(int64_t count, int64_t C, const double* x, int64_t x_row,
                            int64_t x_step, const double* g, int64_t g_row, int64_t g_step,
                            double* const* acc);
+// A block of `lanes` channels (a multiple of the widest vector, 16 floats) of a channels-last
+// tensor's pixels gathered for channels_dot_block: for r < rows and q < cols,
+// dst[r * dst_row + q * lanes + c] = src[r * src_row + q * src_step + c] for c < n, and 0 for
+// n <= c < lanes.
+void gather_channels(int64_t rows, int64_t cols, int64_t n, int64_t lanes, const float* src,
+                     int64_t src_row, int64_t src_step, float* dst, int64_t dst_row);
+void gather_channels(int64_t rows, int64_t cols, int64_t n, int64_t lanes, const double* src,
+                     int64_t src_row, int64_t src_step, double* dst, int64_t dst_row);
+// The taps' dot products over such blocks: for c < lanes and t < ntaps, acc[t][c] += sum over
+// p < rows and q < cols of g[p * g_row + q * g_step + c] * x[p * x_row + q * x_step +
+// offset[t] + c].
+void channels_dot_block(int64_t rows, int64_t cols, int ntaps, const float* x, int64_t x_row,
+                        int64_t x_step, const int64_t* offset, const float* g, int64_t g_row,
+                        int64_t g_step, int64_t lanes, float* const* acc);
+void channels_dot_block(int64_t rows, int64_t cols, int ntaps, const double* x, int64_t x_row,
+                        int64_t x_step, const int64_t* offset, const double* g, int64_t g_row,
+                        int64_t g_step, int64_t lanes, double* const* acc);
 // Small planes (NCHW, rows that small_planes_fit, S <= kSmallPlanesMaxS): output planes
 // k0 <= k < k0 + count at out + k * out_plane, from input plane k / mult at
 // x + (k / mult) * x_plane, taps w + k * R * S, bias[k] (0 if bias is null), then max(., 0)

@@ -1079,6 +1079,104 @@ inline void channels_dot_3x3_pair(long count, long C, const typename V::scalar* 
   }
 }
 
+// Pixels of a channels-last tensor's rows copied into a block `lanes` channels wide (lanes a
+// multiple of V::width): dst[r * dst_row + q * lanes + c] = src[r * src_row + q * src_step + c]
+// for c < n, zero for n <= c < lanes. NV vectors a pixel, a constant: with a run-time count,
+// GCC made each pixel's copy a call of memmove (half the time of a 128-channel grad_weight).
+template <typename V, int NV>
+inline void gather_pixels(long rows, long cols, long n, const typename V::scalar* __restrict src,
+                          long src_row, long src_step, typename V::scalar* __restrict dst,
+                          long dst_row) {
+  constexpr int W = V::width, kLanes = NV * W;
+  for (long r = 0; r < rows; ++r) {
+    const auto* s = src + r * src_row;
+    auto* d = dst + r * dst_row;
+    if (n >= kLanes) {
+      for (long q = 0; q < cols; ++q) {
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) V::store(d + q * kLanes + v * W, V::load(s + q * src_step + v * W));
+      }
+    } else {
+      for (long q = 0; q < cols; ++q) {
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          const long rest = n - v * W, live = rest < 0 ? 0 : rest < W ? rest : W;
+          V::store(d + q * kLanes + v * W, V::load_n(s + q * src_step + v * W, live));
+        }
+      }
+    }
+  }
+}
+
+template <typename V>
+inline void gather_channels(long rows, long cols, long n, long lanes,
+                            const typename V::scalar* src, long src_row, long src_step,
+                            typename V::scalar* dst, long dst_row) {
+  switch (lanes / V::width) {
+    case 1: return gather_pixels<V, 1>(rows, cols, n, src, src_row, src_step, dst, dst_row);
+    case 2: return gather_pixels<V, 2>(rows, cols, n, src, src_row, src_step, dst, dst_row);
+    case 4: return gather_pixels<V, 4>(rows, cols, n, src, src_row, src_step, dst, dst_row);
+    default: return gather_pixels<V, 8>(rows, cols, n, src, src_row, src_step, dst, dst_row);
+  }
+}
+
+// channels_dot over a gathered block (gather_channels), NT taps: for every vector of channels
+// c < lanes, acc[t][c] += sum over p < rows, q < cols of g[p * g_row + q * g_step + c] *
+// x[p * x_row + q * x_step + offset[t] + c], the sums held in registers over the whole block.
+template <typename V, int NT>
+inline void channels_dot_block_taps(long rows, long cols, const typename V::scalar* __restrict x,
+                                    long x_row, long x_step, const long* offset,
+                                    const typename V::scalar* __restrict g, long g_row,
+                                    long g_step, long lanes, typename V::scalar* const* acc) {
+  using vec = typename V::vec;
+  long off[NT];
+#pragma GCC unroll 9
+  for (int t = 0; t < NT; ++t) off[t] = offset[t];
+  for (long c = 0; c < lanes; c += V::width) {
+    vec sum[NT];
+#pragma GCC unroll 9
+    for (int t = 0; t < NT; ++t) sum[t] = V::zero();
+    for (long p = 0; p < rows; ++p) {
+      const auto* xr = x + p * x_row + c;
+      const auto* gr = g + p * g_row + c;
+      for (long q = 0; q < cols; ++q) {
+        const vec gv = V::load(gr + q * g_step);
+#pragma GCC unroll 9
+        for (int t = 0; t < NT; ++t) sum[t] = V::fma(gv, V::load(xr + q * x_step + off[t]), sum[t]);
+      }
+    }
+#pragma GCC unroll 9
+    for (int t = 0; t < NT; ++t) V::store(acc[t] + c, V::add(V::load(acc[t] + c), sum[t]));
+  }
+}
+
+template <typename V>
+inline void channels_dot_block(long rows, long cols, int ntaps,
+                               const typename V::scalar* x, long x_row, long x_step,
+                               const long* offset, const typename V::scalar* g, long g_row,
+                               long g_step, long lanes, typename V::scalar* const* acc) {
+  constexpr int kTaps = 9;  // a 3x3 kernel in one pass
+  for (int t0 = 0; t0 < ntaps; t0 += kTaps) {
+    const int nt = ntaps - t0 < kTaps ? ntaps - t0 : kTaps;
+    const long* o = offset + t0;
+    auto* a = acc + t0;
+#define CNNOPS_DOT_BLOCK(k) \
+  channels_dot_block_taps<V, k>(rows, cols, x, x_row, x_step, o, g, g_row, g_step, lanes, a)
+    switch (nt) {
+      case 1: CNNOPS_DOT_BLOCK(1); break;
+      case 2: CNNOPS_DOT_BLOCK(2); break;
+      case 3: CNNOPS_DOT_BLOCK(3); break;
+      case 4: CNNOPS_DOT_BLOCK(4); break;
+      case 5: CNNOPS_DOT_BLOCK(5); break;
+      case 6: CNNOPS_DOT_BLOCK(6); break;
+      case 7: CNNOPS_DOT_BLOCK(7); break;
+      case 8: CNNOPS_DOT_BLOCK(8); break;
+      default: CNNOPS_DOT_BLOCK(9); break;
+    }
+#undef CNNOPS_DOT_BLOCK
+  }
+}
+
 // The first n lanes of the row `offset` elements into a plane of `extent` elements, zero
 // elsewhere (first_n: V::lanes(0, n)): a plain load where the whole vector lies inside the
 // plane (load_lanes_within), else a masked one.
@@ -1876,6 +1974,16 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   void channels_dot_3x3_pair(long count, long C, const T* x, long x_row, long x_step,         \
                              const T* g, long g_row, long g_step, T* const* acc) {            \
     detail::channels_dot_3x3_pair<VEC>(count, C, x, x_row, x_step, g, g_row, g_step, acc);    \
+  }                                                                                           \
+  void gather_channels(long rows, long cols, long n, long lanes, const T* src, long src_row,  \
+                       long src_step, T* dst, long dst_row) {                                 \
+    detail::gather_channels<VEC>(rows, cols, n, lanes, src, src_row, src_step, dst, dst_row); \
+  }                                                                                           \
+  void channels_dot_block(long rows, long cols, int ntaps, const T* x, long x_row,            \
+                          long x_step, const long* offset, const T* g, long g_row,            \
+                          long g_step, long lanes, T* const* acc) {                           \
+    detail::channels_dot_block<VEC>(rows, cols, ntaps, x, x_row, x_step, offset, g, g_row,    \
+                                    g_step, lanes, acc);                                      \
   }                                                                                           \
   void small_planes_correlate(const SmallPlanes& g, long k0, long count, const T* x,          \
                               long x_plane, const T* w, const T* bias, bool relu, T* out,     \
