@@ -1112,7 +1112,7 @@ template <typename V>
 inline void gather_channels(long rows, long cols, long n, long lanes,
                             const typename V::scalar* src, long src_row, long src_step,
                             typename V::scalar* dst, long dst_row) {
-  switch (lanes / V::width) {
+  switch (lanes / V::width) {  // 1, 2, 4 or 8: blocks of 64, 128 or 256 bytes
     case 1: return gather_pixels<V, 1>(rows, cols, n, src, src_row, src_step, dst, dst_row);
     case 2: return gather_pixels<V, 2>(rows, cols, n, src, src_row, src_step, dst, dst_row);
     case 4: return gather_pixels<V, 4>(rows, cols, n, src, src_row, src_step, dst, dst_row);
