@@ -58,6 +58,13 @@ CASES = {
     "conv2d_small_plane": conv_case((24, 40, 7, 7), (48, 40, 3, 3), 1),
     "conv2d_grouped": conv_case((4, 8, 33, 31), (12, 4, 3, 3), 2),
     "conv2d_depthwise": conv_case((4, 8, 33, 31), (16, 1, 3, 3), 8),
+    # channels_last depthwise grad_weight: a small plane gathered in blocks of channels (two
+    # blocks of 64, the second partial; 6 images in 8 ranges of rows, some across images),
+    # and a plane too big for that, read in place
+    "conv2d_depthwise_channels_last": conv_case((6, 72, 9, 9), (72, 1, 3, 3), 72,
+                                                channels_last=True),
+    "conv2d_depthwise_channels_last_wide": conv_case((2, 8, 72, 72), (8, 1, 3, 3), 8,
+                                                     channels_last=True),
     "conv2d_1x1": conv_case((4, 24, 20, 20), (40, 24, 1, 1), 1, padding=0),
     "max_pool2d": pool_case(lambda x: cnnops.max_pool2d(x, 3, 1, 1)),
     "avg_pool2d": pool_case(lambda x: cnnops.avg_pool2d(x, 5, 2, 2, count_include_pad=False)),
