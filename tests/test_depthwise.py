@@ -442,6 +442,35 @@ def test_bias_relu_epilogue(version, device):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_bias_relu"])
+@pytest.mark.parametrize("width_step", [0, 2], ids=["whole_vectors", "partial_vector"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nchw_output_past_stream_threshold(dtype, width_step, relu):
+    """NCHW 3x3 stride-1 outputs of 8 MiB and more, read in place (grid_plane_rows), are
+    written with non-temporal stores where every row is whole aligned vectors; a row width
+    off the vector grid keeps ordinary stores. grad_input at stride 1 runs the same path."""
+    side = 256 if dtype == torch.float32 else 184
+    shape = (2, 16, side, side + width_step)
+    assert torch.Size(shape).numel() * dtype.itemsize >= 8 << 20
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, dtype=dtype, generator=generator).requires_grad_()
+    w = torch.randn(16, 1, 3, 3, dtype=dtype, generator=generator)
+    b = torch.randn(16, dtype=dtype, generator=generator)
+    kwargs = dict(padding=1, groups=16)
+    expected = F.conv2d(x.detach().double(), w.double(), b.double(), **kwargs)
+    if relu:
+        with torch.no_grad():
+            out = cnnops.functional.conv2d_bias_relu(x, w, b, **kwargs)
+        assert_close(out, expected.relu(), dtype, 9, "forward with ReLU")
+        return
+    out = cnnops.conv2d(x, w, b, **kwargs)
+    assert_close(out, expected, dtype, 9, "forward")
+    grad = torch.randn(out.shape, dtype=dtype, generator=generator)
+    (grad_x,) = torch.autograd.grad(out, x, grad)
+    expected_grad = torch.nn.grad.conv2d_input(shape, w.double(), grad.double(), **kwargs)
+    assert_close(grad_x, expected_grad, dtype, 9, "grad_input")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_kernel_matches_reference_kernel(dtype, device):

@@ -54,11 +54,15 @@ void taps_correlate_rows(int64_t rows, int64_t cols, int ntaps, const double* co
 // of zero padding each side: for i < rows and q < cols (cols >= strip_lanes<T>()),
 // out[i * out_pitch + q] = init + sum_{r, s} w[r * 3 + s] * x[(i + r) * x_pitch + q + s - 1],
 // columns -1 and cols reading as zero, ReLU'd if relu. Those two elements of each of the
-// rows + 2 input rows are loaded (then masked): they must lie inside the tensor.
+// rows + 2 input rows are loaded (then masked): they must lie inside the tensor. `stream`:
+// write the rows with non-temporal stores where they are whole aligned vectors (the caller
+// then calls stream_fence() before its task ends).
 void grid_plane_rows(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
-                     const float* w, float init, bool relu, float* out, int64_t out_pitch);
+                     const float* w, float init, bool relu, float* out, int64_t out_pitch,
+                     bool stream);
 void grid_plane_rows(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
-                     const double* w, double init, bool relu, double* out, int64_t out_pitch);
+                     const double* w, double init, bool relu, double* out, int64_t out_pitch,
+                     bool stream);
 
 // The weight gradient of grid_plane_rows' correlation, read in place from an input plane and
 // a grad_output plane of `rows` rows and `cols` columns (cols >= strip_lanes<T>()): into

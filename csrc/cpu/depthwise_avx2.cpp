@@ -23,6 +23,7 @@ struct FloatVec {
   static vec fma(vec a, vec b, vec acc) { return _mm256_fmadd_ps(a, b, acc); }
   static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, vec v) { _mm256_stream_ps(p, v); }  // p aligned
   static __m256i first(long n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -95,6 +96,7 @@ struct DoubleVec {
   static vec fma(vec a, vec b, vec acc) { return _mm256_fmadd_pd(a, b, acc); }
   static vec add(vec a, vec b) { return _mm256_add_pd(a, b); }
   static void store(double* p, vec v) { _mm256_storeu_pd(p, v); }
+  static void stream(double* p, vec v) { _mm256_stream_pd(p, v); }  // p aligned
   static __m256i first(long n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
   }

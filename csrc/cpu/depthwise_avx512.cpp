@@ -22,6 +22,7 @@ struct FloatVec {
   static vec fma(vec a, vec b, vec acc) { return _mm512_fmadd_ps(a, b, acc); }
   static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static void stream(float* p, vec v) { _mm512_stream_ps(p, v); }  // p aligned
   static __mmask16 first(long n) { return static_cast<__mmask16>((1u << n) - 1); }
   static vec load_n(const float* p, long n) { return _mm512_maskz_loadu_ps(first(n), p); }
   static void store_n(float* p, vec v, long n) { _mm512_mask_storeu_ps(p, first(n), v); }
@@ -75,6 +76,7 @@ struct DoubleVec {
   static vec fma(vec a, vec b, vec acc) { return _mm512_fmadd_pd(a, b, acc); }
   static vec add(vec a, vec b) { return _mm512_add_pd(a, b); }
   static void store(double* p, vec v) { _mm512_storeu_pd(p, v); }
+  static void stream(double* p, vec v) { _mm512_stream_pd(p, v); }  // p aligned
   static __mmask8 first(long n) { return static_cast<__mmask8>((1u << n) - 1); }
   static vec load_n(const double* p, long n) { return _mm512_maskz_loadu_pd(first(n), p); }
   static void store_n(double* p, vec v, long n) { _mm512_mask_storeu_pd(p, first(n), v); }

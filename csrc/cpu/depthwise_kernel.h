@@ -231,7 +231,8 @@ inline int grid_step(const T* const* src, long src_pitch) {
 
 // What the grid kernel's row blocks share: tap row 0 of each column s, the weights as
 // vectors, the initial value, the output; for reading planes in place (grid_plane_rows), the
-// lanes of the first and last vector of a row that lie inside it, and relu.
+// lanes of the first and last vector of a row that lie inside it, relu, and whether to
+// write the output with non-temporal stores (every output vector then aligned).
 template <typename V, int R, int S>
 struct GridRows {
   using Vec = V;
@@ -245,6 +246,7 @@ struct GridRows {
   long out_pitch;
   typename V::Lanes left, right;
   bool relu;
+  bool stream = false;
 
   GridRows(const scalar* const* src, long src_pitch_, const scalar* taps, scalar init,
            scalar* out_, long out_pitch_, bool relu_ = false)
@@ -258,6 +260,18 @@ struct GridRows {
 // Edges of a row the grid kernel masks (grid_plane_rows): column tap 0's lane 0 in the row's
 // first vector, column tap S - 1's last lane in its last vector.
 enum GridEdge { kNoEdge = 0, kLeftEdge = 1, kRightEdge = 2 };
+
+// A non-temporal store of an aligned vector where V has one (V::stream: the x86 builds), a
+// plain store elsewhere.
+template <typename V>
+inline auto stream_or_store(typename V::scalar* p, typename V::vec v, int)
+    -> decltype(V::stream(p, v)) {
+  V::stream(p, v);
+}
+template <typename V>
+inline void stream_or_store(typename V::scalar* p, typename V::vec v, long) {
+  V::store(p, v);
+}
 
 // K output rows of one vector: element `in` of tap row 0, element `dst` of the output.
 template <int K, int kStep, int kEdges, typename V, int R, int S>
@@ -296,7 +310,12 @@ inline void grid_rows_vector(const GridRows<V, R, S>& g, long in, long dst) {
   }
 #pragma GCC unroll 8
   for (int k = 0; k < K; ++k) {
-    V::store(g.out + dst + k * g.out_pitch, g.relu ? V::relu(acc[k]) : acc[k]);
+    const vec y = g.relu ? V::relu(acc[k]) : acc[k];
+    if (g.stream) {
+      stream_or_store<V>(g.out + dst + k * g.out_pitch, y, 0);
+    } else {
+      V::store(g.out + dst + k * g.out_pitch, y);
+    }
   }
 }
 
@@ -442,14 +461,18 @@ inline void grid_planes_correlate_rows(long rows, long cols, int ntaps,
 // column of zero padding each side: for i < rows, q < cols (cols >= V::width),
 //   out[i * out_pitch + q] = init + sum_{r, s} w[r * 3 + s] * x[(i + r) * x_pitch + q + s - 1]
 // (ReLU'd if relu), where columns -1 and cols read as zero. Those two elements of every row
-// are loaded (and masked): the caller keeps them inside the tensor.
+// are loaded (and masked): the caller keeps them inside the tensor. `stream`: non-temporal
+// stores where every output vector is aligned (whole vectors per row, aligned rows); a row
+// ending in a vector moved back over the one before would write its lines twice.
 template <typename V>
 inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, long x_pitch,
                             const typename V::scalar* w, typename V::scalar init, bool relu,
-                            typename V::scalar* out, long out_pitch) {
+                            typename V::scalar* out, long out_pitch, bool stream) {
   const typename V::scalar* top[3] = {x - 1, x, x + 1};
-  grid_rows<1, true>(GridRows<V, 3, 3>(top, x_pitch, w, init, out, out_pitch, relu), rows,
-                     cols);
+  GridRows<V, 3, 3> g(top, x_pitch, w, init, out, out_pitch, relu);
+  g.stream = stream && cols % V::width == 0 && out_pitch % V::width == 0 &&
+             reinterpret_cast<__UINTPTR_TYPE__>(out) % sizeof(typename V::vec) == 0;
+  grid_rows<1, true>(g, rows, cols);
 }
 
 // The weight gradient of grid_plane_rows' correlation (3x3, stride 1, dilation 1, one row
@@ -1943,8 +1966,9 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
                                         out_pitch);                                           \
   }                                                                                           \
   void grid_plane_rows(long rows, long cols, const T* x, long x_pitch, const T* w, T init,    \
-                       bool relu, T* out, long out_pitch) {                                   \
-    detail::grid_plane_rows<VEC>(rows, cols, x, x_pitch, w, init, relu, out, out_pitch);      \
+                       bool relu, T* out, long out_pitch, bool stream) {                      \
+    detail::grid_plane_rows<VEC>(rows, cols, x, x_pitch, w, init, relu, out, out_pitch,       \
+                                 stream);                                                     \
   }                                                                                           \
   void grid_plane_dot(long rows, long cols, const T* x, long x_pitch, const T* gy,           \
                       long gy_pitch, T* acc) {                                                \

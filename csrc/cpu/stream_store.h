@@ -9,7 +9,12 @@
 //    backward reads the result right after);
 //  - the channels-last convolution's output (Zen 3 VM: 12 MB of stores at 13 GB/s cached,
 //    19.6 GB/s streamed; VGG's channels-last first layer, 1x3x224x224 -> 64: the forward's
-//    CPU time 25% less, perf samples over 300 calls 7970-8140 -> 6010-6050).
+//    CPU time 25% less, perf samples over 300 calls 7970-8140 -> 6010-6050);
+//  - the NCHW depthwise 3x3 rows read in place (grid_plane_rows: forward, and grad_input at
+//    stride 1), where every row is whole aligned vectors (Zen 1, two threads, ms, forward:
+//    8x32x112x112 3.1-3.2 -> 2.3-2.5, 8x128x56x56 2.4-2.7 -> 1.9-2.1); a row ending in a
+//    vector moved back over the one before would write its lines twice, and 28x28 rows
+//    streamed that way ran 3x slower.
 // Elsewhere they did not pay: max pooling's backward zeroes its planes by memset, whose
 // string stores already skip the read, and streaming max pooling's forward values and
 // indices (rows of 56) measured 0.89-0.95x. The threshold: on the Zen 3 VM reads of 16 MiB
