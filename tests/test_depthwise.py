@@ -442,13 +442,15 @@ def test_bias_relu_epilogue(version, device):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_bias_relu"])
+@pytest.mark.parametrize("stride, relu", [(1, False), (1, True), (2, False)],
+                         ids=["conv2d", "conv2d_bias_relu", "stride2"])
 @pytest.mark.parametrize("width_step", [0, 2], ids=["whole_vectors", "partial_vector"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_nchw_output_past_stream_threshold(dtype, width_step, relu):
-    """NCHW 3x3 stride-1 outputs of 8 MiB and more, read in place (grid_plane_rows), are
-    written with non-temporal stores where every row is whole aligned vectors; a row width
-    off the vector grid keeps ordinary stores. grad_input at stride 1 runs the same path."""
+def test_nchw_output_past_stream_threshold(dtype, width_step, stride, relu):
+    """NCHW results of 8 MiB and more whose rows are whole aligned vectors are written with
+    non-temporal stores: at stride 1 the 3x3 rows read in place (grid_plane_rows: forward,
+    and grad_input, which runs the same path), at stride 2 grad_input's rows
+    (stride2_planes_transposed). A row width off the vector grid keeps ordinary stores."""
     side = 256 if dtype == torch.float32 else 184
     shape = (2, 16, side, side + width_step)
     assert torch.Size(shape).numel() * dtype.itemsize >= 8 << 20
@@ -456,7 +458,7 @@ def test_nchw_output_past_stream_threshold(dtype, width_step, relu):
     x = torch.randn(shape, dtype=dtype, generator=generator).requires_grad_()
     w = torch.randn(16, 1, 3, 3, dtype=dtype, generator=generator)
     b = torch.randn(16, dtype=dtype, generator=generator)
-    kwargs = dict(padding=1, groups=16)
+    kwargs = dict(stride=stride, padding=1, groups=16)
     expected = F.conv2d(x.detach().double(), w.double(), b.double(), **kwargs)
     if relu:
         with torch.no_grad():

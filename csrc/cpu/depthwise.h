@@ -147,11 +147,15 @@ void small_planes_correlate(const SmallPlanes& g, int64_t k0, int64_t count, con
 // grad_input of that geometry (channel multiplier 1, any strides, rows that
 // small_planes_fit transposed): planes k0 <= k < k0 + count of grad_input at dx + k * dx_plane
 // (rows g.x_pitch apart) from grad_output's at gy + k * gy_plane (rows g.out_pitch apart) and
-// taps w + k * R * S.
+// taps w + k * R * S. `stream`: the stride-2 kernel (stride2_shape) writes grad_input with
+// non-temporal stores where its rows are whole aligned pairs of vectors (the caller then
+// calls stream_fence() before its task ends); the others ignore it.
 void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const float* gy,
-                             int64_t gy_plane, const float* w, float* dx, int64_t dx_plane);
+                             int64_t gy_plane, const float* w, float* dx, int64_t dx_plane,
+                             bool stream);
 void small_planes_transposed(const SmallPlanes& g, int64_t k0, int64_t count, const double* gy,
-                             int64_t gy_plane, const double* w, double* dx, int64_t dx_plane);
+                             int64_t gy_plane, const double* w, double* dx, int64_t dx_plane,
+                             bool stream);
 // The weight gradient's dot products of `count` plane pairs of that geometry, pair i the input
 // plane at x + i * x_step (rows g.x_pitch apart) and the grad_output plane at gy + i * gy_step
 // (rows g.out_pitch apart), into taps_dot's slots: acc[t * kDotLanes + lane] += the lane's

@@ -1822,7 +1822,8 @@ template <typename V, bool kPadOdd>
 inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long count,
                                              const typename V::scalar* gy, long gy_plane,
                                              const typename V::scalar* w,
-                                             typename V::scalar* dx, long dx_plane) {
+                                             typename V::scalar* dx, long dx_plane,
+                                             bool stream) {
   using T = typename V::scalar;
   using vec = typename V::vec;
   constexpr long Wv = V::width;
@@ -1872,7 +1873,10 @@ inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long
         vec lo, hi;
         V::interleave2(sum[0], sum[1], lo, hi);
         const long n = W - 2 * c0;  // input columns from 2 * c0 to the row's end
-        if (n >= 2 * Wv) {
+        if (stream) {  // n >= 2 * Wv, aligned
+          stream_or_store<V>(row + 2 * c0, lo, 0);
+          stream_or_store<V>(row + 2 * c0 + Wv, hi, 0);
+        } else if (n >= 2 * Wv) {
           V::store(row + 2 * c0, lo);
           V::store(row + 2 * c0 + Wv, hi);
         } else if (n > Wv) {
@@ -1886,16 +1890,22 @@ inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long
   }
 }
 
+// `stream`: non-temporal stores where every pair of vectors is whole and aligned (rows of a
+// multiple of 2 * V::width, aligned rows); else ordinary ones.
 template <typename V>
 inline void stride2_planes_transposed(const SmallPlanes& g, long k0, long count,
                                       const typename V::scalar* gy, long gy_plane,
                                       const typename V::scalar* w, typename V::scalar* dx,
-                                      long dx_plane) {
+                                      long dx_plane, bool stream) {
+  stream = stream && g.W % (2 * V::width) == 0 && g.x_pitch % V::width == 0 &&
+           dx_plane % V::width == 0 &&
+           reinterpret_cast<__UINTPTR_TYPE__>(dx) % sizeof(typename V::vec) == 0;
   if (g.pad_left % 2 == 1) {
     return stride2_planes_transposed_parity<V, true>(g, k0, count, gy, gy_plane, w, dx,
-                                                     dx_plane);
+                                                     dx_plane, stream);
   }
-  stride2_planes_transposed_parity<V, false>(g, k0, count, gy, gy_plane, w, dx, dx_plane);
+  stride2_planes_transposed_parity<V, false>(g, k0, count, gy, gy_plane, w, dx, dx_plane,
+                                             stream);
 }
 
 // fn(VectorType<V>{}, KernelShape<...>{}): the vectors and kernel shape the small-plane kernels
@@ -2023,10 +2033,10 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
     });                                                                                       \
   }                                                                                           \
   void small_planes_transposed(const SmallPlanes& g, long k0, long count, const T* gy,        \
-                               long gy_plane, const T* w, T* dx, long dx_plane) {             \
+                               long gy_plane, const T* w, T* dx, long dx_plane, bool stream) { \
     if (stride2_shape(g))                                                                     \
       return detail::stride2_planes_transposed<VEC>(g, k0, count, gy, gy_plane, w, dx,        \
-                                                    dx_plane);                                \
+                                                    dx_plane, stream);                        \
     if (g.R == 3 && g.S == 3)                                                                 \
       return detail::small_planes_transposed<VEC, 3, 3>(g, k0, count, gy, gy_plane, w, dx,    \
                                                         dx_plane);                            \

@@ -14,7 +14,9 @@
 //    stride 1), where every row is whole aligned vectors (Zen 1, two threads, ms, forward:
 //    8x32x112x112 3.1-3.2 -> 2.3-2.5, 8x128x56x56 2.4-2.7 -> 1.9-2.1); a row ending in a
 //    vector moved back over the one before would write its lines twice, and 28x28 rows
-//    streamed that way ran 3x slower.
+//    streamed that way ran 3x slower;
+//  - grad_input of the NCHW depthwise 3x3 stride-2 layers (stride2_planes_transposed), rows
+//    of whole aligned pairs of vectors (8x64x112x112 3.1-3.3 -> 2.4-2.6 ms).
 // Elsewhere they did not pay: max pooling's backward zeroes its planes by memset, whose
 // string stores already skip the read, and streaming max pooling's forward values and
 // indices (rows of 56) measured 0.89-0.95x. The threshold: on the Zen 3 VM reads of 16 MiB
