@@ -473,6 +473,32 @@ def test_nchw_output_past_stream_threshold(dtype, width_step, stride, relu):
     assert_close(grad_x, expected_grad, dtype, 9, "grad_input")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_last_output_past_stream_threshold(dtype):
+    """Channels-last depthwise 3x3 results of 8 MiB and more (forward, and grad_input at
+    stride 1) leave the 3x3 channel blocks (channels_correlate_3x3) by non-temporal stores;
+    the edge pixels keep ordinary ones. 96 channels: whole vectors, and more than four of
+    them, with AVX2 and AVX-512 alike."""
+    side = 152 if dtype == torch.float32 else 108
+    shape = (1, 96, side, side)
+    assert torch.Size(shape).numel() * dtype.itemsize >= 8 << 20
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, dtype=dtype, generator=generator)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(96, 1, 3, 3, dtype=dtype, generator=generator)
+    b = torch.randn(96, dtype=dtype, generator=generator)
+    kwargs = dict(padding=1, groups=96)
+    out = cnnops.conv2d(x, w, b, **kwargs)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_close(out, F.conv2d(x.detach().double(), w.double(), b.double(), **kwargs), dtype, 9,
+                 "forward")
+    grad = torch.randn(out.shape, dtype=dtype, generator=generator)
+    grad = grad.contiguous(memory_format=torch.channels_last)
+    (grad_x,) = torch.autograd.grad(out, x, grad)
+    expected_grad = torch.nn.grad.conv2d_input(shape, w.double(), grad.double(), **kwargs)
+    assert_close(grad_x, expected_grad, dtype, 9, "grad_input")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_kernel_matches_reference_kernel(dtype, device):

@@ -103,10 +103,10 @@ namespace cnnops::cpu {
                        double* dst, long dst_pitch);                                         \
   void channels_correlate(long count, long C, int ntaps, const float* const* src,            \
                           long src_step, const float* const* w, const float* init,           \
-                          float* out, long out_step);                                        \
+                          float* out, long out_step, bool stream);                           \
   void channels_correlate(long count, long C, int ntaps, const double* const* src,           \
                           long src_step, const double* const* w, const double* init,         \
-                          double* out, long out_step);                                       \
+                          double* out, long out_step, bool stream);                          \
   void channels_dot_3x3_pair(long count, long C, const float* x, long x_row, long x_step,    \
                              const float* g, long g_row, long g_step, float* const* acc);     \
   void channels_dot_3x3_pair(long count, long C, const double* x, long x_row, long x_step,   \
@@ -225,13 +225,15 @@ void interleave_rows(int64_t rows, int64_t n, int k, const double* const* src,
 
 void channels_correlate(int64_t count, int64_t C, int ntaps, const float* const* src,
                         int64_t src_step, const float* const* w, const float* init, float* out,
-                        int64_t out_step) {
-  CNNOPS_DISPATCH_LOOP(channels_correlate, count, C, ntaps, src, src_step, w, init, out, out_step)
+                        int64_t out_step, bool stream) {
+  CNNOPS_DISPATCH_LOOP(channels_correlate, count, C, ntaps, src, src_step, w, init, out, out_step,
+                       stream)
 }
 void channels_correlate(int64_t count, int64_t C, int ntaps, const double* const* src,
                         int64_t src_step, const double* const* w, const double* init,
-                        double* out, int64_t out_step) {
-  CNNOPS_DISPATCH_LOOP(channels_correlate, count, C, ntaps, src, src_step, w, init, out, out_step)
+                        double* out, int64_t out_step, bool stream) {
+  CNNOPS_DISPATCH_LOOP(channels_correlate, count, C, ntaps, src, src_step, w, init, out, out_step,
+                       stream)
 }
 void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, int64_t src_step,
                   const float* g, int64_t g_step, float* const* acc) {
@@ -464,18 +466,21 @@ bool channels_last_applies(const DwGeometry& g, const Strides4& a, const Strides
 }
 
 // out (N x P x Q x C, strides os) = init + the taps' sum over source x (N x H x W x C).
+// `stream`: written past the caches where channels_correlate can (cpu/stream_store.h).
 template <typename T>
 void correlate_channels_last(const ChannelTaps& taps, const std::vector<T>& wt, const T* x,
                              const Strides4& xs, int64_t H, int64_t W, const T* init, T* out,
-                             const Strides4& os, int64_t N, int64_t P, int64_t Q, int64_t C) {
+                             const Strides4& os, int64_t N, int64_t P, int64_t Q, int64_t C,
+                             bool stream) {
   at::parallel_for(0, N * P, 1, [&](int64_t begin, int64_t end) {
     std::vector<const T*> src(taps.ntaps()), w(taps.ntaps());
     std::vector<int> index(taps.ntaps());
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / P, oh = row % P;
       correlate_row_channels_last(taps, wt, x, xs, H, W, init, n, oh, Q, C,
-                                  out + n * os.n + oh * os.h, os.w, src, w, index);
+                                  out + n * os.n + oh * os.h, os.w, src, w, index, stream);
     }
+    if (stream) stream_fence();
   });
 }
 
@@ -485,8 +490,10 @@ void depthwise_forward_channels_last(const at::Tensor& input, const at::Tensor& 
                                      bool relu) {
   const Strides4 ys(output);
   T* y = output.data_ptr<T>();
+  // not when ReLU reads the output back at once
+  const bool stream = !relu && streams(output.numel() * int64_t{sizeof(T)});
   correlate_channels_last(ChannelTaps(g), channel_weights<T>(weight, g), input.data_ptr<T>(),
-                          Strides4(input), g.H, g.W, bias, y, ys, g.N, g.P, g.Q, g.C);
+                          Strides4(input), g.H, g.W, bias, y, ys, g.N, g.P, g.Q, g.C, stream);
   if (relu) {
     at::parallel_for(0, g.N * g.P, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
@@ -519,6 +526,7 @@ void depthwise_grad_input_channels_last(const at::Tensor& grad_output, const at:
   for (const ChannelTaps& taps : phases) max_taps = std::max(max_taps, taps.ntaps());
   const T* dy = grad_output.data_ptr<T>();
   T* dx = grad_input.data_ptr<T>();
+  const bool stream = streams(grad_input.numel() * int64_t{sizeof(T)});
   at::parallel_for(0, g.N * g.H, 1, [&](int64_t begin, int64_t end) {
     std::vector<const T*> src(max_taps), w(max_taps);
     std::vector<int> index(max_taps);
@@ -529,9 +537,10 @@ void depthwise_grad_input_channels_last(const at::Tensor& grad_output, const at:
                                     static_cast<const T*>(nullptr), n, h / sh,
                                     ceil_div(g.W - b, sw), g.C,
                                     dx + n * dxs.n + h * dxs.h + b * dxs.w, sw * dxs.w, src, w,
-                                    index);
+                                    index, stream);
       }
     }
+    if (stream) stream_fence();
   });
 }
 

@@ -97,12 +97,15 @@ void interleave_rows(int64_t rows, int64_t n, int k, const double* const* src,
 // multiplies the pixel at src[t] + q * src_step by the weight row w[t] (C values):
 //   out[q * out_step + c] = init[c] + sum_t w[t][c] * src[t][q * src_step + c]  (init may be null)
 //   acc[t][c] += sum_q g[q * g_step + c] * src[t][q * src_step + c]
+// channels_correlate's `stream`: a 3x3 kernel at unit column stride writes `out` with
+// non-temporal stores where its vectors are aligned (the caller then calls stream_fence()
+// before its task ends); other kernels ignore it.
 void channels_correlate(int64_t count, int64_t C, int ntaps, const float* const* src,
                         int64_t src_step, const float* const* w, const float* init, float* out,
-                        int64_t out_step);
+                        int64_t out_step, bool stream);
 void channels_correlate(int64_t count, int64_t C, int ntaps, const double* const* src,
                         int64_t src_step, const double* const* w, const double* init,
-                        double* out, int64_t out_step);
+                        double* out, int64_t out_step, bool stream);
 void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, int64_t src_step,
                   const float* g, int64_t g_step, float* const* acc);
 void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,

@@ -99,17 +99,18 @@ void for_pixel_runs(const ChannelTaps& taps, const T* x, const Strides4& xs, int
 
 // Row oh of image n of a correlation over source x (N x H x W x C): out_row[q * out_step + c]
 // = init[c] + the taps' sum, for q < Q. src, w and index are the caller's scratch, one entry
-// per tap.
+// per tap. `stream`: channels_correlate's.
 template <typename T>
 void correlate_row_channels_last(const ChannelTaps& taps, const std::vector<T>& wt, const T* x,
                                  const Strides4& xs, int64_t H, int64_t W, const T* init,
                                  int64_t n, int64_t oh, int64_t Q, int64_t C, T* out_row,
                                  int64_t out_step, std::vector<const T*>& src,
-                                 std::vector<const T*>& w, std::vector<int>& index) {
+                                 std::vector<const T*>& w, std::vector<int>& index,
+                                 bool stream) {
   for_pixel_runs(taps, x, xs, H, W, n, oh, Q, src, index, [&](int64_t q0, int64_t count, int kept, bool) {
     for (int i = 0; i < kept; ++i) w[i] = wt.data() + taps.tap[index[i]] * C;
     channels_correlate(count, C, kept, src.data(), taps.sw * xs.w, w.data(), init,
-                       out_row + q0 * out_step, out_step);
+                       out_row + q0 * out_step, out_step, stream);
   });
 }
 

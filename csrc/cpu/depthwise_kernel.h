@@ -800,7 +800,7 @@ template <typename V, int NP, int NV>
 inline void channels_correlate_3x3_block(long q0, long c, const typename V::scalar* const* src,
                                          long src_step, const typename V::scalar* const* w,
                                          const typename V::scalar* init, typename V::scalar* out,
-                                         long out_step) {
+                                         long out_step, bool stream) {
   using vec = typename V::vec;
   constexpr int W = V::width;
   vec acc[NP][NV];
@@ -835,7 +835,14 @@ inline void channels_correlate_3x3_block(long q0, long c, const typename V::scal
 #pragma GCC unroll 4
   for (int j = 0; j < NP; ++j) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) V::store(out + (q0 + j) * out_step + c + v * W, acc[j][v]);
+    for (int v = 0; v < NV; ++v) {
+      typename V::scalar* y = out + (q0 + j) * out_step + c + v * W;
+      if (stream) {
+        stream_or_store<V>(y, acc[j][v], 0);
+      } else {
+        V::store(y, acc[j][v]);
+      }
+    }
   }
 }
 
@@ -870,13 +877,14 @@ inline bool taps_3x3_unit_stride(int ntaps, const T* const* src, const T* const*
 // NP pixels from q0 on, every vector of channels: two at a time, then a last single one.
 // Each pair of vectors (one line per pixel) also prefetches its line of the four input
 // pixels per kernel row that the block kAhead pixels on reads first, and of that block's
-// four outputs: the hardware prefetchers do not follow this walk (pixels C elements apart,
-// a line at a time), and the blocks waited on every new pixel's lines.
+// four outputs (unless they are streamed: `stream`, non-temporal stores, every output vector
+// aligned): the hardware prefetchers do not follow this walk (pixels C elements apart, a
+// line at a time), and the blocks waited on every new pixel's lines.
 template <typename V, int NP>
 inline void channels_correlate_3x3_pixels(long q0, long C, const typename V::scalar* const* src,
                                           long src_step, const typename V::scalar* const* w,
                                           const typename V::scalar* init,
-                                          typename V::scalar* out, long out_step) {
+                                          typename V::scalar* out, long out_step, bool stream) {
   constexpr int W = V::width;
   constexpr long kAhead = 8;  // pixels
   long c = 0;
@@ -887,11 +895,15 @@ inline void channels_correlate_3x3_pixels(long q0, long C, const typename V::sca
 #pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) __builtin_prefetch(ahead + k * src_step);
     }
+    if (!stream) {
 #pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) __builtin_prefetch(out + (q0 + kAhead + k) * out_step + c, 1);
-    channels_correlate_3x3_block<V, NP, 2>(q0, c, src, src_step, w, init, out, out_step);
+      for (int k = 0; k < 4; ++k) __builtin_prefetch(out + (q0 + kAhead + k) * out_step + c, 1);
+    }
+    channels_correlate_3x3_block<V, NP, 2>(q0, c, src, src_step, w, init, out, out_step, stream);
   }
-  if (c < C) channels_correlate_3x3_block<V, NP, 1>(q0, c, src, src_step, w, init, out, out_step);
+  if (c < C) {
+    channels_correlate_3x3_block<V, NP, 1>(q0, c, src, src_step, w, init, out, out_step, stream);
+  }
 }
 
 // channels_correlate of a 3x3 kernel at column stride 1 (taps_3x3_unit_stride), C a whole
@@ -900,17 +912,20 @@ template <typename V>
 inline void channels_correlate_3x3(long count, long C, const typename V::scalar* const* src,
                                    long src_step, const typename V::scalar* const* w,
                                    const typename V::scalar* init, typename V::scalar* out,
-                                   long out_step) {
+                                   long out_step, bool stream) {
   long q0 = 0;
   for (; q0 + 4 <= count; q0 += 4) {
-    channels_correlate_3x3_pixels<V, 4>(q0, C, src, src_step, w, init, out, out_step);
+    channels_correlate_3x3_pixels<V, 4>(q0, C, src, src_step, w, init, out, out_step, stream);
   }
+#define CNNOPS_PIXELS(np) \
+  channels_correlate_3x3_pixels<V, np>(q0, C, src, src_step, w, init, out, out_step, stream)
   switch (count - q0) {
-    case 3: channels_correlate_3x3_pixels<V, 3>(q0, C, src, src_step, w, init, out, out_step); break;
-    case 2: channels_correlate_3x3_pixels<V, 2>(q0, C, src, src_step, w, init, out, out_step); break;
-    case 1: channels_correlate_3x3_pixels<V, 1>(q0, C, src, src_step, w, init, out, out_step); break;
+    case 3: CNNOPS_PIXELS(3); break;
+    case 2: CNNOPS_PIXELS(2); break;
+    case 1: CNNOPS_PIXELS(1); break;
     default: break;
   }
+#undef CNNOPS_PIXELS
 }
 
 template <typename V>
@@ -918,7 +933,7 @@ inline void channels_correlate(long count, long C, int ntaps,
                                const typename V::scalar* const* __restrict src, long src_step,
                                const typename V::scalar* const* __restrict w,
                                const typename V::scalar* init, typename V::scalar* out,
-                               long out_step) {
+                               long out_step, bool stream) {
   using vec = typename V::vec;
   constexpr int W = V::width;
   constexpr int kHeldTaps = 9;
@@ -957,7 +972,10 @@ inline void channels_correlate(long count, long C, int ntaps,
   const typename V::scalar* sorted_src[9];
   const typename V::scalar* sorted_w[9];
   if (C % W == 0 && taps_3x3_unit_stride(ntaps, src, w, src_step, sorted_src, sorted_w)) {
-    channels_correlate_3x3<V>(count, C, sorted_src, src_step, sorted_w, init, out, out_step);
+    stream = stream && out_step % W == 0 &&
+             reinterpret_cast<__UINTPTR_TYPE__>(out) % sizeof(vec) == 0;
+    channels_correlate_3x3<V>(count, C, sorted_src, src_step, sorted_w, init, out, out_step,
+                              stream);
     return;
   }
   // Where consecutive outputs skip source pixels (src_step > C: a column stride of 2 or
@@ -1998,8 +2016,10 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
     detail::interleave_rows<VEC>(rows, n, k, src, src_pitch, dst, dst_pitch);                 \
   }                                                                                           \
   void channels_correlate(long count, long C, int ntaps, const T* const* src, long src_step,  \
-                          const T* const* w, const T* init, T* out, long out_step) {          \
-    detail::channels_correlate<VEC>(count, C, ntaps, src, src_step, w, init, out, out_step);  \
+                          const T* const* w, const T* init, T* out, long out_step,            \
+                          bool stream) {                                                      \
+    detail::channels_correlate<VEC>(count, C, ntaps, src, src_step, w, init, out, out_step,   \
+                                    stream);                                                  \
   }                                                                                           \
   void channels_dot(long count, long C, int ntaps, const T* const* src, long src_step,        \
                     const T* g, long g_step, T* const* acc) {                                 \

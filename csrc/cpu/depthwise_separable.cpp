@@ -375,7 +375,8 @@ void separable_forward_channels_last(const at::Tensor& input, const at::Tensor& 
       const int64_t pixels = (r1 - r0) * g.Q;
       for (int64_t row = r0; row < r1; ++row) {
         correlate_row_channels_last(taps, wt, x, xs, g.H, g.W, dw_bias, row / g.P, row % g.P,
-                                    g.Q, M, d.get() + (row - r0) * g.Q * M, M, src, w, index);
+                                    g.Q, M, d.get() + (row - r0) * g.Q * M, M, src, w, index,
+                                    false);
       }
       gathered_rows(pixels, K, M, pixel_off.data(), tap_off.data(), d.get(), b_pack.get(),
                     c.get(), ldc);

@@ -16,7 +16,10 @@
 //    vector moved back over the one before would write its lines twice, and 28x28 rows
 //    streamed that way ran 3x slower;
 //  - grad_input of the NCHW depthwise 3x3 stride-2 layers (stride2_planes_transposed), rows
-//    of whole aligned pairs of vectors (8x64x112x112 3.1-3.3 -> 2.4-2.6 ms).
+//    of whole aligned pairs of vectors (8x64x112x112 3.1-3.3 -> 2.4-2.6 ms);
+//  - the channels-last depthwise 3x3 channel blocks (channels_correlate_3x3: forward, and
+//    grad_input at stride 1; 8x128x56x56 forward 3.7-4.1 -> 3.2-3.4 ms, grad_input 3.8-4.3
+//    -> 3.4-3.6, on a slower hour of the same machine).
 // Elsewhere they did not pay: max pooling's backward zeroes its planes by memset, whose
 // string stores already skip the read, and streaming max pooling's forward values and
 // indices (rows of 56) measured 0.89-0.95x. The threshold: on the Zen 3 VM reads of 16 MiB
