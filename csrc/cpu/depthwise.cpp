@@ -550,14 +550,14 @@ constexpr int64_t kChannelsLastSplits = 8;
 
 // dw[c * taps + t] = the sum over s < splits, in order, of partial[(s * taps + t) * pitch + c].
 template <typename T>
-void add_partials(const std::vector<T>& partial, int64_t splits, int64_t taps, int64_t pitch,
-                  int64_t C, T* dw) {
+void add_partials(const T* partial, int64_t splits, int64_t taps, int64_t pitch, int64_t C,
+                  T* dw) {
   std::vector<T> sum(pitch);
   for (int64_t t = 0; t < taps; ++t) {
-    const T* first = partial.data() + t * pitch;
+    const T* first = partial + t * pitch;
     std::copy(first, first + pitch, sum.begin());
     for (int64_t s = 1; s < splits; ++s) {
-      const T* part = partial.data() + (s * taps + t) * pitch;
+      const T* part = partial + (s * taps + t) * pitch;
       for (int64_t c = 0; c < pitch; ++c) sum[c] += part[c];
     }
     for (int64_t c = 0; c < C; ++c) dw[c * taps + t] = sum[c];
@@ -618,7 +618,9 @@ void grad_weight_channels_gathered(const at::Tensor& grad_output, const at::Tens
   for (int64_t t = 0; t < taps; ++t) {
     offset[t] = (t / g.S) * g.p.dilation_h * x_row + (t % g.S) * g.p.dilation_w * b.lanes;
   }
-  std::vector<T> partial(splits * taps * padded, T(0));
+  // a buffer kept from call to call (cpu/scratch.h), not a fresh allocation per call
+  const Scratch<T> partial(kOperands, splits * taps * padded);
+  std::fill(partial.get(), partial.get() + splits * taps * padded, T(0));
   at::parallel_for(0, splits * b.blocks, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> xb(kTile, x_size), gb(kRows, b.band * g.Q * b.lanes);
     std::fill(xb.get(), xb.get() + x_size, T(0));  // padding columns: never written
@@ -626,7 +628,7 @@ void grad_weight_channels_gathered(const at::Tensor& grad_output, const at::Tens
     for (int64_t item = begin; item < end; ++item) {
       const int64_t s = item / b.blocks, c0 = (item % b.blocks) * b.lanes;
       const int64_t nc = std::min(b.lanes, g.C - c0);
-      for (int64_t t = 0; t < taps; ++t) acc[t] = partial.data() + (s * taps + t) * padded + c0;
+      for (int64_t t = 0; t < taps; ++t) acc[t] = partial.get() + (s * taps + t) * padded + c0;
       const int64_t last = (s + 1) * rows / splits;
       for (int64_t row = s * rows / splits; row < last;) {
         const int64_t n = row / g.P, p0 = row % g.P;
@@ -650,20 +652,23 @@ void grad_weight_channels_gathered(const at::Tensor& grad_output, const at::Tens
       }
     }
   });
-  add_partials(partial, splits, taps, padded, g.C, dw);
+  add_partials(partial.get(), splits, taps, padded, g.C, dw);
 }
 
 // grad_weight read in place, row by row, every channel of a row in one pass: for planes too
 // big for one band of grad_weight_channels_gathered (above).
 template <typename T>
 void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tensor& input,
-                                         T* dw, const DwGeometry& g) {
+                                   T* dw, const DwGeometry& g) {
   const ChannelTaps taps(g);
   const T* dy = grad_output.data_ptr<T>();
   const T* x = input.data_ptr<T>();
   const Strides4 dys(grad_output), xs(input);
-  const int64_t rows = g.N * g.P, splits = std::min(rows, kChannelsLastSplits), size = g.taps() * g.C;
-  std::vector<T> partial(splits * size, T(0));
+  const int64_t rows = g.N * g.P, splits = std::min(rows, kChannelsLastSplits);
+  const int64_t size = g.taps() * g.C;
+  // a buffer kept from call to call (cpu/scratch.h), not a fresh allocation per call
+  const Scratch<T> partial(kOperands, splits * size);
+  std::fill(partial.get(), partial.get() + splits * size, T(0));
   // 3x3 at stride 1 and dilation 1: pairs of rows whose four input rows exist, their
   // interior runs (every tap inside; the same run for both rows) by channels_dot_3x3_pair,
   // which loads each input pixel once for both rows. 8x256x28x28, one thread, ms: 2.8-3.1
@@ -675,7 +680,7 @@ void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tens
     std::vector<T*> acc(taps.ntaps());
     std::vector<int> index(taps.ntaps());
     for (int64_t s = begin; s < end; ++s) {
-      T* sums = partial.data() + s * size;
+      T* sums = partial.get() + s * size;
       const int64_t last = (s + 1) * rows / splits;
       for (int64_t row = s * rows / splits; row < last; ++row) {
         const int64_t n = row / g.P, oh = row % g.P;
@@ -705,14 +710,16 @@ void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tens
       }
     }
   });
-  add_partials(partial, splits, g.taps(), g.C, g.C, dw);
+  add_partials(partial.get(), splits, g.taps(), g.C, g.C, dw);
 }
 
 template <typename T>
 void depthwise_grad_weight_channels_last(const at::Tensor& grad_output, const at::Tensor& input,
                                          T* dw, const DwGeometry& g) {
   const ChannelBlocks b(g, sizeof(T));
-  if (b.band == g.P) return grad_weight_channels_gathered(grad_output, input, dw, g, b);  // see there
+  if (b.band == g.P) {  // the whole plane in one band: see grad_weight_channels_gathered
+    return grad_weight_channels_gathered(grad_output, input, dw, g, b);
+  }
   grad_weight_channels_in_place(grad_output, input, dw, g);
 }
 

@@ -261,6 +261,12 @@ struct GridRows {
 // first vector, column tap S - 1's last lane in its last vector.
 enum GridEdge { kNoEdge = 0, kLeftEdge = 1, kRightEdge = 2 };
 
+// Whether p may take an aligned vector store (stream_or_store's).
+template <typename V>
+inline bool vector_aligned(const typename V::scalar* p) {
+  return reinterpret_cast<__UINTPTR_TYPE__>(p) % sizeof(typename V::vec) == 0;
+}
+
 // A non-temporal store of an aligned vector where V has one (V::stream: the x86 builds), a
 // plain store elsewhere.
 template <typename V>
@@ -471,7 +477,7 @@ inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, l
   const typename V::scalar* top[3] = {x - 1, x, x + 1};
   GridRows<V, 3, 3> g(top, x_pitch, w, init, out, out_pitch, relu);
   g.stream = stream && cols % V::width == 0 && out_pitch % V::width == 0 &&
-             reinterpret_cast<__UINTPTR_TYPE__>(out) % sizeof(typename V::vec) == 0;
+             vector_aligned<V>(out);
   grid_rows<1, true>(g, rows, cols);
 }
 
@@ -972,8 +978,7 @@ inline void channels_correlate(long count, long C, int ntaps,
   const typename V::scalar* sorted_src[9];
   const typename V::scalar* sorted_w[9];
   if (C % W == 0 && taps_3x3_unit_stride(ntaps, src, w, src_step, sorted_src, sorted_w)) {
-    stream = stream && out_step % W == 0 &&
-             reinterpret_cast<__UINTPTR_TYPE__>(out) % sizeof(vec) == 0;
+    stream = stream && out_step % W == 0 && vector_aligned<V>(out);
     channels_correlate_3x3<V>(count, C, sorted_src, src_step, sorted_w, init, out, out_step,
                               stream);
     return;
@@ -1034,6 +1039,32 @@ inline void channels_correlate(long count, long C, int ntaps,
   }
 }
 
+// A tap count as a type, for the kernels whose sums are held in registers.
+template <int K>
+struct TapCount {
+  static constexpr int value = K;
+};
+
+// fn(t0, TapCount<nt>{}) for the taps [0, ntaps) in chunks of up to nine (a 3x3 kernel in one
+// chunk), chunk [t0, t0 + nt).
+template <typename Fn>
+inline void for_tap_chunks(int ntaps, Fn&& fn) {
+  constexpr int kTaps = 9;
+  for (int t0 = 0; t0 < ntaps; t0 += kTaps) {
+    switch (ntaps - t0 < kTaps ? ntaps - t0 : kTaps) {
+      case 1: fn(t0, TapCount<1>{}); break;
+      case 2: fn(t0, TapCount<2>{}); break;
+      case 3: fn(t0, TapCount<3>{}); break;
+      case 4: fn(t0, TapCount<4>{}); break;
+      case 5: fn(t0, TapCount<5>{}); break;
+      case 6: fn(t0, TapCount<6>{}); break;
+      case 7: fn(t0, TapCount<7>{}); break;
+      case 8: fn(t0, TapCount<8>{}); break;
+      default: fn(t0, TapCount<9>{}); break;
+    }
+  }
+}
+
 // One vector of channels from c on (n of them live), NT taps from src[0], summed over the
 // pixels in registers: NT a constant, so that the sums stay in registers (a run-time count
 // left them on the stack, every FMA a load and a store: 5x slower).
@@ -1063,25 +1094,13 @@ inline void channels_dot(long count, long C, int ntaps,
                          const typename V::scalar* const* __restrict src, long src_step,
                          const typename V::scalar* __restrict g, long g_step,
                          typename V::scalar* const* acc) {
-  constexpr int W = V::width, kTaps = 9;  // a 3x3 kernel in one pass
+  constexpr int W = V::width;
   for (long c = 0; c < C; c += W) {
     const long n = C - c < W ? C - c : W;
-    for (int t0 = 0; t0 < ntaps; t0 += kTaps) {
-      const int nt = ntaps - t0 < kTaps ? ntaps - t0 : kTaps;
-      const auto* s = src + t0;
-      auto* a = acc + t0;
-      switch (nt) {
-        case 1: channels_dot_taps<V, 1>(count, s, src_step, g, g_step, c, n, a); break;
-        case 2: channels_dot_taps<V, 2>(count, s, src_step, g, g_step, c, n, a); break;
-        case 3: channels_dot_taps<V, 3>(count, s, src_step, g, g_step, c, n, a); break;
-        case 4: channels_dot_taps<V, 4>(count, s, src_step, g, g_step, c, n, a); break;
-        case 5: channels_dot_taps<V, 5>(count, s, src_step, g, g_step, c, n, a); break;
-        case 6: channels_dot_taps<V, 6>(count, s, src_step, g, g_step, c, n, a); break;
-        case 7: channels_dot_taps<V, 7>(count, s, src_step, g, g_step, c, n, a); break;
-        case 8: channels_dot_taps<V, 8>(count, s, src_step, g, g_step, c, n, a); break;
-        default: channels_dot_taps<V, 9>(count, s, src_step, g, g_step, c, n, a); break;
-      }
-    }
+    for_tap_chunks(ntaps, [&](int t0, auto k) {
+      channels_dot_taps<V, decltype(k)::value>(count, src + t0, src_step, g, g_step, c, n,
+                                               acc + t0);
+    });
   }
 }
 
@@ -1135,7 +1154,9 @@ inline void gather_pixels(long rows, long cols, long n, const typename V::scalar
     if (n >= kLanes) {
       for (long q = 0; q < cols; ++q) {
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) V::store(d + q * kLanes + v * W, V::load(s + q * src_step + v * W));
+        for (int v = 0; v < NV; ++v) {
+          V::store(d + q * kLanes + v * W, V::load(s + q * src_step + v * W));
+        }
       }
     } else {
       for (long q = 0; q < cols; ++q) {
@@ -1196,26 +1217,10 @@ inline void channels_dot_block(long rows, long cols, int ntaps,
                                const typename V::scalar* x, long x_row, long x_step,
                                const long* offset, const typename V::scalar* g, long g_row,
                                long g_step, long lanes, typename V::scalar* const* acc) {
-  constexpr int kTaps = 9;  // a 3x3 kernel in one pass
-  for (int t0 = 0; t0 < ntaps; t0 += kTaps) {
-    const int nt = ntaps - t0 < kTaps ? ntaps - t0 : kTaps;
-    const long* o = offset + t0;
-    auto* a = acc + t0;
-#define CNNOPS_DOT_BLOCK(k) \
-  channels_dot_block_taps<V, k>(rows, cols, x, x_row, x_step, o, g, g_row, g_step, lanes, a)
-    switch (nt) {
-      case 1: CNNOPS_DOT_BLOCK(1); break;
-      case 2: CNNOPS_DOT_BLOCK(2); break;
-      case 3: CNNOPS_DOT_BLOCK(3); break;
-      case 4: CNNOPS_DOT_BLOCK(4); break;
-      case 5: CNNOPS_DOT_BLOCK(5); break;
-      case 6: CNNOPS_DOT_BLOCK(6); break;
-      case 7: CNNOPS_DOT_BLOCK(7); break;
-      case 8: CNNOPS_DOT_BLOCK(8); break;
-      default: CNNOPS_DOT_BLOCK(9); break;
-    }
-#undef CNNOPS_DOT_BLOCK
-  }
+  for_tap_chunks(ntaps, [&](int t0, auto k) {
+    channels_dot_block_taps<V, decltype(k)::value>(rows, cols, x, x_row, x_step, offset + t0, g,
+                                                   g_row, g_step, lanes, acc + t0);
+  });
 }
 
 // The first n lanes of the row `offset` elements into a plane of `extent` elements, zero
@@ -1916,8 +1921,7 @@ inline void stride2_planes_transposed(const SmallPlanes& g, long k0, long count,
                                       const typename V::scalar* w, typename V::scalar* dx,
                                       long dx_plane, bool stream) {
   stream = stream && g.W % (2 * V::width) == 0 && g.x_pitch % V::width == 0 &&
-           dx_plane % V::width == 0 &&
-           reinterpret_cast<__UINTPTR_TYPE__>(dx) % sizeof(typename V::vec) == 0;
+           dx_plane % V::width == 0 && vector_aligned<V>(dx);
   if (g.pad_left % 2 == 1) {
     return stride2_planes_transposed_parity<V, true>(g, k0, count, gy, gy_plane, w, dx,
                                                      dx_plane, stream);
