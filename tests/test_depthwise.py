@@ -473,21 +473,23 @@ def test_nchw_output_past_stream_threshold(dtype, width_step, stride, relu):
     assert_close(grad_x, expected_grad, dtype, 9, "grad_input")
 
 
+@pytest.mark.parametrize("channels", [96, 32])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_channels_last_output_past_stream_threshold(dtype):
+def test_channels_last_output_past_stream_threshold(dtype, channels):
     """Channels-last depthwise 3x3 results of 8 MiB and more (forward, and grad_input at
     stride 1) leave the 3x3 channel blocks (channels_correlate_3x3) by non-temporal stores;
     the edge pixels keep ordinary ones. 96 channels: whole vectors, and more than four of
-    them, with AVX2 and AVX-512 alike."""
-    side = 152 if dtype == torch.float32 else 108
-    shape = (1, 96, side, side)
+    them, with AVX2 and AVX-512 alike; 32 (float, AVX2: four vectors, which unstreamed take
+    channels_correlate_9)."""
+    side = math.ceil(math.sqrt((8 << 20) / (channels * dtype.itemsize))) + 4
+    shape = (1, channels, side, side)
     assert torch.Size(shape).numel() * dtype.itemsize >= 8 << 20
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape, dtype=dtype, generator=generator)
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    w = torch.randn(96, 1, 3, 3, dtype=dtype, generator=generator)
-    b = torch.randn(96, dtype=dtype, generator=generator)
-    kwargs = dict(padding=1, groups=96)
+    w = torch.randn(channels, 1, 3, 3, dtype=dtype, generator=generator)
+    b = torch.randn(channels, dtype=dtype, generator=generator)
+    kwargs = dict(padding=1, groups=channels)
     out = cnnops.conv2d(x, w, b, **kwargs)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert_close(out, F.conv2d(x.detach().double(), w.double(), b.double(), **kwargs), dtype, 9,

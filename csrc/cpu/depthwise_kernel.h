@@ -749,7 +749,7 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
 // AVX-512), channels_correlate holds the weights in registers: reloading them every pixel
 // made it load-bound, at twice the loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms
 // for native). Nine taps on three or four vectors (that layer on AVX2) hold them one vector
-// at a time (channels_correlate_9). Wider channels of a 3x3 kernel at column stride 1 (the
+// at a time (channels_correlate_9), unless the result is streamed. Wider channels of a 3x3 kernel at column stride 1 (the
 // forward pass and grad_input of MobileNet's stride-1 layers) take channels_correlate_3x3:
 // blocks of four pixels share each weight and input load among the outputs that use it,
 // the next blocks' lines prefetched (one thread, ms: 8x128x56x56 forward and grad_input
@@ -971,14 +971,22 @@ inline void channels_correlate(long count, long C, int ntaps,
     }
     return;
   }
-  if (C <= 4 * W && ntaps == 9) {
+  const typename V::scalar* sorted_src[9];
+  const typename V::scalar* sorted_w[9];
+  const bool unit_3x3 =
+      C % W == 0 && taps_3x3_unit_stride(ntaps, src, w, src_step, sorted_src, sorted_w);
+  stream = stream && unit_3x3 && out_step % W == 0 && vector_aligned<V>(out);
+  // channels_correlate_9 writes a pixel's channels a vector at a time, blocks of pixels
+  // apart: streamed, its lines would leave the write-combining buffers unfinished (2.2x
+  // slower on 8x32x112x112). Results to stream whose pixels are whole pairs of vectors (AVX2:
+  // MobileNet's 32-channel layer) take channels_correlate_3x3, which writes a pixel's pair
+  // at once (8x32x112x112, two threads, a noisy Zen 4 VM, 8 alternated runs each: forward
+  // 2.8-4.4 -> 2.2-2.9 ms, grad_input 3.1-4.2 -> 2.3-3.3).
+  if (C <= 4 * W && ntaps == 9 && !(stream && C % (2 * W) == 0)) {
     channels_correlate_9<V>(count, C, src, src_step, w, init, out, out_step);
     return;
   }
-  const typename V::scalar* sorted_src[9];
-  const typename V::scalar* sorted_w[9];
-  if (C % W == 0 && taps_3x3_unit_stride(ntaps, src, w, src_step, sorted_src, sorted_w)) {
-    stream = stream && out_step % W == 0 && vector_aligned<V>(out);
+  if (unit_3x3) {
     channels_correlate_3x3<V>(count, C, sorted_src, src_step, sorted_w, init, out, out_step,
                               stream);
     return;

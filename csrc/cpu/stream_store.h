@@ -19,7 +19,9 @@
 //    of whole aligned pairs of vectors (8x64x112x112 3.1-3.3 -> 2.4-2.6 ms);
 //  - the channels-last depthwise 3x3 channel blocks (channels_correlate_3x3: forward, and
 //    grad_input at stride 1; 8x128x56x56 forward 3.7-4.1 -> 3.2-3.4 ms, grad_input 3.8-4.3
-//    -> 3.4-3.6, on a slower hour of the same machine).
+//    -> 3.4-3.6, on a slower hour of the same machine), which also take MobileNet's
+//    32-channel layer on AVX2 when it streams (8x32x112x112 forward 2.8-4.4 -> 2.2-2.9 ms
+//    on a Zen 4 VM; streamed a vector at a time, as channels_correlate_9 writes, 2.2x slower).
 // Elsewhere they did not pay: max pooling's backward zeroes its planes by memset, whose
 // string stores already skip the read, and streaming max pooling's forward values and
 // indices (rows of 56) measured 0.89-0.95x. The threshold: on the Zen 3 VM reads of 16 MiB
