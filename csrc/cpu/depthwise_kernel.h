@@ -749,8 +749,9 @@ inline void interleave_rows(long rows, long n, int k, const typename V::scalar* 
 // AVX-512), channels_correlate holds the weights in registers: reloading them every pixel
 // made it load-bound, at twice the loads of its FMAs (8x32x112x112: 1.9 ms, against 0.8 ms
 // for native). Nine taps on three or four vectors (that layer on AVX2) hold them one vector
-// at a time (channels_correlate_9), unless the result is streamed. Wider channels of a 3x3 kernel at column stride 1 (the
-// forward pass and grad_input of MobileNet's stride-1 layers) take channels_correlate_3x3:
+// at a time (channels_correlate_9), unless the result is streamed. Wider channels of a 3x3
+// kernel at column stride 1 (the forward pass and grad_input of MobileNet's stride-1
+// layers) take channels_correlate_3x3:
 // blocks of four pixels share each weight and input load among the outputs that use it,
 // the next blocks' lines prefetched (one thread, ms: 8x128x56x56 forward and grad_input
 // 5.6 -> 4.3-4.6, 8x64x112x112 forward 11.2-11.5 -> 8.0-8.7, grad_input 11.3-11.6 ->

@@ -1274,7 +1274,7 @@ void max_pool2d_grad_input_channels_last(const at::Tensor& grad_output, const at
           ahead_dy.fetch(gv, cn);
           // The pixel's indices checked and zeroed for at once where they all lie inside the
           // plane: the adds then need neither test (CL 8x64x112x112 2x2: 3.6-3.9 -> 2.7-2.9
-          // ms with the prefetches, two threads, Zen 1).
+          // ms with the prefetches, two threads, a Zen 4 VM).
           const int64_t top = top_index_inside(kv, cn, plane_size);
           if (top >= 0) {
             if (top >= zeroed) zero_until((top / W + 1) * W);  // through the end of top's row

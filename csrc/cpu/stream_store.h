@@ -23,10 +23,12 @@
 //    32-channel layer on AVX2 when it streams (8x32x112x112 forward 2.8-4.4 -> 2.2-2.9 ms
 //    on a Zen 4 VM; streamed a vector at a time, as channels_correlate_9 writes, 2.2x slower).
 // Elsewhere they did not pay: max pooling's backward zeroes its planes by memset, whose
-// string stores already skip the read, and streaming max pooling's forward values and
-// indices (rows of 56) measured 0.89-0.95x. The threshold: on the Zen 3 VM reads of 16 MiB
-// ran at DRAM speed and of 4 MiB at 50 GB/s (a core's share of L3 lies between); smaller
-// results keep ordinary stores, to stay in cache for the next operator.
+// string stores already skip the read (summing each NCHW plane in a cached buffer and
+// streaming it out measured level, 8x64x112x112 on a Zen 4 VM), and streaming max
+// pooling's forward values and indices (rows of 56) measured 0.89-0.95x. The threshold: on
+// the Zen 3 VM reads of 16 MiB ran at DRAM speed and of 4 MiB at 50 GB/s (a core's share of
+// L3 lies between); smaller results keep ordinary stores, to stay in cache for the next
+// operator.
 //
 // Baseline code, no target attribute: the AVX2 translation units include this before their
 // `#pragma GCC target`. A task that streamed calls stream_fence() before it ends, so that
