@@ -597,6 +597,37 @@ def test_cpu_results_are_bitwise_reproducible_across_thread_counts(hw, mult, ver
             assert torch.equal(a, e), f"{name} differs bitwise"
 
 
+
+# grad_weight over planes of 512 pixels or more sweeps a thread's channels image by image;
+# with fewer than 32 output channels the batch is cut into chunks too, so the channels of one
+# chunk that a thread owns start and end anywhere. Each case against the reference kernel,
+# and bitwise alike at 1, 2 and 3 threads.
+@pytest.mark.parametrize("batch, channels, mult, hw, stride", [
+    (5, 3, 1, (24, 25), 1),   # 3x3 planes read in place (grid_plane_dot), 15 batch chunks
+    (4, 2, 3, (30, 30), 1),   # channel multiplier
+    (9, 8, 1, (26, 27), 2),   # stride 2 (small_planes_dot)
+    (3, 40, 1, (23, 24), 1),  # one chunk, 40 channels: ranges split mid-chunk
+], ids=["in_place", "mult3", "stride2", "one_chunk"])
+def test_grad_weight_image_major_sweep_matches_reference(batch, channels, mult, hw, stride):
+    x = torch.randn(batch, channels, *hw, dtype=torch.float64)
+    w_shape = [channels * mult, 1, 3, 3]
+    out_hw = [(n + 2 - 3) // stride + 1 for n in hw]
+    grad_output = torch.randn(batch, channels * mult, *out_hw, dtype=torch.float64)
+    args = ([stride, stride], [1, 1, 1, 1], [1, 1], channels)
+    with cnnops.kernel_version("depthwise", 1):
+        expected = torch.ops.cnnops.conv2d_grad_weight(grad_output, x, w_shape, *args)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            results.append(torch.ops.cnnops.conv2d_grad_weight(grad_output, x, w_shape, *args))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(results[0], expected, rtol=1e-10, atol=1e-10)
+    for result in results[1:]:
+        assert torch.equal(result, results[0]), "grad_weight differs bitwise across threads"
+
 GRADCHECK_CASES = [
     case("k3_pad1_bias", 1, 2, 1, (4, 5), (3, 3), padding=1),
     case("mult2_stride2", 2, 2, 2, (5, 4), (3, 2), stride=2, padding=(1, 0), bias=False),

@@ -783,24 +783,57 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
 }
 
 // grad_weight by output channel: the batch cut into chunks chosen from the shape alone, and
-// for each (channel k, chunk) task dot(k, n0, n1, lanes) sums images [n0, n1) into the taps'
-// lanes (taps_dot's slots, zero at the start); the lanes are then added in lane order and
+// for each (channel k, chunk) task the images [n0, n1) summed into the taps' lanes (taps_dot's
+// slots, zero at the start) by dot(k, n0, n1, lanes), which must give the same sums as
+// dot(k, n, n + 1, lanes) image by image in order; the lanes are then added in lane order and
 // the chunks in chunk order, so that results do not depend on the thread count. Tasks of
 // about kSmallPlanesGrain output pixels at least.
+//
+// Input planes of kImageMajorPixels or more are swept image-major: a thread takes its tasks
+// of one chunk kLaneBlock lanes' worth of channels at a time, image by image, the channels
+// inner, so that NCHW planes are read in memory order, a long run of consecutive planes per
+// image; channel by channel, the reads jumped to another image every plane and the hardware
+// prefetchers started over. 8x128x56x56, two threads, data out of cache (six operand sets
+// in turn), alternated builds: 1.18 -> 0.60 ms; 8x256x28x28 0.59 -> 0.36; stride 2 on 56x56
+// 0.77 -> 0.53; 112x112 planes 1.10 -> 0.93. Smaller planes stay channel-major: on 14x14
+// and 7x7 planes image by image measured 0.33 -> 0.37 and 0.19 -> 0.29 ms (a call per plane).
+constexpr int64_t kImageMajorPixels = 512;
+constexpr int64_t kLaneBlock = 8192;  // elements of lanes per sweep (32 KiB of floats)
+
 template <typename T, typename Dot>
 void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot) {
   const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
   const int64_t per_chunk = ceil_div(g.N, chunks);
+  const int64_t task_lanes = g.taps() * kDotLanes;
+  const bool image_major = g.H * g.W >= kImageMajorPixels;
+  const int64_t block = image_major ? std::max<int64_t>(1, kLaneBlock / task_lanes) : 1;
   std::vector<T> partial(chunks * g.M * g.taps());
   const int64_t grain =
       std::max<int64_t>(1, kSmallPlanesGrain / std::max<int64_t>(per_chunk * g.P * g.Q, 1));
   at::parallel_for(0, g.M * chunks, grain, [&](int64_t begin, int64_t end) {
-    std::vector<T> lanes(g.taps() * kDotLanes);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t k = task / chunks, chunk = task % chunks;
-      std::fill(lanes.begin(), lanes.end(), T(0));
-      dot(k, chunk * per_chunk, std::min(g.N, (chunk + 1) * per_chunk), lanes.data());
-      sum_lanes(lanes.data(), g.taps(), partial.data() + (chunk * g.M + k) * g.taps());
+    std::vector<T> lanes(std::min(block, end - begin) * task_lanes);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      // This range's tasks of the chunk: channels [k_begin, k_end) (task = k * chunks + chunk).
+      const int64_t k_begin = ceil_div(std::max<int64_t>(begin - chunk, 0), chunks);
+      const int64_t k_end = std::max(k_begin, ceil_div(end - chunk, chunks));
+      const int64_t n0 = chunk * per_chunk, n1 = std::min(g.N, n0 + per_chunk);
+      for (int64_t k0 = k_begin; k0 < k_end; k0 += block) {
+        const int64_t count = std::min(block, k_end - k0);
+        std::fill(lanes.begin(), lanes.begin() + count * task_lanes, T(0));
+        if (image_major) {
+          for (int64_t n = n0; n < n1; ++n) {
+            for (int64_t i = 0; i < count; ++i) {
+              dot(k0 + i, n, n + 1, lanes.data() + i * task_lanes);
+            }
+          }
+        } else {
+          dot(k0, n0, n1, lanes.data());
+        }
+        for (int64_t i = 0; i < count; ++i) {
+          sum_lanes(lanes.data() + i * task_lanes, g.taps(),
+                    partial.data() + (chunk * g.M + k0 + i) * g.taps());
+        }
+      }
     }
   });
   add_partials(partial, chunks, dw);
