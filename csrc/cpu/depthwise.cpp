@@ -784,10 +784,13 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
 
 // grad_weight by output channel: the batch cut into chunks chosen from the shape alone, and
 // for each (channel k, chunk) task the images [n0, n1) summed into the taps' lanes (taps_dot's
-// slots, zero at the start) by dot(k, n0, n1, lanes), which must give the same sums as
-// dot(k, n, n + 1, lanes) image by image in order; the lanes are then added in lane order and
-// the chunks in chunk order, so that results do not depend on the thread count. Tasks of
-// about kSmallPlanesGrain output pixels at least.
+// slots, zero at the start), by dot(k, n0, n1, lanes) or, image-major (below), by
+// dot(k, n, n + 1, lanes) for each image in order; the lanes are then added in lane order and
+// the chunks in chunk order. Which of the two is taken depends on the shape alone, so results
+// do not depend on the thread count. Both add each image's terms to the lanes in image order,
+// the same sums, except for callers that make two passes over [n0, n1) into one set of lanes
+// (grad_weight_small_planes' two halves of 16-column rows on AVX2), whose terms are then
+// added in another order. Tasks of about kSmallPlanesGrain output pixels at least.
 //
 // Input planes of kImageMajorPixels or more are swept image-major: a thread takes its tasks
 // of one chunk kLaneBlock lanes' worth of channels at a time, image by image, the channels
