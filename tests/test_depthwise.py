@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnops
+from _helpers import num_threads
 
 # torch's own F.conv2d (the reference) warns about even kernels with padding='same'
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
@@ -597,7 +598,6 @@ def test_cpu_results_are_bitwise_reproducible_across_thread_counts(hw, mult, ver
             assert torch.equal(a, e), f"{name} differs bitwise"
 
 
-
 # grad_weight over planes of 512 pixels or more sweeps a thread's channels image by image;
 # with fewer than 32 output channels the batch is cut into chunks too, so the channels of one
 # chunk that a thread owns start and end anywhere. Each case against the reference kernel,
@@ -616,17 +616,14 @@ def test_grad_weight_image_major_sweep_matches_reference(batch, channels, mult, 
     args = ([stride, stride], [1, 1, 1, 1], [1, 1], channels)
     with cnnops.kernel_version("depthwise", 1):
         expected = torch.ops.cnnops.conv2d_grad_weight(grad_output, x, w_shape, *args)
-    threads = torch.get_num_threads()
     results = []
-    try:
-        for count in (1, 2, 3):
-            torch.set_num_threads(count)
+    for count in (1, 2, 3):
+        with num_threads(count):
             results.append(torch.ops.cnnops.conv2d_grad_weight(grad_output, x, w_shape, *args))
-    finally:
-        torch.set_num_threads(threads)
     torch.testing.assert_close(results[0], expected, rtol=1e-10, atol=1e-10)
     for result in results[1:]:
         assert torch.equal(result, results[0]), "grad_weight differs bitwise across threads"
+
 
 GRADCHECK_CASES = [
     case("k3_pad1_bias", 1, 2, 1, (4, 5), (3, 3), padding=1),
