@@ -4,8 +4,8 @@
 // Letters as in cpu/depthwise.cpp (N, C, H, W, M, R, S, P, Q), plus K output channels.
 // Per image, the pointwise half is the GEMM Y[K x PQ] = PW[K x M] * D[M x PQ].
 //
-// Kernel versions (the "depthwise" family; 0 = automatic: 2, but the forward pass of small
-// output planes unfused, see forward_unfused):
+// Kernel versions (the "depthwise" family; 0 = automatic: 2, but the forward pass unfused
+// within the workspace bound, see forward_unfused):
 // version 1: reference. D is materialised by the depthwise kernels, the pointwise product is
 //            a plain loop; backward likewise, through a materialised dD.
 // version 2: fused. Work is split into tiles of output pixels (a few rows of one image, or
@@ -552,17 +552,18 @@ bool channels_last_input(const at::Tensor& input, const at::Tensor& dw_weight) {
          input.stride(1) == 1;
 }
 
-// Version 0 also runs the forward pass of small output planes unfused (MobileNet's 28x28
-// and smaller, under kFusedMinPixels per image): conv2d's 1x1 GEMM takes its columns across
-// images and packs D into cache-sized panels, where the fused kernel's direct_row, a few
-// columns per image, streams every weight and reads D along M rows at once (conv2d.cpp keeps
-// its own direct 1x1 kernel to planes of 512 pixels and more for the same reason). Measured
-// on MobileNet's 8-image layers, fused and unfused calls alternating in one process: 1.02x
-// (7x7) to 1.12x (14x14 s2) faster; backward unfused was 0.74x-1.07x of fused, so it stays
-// fused. D is then held whole: only within the workspace bound, the larger of 64 MiB and
-// the input's size.
-constexpr int64_t kFusedMinPixels = 28 * 28 + 1;
-
+// Version 0 runs the forward pass unfused: the depthwise kernels, then conv2d's 1x1 kernels
+// (its direct kernel on planes of 512 pixels and more, its GEMM across images below that).
+// The fused kernel saves D's round trip through memory but fills strips of the input per
+// tile and runs direct_row over a reduction of only M channels from its buffer, and lost on
+// every MobileNet block (8 images, two threads, a Zen 4 VM; fused vs unfused ms, three runs
+// of benchmarks/bench_depthwise.py --parts separable): 112x112 32 -> 64 4.39-4.55 vs
+// 4.14-4.21, stride 2 64 -> 128 4.69-4.79 vs 3.81-3.87, 56x56 128 -> 128 6.90-7.22 vs
+// 6.70-7.28; 28x28 and smaller 1.02x (7x7) to 1.12x (14x14 s2) faster unfused, measured
+// earlier. At batch 1 the stride-2 block was 0.485 vs 0.461 ms and 56x56 level. Backward
+// unfused was 0.74x-1.07x of fused (small planes), so it stays fused. D is then held whole:
+// only within the workspace bound, the larger of 64 MiB and the input's size; past it (a
+// channel multiplier over a large input) the fused kernel runs, one tile of D at a time.
 // Version 2 runs the channels-last forward pass fused (separable_forward_channels_last) on
 // all shapes, version 0 where PW fits in L2 (256 KiB), which every task streams whole: on
 // MobileNet's blocks, channels-last / NCHW forward time fused (unfused, last measured):
@@ -582,8 +583,7 @@ bool forward_unfused(const at::Tensor& input, const at::Tensor& dw_weight,
   if (channels_last_input(input, dw_weight)) return true;
   const int64_t element = input.element_size();
   const int64_t bound = std::max<int64_t>(int64_t{64} << 20, input.numel() * element);
-  return kernel_version(OpFamily::depthwise) == 0 && s.P * s.Q < kFusedMinPixels &&
-         s.N * s.M * s.P * s.Q * element <= bound;
+  return kernel_version(OpFamily::depthwise) == 0 && s.N * s.M * s.P * s.Q * element <= bound;
 }
 
 at::Tensor pointwise_conv2d(const at::Tensor& d, const at::Tensor& pw_weight,
