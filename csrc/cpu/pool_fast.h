@@ -736,29 +736,52 @@ void avg_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, const 
   const Prefetcher<T> ahead(input);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
   at::parallel_for(0, s.N * s.C * s.P, grain(row_work), [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(s.Q), divisor(s.Q);
+    // The sums run in the output row (unit stride in this layout) and are divided there.
+    // A row's divisors depend only on its window's row extent (and count): computed again
+    // only when that changes, at the top and bottom edges. (n, c, p) of the task's first
+    // row, then stepped: no divisions per row.
+    std::vector<T> divisor(s.Q);
+    int64_t divisor_count = -1, divisor_extent = -1;
+    int64_t p = begin % s.P, c = (begin / s.P) % s.C, n = begin / (s.P * s.C);
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t p = row % s.P, c = (row / s.P) % s.C, n = row / (s.P * s.C);
       const T* plane = x + n * xs.n + c * xs.c;
       const PoolWindow& wh = ht.win[p];
-      ahead.fetch(plane + wh.begin * xs.h, ht.stride * xs.h);
-      std::fill(acc.begin(), acc.end(), T(0));
+      T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
+      T* acc = y_row;
       const bool fuse = fused != nullptr && wh.count == ht.kernel;  // all window rows inside
+      if (fuse) {
+        wt.for_each_border([&](int64_t q) { acc[q] = T(0); });
+      } else {
+        std::fill(acc, acc + s.Q, T(0));
+      }
       for (int64_t ih = wh.begin; ih < wh.begin + wh.count; ++ih) {
         const T* x_row = plane + ih * xs.h;
         wt.for_each_border([&](int64_t q) {
           const PoolWindow& ww = wt.win[q];
           for (int64_t iw = ww.begin; iw < ww.begin + ww.count; ++iw) acc[q] += x_row[iw];
         });
-        if (!fuse) interior(x_row, wt, acc.data());
+        if (!fuse) interior(x_row, wt, acc);
       }
+      ahead.fetch(plane + wh.begin * xs.h, ht.stride * xs.h);
       if (fuse) {
         fused(plane + wh.begin * xs.h + wt.offset + wt.lo * wt.stride, xs.h, wt.hi - wt.lo,
-              acc.data() + wt.lo);
+              acc + wt.lo);
       }
-      row_divisors(s, wh, w_extent, divisor.data());
-      T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
-      for (int64_t q = 0; q < s.Q; ++q) y_row[q] = acc[q] / divisor[q];
+      if (wh.count != divisor_count || wh.divisor_extent != divisor_extent) {
+        row_divisors(s, wh, w_extent, divisor.data());
+        divisor_count = wh.count;
+        divisor_extent = wh.divisor_extent;
+      }
+      const T* __restrict__ d = divisor.data();
+      T* __restrict__ out = y_row;
+      for (int64_t q = 0, Q = s.Q; q < Q; ++q) out[q] /= d[q];
+      if (++p == s.P) {
+        p = 0;
+        if (++c == s.C) {
+          c = 0;
+          ++n;
+        }
+      }
     }
   });
 }
