@@ -102,8 +102,13 @@ CASES = [
     # vector on AVX-512, more than two vectors on AVX2)
     case("c20_k3", 2, 20, 1, (6, 7), (3, 3), padding=1),
     case("c32_k3_stride2", 1, 32, 1, (9, 8), (3, 3), stride=2, padding=1),
-    # channels_last grad_weight: a plane too big to be gathered in one band (read in place)
+    # channels_last grad_weight: a plane too big to be gathered in one band (read in place),
+    # its pairs of rows whole, edges included (one column of padding each side); with a
+    # partial vector of channels; and with two columns of padding, whose edges are summed
+    # apart from the pairs' interior runs
     case("c8_k3_72x72", 1, 8, 1, (72, 72), (3, 3), padding=1),
+    case("c13_k3_64x64", 1, 13, 1, (64, 64), (3, 3), padding=1),
+    case("c8_k3_72x72_padding2", 1, 8, 1, (72, 72), (3, 3), padding=2),
 ]
 
 

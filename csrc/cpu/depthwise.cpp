@@ -107,10 +107,12 @@ namespace cnnops::cpu {
   void channels_correlate(long count, long C, int ntaps, const double* const* src,           \
                           long src_step, const double* const* w, const double* init,         \
                           double* out, long out_step, bool stream);                          \
-  void channels_dot_3x3_pair(long count, long C, const float* x, long x_row, long x_step,    \
-                             const float* g, long g_row, long g_step, float* const* acc);     \
-  void channels_dot_3x3_pair(long count, long C, const double* x, long x_row, long x_step,   \
-                             const double* g, long g_row, long g_step, double* const* acc);   \
+  void channels_dot_3x3_pair(long count, long C, int pad, const float* x, long x_row,       \
+                             long x_step, const float* g, long g_row, long g_step,            \
+                             float* const* acc);                                              \
+  void channels_dot_3x3_pair(long count, long C, int pad, const double* x, long x_row,      \
+                             long x_step, const double* g, long g_row, long g_step,           \
+                             double* const* acc);                                             \
   void channels_dot(long count, long C, int ntaps, const float* const* src, long src_step,   \
                     const float* g, long g_step, float* const* acc);                         \
   void channels_dot(long count, long C, int ntaps, const double* const* src, long src_step,  \
@@ -244,15 +246,17 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
   CNNOPS_DISPATCH_LOOP(channels_dot, count, C, ntaps, src, src_step, g, g_step, acc)
 }
 
-void channels_dot_3x3_pair(int64_t count, int64_t C, const float* x, int64_t x_row,
+void channels_dot_3x3_pair(int64_t count, int64_t C, int pad, const float* x, int64_t x_row,
                            int64_t x_step, const float* g, int64_t g_row, int64_t g_step,
                            float* const* acc) {
-  CNNOPS_DISPATCH_LOOP(channels_dot_3x3_pair, count, C, x, x_row, x_step, g, g_row, g_step, acc)
+  CNNOPS_DISPATCH_LOOP(channels_dot_3x3_pair, count, C, pad, x, x_row, x_step, g, g_row, g_step,
+                       acc)
 }
-void channels_dot_3x3_pair(int64_t count, int64_t C, const double* x, int64_t x_row,
+void channels_dot_3x3_pair(int64_t count, int64_t C, int pad, const double* x, int64_t x_row,
                            int64_t x_step, const double* g, int64_t g_row, int64_t g_step,
                            double* const* acc) {
-  CNNOPS_DISPATCH_LOOP(channels_dot_3x3_pair, count, C, x, x_row, x_step, g, g_row, g_step, acc)
+  CNNOPS_DISPATCH_LOOP(channels_dot_3x3_pair, count, C, pad, x, x_row, x_step, g, g_row, g_step,
+                       acc)
 }
 
 void gather_channels(int64_t rows, int64_t cols, int64_t n, int64_t lanes, const float* src,
@@ -672,9 +676,17 @@ void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tens
   // 3x3 at stride 1 and dilation 1: pairs of rows whose four input rows exist, their
   // interior runs (every tap inside; the same run for both rows) by channels_dot_3x3_pair,
   // which loads each input pixel once for both rows. 8x256x28x28, one thread, ms: 2.8-3.1
-  // -> 2.2-2.3; on 128 and 32 channels, level.
+  // -> 2.2-2.3; on 128 and 32 channels, level. With one column of padding on each side
+  // (MobileNet's layers), the pair's whole rows, edges included, in the same call: the
+  // edges' calls of channels_dot (one pixel, six taps, every vector's sums loaded and
+  // stored) took a quarter of the 28x28 layer's kernel time. With that and the kernel's
+  // walk over input pixels (a Zen 4 VM, 4 operand sets cycled, 3 alternations, ms, one /
+  // two threads): 8x256x28x28 1.54-1.70 -> 1.30 / 0.79-0.89 -> 0.61-0.76, 8x128x56x56
+  // 2.78-3.22 -> 2.55-2.58 / 1.47-1.59 -> 1.32-1.50, 8x32x112x112 2.77-2.86 -> 2.51-2.69
+  // / 1.49-1.65 -> 1.34-1.65.
   const bool pairs = g.R == 3 && g.S == 3 && g.p.stride_h == 1 && g.p.stride_w == 1 &&
                      g.p.dilation_h == 1 && g.p.dilation_w == 1;
+  const bool whole_rows = pairs && g.p.pad_left == 1 && g.Q == g.W;
   at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
     std::vector<const T*> src(taps.ntaps());
     std::vector<T*> acc(taps.ntaps());
@@ -687,6 +699,13 @@ void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tens
         const T* dy_row = dy + n * dys.n + oh * dys.h;
         const bool pair = pairs && row + 1 < last && oh + 1 < g.P && oh >= g.p.pad_top &&
                           oh + 4 <= g.H + g.p.pad_top;
+        if (pair && whole_rows) {
+          for (int t = 0; t < 9; ++t) acc[t] = sums + t * g.C;
+          channels_dot_3x3_pair(g.Q, g.C, 1, x + n * xs.n + (oh - g.p.pad_top) * xs.h, xs.h,
+                                xs.w, dy_row, dys.h, dys.w, acc.data());
+          ++row;
+          continue;
+        }
         int64_t lo = 0, interior = 0;  // the pair's interior run, summed below
         for (int64_t i = 0; i < (pair ? 2 : 1); ++i) {
           for_pixel_runs(taps, x, xs, g.H, g.W, n, oh + i, g.Q, src, index, [&](int64_t q0, int64_t count, int kept, bool edge) {
@@ -702,7 +721,7 @@ void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tens
         }
         if (pair) {
           for (int t = 0; t < 9; ++t) acc[t] = sums + t * g.C;
-          channels_dot_3x3_pair(interior, g.C,
+          channels_dot_3x3_pair(interior, g.C, 0,
                                 x + n * xs.n + (oh - g.p.pad_top) * xs.h + (lo - g.p.pad_left) * xs.w,
                                 xs.h, xs.w, dy_row + lo * dys.w, dys.h, dys.w, acc.data());
           ++row;

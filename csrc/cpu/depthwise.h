@@ -111,13 +111,15 @@ void channels_dot(int64_t count, int64_t C, int ntaps, const float* const* src, 
 void channels_dot(int64_t count, int64_t C, int ntaps, const double* const* src,
                   int64_t src_step, const double* g, int64_t g_step, double* const* acc);
 
-// channels_dot of a 3x3 kernel at stride 1 and dilation 1 over two output rows, pixels whose
-// taps all lie inside: for q < count and c < C, acc[r * 3 + s][c] += sum over rows i < 2 of
-// g[i * g_row + q * g_step + c] * x[(i + r) * x_row + (q + s) * x_step + c].
-void channels_dot_3x3_pair(int64_t count, int64_t C, const float* x, int64_t x_row,
+// channels_dot of a 3x3 kernel at stride 1 and dilation 1 over two output rows: for q <
+// count and c < C, acc[r * 3 + s][c] += sum over rows i < 2 of
+// g[i * g_row + q * g_step + c] * x[(i + r) * x_row + (q + s - pad) * x_step + c], pad 0
+// (pixels whose taps all lie inside) or 1 (a whole row of count pixels padded by one on each
+// side: the taps on pixels -1 and count are skipped).
+void channels_dot_3x3_pair(int64_t count, int64_t C, int pad, const float* x, int64_t x_row,
                            int64_t x_step, const float* g, int64_t g_row, int64_t g_step,
                            float* const* acc);
-void channels_dot_3x3_pair(int64_t count, int64_t C, const double* x, int64_t x_row,
+void channels_dot_3x3_pair(int64_t count, int64_t C, int pad, const double* x, int64_t x_row,
                            int64_t x_step, const double* g, int64_t g_row, int64_t g_step,
                            double* const* acc);
 // A block of `lanes` channels (a multiple of the widest vector, 16 floats) of a channels-last

@@ -1113,38 +1113,86 @@ inline void channels_dot(long count, long C, int ntaps,
   }
 }
 
-// channels_dot of a 3x3 kernel at stride 1 and dilation 1 over two output rows at once,
-// interior pixels (every tap inside): for q < count, tap (r, s) of output row i (0 or 1)
-// multiplies g[i * g_row + q * g_step + c] by x[(i + r) * x_row + (q + s) * x_step + c]. The
-// four input rows' pixels are loaded once for both output rows (12 loads and 2 of g for 18
-// FMAs, against 20), and the pass over the channels runs once per pair of rows.
-template <typename V>
-inline void channels_dot_3x3_pair(long count, long C, const typename V::scalar* __restrict x,
-                                  long x_row, long x_step,
-                                  const typename V::scalar* __restrict g, long g_row,
-                                  long g_step, typename V::scalar* const* acc) {
+// channels_dot of a 3x3 kernel at stride 1 and dilation 1 over two output rows at once: for
+// q < count, tap (r, s) of output row i (0 or 1) multiplies g[i * g_row + q * g_step + c] by
+// x[(i + r) * x_row + (q + s - pad) * x_step + c], pad 0 (every tap inside) or 1 (a row
+// padded by one pixel on each side, count its width: the taps on pixels -1 and count are
+// skipped, so the row's edges need no calls of their own). The pass walks the input pixels:
+// pixel p of the four input rows is loaded once, for tap s of output pixel p - s, whose g
+// (both rows) stays in registers for three pixels, 4 loads of x and 2 of g for 18 FMAs
+// (loading each tap's pixel instead: 12 and 2). Each tap's sum runs over the output pixels
+// in order, row 0's term before row 1's; no product of a pixel with a tap that does not
+// reach it is formed (0 * inf would be NaN).
+template <typename V, bool kWhole>
+inline void channels_dot_3x3_pair_vector(long count, long c, long n, int pad,
+                                         const typename V::scalar* __restrict x, long x_row,
+                                         long x_step, const typename V::scalar* __restrict g,
+                                         long g_row, long g_step,
+                                         typename V::scalar* const* acc) {
   using vec = typename V::vec;
-  constexpr int W = V::width;
-  for (long c = 0; c < C; c += W) {
-    const long n = C - c < W ? C - c : W;
-    vec sum[9];
+  auto load = [n](const typename V::scalar* p) __attribute__((always_inline)) {
+    return kWhole ? V::load(p) : V::load_n(p, n);
+  };
+  vec sum[9];
 #pragma GCC unroll 9
-    for (int t = 0; t < 9; ++t) sum[t] = V::zero();
-    for (long q = 0; q < count; ++q) {
-      const vec g0 = V::load_n(g + q * g_step + c, n);
-      const vec g1 = V::load_n(g + g_row + q * g_step + c, n);
+  for (int t = 0; t < 9; ++t) sum[t] = V::zero();
+  vec g0[3] = {V::zero(), V::zero(), V::zero()};  // [s]: g of output pixel p - s, row 0
+  vec g1[3] = {V::zero(), V::zero(), V::zero()};  // and row 1
+  // Column p (input pixel p - pad) with the taps S0..S1 (those whose output pixel p - s
+  // exists), both known at compile time, so that the sums and g stay in registers; an
+  // absent pixel (padding) only moves g along.
+  auto column = [&](long p, auto s0, auto s1, bool present) __attribute__((always_inline)) {
+    constexpr int S0 = decltype(s0)::value, S1 = decltype(s1)::value;
+    g0[2] = g0[1];
+    g0[1] = g0[0];
+    g1[2] = g1[1];
+    g1[1] = g1[0];
+    if (S0 == 0) {
+      g0[0] = load(g + p * g_step + c);
+      g1[0] = load(g + g_row + p * g_step + c);
+    }
+    if (!present) return;
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < 4; ++k) {
+      const vec xv = load(x + k * x_row + (p - pad) * x_step + c);  // input pixel p - pad
 #pragma GCC unroll 3
-        for (int s = 0; s < 3; ++s) {
-          const vec xv = V::load_n(x + k * x_row + (q + s) * x_step + c, n);
-          if (k < 3) sum[k * 3 + s] = V::fma(g0, xv, sum[k * 3 + s]);
-          if (k > 0) sum[(k - 1) * 3 + s] = V::fma(g1, xv, sum[(k - 1) * 3 + s]);
-        }
+      for (int s = S0; s <= S1; ++s) {
+        if (k < 3) sum[k * 3 + s] = V::fma(g0[s], xv, sum[k * 3 + s]);
+        if (k > 0) sum[(k - 1) * 3 + s] = V::fma(g1[s], xv, sum[(k - 1) * 3 + s]);
       }
     }
+  };
+  using Tap0 = TapCount<0>;  // tap column s, as a type
+  using Tap1 = TapCount<1>;
+  using Tap2 = TapCount<2>;
+  column(0, Tap0{}, Tap0{}, pad == 0);
+  if (count == 1) {
+    column(1, Tap1{}, Tap1{}, true);
+  } else {
+    column(1, Tap0{}, Tap1{}, true);
+    for (long p = 2; p < count; ++p) column(p, Tap0{}, Tap2{}, true);
+    column(count, Tap1{}, Tap2{}, true);
+  }
+  column(count + 1, Tap2{}, Tap2{}, pad == 0);
 #pragma GCC unroll 9
-    for (int t = 0; t < 9; ++t) V::store_n(acc[t] + c, V::add(V::load_n(acc[t] + c, n), sum[t]), n);
+  for (int t = 0; t < 9; ++t) V::store_n(acc[t] + c, V::add(V::load_n(acc[t] + c, n), sum[t]), n);
+}
+
+template <typename V>
+inline void channels_dot_3x3_pair(long count, long C, int pad,
+                                  const typename V::scalar* __restrict x, long x_row,
+                                  long x_step, const typename V::scalar* __restrict g,
+                                  long g_row, long g_step, typename V::scalar* const* acc) {
+  constexpr int W = V::width;
+  if (count <= 0) return;
+  long c = 0;
+  for (; c + W <= C; c += W) {
+    channels_dot_3x3_pair_vector<V, true>(count, c, W, pad, x, x_row, x_step, g, g_row, g_step,
+                                          acc);
+  }
+  if (c < C) {
+    channels_dot_3x3_pair_vector<V, false>(count, c, C - c, pad, x, x_row, x_step, g, g_row,
+                                           g_step, acc);
   }
 }
 
@@ -2038,9 +2086,10 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
                     const T* g, long g_step, T* const* acc) {                                 \
     detail::channels_dot<VEC>(count, C, ntaps, src, src_step, g, g_step, acc);                \
   }                                                                                           \
-  void channels_dot_3x3_pair(long count, long C, const T* x, long x_row, long x_step,         \
-                             const T* g, long g_row, long g_step, T* const* acc) {            \
-    detail::channels_dot_3x3_pair<VEC>(count, C, x, x_row, x_step, g, g_row, g_step, acc);    \
+  void channels_dot_3x3_pair(long count, long C, int pad, const T* x, long x_row,            \
+                             long x_step, const T* g, long g_row, long g_step, T* const* acc) { \
+    detail::channels_dot_3x3_pair<VEC>(count, C, pad, x, x_row, x_step, g, g_row, g_step,     \
+                                       acc);                                                  \
   }                                                                                           \
   void gather_channels(long rows, long cols, long n, long lanes, const T* src, long src_row,  \
                        long src_step, T* dst, long dst_row) {                                 \
