@@ -1048,7 +1048,7 @@ inline void channels_correlate(long count, long C, int ntaps,
   }
 }
 
-// A tap count as a type, for the kernels whose sums are held in registers.
+// A tap count (or a tap's column) as a type, for the kernels whose sums are held in registers.
 template <int K>
 struct TapCount {
   static constexpr int value = K;
