@@ -699,15 +699,12 @@ void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tens
         const T* dy_row = dy + n * dys.n + oh * dys.h;
         const bool pair = pairs && row + 1 < last && oh + 1 < g.P && oh >= g.p.pad_top &&
                           oh + 4 <= g.H + g.p.pad_top;
-        if (pair && whole_rows) {
-          for (int t = 0; t < 9; ++t) acc[t] = sums + t * g.C;
-          channels_dot_3x3_pair(g.Q, g.C, 1, x + n * xs.n + (oh - g.p.pad_top) * xs.h, xs.h,
-                                xs.w, dy_row, dys.h, dys.w, acc.data());
-          ++row;
-          continue;
-        }
-        int64_t lo = 0, interior = 0;  // the pair's interior run, summed below
-        for (int64_t i = 0; i < (pair ? 2 : 1); ++i) {
+        // the pair's run summed below: its whole rows (pad 1), or their interior run
+        const int pad = pair && whole_rows ? 1 : 0;
+        int64_t lo = 0, interior = pad == 1 ? g.Q : 0;
+        // rows whose runs go through channels_dot here: a lone row's all, a pair's edges
+        const int64_t split_rows = pad == 1 ? 0 : pair ? 2 : 1;
+        for (int64_t i = 0; i < split_rows; ++i) {
           for_pixel_runs(taps, x, xs, g.H, g.W, n, oh + i, g.Q, src, index, [&](int64_t q0, int64_t count, int kept, bool edge) {
             if (pair && !edge) {
               lo = q0;
@@ -721,8 +718,9 @@ void grad_weight_channels_in_place(const at::Tensor& grad_output, const at::Tens
         }
         if (pair) {
           for (int t = 0; t < 9; ++t) acc[t] = sums + t * g.C;
-          channels_dot_3x3_pair(interior, g.C, 0,
-                                x + n * xs.n + (oh - g.p.pad_top) * xs.h + (lo - g.p.pad_left) * xs.w,
+          channels_dot_3x3_pair(interior, g.C, pad,
+                                x + n * xs.n + (oh - g.p.pad_top) * xs.h +
+                                    (lo - g.p.pad_left + pad) * xs.w,
                                 xs.h, xs.w, dy_row + lo * dys.w, dys.h, dys.w, acc.data());
           ++row;
         }
