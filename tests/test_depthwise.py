@@ -630,6 +630,34 @@ def test_grad_weight_image_major_sweep_matches_reference(batch, channels, mult, 
         assert torch.equal(result, results[0]), "grad_weight differs bitwise across threads"
 
 
+# Autograd hands the gradient of sum() or mean() over as an expanded tensor (zero strides):
+# the fast kernels copy it densely first, in the layout of grad_input (for grad_weight, of
+# the input), so their results equal those of that dense copy bitwise, and the reference
+# kernel's, which reads it through its strides.
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("expanded", ["scalar", "per_channel"])
+def test_expanded_grad_output_matches_dense(expanded, stride, layout):
+    channels, hw = 24, (15, 14)
+    x = make_tensor((2, channels, *hw), layout, torch.float32, "cpu")
+    w = torch.randn(channels, 1, 3, 3)
+    out_hw = [(n + 2 - 3) // stride + 1 for n in hw]
+    source = torch.randn(()) if expanded == "scalar" else torch.randn(1, channels, 1, 1)
+    grad_output = source.expand(2, channels, *out_hw)
+    args = ([stride, stride], [1, 1, 1, 1], [1, 1], channels)
+    for op, operand, size in ((torch.ops.cnnops.conv2d_grad_input, w, x.shape),
+                              (torch.ops.cnnops.conv2d_grad_weight, x, w.shape)):
+        result = op(grad_output, operand, size, *args)
+        like = result if op is torch.ops.cnnops.conv2d_grad_input else x
+        channels_last = not like.is_contiguous()
+        dense = grad_output.contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        assert torch.equal(result, op(dense, operand, size, *args)), op
+        with cnnops.kernel_version("depthwise", 1):
+            expected = op(grad_output, operand, size, *args)
+        torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-4)
+
+
 GRADCHECK_CASES = [
     case("k3_pad1_bias", 1, 2, 1, (4, 5), (3, 3), padding=1),
     case("mult2_stride2", 2, 2, 2, (5, 4), (3, 2), stride=2, padding=(1, 0), bias=False),
