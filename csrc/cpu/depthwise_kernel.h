@@ -1914,6 +1914,11 @@ inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long
   const long dx_pitch = g.x_pitch, gy_pitch = g.out_pitch;
   const long gy_extent = (P - 1) * gy_pitch + Q;
   const long d0 = kPadOdd ? (g.pad_left - 1) / 2 : g.pad_left / 2 - 1;
+  // Planes one column block wide ((W + 1) / 2 <= V::width: MobileNet's 14x14 and 7x7): the
+  // lanes of the block's two loads are the same in every row and plane, found once here.
+  const bool one_block = (W + 1) / 2 <= Wv;
+  const typename V::Lanes lanes_a = clamped_lanes<V>(-d0, Q - d0);
+  const typename V::Lanes lanes_b = clamped_lanes<V>(-d0 - 1, Q - d0 - 1);
   for (long i = 0; i < count; ++i) {
     const long k = k0 + i;
     const T* gk = gy + k * gy_plane;
@@ -1932,18 +1937,13 @@ inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long
         }
       }
       T* row = dk + h * dx_pitch;
-      for_each_column_block<V>((W + 1) / 2, [&](long c0) {
+      // load(off, c, a, b): grad_output row `off`'s columns [c, c + width) and [c + 1, c + 1 +
+      // width), zero outside [0, Q)
+      const auto block = [&](long c0, const auto& load) __attribute__((always_inline)) {
         vec sum[2] = {V::zero(), V::zero()};  // input columns 2k, 2k + 1
-        const long c = c0 + d0;
         for (int u = 0; u < rows; ++u) {
           vec a, b;
-          if (c >= 0 && c + 1 + Wv <= Q) {
-            a = V::load(gk + offs[u] + c);
-            b = V::load(gk + offs[u] + c + 1);
-          } else {
-            a = load_row_part<V>(gk, offs[u], gy_extent, c, Q);
-            b = load_row_part<V>(gk, offs[u], gy_extent, c + 1, Q);
-          }
+          load(offs[u], c0 + d0, a, b);
           const vec* wr = wv + 3 * rs[u];
 #pragma GCC unroll 3
           for (int s = 0; s < 3; ++s) {
@@ -1965,6 +1965,27 @@ inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long
         } else {
           V::store_n(row + 2 * c0, lo, n);
         }
+      };
+      if (one_block) {
+        block(0, [&](long off, long c, vec& a, vec& b) {
+          const long at = off + c;
+          a = at >= 0 && at + Wv <= gy_extent ? V::load_lanes_within(gk + at, lanes_a)
+                                              : V::load_lanes(gk + at, lanes_a);
+          b = at + 1 >= 0 && at + 1 + Wv <= gy_extent ? V::load_lanes_within(gk + at + 1, lanes_b)
+                                                      : V::load_lanes(gk + at + 1, lanes_b);
+        });
+        continue;
+      }
+      for_each_column_block<V>((W + 1) / 2, [&](long c0) {
+        block(c0, [&](long off, long c, vec& a, vec& b) __attribute__((always_inline)) {
+          if (c >= 0 && c + 1 + Wv <= Q) {
+            a = V::load(gk + off + c);
+            b = V::load(gk + off + c + 1);
+          } else {
+            a = load_row_part<V>(gk, off, gy_extent, c, Q);
+            b = load_row_part<V>(gk, off, gy_extent, c + 1, Q);
+          }
+        });
       });
     }
   }
