@@ -1704,6 +1704,24 @@ inline typename V::vec load_row_part(const typename V::scalar* plane, long off, 
                                       : V::load_lanes(plane + at, m);
 }
 
+// load_row_part at a column c that is the same in many rows: its lanes found once.
+template <typename V>
+struct RowPart {
+  long c;
+  bool whole;  // [c, c + width) inside the row
+  typename V::Lanes lanes;
+
+  RowPart(long c_, long W) : c(c_), whole(c_ >= 0 && c_ + V::width <= W),
+                             lanes(clamped_lanes<V>(-c_, W - c_)) {}
+
+  typename V::vec load(const typename V::scalar* plane, long off, long extent) const {
+    const long at = off + c;
+    if (whole) return V::load(plane + at);
+    return at >= 0 && at + V::width <= extent ? V::load_lanes_within(plane + at, lanes)
+                                              : V::load_lanes(plane + at, lanes);
+  }
+};
+
 // One block of output columns [q0, q0 + width) at stride 2: its input columns from c, the
 // four vectors [c, c + width), [c + width, c + 2 width), and the same two columns on; where
 // they reach outside the row, each vector's lanes inside it. Lanes of outputs q >= Q read
@@ -1914,11 +1932,14 @@ inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long
   const long dx_pitch = g.x_pitch, gy_pitch = g.out_pitch;
   const long gy_extent = (P - 1) * gy_pitch + Q;
   const long d0 = kPadOdd ? (g.pad_left - 1) / 2 : g.pad_left / 2 - 1;
-  // Planes one column block wide ((W + 1) / 2 <= V::width: MobileNet's 14x14 and 7x7): the
-  // lanes of the block's two loads are the same in every row and plane, found once here.
+  // The column blocks (for_each_column_block) are the same in every row and plane: the
+  // lanes of the loads of the first and the last, the blocks that may reach outside the
+  // grad_output rows, are found once here, not per row by load_row_part. Planes one block
+  // wide ((W + 1) / 2 <= V::width: MobileNet's 14x14 and 7x7) hold the lanes in registers.
+  const long last = (W + 1) / 2 > Wv ? (W + 1) / 2 - Wv : 0;
+  const RowPart<V> edges[2][2] = {{{d0, Q}, {d0 + 1, Q}}, {{last + d0, Q}, {last + d0 + 1, Q}}};
   const bool one_block = (W + 1) / 2 <= Wv;
-  const typename V::Lanes lanes_a = clamped_lanes<V>(-d0, Q - d0);
-  const typename V::Lanes lanes_b = clamped_lanes<V>(-d0 - 1, Q - d0 - 1);
+  const typename V::Lanes lanes_a = edges[0][0].lanes, lanes_b = edges[0][1].lanes;
   for (long i = 0; i < count; ++i) {
     const long k = k0 + i;
     const T* gk = gy + k * gy_plane;
@@ -1977,10 +1998,14 @@ inline void stride2_planes_transposed_parity(const SmallPlanes& g, long k0, long
         continue;
       }
       for_each_column_block<V>((W + 1) / 2, [&](long c0) {
+        const RowPart<V>* edge = c0 == 0 ? edges[0] : c0 == last ? edges[1] : nullptr;
         block(c0, [&](long off, long c, vec& a, vec& b) __attribute__((always_inline)) {
           if (c >= 0 && c + 1 + Wv <= Q) {
             a = V::load(gk + off + c);
             b = V::load(gk + off + c + 1);
+          } else if (edge != nullptr) {
+            a = edge[0].load(gk, off, gy_extent);
+            b = edge[1].load(gk, off, gy_extent);
           } else {
             a = load_row_part<V>(gk, off, gy_extent, c, Q);
             b = load_row_part<V>(gk, off, gy_extent, c + 1, Q);
