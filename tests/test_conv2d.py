@@ -401,6 +401,28 @@ def test_fast_kernel_matches_reference_kernel(c, dtype, device):
             assert_conv_close(fast, ref, dtype, 4 * lengths[name], name)
 
 
+# Autograd hands the gradient of sum() or mean() over as an expanded tensor (zero strides):
+# grad_input's fast kernels copy it densely first (in grad_input's layout), so the result
+# equals that dense copy's bitwise, and the reference kernel's, which reads it through its
+# strides, within tolerance.
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("kernel, stride, padding", [(1, 1, 0), (3, 1, 1), (3, 2, 1)],
+                         ids=["1x1", "3x3", "3x3_stride2"])
+def test_expanded_grad_output_matches_dense(kernel, stride, padding, layout):
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(2, 12, 15, 14).contiguous(memory_format=memory_format)
+    w = torch.randn(10, 12, kernel, kernel).contiguous(memory_format=memory_format)
+    out_shape = F.conv2d(x, w, stride=stride, padding=padding).shape
+    grad_output = torch.randn(1, 10, 1, 1).expand(out_shape)
+    args = ([stride, stride], [padding] * 4, [1, 1], 1)
+    result = torch.ops.cnnops.conv2d_grad_input(grad_output, w, x.shape, *args)
+    dense = grad_output.contiguous(memory_format=memory_format)
+    assert torch.equal(result, torch.ops.cnnops.conv2d_grad_input(dense, w, x.shape, *args))
+    with cnnops.kernel_version("conv2d", 1):
+        expected = torch.ops.cnnops.conv2d_grad_input(grad_output, w, x.shape, *args)
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_same_padding_of_even_kernel_pads_bottom_and_right(version):
     # kernel 2x3: 'same' needs 1 row (all of it at the bottom) and 2 columns (1 each side)

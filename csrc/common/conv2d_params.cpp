@@ -153,4 +153,11 @@ c10::MemoryFormat conv_output_memory_format(const at::Tensor& input, const at::T
   return channels_last ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
 }
 
+at::Tensor dense_if_expanded(const at::Tensor& t, c10::MemoryFormat format) {
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) == 0 && t.size(d) > 1) return t.contiguous(format);
+  }
+  return t;
+}
+
 }  // namespace cnnops

@@ -52,4 +52,9 @@ void check_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
 // torch's rule for a convolution's result: channels_last when either operand is.
 c10::MemoryFormat conv_output_memory_format(const at::Tensor& input, const at::Tensor& weight);
 
+// A gradient for the fast kernels: an expanded one (zero strides, as autograd hands over the
+// gradient of sum() or mean()) copied densely in `format`, any other returned as it is. Read
+// through zero strides, a tensor matches neither layout the fast kernels take in place.
+at::Tensor dense_if_expanded(const at::Tensor& t, c10::MemoryFormat format);
+
 }  // namespace cnnops
