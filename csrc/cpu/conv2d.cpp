@@ -877,7 +877,10 @@ constexpr int64_t kGatheredMaxReduction = 4096;  // its B panel (NR columns) wit
 constexpr int64_t kMaxPanelRows = 16;             // at least any micro-kernel's MR
 
 bool unpadded_1x1(const ConvGeometry& g) {
-  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0;
+  // (an output larger than the input's extent, which the grad_input phases ask for, reads
+  // past the input's edge: padding on the far side)
+  return g.R == 1 && g.S == 1 && g.p.pad_top == 0 && g.p.pad_left == 0 &&
+         (g.P - 1) * g.p.stride_h < g.H && (g.Q - 1) * g.p.stride_w < g.W;
 }
 
 template <typename T>
