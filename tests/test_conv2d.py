@@ -423,6 +423,46 @@ def test_expanded_grad_output_matches_dense(kernel, stride, padding, layout):
     torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-4)
 
 
+# grad_input at strides above 1 (and at stride 1 with padding past the kernel) runs once
+# per stride phase of the input, each a stride-1 convolution of grad_output with the taps
+# that reach it, where the phases have at least 256 columns (images x phase pixels) or
+# grad_input is channels-last; smaller NCHW problems take col2im. The two sizes below fall on
+# either side, and the cases take phases that no tap reaches (zero), phases whose first
+# tap lies past grad_output's first row, phases wider than grad_output, and thin layers.
+STRIDED_GRAD_INPUT_CASES = [
+    # in channels, out channels, kernel, stride, [top, bottom, left, right], dilation, groups
+    pytest.param(8, 6, (3, 3), (2, 2), [1, 1, 1, 1], (1, 1), 1, id="3x3s2"),
+    pytest.param(8, 6, (1, 1), (2, 2), [0, 0, 0, 0], (1, 1), 1, id="1x1s2_zero_phases"),
+    pytest.param(8, 6, (3, 3), (2, 2), [2, 2, 2, 2], (2, 2), 2, id="dilation_equals_stride"),
+    pytest.param(8, 6, (5, 4), (3, 2), [2, 0, 1, 3], (1, 1), 1, id="5x4s3x2_asymmetric"),
+    pytest.param(8, 6, (2, 2), (2, 2), [0, 0, 0, 0], (1, 1), 1, id="2x2s2"),
+    pytest.param(8, 6, (3, 3), (1, 1), [3, 2, 4, 3], (1, 1), 1, id="s1_padding_past_kernel"),
+    pytest.param(3, 8, (7, 7), (2, 2), [3, 3, 3, 3], (1, 1), 1, id="7x7s2_thin"),
+    pytest.param(8, 6, (3, 3), (3, 3), [1, 1, 1, 1], (2, 1), 2, id="3x3s3_dilated_rows"),
+]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("batch, size", [(1, 9), (3, 22)], ids=["small", "large"])
+@pytest.mark.parametrize("C, K, kernel, stride, padding, dilation, groups",
+                         STRIDED_GRAD_INPUT_CASES)
+def test_strided_grad_input_matches_torch(C, K, kernel, stride, padding, dilation, groups,
+                                          batch, size, layout, version):
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    top, bottom, left, right = padding
+    x = torch.randn(batch, C, size, size + 1, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(K, C // groups, *kernel, dtype=torch.float64)
+    y = F.conv2d(F.pad(x, (left, right, top, bottom)), w, None, stride, 0, dilation, groups)
+    grad_output = torch.randn_like(y).contiguous(memory_format=memory_format)
+    (expected,) = torch.autograd.grad(y, x, grad_output)
+    with cnnops.kernel_version("conv2d", version):
+        result = torch.ops.cnnops.conv2d_grad_input(grad_output, w, x.shape, list(stride),
+                                                    padding, list(dilation), groups)
+    assert result.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(result, expected, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_same_padding_of_even_kernel_pads_bottom_and_right(version):
     # kernel 2x3: 'same' needs 1 row (all of it at the bottom) and 2 columns (1 each side)

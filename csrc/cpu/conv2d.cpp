@@ -14,10 +14,11 @@
 //            where X_col (im2col) is never built whole: cache-sized tiles of it are packed
 //            straight from the input into the micro-kernel's panel layout (gemm.h).
 //            grad_input at stride 1 is itself such a convolution (of dY with the weight
-//            transposed and flipped); at other strides it is X_col' = W^T * dY followed by
-//            col2im. grad_weight is dW = dY * X_col^T. Work is split so that every output
-//            element is owned by one task, which reduces in a fixed order: results do not
-//            depend on the thread count.
+//            transposed and flipped); at other strides it is one such convolution per
+//            stride phase of the input (conv2d_grad_input_by_phases), or on small problems
+//            X_col' = W^T * dY followed by col2im. grad_weight is dW = dY * X_col^T. Work is
+//            split so that every output element is owned by one task, which reduces in a
+//            fixed order: results do not depend on the thread count.
 // version 3: Winograd F(2x2, 3x3) (cpu/conv2d_winograd.h) for 3x3 stride-1 convolutions:
 //            the forward pass, grad_input, and grad_weight by the transposed algorithm
 //            F(3x3, 2x2); other shapes run version 2.
@@ -1362,6 +1363,136 @@ void conv2d_grad_input_as_convolution(const at::Tensor& grad_output, const at::T
   }
 }
 
+// At stride 2 and up (and at stride 1 with more padding than grad_input_is_convolution
+// takes), grad_input splits into stride_h x stride_w phases, the input pixels
+// (a + i * stride_h, b + j * stride_w). Only some taps reach a phase (those r with
+// a + pad_top - r * dilation_h a multiple of stride_h; likewise s), and the phase is a
+// stride-1 convolution of grad_output with them, transposed and flipped: convolve() computes
+// it into a dense tensor, which is then copied into the phase's pixels. No col2im scatter;
+// every element is written once, by one phase. A phase that no tap reaches (three of the
+// four of a 1x1 kernel at stride 2) is zero.
+//
+// Against col2im (two threads, Zen 4 VM, ms): 3x3 stride 2, 8x64x56x56 <- 128 16.4 -> 10.3,
+// 8x128x28x28 <- 256 10.4 -> 8.6, 8x256x14x14 <- 512 9.9 -> 7.6-8.5; channels-last
+// 8x64x56x56 <- 128 17.5 -> 6.6; 1x1 stride 2, 8x64x56x56 <- 128 1.88 -> 1.0-1.15; a first
+// layer 8x3x224x224 <- 32 7.7 -> 3.9-5.1; 7x7 stride 2 (ResNet's stem) 39 -> 27-33. Where
+// the phases have few columns (images x phase pixels, under kPhaseMinColumns) each phase's
+// GEMM is too small to share out: 8x128x8x8 <- 256 1.03 -> 1.58, 1x256x14x14 <- 256
+// 0.89 -> 0.99-1.49, 8x512x7x7 <- 512 5.7 -> 6.7, so NCHW problems that small keep col2im;
+// channels-last ones (col2im's scatter over pixels C apart is slower) measured 1.0-1.5x
+// faster by phases at those sizes too.
+constexpr int64_t kPhaseMinColumns = 256;
+
+bool grad_input_by_phases_pays(const ConvGeometry& g, const Strides4& dxs) {
+  return dxs.c == 1 ||
+         g.N * ceil_div(g.H, g.p.stride_h) * ceil_div(g.W, g.p.stride_w) >= kPhaseMinColumns;
+}
+
+// One dimension of a phase: position i of phase a reads grad_output at
+// i + first + k * dilation through tap taps[k], k = 0, 1, ... (the taps in descending order).
+struct PhaseTaps {
+  std::vector<int64_t> taps;
+  int64_t first = 0, dilation = 1;
+
+  PhaseTaps(int64_t a, int64_t stride, int64_t pad, int64_t kernel_dilation, int64_t R) {
+    for (int64_t r = R - 1; r >= 0; --r) {
+      const int64_t e = a + pad - r * kernel_dilation;  // stride * the grad_output offset
+      if (((e % stride) + stride) % stride != 0) continue;
+      if (taps.empty()) {
+        first = e / stride;
+      } else if (taps.size() == 1) {
+        dilation = e / stride - first;  // the taps that reach a phase are evenly spaced
+      }
+      taps.push_back(r);
+    }
+  }
+  int64_t count() const { return static_cast<int64_t>(taps.size()); }
+};
+
+template <typename T>
+void conv2d_grad_input_by_phases(const at::Tensor& grad_output, const at::Tensor& weight,
+                                 at::Tensor& grad_input, const ConvGeometry& g) {
+  const Strides4 ws(weight), dys(grad_output), dxs(grad_input);
+  const int64_t sh = g.p.stride_h, sw = g.p.stride_w;
+  std::vector<PhaseTaps> row_phases, col_phases;
+  for (int64_t a = 0; a < std::min(sh, g.H); ++a) {
+    row_phases.emplace_back(a, sh, g.p.pad_top, g.p.dilation_h, g.R);
+  }
+  for (int64_t b = 0; b < std::min(sw, g.W); ++b) {
+    col_phases.emplace_back(b, sw, g.p.pad_left, g.p.dilation_w, g.S);
+  }
+  // A phase reads grad_output from row `first` and column `first` on: a positive start moves
+  // the operand, a negative one is padding. Phases that read nothing are zero.
+  const auto reads = [&](const PhaseTaps& ph, int64_t extent) {
+    return ph.count() > 0 && std::max<int64_t>(ph.first, 0) < extent;
+  };
+  bool all = true;
+  for (const PhaseTaps& rows : row_phases) {
+    for (const PhaseTaps& cols : col_phases) all = all && reads(rows, g.P) && reads(cols, g.Q);
+  }
+  if (!all) grad_input.zero_();
+  // Each phase is computed into a dense tensor (whose layout follows grad_input's), then
+  // copied into its pixels: the kernels convolve() picks write dense outputs best (the
+  // channels-last GEMM and the direct 1x1 and thin kernels apply only to them).
+  const bool channels_last = dxs.c == 1 && g.C > 1;
+  const Scratch<T> dense(kIntermediate, g.N * g.C * ceil_div(g.H, sh) * ceil_div(g.W, sw));
+  std::vector<int64_t> row_off(g.C);
+  for (int64_t c = 0; c < g.C; ++c) row_off[c] = (c / g.Cg) * g.Kg * ws.n + (c % g.Cg) * ws.c;
+  for (int64_t a = 0; a < static_cast<int64_t>(row_phases.size()); ++a) {
+    const PhaseTaps& rows = row_phases[a];
+    for (int64_t b = 0; b < static_cast<int64_t>(col_phases.size()); ++b) {
+      const PhaseTaps& cols = col_phases[b];
+      if (!reads(rows, g.P) || !reads(cols, g.Q)) continue;
+      const int64_t Hi = ceil_div(g.H - a, sh), Wi = ceil_div(g.W - b, sw);
+      const int64_t skip_h = std::max<int64_t>(rows.first, 0);
+      const int64_t skip_w = std::max<int64_t>(cols.first, 0);
+      Conv2dParams p = g.p;
+      p.stride_h = p.stride_w = 1;
+      p.dilation_h = rows.dilation;
+      p.dilation_w = cols.dilation;
+      p.pad_top = std::max<int64_t>(-rows.first, 0);
+      p.pad_left = std::max<int64_t>(-cols.first, 0);
+      p.pad_bottom = p.pad_right = 0;  // unused: the output size is given
+      const int64_t t_input[4] = {g.N, g.K, g.P - skip_h, g.Q - skip_w};
+      const int64_t t_weight[4] = {g.C, g.Kg, rows.count(), cols.count()};
+      const ConvGeometry t(t_input, t_weight, Hi, Wi, p);
+      std::vector<int64_t> col_off(t.reduction());
+      for (int64_t k = 0; k < t.reduction(); ++k) {
+        const KernelTap tap(k, t);  // tap.c is an output channel of the original problem
+        col_off[k] = tap.c * ws.n + rows.taps[tap.r] * ws.h + cols.taps[tap.s] * ws.w;
+      }
+      const OffsetMatrix<T> w{weight.data_ptr<T>(), row_off.data(), col_off.data()};
+      const Strides4 ds = channels_last ? Strides4(Hi * Wi * g.C, 1, Wi * g.C, g.C)
+                                        : Strides4(g.C * Hi * Wi, Hi * Wi, Wi, 1);
+      convolve(grad_output.data_ptr<T>() + skip_h * dys.h + skip_w * dys.w, dys, w,
+               static_cast<const T*>(nullptr), dense.get(), ds, t, false);
+      // into grad_input's pixels (a + i * sh, b + j * sw)
+      T* dx = grad_input.data_ptr<T>() + a * dxs.h + b * dxs.w;
+      const T* src = dense.get();
+      if (channels_last) {
+        at::parallel_for(0, g.N * Hi, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t row = begin; row < end; ++row) {
+            const int64_t n = row / Hi, i = row % Hi;
+            for (int64_t j = 0; j < Wi; ++j) {
+              const T* from = src + n * ds.n + i * ds.h + j * ds.w;
+              std::copy(from, from + g.C, dx + n * dxs.n + i * sh * dxs.h + j * sw * dxs.w);
+            }
+          }
+        });
+      } else {
+        at::parallel_for(0, g.N * g.C * Hi, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t row = begin; row < end; ++row) {
+            const int64_t n = row / (g.C * Hi), c = (row / Hi) % g.C, i = row % Hi;
+            const T* from = src + n * ds.n + c * ds.c + i * ds.h;
+            T* to = dx + n * dxs.n + c * dxs.c + i * sh * dxs.h;
+            for (int64_t j = 0; j < Wi; ++j) to[j * sw * dxs.w] = from[j];
+          }
+        });
+      }
+    }
+  }
+}
+
 // grad_input work is split into tasks of (group, channel chunk, run of whole images), each
 // owning its slice of grad_input. Chunk sizes depend only on the shape, so the order of
 // every sum, and with it the result, does not depend on the thread count.
@@ -1646,6 +1777,8 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
     const at::Tensor dy = dense_if_expanded(grad_output, grad_input.suggest_memory_format());
     if (grad_input_is_convolution(g)) {
       conv2d_grad_input_as_convolution<scalar_t>(dy, weight, grad_input, g);
+    } else if (grad_input_by_phases_pays(g, Strides4(grad_input))) {
+      conv2d_grad_input_by_phases<scalar_t>(dy, weight, grad_input, g);
     } else {
       grad_input.zero_();  // col2im accumulates
       conv2d_grad_input_gemm<scalar_t>(dy, weight, grad_input, g);
