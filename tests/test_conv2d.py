@@ -463,6 +463,41 @@ def test_strided_grad_input_matches_torch(C, K, kernel, stride, padding, dilatio
     torch.testing.assert_close(result, expected, rtol=1e-10, atol=1e-10)
 
 
+# Strided layers with few channels (a network's first layers) run the flat direct kernels,
+# forward and grad_weight, over the input split into its stride phases (PhasedInput in
+# cpu/conv2d.cpp): these cases take that path in versions 0 and 4 (1 and 2 check the same
+# results through the other kernels).
+STRIDED_FLAT_CASES = [
+    # in channels, out channels, kernel, stride, [top, bottom, left, right], dilation, groups
+    pytest.param(3, 8, (7, 7), (2, 2), [3, 3, 3, 3], (1, 1), 1, id="7x7s2_stem"),
+    pytest.param(3, 8, (3, 3), (2, 2), [1, 1, 1, 1], (1, 1), 1, id="3x3s2"),
+    pytest.param(4, 10, (5, 3), (3, 2), [2, 0, 1, 2], (1, 1), 2, id="5x3s3x2_asymmetric"),
+    pytest.param(3, 6, (3, 3), (2, 1), [1, 1, 1, 1], (2, 1), 1, id="s2x1_dilated_rows"),
+    pytest.param(3, 8, (11, 11), (4, 4), [2, 2, 2, 2], (1, 1), 1, id="11x11s4"),
+]
+
+
+@pytest.mark.parametrize("version", [pytest.param(0, id="v0_auto"), *VERSIONS])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("C, K, kernel, stride, padding, dilation, groups", STRIDED_FLAT_CASES)
+def test_strided_flat_kernels_match_torch(C, K, kernel, stride, padding, dilation, groups,
+                                          layout, version):
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    top, bottom, left, right = padding
+    x = torch.randn(3, C, 23, 21, dtype=torch.float64).contiguous(memory_format=memory_format)
+    w = torch.randn(K, C // groups, *kernel, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(K, dtype=torch.float64)
+    expected = F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride, 0, dilation, groups)
+    grad_output = torch.randn_like(expected).contiguous(memory_format=memory_format)
+    (expected_grad_weight,) = torch.autograd.grad(expected, w, grad_output)
+    args = (list(stride), padding, list(dilation), groups)
+    with cnnops.kernel_version("conv2d", version):
+        result = torch.ops.cnnops.conv2d(x, w.detach(), b, *args)
+        grad_weight = torch.ops.cnnops.conv2d_grad_weight(grad_output, x, w.shape, *args)
+    torch.testing.assert_close(result, expected.detach(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad_weight, expected_grad_weight, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_same_padding_of_even_kernel_pads_bottom_and_right(version):
     # kernel 2x3: 'same' needs 1 row (all of it at the bottom) and 2 columns (1 each side)

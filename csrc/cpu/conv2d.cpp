@@ -44,6 +44,9 @@
 //              pixels broadcast from the input in place times NR output channels of W^T
 //              (gemm.h, direct_pixels); and their grad_weight, MT taps broadcast from the
 //              input times NR channels of dY copied pixel-major (direct_grad_weight_pixels).
+//              The same at strides above 1 on layers with few channels (a network's first
+//              layers: ResNet's 7x7 stem), swept over the input split into its stride phases
+//              (PhasedInput).
 //            Other shapes run version 2.
 // version 5: tap by tap (tapwise_conv), for output planes of up to 16 pixels: per output
 //            pixel, the sum over only the kernel taps that reach the input, each a GEMM of
@@ -422,6 +425,9 @@ int64_t padded_cols(const ConvGeometry& g) {
   return std::max(g.W + g.p.pad_left, (g.Q - 1) * g.p.stride_w + (g.S - 1) * g.p.dilation_w + 1);
 }
 
+// The width of the input's phases (PhasedInput), the flat kernels' rows at strides above 1.
+int64_t phased_cols(const ConvGeometry& g) { return ceil_div(padded_cols(g), g.p.stride_w); }
+
 // The zero-padded input the direct kernels read: plane (n, c) holds rows [-pad_top, ..) x
 // columns [-pad_left, ..) of x, as far as any tap reaches, then `slack` zeros past the last
 // plane (for loads that run past a row's end).
@@ -429,6 +435,7 @@ template <typename T>
 struct PaddedInput {
   int64_t hp, wp, plane;
   Scratch<T> data;
+  int64_t channel = plane;  // elements per channel (PhasedInput's interface)
 
   // cols: the width of its rows, padded_cols(g) unless given (flat_cols).
   PaddedInput(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t slack,
@@ -452,6 +459,87 @@ struct PaddedInput {
   }
 };
 
+// The zero-padded input (as PaddedInput's) split into its stride phases, for the flat
+// kernels at strides above 1: per (n, c), sh x sw planes of hq x wq, plane (a, b) holding
+// the padded input's rows a, a + sh, ... and columns b, b + sw, ...; then `slack` zeros.
+// Tap (r, s) of output pixel (p, q) reads padded row p * sh + r * dilation_h, which is row
+// p + (r * dilation_h) / sh of phase (r * dilation_h) % sh: at a fixed offset from output
+// pixel to output pixel, as at stride 1, so the flat sweep (flat pixel p * wq + q) applies.
+template <typename T>
+struct PhasedInput {
+  int64_t sh, sw, hq, wq, plane, channel;
+  Scratch<T> data;
+
+  PhasedInput(const T* x, const Strides4& xs, const ConvGeometry& g, int64_t slack)
+      : sh(g.p.stride_h),
+        sw(g.p.stride_w),
+        hq(ceil_div(padded_rows(g), sh)),
+        wq(phased_cols(g)),
+        plane(hq * wq),
+        channel(sh * sw * plane),
+        data(kOperands, g.N * g.C * channel + slack) {
+    T* dst = data.get();
+    if (xs.c == 1 && g.C > 1) {
+      // Channels innermost (channels_last): a padded row at a time, each pixel's channels
+      // spread over their planes, so that the input is read along memory.
+      at::parallel_for(0, g.N * sh * hq, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t nr = begin; nr < end; ++nr) {
+          const int64_t n = nr / (sh * hq), row = nr % (sh * hq), ih = row - g.p.pad_top;
+          T* d = dst + n * g.C * channel + (row % sh) * sw * plane + (row / sh) * wq;
+          for (int64_t b = 0; b < sw; ++b) {
+            for (int64_t j = 0; j < wq; ++j) {
+              const int64_t iw = j * sw + b - g.p.pad_left;
+              T* to = d + b * plane + j;
+              if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+                for (int64_t c = 0; c < g.C; ++c) to[c * channel] = T(0);
+                continue;
+              }
+              const T* pixel = x + n * xs.n + ih * xs.h + iw * xs.w;
+              for (int64_t c = 0; c < g.C; ++c) to[c * channel] = pixel[c];
+            }
+          }
+        }
+      });
+      std::fill_n(dst + g.N * g.C * channel, slack, T(0));
+      return;
+    }
+    at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc) {
+        const T* src = x + (nc / g.C) * xs.n + (nc % g.C) * xs.c;
+        T* d = dst + nc * channel;
+        for (int64_t a = 0; a < sh; ++a) {
+          for (int64_t b = 0; b < sw; ++b) {
+            for (int64_t i = 0; i < hq; ++i) {
+              const int64_t ih = i * sh + a - g.p.pad_top;
+              T* row = d + (a * sw + b) * plane + i * wq;
+              if (ih < 0 || ih >= g.H) {
+                std::fill_n(row, wq, T(0));
+                continue;
+              }
+              for (int64_t j = 0; j < wq; ++j) {
+                const int64_t iw = j * sw + b - g.p.pad_left;
+                row[j] = iw >= 0 && iw < g.W ? src[ih * xs.h + iw * xs.w] : T(0);
+              }
+            }
+          }
+        }
+      }
+    });
+    std::fill_n(dst + g.N * g.C * channel, slack, T(0));
+  }
+
+  // Offset of each (c, r, s) tap of one group from its first channel's output pixel (0, 0).
+  std::vector<int64_t> tap_offsets(const ConvGeometry& g) const {
+    std::vector<int64_t> off(g.reduction());
+    for (int64_t tap = 0; tap < g.reduction(); ++tap) {
+      const KernelTap kt(tap, g);
+      const int64_t dh = kt.r * g.p.dilation_h, dw = kt.s * g.p.dilation_w;
+      off[tap] = kt.c * channel + ((dh % sh) * sw + dw % sw) * plane + (dh / sh) * wq + dw / sw;
+    }
+    return off;
+  }
+};
+
 // The "flat" direct convolution sweeps an image's whole output as one run of pixels
 // i = p * wp + q over the padded input's rows of wp columns: at stride 1, flat pixel i + 1
 // reads the input element after flat pixel i's at every tap, so one run of loads serves
@@ -469,6 +557,17 @@ struct PaddedInput {
 // padded copy of the input, and grad_weight's pixel-major copy of dY (its dropped pixels
 // and a whole panel of channels included), must stay within the workspace bound, the
 // larger of 64 MiB and the input's size.
+//
+// At strides above 1 the flat kernels sweep the input's phases (PhasedInput), at stride 1
+// within each, on planes of any size: there is no Winograd to compete with, and the
+// implicit GEMM packs the short reductions of a first layer at a cost out of proportion to
+// their products. Two threads, Zen 4 VM, ms, implicit GEMM -> flat over phases, forward /
+// grad_weight: ResNet's stem 8x3x224x224 -> 64, 7x7 s2, 26-30 -> 18-23 / 36 -> 17-19;
+// MobileNet's 8x3x224x224 -> 32, 3x3 s2, 5.5-5.7 -> 3.7-4.1 / 8.2-8.4 -> 5.0-5.6; 11x11 s4
+// -> 64 13.6 -> 8.7 / 17.5 -> 9.1-9.6; 8x16x112x112 -> 32, 3x3 s2, 3.4-3.7 -> 3.0-3.1 /
+// 6.0-6.3 -> 3.1-3.4; 8x32x112x112 -> 64 level / 11.3-11.7 -> 9.7-10. Wider layers stay on
+// the GEMM (the channel rule below): the flat grad_weight took 8x256x14x14 -> 512 from 10
+// to 52 ms, and 1x1 kernels, one phase read of sh x sw copied, ran 1.4-1.8x slower.
 constexpr int64_t kFlatMaxImageBytes = 64 << 10;
 constexpr double kFlatMinUsed = 0.75;
 constexpr int64_t kFlatChannelRatio = 40;
@@ -479,20 +578,22 @@ int64_t flat_cols(const ConvGeometry& g) {
   return right <= g.p.pad_left ? g.W + g.p.pad_left : padded_cols(g);
 }
 
-int64_t flat_columns(const ConvGeometry& g) {
-  return (g.P - 1) * flat_cols(g) + g.Q;
-}
-
 template <typename T>
 bool flat_direct_pays(const ConvGeometry& g) {
-  if (g.p.stride_h != 1 || g.p.stride_w != 1 || g.Kg <= 3) return false;
+  const bool strided = g.p.stride_h != 1 || g.p.stride_w != 1;
+  if (g.Kg <= 3 || (strided && g.R * g.S == 1)) return false;
   if (g.Cg * g.Kg >= kFlatChannelRatio * (g.Cg + g.Kg)) return false;
   const int64_t element = sizeof(T);
-  const int64_t image_bytes = g.Cg * padded_rows(g) * flat_cols(g) * element;
-  const int64_t computed = round_up(flat_columns(g), gemm_tile<T>().mr);
+  const int64_t pitch = strided ? phased_cols(g) : flat_cols(g);
+  const int64_t flat = (g.P - 1) * pitch + g.Q;
+  const int64_t rows = strided ? g.p.stride_h * g.p.stride_w *
+                                     ceil_div(padded_rows(g), g.p.stride_h)
+                               : padded_rows(g);
+  const int64_t image_bytes = g.Cg * rows * pitch * element;
+  const int64_t computed = round_up(flat, gemm_tile<T>().mr);
   const int64_t bound = g.max_workspace_bytes(element);
-  const int64_t dy_copy = g.N * g.G * round_up(g.Kg, gemm_tile<T>().nr) * flat_columns(g) * element;
-  return image_bytes <= kFlatMaxImageBytes &&
+  const int64_t dy_copy = g.N * g.G * round_up(g.Kg, gemm_tile<T>().nr) * flat * element;
+  return (strided || image_bytes <= kFlatMaxImageBytes) &&
          static_cast<double>(g.P * g.Q) >= kFlatMinUsed * static_cast<double>(computed) &&
          g.G * image_bytes * g.N <= bound && dy_copy <= bound;
 }
@@ -548,13 +649,10 @@ void direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const
 // output channels), each sweeping the image's flat pixels MR at a time with direct_pixels
 // into a tile of pixels x channels, whose kept columns are then written out with bias and
 // ReLU. W^T is packed once, as B panels over the whole reduction.
-template <typename T>
-void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
-                      T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
+template <typename T, typename Input>
+void flat_conv(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w, const T* bias,
+               T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
   const GemmTile t = gemm_tile<T>();
-  // Loads reach past an image's last flat pixel by up to MR - 1, plus the left padding
-  // that the last row's right side shares with the next plane.
-  const PaddedInput<T> xp(x, xs, g, t.mr + g.p.pad_left, flat_cols(g));
   const int64_t taps = g.reduction(), cols_padded = round_up(g.Kg, t.nr);
   const int64_t panels = cols_padded / t.nr;
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
@@ -565,14 +663,14 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
       pack_b(wt, 0, taps, g.Kg, t.nr, b_pack.get() + group * taps * cols_padded);
     }
   });
-  const int64_t flat_n = flat_columns(g), rows = round_up(flat_n, t.mr);
+  const int64_t flat_n = (g.P - 1) * row_pitch + g.Q, rows = round_up(flat_n, t.mr);
 
   at::parallel_for(0, g.N * g.G * panels, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> tile(kTile, rows * t.nr);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / (g.G * panels), group = (task / panels) % g.G;
       const int64_t panel = task % panels;
-      const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane;
+      const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.channel;
       const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
       for (int64_t p0 = 0; p0 < flat_n; p0 += t.mr) {
         direct_pixels(taps, tap_off.data(), x_image + p0, b_panel, tile.get() + p0 * t.nr, t.nr);
@@ -585,7 +683,7 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
       if (ys.c == 1) {
         for (int64_t pixel = 0; pixel < g.P * g.Q; ++pixel) {
           const int64_t oh = pixel / g.Q, ow = pixel % g.Q;
-          const T* c = tile.get() + (oh * xp.wp + ow) * t.nr;
+          const T* c = tile.get() + (oh * row_pitch + ow) * t.nr;
           T* y_pixel = y_block + oh * ys.h + ow * ys.w;
           for (int64_t j = 0; j < count; ++j) {
             const T v = c[j] + (bias ? bias[k0 + j] : T(0));
@@ -597,7 +695,7 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
       for (int64_t j = 0; j < count; ++j) {
         const T add = bias ? bias[k0 + j] : T(0);
         for (int64_t oh = 0; oh < g.P; ++oh) {
-          const T* c = tile.get() + oh * xp.wp * t.nr + j;
+          const T* c = tile.get() + oh * row_pitch * t.nr + j;
           T* y_row = y_block + j * ys.c + oh * ys.h;
           for (int64_t ow = 0; ow < g.Q; ++ow) {
             const T v = c[ow * t.nr] + add;
@@ -609,6 +707,21 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
   });
 }
 
+template <typename T>
+void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const T* bias,
+                      T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
+  const int64_t mr = gemm_tile<T>().mr;
+  if (g.p.stride_h == 1 && g.p.stride_w == 1) {
+    // Loads reach past an image's last flat pixel by up to MR - 1, plus the left padding
+    // that the last row's right side shares with the next plane.
+    const PaddedInput<T> xp(x, xs, g, mr + g.p.pad_left, flat_cols(g));
+    flat_conv(xp, xp.wp, w, bias, y, ys, g, relu);
+  } else {
+    const PhasedInput<T> xp(x, xs, g, mr);
+    flat_conv(xp, xp.wq, w, bias, y, ys, g, relu);
+  }
+}
+
 // grad_weight of the layers the flat direct convolution takes (flat_direct_pays):
 //   dW[k, (c, r, s)] = sum over images n and flat pixels i of
 //                      X_flat[n, c, i + offset of tap (r, s)] * dY_flat[n, k, i]
@@ -617,14 +730,13 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
 // products then add nothing). Units of a fixed number of images sum into kSplits partial
 // copies of dW^T, which are added in order, then transposed into dW: the result does not
 // depend on the thread count.
-template <typename T>
-void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& input, T* dw,
-                             const ConvGeometry& g) {
+template <typename T, typename Input>
+void grad_weight_flat(const at::Tensor& grad_output, const Input& xp, T* dw,
+                      const ConvGeometry& g, int64_t row_pitch) {
   constexpr int64_t kUnitBytes = 32 << 10, kSplits = 8;  // a unit's dY panel stays in L1
   const GemmTile t = direct_grad_weight_pixels_tile<T>();
-  const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, g.p.pad_left, flat_cols(g));
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
-  const int64_t taps = g.reduction(), pixels = flat_columns(g);
+  const int64_t taps = g.reduction(), pixels = (g.P - 1) * row_pitch + g.Q;
   const int64_t panels = ceil_div(g.Kg, t.nr), k_padded = panels * t.nr;
 
   // dY^T by (group, panel, image): `pixels` rows of NR channels.
@@ -642,7 +754,7 @@ void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& in
         const T* src = dy + n * dys.n + (k0 + j) * dys.c;
         for (int64_t p = 0; p < g.P; ++p) {
           for (int64_t q = 0; q < g.Q; ++q) {
-            dst[(p * xp.wp + q) * t.nr + j] = src[p * dys.h + q * dys.w];
+            dst[(p * row_pitch + q) * t.nr + j] = src[p * dys.h + q * dys.w];
           }
         }
       }
@@ -659,12 +771,12 @@ void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& in
       for (int64_t unit = s * units / splits; unit < (s + 1) * units / splits; ++unit) {
         const int64_t n0 = unit * per_unit, images = std::min(per_unit, g.N - n0);
         for (int64_t group = 0; group < g.G; ++group) {
-          const T* x_unit = xp.data.get() + (n0 * g.C + group * g.Cg) * xp.plane;
+          const T* x_unit = xp.data.get() + (n0 * g.C + group * g.Cg) * xp.channel;
           for (int64_t panel = 0; panel < panels; ++panel) {
             const T* dy_unit = dy_t.get() + ((group * panels + panel) * g.N + n0) * dy_image;
             for (int64_t t0 = 0; t0 < taps; t0 += t.mr) {
               direct_grad_weight_pixels(
-                  images, pixels, x_unit, tap_off.data() + t0, g.C * xp.plane,
+                  images, pixels, x_unit, tap_off.data() + t0, g.C * xp.channel,
                   static_cast<int>(std::min(t.mr, taps - t0)), dy_unit, dy_image,
                   sums.data() + s * per_split + (group * taps + t0) * k_padded + panel * t.nr,
                   k_padded);
@@ -683,6 +795,18 @@ void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& in
         dw[(group * g.Kg + k) * taps + tap] = sums[(group * taps + tap) * k_padded + k];
       }
     }
+  }
+}
+
+template <typename T>
+void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& input, T* dw,
+                             const ConvGeometry& g) {
+  if (g.p.stride_h == 1 && g.p.stride_w == 1) {
+    const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, g.p.pad_left, flat_cols(g));
+    grad_weight_flat(grad_output, xp, dw, g, xp.wp);
+  } else {
+    const PhasedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, 0);
+    grad_weight_flat(grad_output, xp, dw, g, xp.wq);
   }
 }
 
