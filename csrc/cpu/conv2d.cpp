@@ -512,14 +512,17 @@ struct PhasedInput {
             for (int64_t i = 0; i < hq; ++i) {
               const int64_t ih = i * sh + a - g.p.pad_top;
               T* row = d + (a * sw + b) * plane + i * wq;
-              if (ih < 0 || ih >= g.H) {
-                std::fill_n(row, wq, T(0));
-                continue;
-              }
-              for (int64_t j = 0; j < wq; ++j) {
-                const int64_t iw = j * sw + b - g.p.pad_left;
-                row[j] = iw >= 0 && iw < g.W ? src[ih * xs.h + iw * xs.w] : T(0);
-              }
+              // columns j with iw = j * sw + b - pad_left inside [0, W): [j0, j1)
+              const int64_t j0 =
+                  std::min(wq, ceil_div(std::max<int64_t>(g.p.pad_left - b, 0), sw));
+              const int64_t j1 =
+                  ih < 0 || ih >= g.H
+                      ? j0
+                      : std::clamp<int64_t>(ceil_div(g.W + g.p.pad_left - b, sw), j0, wq);
+              std::fill(row, row + j0, T(0));
+              const T* from = src + ih * xs.h + (j0 * sw + b - g.p.pad_left) * xs.w;
+              for (int64_t j = j0; j < j1; ++j) row[j] = from[(j - j0) * sw * xs.w];
+              std::fill(row + j1, row + wq, T(0));
             }
           }
         }
@@ -569,6 +572,7 @@ struct PhasedInput {
 // the GEMM (the channel rule below): the flat grad_weight took 8x256x14x14 -> 512 from 10
 // to 52 ms, and 1x1 kernels, one phase read of sh x sw copied, ran 1.4-1.8x slower.
 constexpr int64_t kFlatMaxImageBytes = 64 << 10;
+constexpr int64_t kFlatChunkPixels = 256;  // flat_conv's tile: about 16 KiB of floats
 constexpr double kFlatMinUsed = 0.75;
 constexpr int64_t kFlatChannelRatio = 40;
 
@@ -663,43 +667,53 @@ void flat_conv(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w, con
       pack_b(wt, 0, taps, g.Kg, t.nr, b_pack.get() + group * taps * cols_padded);
     }
   });
-  const int64_t flat_n = (g.P - 1) * row_pitch + g.Q, rows = round_up(flat_n, t.mr);
+  // The sweep goes a chunk of output rows at a time, so that the tile of the chunk's pixels
+  // is still in L1 when they are written out (the whole plane of a 112x112 output, 800 KB,
+  // was written out from L2: a third of MobileNet's first layer's forward time).
+  const int64_t chunk_rows = std::clamp<int64_t>(kFlatChunkPixels / row_pitch, 1, g.P);
+  const int64_t tile_rows = round_up((chunk_rows - 1) * row_pitch + g.Q, t.mr);
 
   at::parallel_for(0, g.N * g.G * panels, 1, [&](int64_t begin, int64_t end) {
-    const Scratch<T> tile(kTile, rows * t.nr);
+    const Scratch<T> tile(kTile, tile_rows * t.nr);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / (g.G * panels), group = (task / panels) % g.G;
       const int64_t panel = task % panels;
       const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.channel;
       const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
-      for (int64_t p0 = 0; p0 < flat_n; p0 += t.mr) {
-        direct_pixels(taps, tap_off.data(), x_image + p0, b_panel, tile.get() + p0 * t.nr, t.nr);
-      }
-      // The kept pixels out, with bias and ReLU: channel by channel into planes, or pixel by
-      // pixel into a channels-last y, whose channels are contiguous like the tile's.
       const int64_t k0 = group * g.Kg + panel * t.nr;
       const int64_t count = std::min(t.nr, (group + 1) * g.Kg - k0);
       T* y_block = y + n * ys.n + k0 * ys.c;
-      if (ys.c == 1) {
-        for (int64_t pixel = 0; pixel < g.P * g.Q; ++pixel) {
-          const int64_t oh = pixel / g.Q, ow = pixel % g.Q;
-          const T* c = tile.get() + (oh * row_pitch + ow) * t.nr;
-          T* y_pixel = y_block + oh * ys.h + ow * ys.w;
-          for (int64_t j = 0; j < count; ++j) {
-            const T v = c[j] + (bias ? bias[k0 + j] : T(0));
-            y_pixel[j] = relu ? std::max(v, T(0)) : v;
-          }
+      for (int64_t oh0 = 0; oh0 < g.P; oh0 += chunk_rows) {
+        const int64_t oh1 = std::min(g.P, oh0 + chunk_rows);
+        const int64_t f0 = oh0 * row_pitch, flat_n = (oh1 - 1 - oh0) * row_pitch + g.Q;
+        for (int64_t p0 = 0; p0 < flat_n; p0 += t.mr) {
+          direct_pixels(taps, tap_off.data(), x_image + f0 + p0, b_panel,
+                        tile.get() + p0 * t.nr, t.nr);
         }
-        continue;
-      }
-      for (int64_t j = 0; j < count; ++j) {
-        const T add = bias ? bias[k0 + j] : T(0);
-        for (int64_t oh = 0; oh < g.P; ++oh) {
-          const T* c = tile.get() + oh * row_pitch * t.nr + j;
-          T* y_row = y_block + j * ys.c + oh * ys.h;
-          for (int64_t ow = 0; ow < g.Q; ++ow) {
-            const T v = c[ow * t.nr] + add;
-            y_row[ow * ys.w] = relu ? std::max(v, T(0)) : v;
+        // The kept pixels out, with bias and ReLU: channel by channel into planes, or pixel
+        // by pixel into a channels-last y, whose channels are contiguous like the tile's.
+        if (ys.c == 1) {
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            for (int64_t ow = 0; ow < g.Q; ++ow) {
+              const T* c = tile.get() + ((oh - oh0) * row_pitch + ow) * t.nr;
+              T* y_pixel = y_block + oh * ys.h + ow * ys.w;
+              for (int64_t j = 0; j < count; ++j) {
+                const T v = c[j] + (bias ? bias[k0 + j] : T(0));
+                y_pixel[j] = relu ? std::max(v, T(0)) : v;
+              }
+            }
+          }
+          continue;
+        }
+        for (int64_t j = 0; j < count; ++j) {
+          const T add = bias ? bias[k0 + j] : T(0);
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            const T* c = tile.get() + (oh - oh0) * row_pitch * t.nr + j;
+            T* y_row = y_block + j * ys.c + oh * ys.h;
+            for (int64_t ow = 0; ow < g.Q; ++ow) {
+              const T v = c[ow * t.nr] + add;
+              y_row[ow * ys.w] = relu ? std::max(v, T(0)) : v;
+            }
           }
         }
       }
