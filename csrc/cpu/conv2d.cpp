@@ -568,13 +568,18 @@ struct PhasedInput {
 // grad_weight: ResNet's stem 8x3x224x224 -> 64, 7x7 s2, 26-30 -> 18-23 / 36 -> 17-19;
 // MobileNet's 8x3x224x224 -> 32, 3x3 s2, 5.5-5.7 -> 3.7-4.1 / 8.2-8.4 -> 5.0-5.6; 11x11 s4
 // -> 64 13.6 -> 8.7 / 17.5 -> 9.1-9.6; 8x16x112x112 -> 32, 3x3 s2, 3.4-3.7 -> 3.0-3.1 /
-// 6.0-6.3 -> 3.1-3.4; 8x32x112x112 -> 64 level / 11.3-11.7 -> 9.7-10. Wider layers stay on
-// the GEMM (the channel rule below): the flat grad_weight took 8x256x14x14 -> 512 from 10
-// to 52 ms, and 1x1 kernels, one phase read of sh x sw copied, ran 1.4-1.8x slower.
+// 6.0-6.3 -> 3.1-3.4; 8x32x112x112 -> 64 level / 11.3-11.7 -> 9.7-10. The grad_weight
+// also pays on somewhat wider layers, which it takes at a ratio of its own (min of 5
+// alternations, ms): 8x64x56x56 -> 128 12.4 -> 8.0, 8x64x112x112 -> 128 43.5 -> 29.3, where
+// the forward measured level or slower (35.6 -> 33.9 min, but 3 of 5 runs above 43 ms).
+// Wider layers stay on the GEMM: 8x128x28x28 -> 256 measured level to 1.3x slower flat, the
+// flat grad_weight took 8x256x14x14 -> 512 from 10 to 52 ms, and 1x1 kernels (one phase read
+// of sh x sw copied) ran 1.4-1.8x slower.
 constexpr int64_t kFlatMaxImageBytes = 64 << 10;
 constexpr int64_t kFlatChunkPixels = 256;  // flat_conv's tile: about 16 KiB of floats
 constexpr double kFlatMinUsed = 0.75;
 constexpr int64_t kFlatChannelRatio = 40;
+constexpr int64_t kFlatStridedGradWeightRatio = 64;  // takes 64 -> 128, not 128 -> 256
 
 int64_t flat_cols(const ConvGeometry& g) {
   // Zeros an output row reads past its input row's last element.
@@ -582,11 +587,13 @@ int64_t flat_cols(const ConvGeometry& g) {
   return right <= g.p.pad_left ? g.W + g.p.pad_left : padded_cols(g);
 }
 
+// `strided_ratio`: the channel rule's ratio at strides above 1.
 template <typename T>
-bool flat_direct_pays(const ConvGeometry& g) {
+bool flat_direct_pays(const ConvGeometry& g, int64_t strided_ratio) {
   const bool strided = g.p.stride_h != 1 || g.p.stride_w != 1;
   if (g.Kg <= 3 || (strided && g.R * g.S == 1)) return false;
-  if (g.Cg * g.Kg >= kFlatChannelRatio * (g.Cg + g.Kg)) return false;
+  const int64_t ratio = strided ? strided_ratio : kFlatChannelRatio;
+  if (g.Cg * g.Kg >= ratio * (g.Cg + g.Kg)) return false;
   const int64_t element = sizeof(T);
   const int64_t pitch = strided ? phased_cols(g) : flat_cols(g);
   const int64_t flat = (g.P - 1) * pitch + g.Q;
@@ -604,9 +611,9 @@ bool flat_direct_pays(const ConvGeometry& g) {
 
 // Whether the fast versions run the flat direct kernels on geometry g (version 0 or 4).
 template <typename T>
-bool use_flat_direct(const ConvGeometry& g) {
+bool use_flat_direct(const ConvGeometry& g, int64_t strided_ratio = kFlatChannelRatio) {
   const int version = kernel_version(OpFamily::conv2d);
-  return (version == 0 || version == 4) && flat_direct_pays<T>(g);
+  return (version == 0 || version == 4) && flat_direct_pays<T>(g, strided_ratio);
 }
 
 // The direct convolution: tasks of (image, group, block of output channels, run of output
@@ -1961,7 +1968,7 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
     } else if (Strides4(grad_output).c == 1 && use_direct<scalar_t>(g, kRowMajor)) {
       conv2d_grad_weight_direct(planar_copy<scalar_t>(grad_output), input,
                                 grad_weight.data_ptr<scalar_t>(), g);
-    } else if (use_flat_direct<scalar_t>(g)) {
+    } else if (use_flat_direct<scalar_t>(g, kFlatStridedGradWeightRatio)) {
       conv2d_grad_weight_flat(grad_output, input, grad_weight.data_ptr<scalar_t>(), g);
     } else if (use_winograd<scalar_t>(g)) {
       winograd_grad_weight(grad_output.data_ptr<scalar_t>(), Strides4(grad_output),
