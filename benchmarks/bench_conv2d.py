@@ -3,6 +3,8 @@
     python benchmarks/bench_conv2d.py [--sets simplecnn,vgg16c,vgg16] [--threads 2]
                                       [--dtype float32] [--channels-last] [--version 0]
 
+(`--sets resnet18s`: ResNet-18's strided layers, which are not reference shapes.)
+
 Prints, per shape and pass (forward, forward+backward), the median times of cnnops and of
 native torch (oneDNN), the speedup torch_ms / cnnops_ms and cnnops' GFLOP/s, then the
 geomean speedup per set. Both run in the same process, one after the other per shape.
@@ -23,7 +25,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnnops  # noqa: E402
 from shapes import SIMPLE_CNN, VGG16_224, VGG16_CIFAR, ConvShape  # noqa: E402
 
-SETS = {"simplecnn": SIMPLE_CNN, "vgg16c": VGG16_CIFAR, "vgg16": VGG16_224}
+# Not reference shapes: ResNet-18's strided layers at batch 8 (its 7x7 stem, and the first
+# 3x3 conv and the 1x1 downsampling conv of stages 2 to 4), for the strided kernels:
+# grad_input by stride phases, and the flat kernels over the input's phases.
+RESNET18_STRIDED = [
+    ConvShape("resnet18.stem", 8, 3, 224, 224, 64, kernel=7, stride=2, padding=3),
+    ConvShape("resnet18.l2c1", 8, 64, 56, 56, 128, kernel=3, stride=2, padding=1),
+    ConvShape("resnet18.l2ds", 8, 64, 56, 56, 128, kernel=1, stride=2, padding=0),
+    ConvShape("resnet18.l3c1", 8, 128, 28, 28, 256, kernel=3, stride=2, padding=1),
+    ConvShape("resnet18.l3ds", 8, 128, 28, 28, 256, kernel=1, stride=2, padding=0),
+    ConvShape("resnet18.l4c1", 8, 256, 14, 14, 512, kernel=3, stride=2, padding=1),
+    ConvShape("resnet18.l4ds", 8, 256, 14, 14, 512, kernel=1, stride=2, padding=0),
+]
+
+SETS = {"simplecnn": SIMPLE_CNN, "vgg16c": VGG16_CIFAR, "vgg16": VGG16_224,
+        "resnet18s": RESNET18_STRIDED}
 
 
 def median_ms(stmt: str, env: dict, min_run_time: float) -> float:
