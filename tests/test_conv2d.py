@@ -442,6 +442,12 @@ STRIDED_GRAD_INPUT_CASES = [
 ]
 
 
+def _explicitly_padded_conv(x, w, b, stride, padding, dilation, groups):
+    """F.conv2d with [top, bottom, left, right] padding, which F.conv2d cannot express."""
+    top, bottom, left, right = padding
+    return F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride, 0, dilation, groups)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("batch, size", [(1, 9), (3, 22)], ids=["small", "large"])
@@ -450,10 +456,9 @@ STRIDED_GRAD_INPUT_CASES = [
 def test_strided_grad_input_matches_torch(C, K, kernel, stride, padding, dilation, groups,
                                           batch, size, layout, version):
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    top, bottom, left, right = padding
     x = torch.randn(batch, C, size, size + 1, dtype=torch.float64, requires_grad=True)
     w = torch.randn(K, C // groups, *kernel, dtype=torch.float64)
-    y = F.conv2d(F.pad(x, (left, right, top, bottom)), w, None, stride, 0, dilation, groups)
+    y = _explicitly_padded_conv(x, w, None, stride, padding, dilation, groups)
     grad_output = torch.randn_like(y).contiguous(memory_format=memory_format)
     (expected,) = torch.autograd.grad(y, x, grad_output)
     with cnnops.kernel_version("conv2d", version):
@@ -483,11 +488,10 @@ STRIDED_FLAT_CASES = [
 def test_strided_flat_kernels_match_torch(C, K, kernel, stride, padding, dilation, groups,
                                           layout, version):
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    top, bottom, left, right = padding
     x = torch.randn(3, C, 23, 21, dtype=torch.float64).contiguous(memory_format=memory_format)
     w = torch.randn(K, C // groups, *kernel, dtype=torch.float64, requires_grad=True)
     b = torch.randn(K, dtype=torch.float64)
-    expected = F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride, 0, dilation, groups)
+    expected = _explicitly_padded_conv(x, w, b, stride, padding, dilation, groups)
     grad_output = torch.randn_like(expected).contiguous(memory_format=memory_format)
     (expected_grad_weight,) = torch.autograd.grad(expected, w, grad_output)
     args = (list(stride), padding, list(dilation), groups)

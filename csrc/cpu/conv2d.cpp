@@ -479,23 +479,32 @@ struct PhasedInput {
         channel(sh * sw * plane),
         data(kOperands, g.N * g.C * channel + slack) {
     T* dst = data.get();
+    // Columns [j0[b], j1[b]) of column phase b read the input's columns, j * sw + b -
+    // pad_left inside [0, W); the others are padding.
+    std::vector<int64_t> j0(sw), j1(sw);
+    for (int64_t b = 0; b < sw; ++b) {
+      j0[b] = std::min(wq, ceil_div(std::max<int64_t>(g.p.pad_left - b, 0), sw));
+      j1[b] = std::clamp<int64_t>(ceil_div(g.W + g.p.pad_left - b, sw), j0[b], wq);
+    }
+    const auto first_column = [&](int64_t b) { return j0[b] * sw + b - g.p.pad_left; };
     if (xs.c == 1 && g.C > 1) {
-      // Channels innermost (channels_last): a padded row at a time, each pixel's channels
-      // spread over their planes, so that the input is read along memory.
+      // Channels innermost (channels_last): a padded row at a time, its pixels' channels
+      // transposed into their planes (channels_to_planes), the input read along memory.
       at::parallel_for(0, g.N * sh * hq, 1, [&](int64_t begin, int64_t end) {
         for (int64_t nr = begin; nr < end; ++nr) {
           const int64_t n = nr / (sh * hq), row = nr % (sh * hq), ih = row - g.p.pad_top;
           T* d = dst + n * g.C * channel + (row % sh) * sw * plane + (row / sh) * wq;
+          const bool inside = ih >= 0 && ih < g.H;
           for (int64_t b = 0; b < sw; ++b) {
-            for (int64_t j = 0; j < wq; ++j) {
-              const int64_t iw = j * sw + b - g.p.pad_left;
-              T* to = d + b * plane + j;
-              if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
-                for (int64_t c = 0; c < g.C; ++c) to[c * channel] = T(0);
-                continue;
-              }
-              const T* pixel = x + n * xs.n + ih * xs.h + iw * xs.w;
-              for (int64_t c = 0; c < g.C; ++c) to[c * channel] = pixel[c];
+            T* to = d + b * plane;
+            const int64_t lo = inside ? j0[b] : wq, hi = inside ? j1[b] : wq;
+            for (int64_t c = 0; c < g.C; ++c) {
+              zero_few(to + c * channel, lo);
+              zero_few(to + c * channel + hi, wq - hi);
+            }
+            if (hi > lo) {
+              channels_to_planes(x + n * xs.n + ih * xs.h + first_column(b) * xs.w,
+                                 sw * xs.w, g.C, hi - lo, to + lo, channel);
             }
           }
         }
@@ -512,17 +521,16 @@ struct PhasedInput {
             for (int64_t i = 0; i < hq; ++i) {
               const int64_t ih = i * sh + a - g.p.pad_top;
               T* row = d + (a * sw + b) * plane + i * wq;
-              // columns j with iw = j * sw + b - pad_left inside [0, W): [j0, j1)
-              const int64_t j0 =
-                  std::min(wq, ceil_div(std::max<int64_t>(g.p.pad_left - b, 0), sw));
-              const int64_t j1 =
-                  ih < 0 || ih >= g.H
-                      ? j0
-                      : std::clamp<int64_t>(ceil_div(g.W + g.p.pad_left - b, sw), j0, wq);
-              std::fill(row, row + j0, T(0));
-              const T* from = src + ih * xs.h + (j0 * sw + b - g.p.pad_left) * xs.w;
-              for (int64_t j = j0; j < j1; ++j) row[j] = from[(j - j0) * sw * xs.w];
-              std::fill(row + j1, row + wq, T(0));
+              if (ih < 0 || ih >= g.H) {
+                std::fill_n(row, wq, T(0));
+                continue;
+              }
+              zero_few(row, j0[b]);
+              if (j1[b] > j0[b]) {
+                const T* from = src + ih * xs.h + first_column(b) * xs.w;
+                for (int64_t j = j0[b]; j < j1[b]; ++j) row[j] = from[(j - j0[b]) * sw * xs.w];
+              }
+              zero_few(row + j1[b], wq - j1[b]);
             }
           }
         }
