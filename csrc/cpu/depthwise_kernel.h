@@ -98,6 +98,13 @@ struct Doubled {
   }
 };
 
+// Whether V is a Doubled pair (a trait, not a requires-expression: torch before 2.10 builds
+// its extensions as C++17).
+template <typename V>
+constexpr bool kIsDoubled = false;
+template <typename V>
+constexpr bool kIsDoubled<Doubled<V>> = true;
+
 // The weight gradient's per-tap sums of the small-plane kernel: one vector of V each; for
 // Doubled<V>, one vector of V taking both halves' products (a 3x3 kernel's 9 sums as 18
 // vectors would not fit AVX2's 16 registers).
@@ -1408,7 +1415,7 @@ inline void for_each_output_row(const SmallPlanes& g, long R, Fn&& fn) {
 // small_plane_dot_rolling): 3x3 at stride 1 and dilation 1, pad_top 0-2, one vector per row
 // (not Doubled: its pairs would not fit the registers).
 template <typename V, int KR, int KS, bool kStride1>
-constexpr bool kRollingShape = KR == 3 && KS == 3 && kStride1 && !requires { typename V::half; };
+constexpr bool kRollingShape = KR == 3 && KS == 3 && kStride1 && !kIsDoubled<V>;
 
 inline bool rolls(const SmallPlanes& g) {
   return g.sh == 1 && g.dh == 1 && g.pad_top >= 0 && g.pad_top <= 2;
