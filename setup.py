@@ -82,6 +82,22 @@ def write_build_config(config: dict) -> None:
         f.write("\n".join(lines))
 
 
+def link_args() -> list[str]:
+    """OpenMP, and on Linux the shared C++ runtime that libtorch itself uses.
+
+    Some toolchains link libstdc++ statically by default (a g++ wrapper adding
+    -static-libstdc++; seen on a GPU machine's image). The extension then carries a private
+    copy whose locale data was never set up, while c10's error messages are formatted by
+    that copy through torch's inline headers: numbers vanish from them or, linked with
+    -Bsymbolic-functions, every error raised from C++ is a segfault. Naming the shared
+    library ahead of the driver's own libraries resolves every std:: symbol there, so no
+    archive member is pulled in, whatever the driver adds after it."""
+    args = ["-fopenmp"]
+    if sys.platform.startswith("linux"):
+        args += ["-Wl,--push-state,-Bdynamic", "-lstdc++", "-Wl,--pop-state"]
+    return args
+
+
 def make_extension(config: dict):
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("csrc", "common", "*.cpp")))
@@ -104,7 +120,7 @@ def make_extension(config: dict):
             include_dirs=include_dirs,
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=link_args(),
         )
     return cpp_extension.CppExtension(
         name="cnnops._C",
@@ -112,7 +128,7 @@ def make_extension(config: dict):
         include_dirs=include_dirs,
         define_macros=define_macros,
         extra_compile_args={"cxx": cxx_flags},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link_args(),
     )
 
 

@@ -65,3 +65,14 @@ def test_cnnops_info_prints_the_build_and_passes_its_self_check():
     assert "cpu ISA in use" in result.stdout
     assert "self-check passed" in result.stdout
     assert "FAIL" not in result.stdout
+
+
+def test_errors_raised_in_cpp_keep_their_numbers():
+    """c10 formats an error message with the C++ runtime the extension was linked with. A
+    private, statically linked libstdc++ (a toolchain that adds -static-libstdc++) drops the
+    numbers from the message, or crashes the process; setup.py's link_args() prevents it."""
+    x = torch.randn(1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"input has 4 channels.* = 3 channels"):
+        torch.ops.cnnops.conv2d(x, torch.randn(2, 3, 3, 3), None, [1, 1], [0, 0, 0, 0], [1, 1], 1)
+    with pytest.raises(ValueError, match=r"must be >= 1, got \[0, 0\]"):
+        torch.ops.cnnops.max_pool2d(x, [0, 0], [1, 1], [0, 0], [1, 1], False)
