@@ -125,6 +125,15 @@ AVG_SEEDS = range(24)
 ADAPTIVE_SEEDS = range(16)
 
 
+def nchw_copy(x):
+    """x as a contiguous (NCHW) leaf, for torch's reference values. torch's CUDA channels_last
+    pooling kernels disagree with its NCHW and CPU kernels in two places, and cnnops follows
+    the latter: average pooling's gradient with padding (pytorch/pytorch#188344, wrong up to
+    torch 2.11) and max pooling's index for a window of only -inf (0, not the window's first
+    tap). Memory formats are still compared with what torch gives for x itself."""
+    return x.detach().contiguous().requires_grad_(x.requires_grad)
+
+
 def max_pool_both(x, version, **kwargs):
     with cnnops.kernel_version("pool", version):
         return cnnops.max_pool2d(x, return_indices=True, **kwargs)
@@ -142,24 +151,27 @@ def max_grad_tolerance(x):
 def check_max_pool(x, version, grad=True, **kwargs):
     """cnnops.max_pool2d against F.max_pool2d: values, indices, memory format, gradient."""
     x = x.detach().requires_grad_(grad)
-    ref_out, ref_idx = F.max_pool2d(x, return_indices=True, **kwargs)
+    x_nchw = nchw_copy(x)
+    ref_out, ref_idx = F.max_pool2d(x_nchw, return_indices=True, **kwargs)
+    native_out, native_idx = F.max_pool2d(x, return_indices=True, **kwargs)
     out, idx = max_pool_both(x, version, **kwargs)
     torch.testing.assert_close(out, ref_out, rtol=0, atol=0, equal_nan=True)
     assert idx.dtype == torch.int64
     assert torch.equal(idx, ref_idx), f"indices differ:\n{idx}\n{ref_idx}"
-    assert_same_memory_format(out, ref_out)
-    assert_same_memory_format(idx, ref_idx)
+    assert_same_memory_format(out, native_out)
+    assert_same_memory_format(idx, native_idx)
     with cnnops.kernel_version("pool", version), torch.no_grad():
         values = cnnops.max_pool2d(x, **kwargs)  # the inference operator: no indices
     torch.testing.assert_close(values, ref_out, rtol=0, atol=0, equal_nan=True)
-    assert_same_memory_format(values, ref_out)
+    assert_same_memory_format(values, native_out)
     if grad:
-        grad_output = torch.randn_like(ref_out)
-        (ref_grad,) = torch.autograd.grad(ref_out, x, grad_output)
+        grad_output = torch.randn_like(native_out)
+        (ref_grad,) = torch.autograd.grad(ref_out, x_nchw, grad_output)
+        (native_grad,) = torch.autograd.grad(native_out, x, grad_output)
         with cnnops.kernel_version("pool", version):
             (got,) = torch.autograd.grad(out, x, grad_output)
         torch.testing.assert_close(got, ref_grad, **max_grad_tolerance(x))
-        assert_same_memory_format(got, ref_grad)
+        assert_same_memory_format(got, native_grad)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -174,18 +186,21 @@ def test_max_pool2d_random_configs(seed, version, layout, device):
 
 def check_avg_pool(x, version, fn, ref_fn, *args, **kwargs):
     x = x.detach().requires_grad_()
-    ref = ref_fn(x, *args, **kwargs)
+    x_nchw = nchw_copy(x)
+    ref = ref_fn(x_nchw, *args, **kwargs)
+    native = ref_fn(x, *args, **kwargs)
     with cnnops.kernel_version("pool", version):
         out = fn(x, *args, **kwargs)
     rtol, atol = TOLERANCES[x.dtype]
     torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
-    assert_same_memory_format(out, ref)
-    grad_output = torch.randn_like(ref)
-    (ref_grad,) = torch.autograd.grad(ref, x, grad_output)
+    assert_same_memory_format(out, native)
+    grad_output = torch.randn_like(native)
+    (ref_grad,) = torch.autograd.grad(ref, x_nchw, grad_output)
+    (native_grad,) = torch.autograd.grad(native, x, grad_output)
     with cnnops.kernel_version("pool", version):
         (got,) = torch.autograd.grad(out, x, grad_output)
     torch.testing.assert_close(got, ref_grad, rtol=rtol, atol=atol)
-    assert_same_memory_format(got, ref_grad)
+    assert_same_memory_format(got, native_grad)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -420,7 +435,7 @@ def test_window_entirely_in_padding(version, layout, device):
     torch reports -inf at its (out-of-plane) start index; the gradient there is zero."""
     x = lay_out(torch.randn(1, 2, 2, 2), layout).to(device).requires_grad_()
     kwargs = dict(kernel_size=2, stride=1, padding=1, dilation=3)
-    ref_out, ref_idx = F.max_pool2d(x, return_indices=True, **kwargs)
+    ref_out, ref_idx = F.max_pool2d(nchw_copy(x), return_indices=True, **kwargs)
     out, idx = max_pool_both(x, version, **kwargs)
     assert torch.equal(out, ref_out) and torch.equal(idx, ref_idx)
     assert out.isneginf().all() and (idx >= 4).all()
