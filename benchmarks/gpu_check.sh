@@ -8,7 +8,17 @@
 # checkout. rich and matplotlib are used when present (table, PNG plot), not required.
 # Environment: PYTHON (default python), CUDA_HOME, MAX_JOBS (default: all cores),
 # TORCH_CUDA_ARCH_LIST (default: the visible GPU's), BENCH_ARGS (extra `cnnops bench`
-# arguments, e.g. "--quick" or "--ops conv2d").
+# arguments, e.g. "--quick" or "--ops conv2d"), TEST_WORKERS (pytest-xdist workers sharing
+# the GPU; default 8 when pytest-xdist is installed), TESTS_TIMEOUT, BENCH_TIMEOUT and
+# BENCH16_TIMEOUT (seconds each of those steps may run; default unlimited: a lent GPU is
+# counted in minutes), FLOAT16 (0: skip the float16 bench). A step stopped at its limit is
+# interrupted as by Ctrl-C, so pytest still prints its summary of what ran.
+#
+# On an H200 with 16 cores (2026-12-04): build 61 s, the cuda tests 135 s with 12 workers,
+# the float32 bench 64 s at BENCH_ARGS="--min-run-time 0.05". That run:
+#     PYTHON=python3 MAX_JOBS=16 TEST_WORKERS=12 TESTS_TIMEOUT=150 BENCH_TIMEOUT=110 \
+#       FLOAT16=0 BENCH_ARGS="--min-run-time 0.05" benchmarks/gpu_check.sh /tmp/g
+# then `tar czf $OUT/gpu.tgz -C /tmp g`: the device tool brings back at most 8 files.
 #
 # OUT_DIR receives: env.txt (machine, driver, torch), build.log, tests-cuda.log and .xml,
 # bench-cuda.{txt,json,csv,png}, bench-cuda-float16.{txt,json} and summary.txt (the exit
@@ -26,12 +36,12 @@ SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 FAILED=0
 
-step() {  # step NAME LOG COMMAND...: run, log, record the exit status
-  local name="$1" log="$2"
-  shift 2
+step() {  # step NAME LOG LIMIT COMMAND...: run (at most LIMIT s; 0: no limit), log, record
+  local name="$1" log="$2" limit="$3"
+  shift 3
   echo "== $name" | tee -a "$SUMMARY"
   local start=$SECONDS
-  "$@" >"$log" 2>&1
+  timeout --signal=INT --kill-after=20 "$limit" "$@" >"$log" 2>&1
   local status=$?
   echo "   exit $status after $((SECONDS - start)) s; log: $(basename "$log")" | tee -a "$SUMMARY"
   [ $status -eq 0 ] || FAILED=1
@@ -68,24 +78,28 @@ fi
 # --no-deps: no network here, and rich/matplotlib are optional. FORCE_CUDA=1: fail loudly
 # rather than build CPU-only; setup.py takes the arch list from the visible GPU.
 export FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
-if ! step build "$OUT/build.log" "$PYTHON" -m pip install --no-build-isolation --no-deps -v -e .; then
+if ! step build "$OUT/build.log" 0 "$PYTHON" -m pip install --no-build-isolation --no-deps -v -e .; then
   tail -n 40 "$OUT/build.log"
   echo "build failed; see $OUT/build.log" | tee -a "$SUMMARY"
   exit 1
 fi
-step import "$OUT/import.log" "$PYTHON" -c \
+step import "$OUT/import.log" 60 "$PYTHON" -c \
   "import cnnops, sys; print('cuda kernels:', cnnops._ops._C.with_cuda()); sys.exit(0 if cnnops._ops._C.with_cuda() else 1)"
 
-step tests-cuda "$OUT/tests-cuda.log" "$PYTHON" -m pytest tests -m cuda -q -rs \
-  --junitxml "$OUT/tests-cuda.xml"
+WORKERS=()
+if "$PYTHON" -c "import xdist" 2>/dev/null && [ "${TEST_WORKERS:-8}" -gt 1 ]; then
+  WORKERS=(-n "${TEST_WORKERS:-8}")
+fi
+step tests-cuda "$OUT/tests-cuda.log" "${TESTS_TIMEOUT:-0}" "$PYTHON" -m pytest tests -m cuda -q \
+  -rfEs -p no:cacheprovider ${WORKERS[@]+"${WORKERS[@]}"} --junitxml "$OUT/tests-cuda.xml"
 
 PLOT=()
 if "$PYTHON" -c "import matplotlib" 2>/dev/null; then PLOT=(--plot "$OUT/bench-cuda.png"); fi
 # shellcheck disable=SC2086
-step bench-cuda "$OUT/bench-cuda.txt" "$PYTHON" -m cnnops.cli bench --device cuda \
+step bench-cuda "$OUT/bench-cuda.txt" "${BENCH_TIMEOUT:-0}" "$PYTHON" -m cnnops.cli bench --device cuda \
   --json "$OUT/bench-cuda.json" --csv "$OUT/bench-cuda.csv" ${PLOT[@]+"${PLOT[@]}"} ${BENCH_ARGS:-}
 # shellcheck disable=SC2086
-step bench-cuda-float16 "$OUT/bench-cuda-float16.txt" "$PYTHON" -m cnnops.cli bench --device cuda \
+[ "${FLOAT16:-1}" = 0 ] || step bench-cuda-float16 "$OUT/bench-cuda-float16.txt" "${BENCH16_TIMEOUT:-0}" "$PYTHON" -m cnnops.cli bench --device cuda \
   --dtype float16 --quick --json "$OUT/bench-cuda-float16.json" ${BENCH_ARGS:-}
 
 echo "results in $OUT" | tee -a "$SUMMARY"
