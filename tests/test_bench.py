@@ -2,6 +2,7 @@
 refuses to time an op whose result is wrong, and fails clearly when asked for what it cannot
 do. No timing thresholds: timings live in benchmarks/, never in tests."""
 
+import copy
 import csv
 import importlib.util
 import json
@@ -253,6 +254,35 @@ def test_end_to_end_cases_check_logits_and_refuse_a_wrong_net(op, monkeypatch):
     # A wrong kernel under the converted net is caught by the check.
     monkeypatch.setattr(cnnops.functional, "max_pool2d", lambda x, *a, **k: F.avg_pool2d(x, 2))
     assert "logits" in case.prepare(torch.device("cpu"), torch.float32, family.unit).check()
+
+
+def test_half_precision_nets_are_held_to_a_float32_run_not_to_torch(monkeypatch):
+    """Half-precision networks: cnnops' error against a float32 run may be the tolerance or
+    twice torch's own, whatever the distance between cnnops and torch."""
+    exact = torch.linspace(-1, 1, 100)
+    noise = torch.randn(100) * 0.03
+    close, far = exact + noise / 10, exact + noise
+    compare = bench_cases._compare_to_exact
+    assert compare([("g", far, exact - noise, exact)], torch.float16) is None  # torch as far
+    assert compare([("g", close, far, exact)], torch.float16) is None
+    assert compare([("g", exact + 0.01, exact, exact)], torch.float16) is None  # tolerance
+    message = compare([("g", far, close, exact)], torch.float16)
+    assert message is not None and "g differs from a float32 run" in message
+    assert "shape" in compare([("g", far[:50], close, exact)], torch.float16)
+    # The network check takes that path in half precision: torch's own layers standing in for
+    # cnnops' (whose CPU kernels have no float16) pass; a pooling swapped for another fails.
+    family, case = next((f, c) for f, c in bench_cases.select_cases(bench_cases.FAMILIES, True, True)
+                        if c.op == "e2e.simplecnn_b2")
+    monkeypatch.setattr(cnnops, "convert", copy.deepcopy)
+    assert case.prepare(torch.device("cpu"), torch.float16, family.unit).check() is None
+
+    def swapped(model):
+        model = copy.deepcopy(model)
+        model[2] = nn.AvgPool2d(2)
+        return model
+    monkeypatch.setattr(cnnops, "convert", swapped)
+    message = case.prepare(torch.device("cpu"), torch.float16, family.unit).check()
+    assert message is not None and "differs from a float32 run" in message
 
 
 def test_reference_shapes_have_one_home():
