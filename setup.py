@@ -94,7 +94,7 @@ def link_args() -> list[str]:
     archive member is pulled in, whatever the driver adds after it."""
     args = ["-fopenmp"]
     if sys.platform.startswith("linux"):
-        args += ["-Wl,--push-state,-Bdynamic", "-lstdc++", "-Wl,--pop-state"]
+        args += ["-Wl,-Bdynamic", "-lstdc++"]
     return args
 
 
