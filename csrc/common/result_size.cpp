@@ -15,6 +15,12 @@ int64_t floor_div(int64_t a, int64_t b) {
   return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
+// a + b into *out; whether it overflowed. Not c10::add_overflows: torch 2.5's has a uint64_t
+// overload alone.
+bool add_overflows(int64_t a, int64_t b, int64_t* out) {
+  return __builtin_add_overflow(a, b, out);
+}
+
 uint64_t physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
   if (pages <= 0 || page_size <= 0) return UINT64_MAX;  // unknown: no limit
@@ -28,8 +34,8 @@ int64_t window_out_size(const char* op, int64_t in, int64_t kernel, int64_t pad_
                         const char* padding_name, const char* dilation_name,
                         const char* stride_name) {
   int64_t padded = 0, extent = 0;
-  TORCH_CHECK_VALUE(!c10::add_overflows(in, pad_begin, &padded) &&
-                        !c10::add_overflows(padded, pad_end, &padded),
+  TORCH_CHECK_VALUE(!add_overflows(in, pad_begin, &padded) &&
+                        !add_overflows(padded, pad_end, &padded),
                     op, ": argument '", padding_name, "' (", pad_begin, " + ", pad_end,
                     ") is too large: the padded input extent ", in, " + padding does not fit "
                     "in int64");
@@ -39,7 +45,7 @@ int64_t window_out_size(const char* op, int64_t in, int64_t kernel, int64_t pad_
   // padded, extent in [0, INT64_MAX]: the difference cannot overflow
   int64_t span = padded - extent - 1;
   if (ceil_mode) {
-    TORCH_CHECK_VALUE(!c10::add_overflows(span, stride - 1, &span), op, ": argument '",
+    TORCH_CHECK_VALUE(!add_overflows(span, stride - 1, &span), op, ": argument '",
                       stride_name, "' (", stride, ") is too large for ceil_mode: the output "
                       "size arithmetic does not fit in int64");
   }
