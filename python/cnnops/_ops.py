@@ -57,11 +57,19 @@ ops = torch.ops.cnnops
 
 # What eager_call needs of torch's internals, private helpers that torch.library's own
 # autograd layer uses; checked here, and without any of them eager_call calls the operator
-# as it is (only torch 2.14 was at hand to check; the project builds against 2.5 and up).
+# as it is (checked with torch 2.5 and 2.14, which has all of them; 2.5 lacks
+# _any_requires_grad, done in Python there).
 _torch_C = torch._C
 _CAN_SKIP_AUTOGRAD = all(hasattr(_torch_C, name) for name in (
-    "_AutoDispatchBelowAutograd", "_any_requires_grad", "_len_torch_dispatch_stack",
+    "_AutoDispatchBelowAutograd", "_len_torch_dispatch_stack",
     "_is_torch_function_mode_enabled", "_has_torch_function"))
+
+
+def _any_requires_grad_in_python(*args) -> bool:
+    return any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
+_any_requires_grad = getattr(_torch_C, "_any_requires_grad", _any_requires_grad_in_python)
 
 
 def eager_call(op, *args):
@@ -75,7 +83,7 @@ def eager_call(op, *args):
     subclasses, arguments requiring grad) calls the operator as it is.
     """
     if (torch.compiler.is_compiling() or not _CAN_SKIP_AUTOGRAD
-            or (_torch_C.is_grad_enabled() and _torch_C._any_requires_grad(*args))
+            or (_torch_C.is_grad_enabled() and _any_requires_grad(*args))
             or _torch_C._len_torch_dispatch_stack() > 0
             or _torch_C._is_torch_function_mode_enabled()
             or _torch_C._has_torch_function(args)):  # a tensor subclass among the operands
