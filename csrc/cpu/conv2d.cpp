@@ -1474,6 +1474,14 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight, cons
   }
 }
 
+// Offsets of the weight's rows as the transposed problem's A (grad_input's convolutions):
+// row c (an input channel of group c / Cg) starts at the group's first output channel.
+std::vector<int64_t> transposed_weight_rows(const ConvGeometry& g, const Strides4& ws) {
+  std::vector<int64_t> off(g.C);
+  for (int64_t c = 0; c < g.C; ++c) off[c] = (c / g.Cg) * g.Kg * ws.n + (c % g.Cg) * ws.c;
+  return off;
+}
+
 // At stride 1, grad_input is a convolution of grad_output with the weight transposed
 // (in <-> out channels) and flipped (r -> R-1-r, s -> S-1-s), padded by d*(R-1) - pad:
 // no col2im scatter, every element of grad_input written once.
@@ -1495,8 +1503,8 @@ void conv2d_grad_input_as_convolution(const at::Tensor& grad_output, const at::T
   const ConvGeometry t(t_input, t_weight, g.H, g.W, p);
 
   const Strides4 ws(weight);
-  std::vector<int64_t> row_off(g.C), col_off(t.reduction());
-  for (int64_t c = 0; c < g.C; ++c) row_off[c] = (c / g.Cg) * g.Kg * ws.n + (c % g.Cg) * ws.c;
+  const std::vector<int64_t> row_off = transposed_weight_rows(g, ws);
+  std::vector<int64_t> col_off(t.reduction());
   for (int64_t k = 0; k < t.reduction(); ++k) {
     const KernelTap tap(k, t);  // tap.c is an output channel of the original problem
     col_off[k] = tap.c * ws.n + (g.R - 1 - tap.r) * ws.h + (g.S - 1 - tap.s) * ws.w;
@@ -1589,8 +1597,7 @@ void conv2d_grad_input_by_phases(const at::Tensor& grad_output, const at::Tensor
   // channels-last GEMM and the direct 1x1 and thin kernels apply only to them).
   const bool channels_last = dxs.c == 1 && g.C > 1;
   const Scratch<T> dense(kIntermediate, g.N * g.C * ceil_div(g.H, sh) * ceil_div(g.W, sw));
-  std::vector<int64_t> row_off(g.C);
-  for (int64_t c = 0; c < g.C; ++c) row_off[c] = (c / g.Cg) * g.Kg * ws.n + (c % g.Cg) * ws.c;
+  const std::vector<int64_t> row_off = transposed_weight_rows(g, ws);
   for (int64_t a = 0; a < static_cast<int64_t>(row_phases.size()); ++a) {
     const PhaseTaps& rows = row_phases[a];
     for (int64_t b = 0; b < static_cast<int64_t>(col_phases.size()); ++b) {
