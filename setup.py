@@ -82,19 +82,33 @@ def write_build_config(config: dict) -> None:
         f.write("\n".join(lines))
 
 
-def link_args() -> list[str]:
-    """OpenMP, and on Linux the shared C++ runtime that libtorch itself uses.
+def loaded_libstdcxx() -> str | None:
+    """The path of the shared libstdc++ this process loaded with libtorch (Linux), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split(maxsplit=5)[-1].strip()
+                if os.path.basename(path).startswith("libstdc++.so"):
+                    return path
+    except OSError:
+        pass
+    return None
 
-    Some toolchains link libstdc++ statically by default (a g++ wrapper adding
-    -static-libstdc++; seen on a GPU machine's image). The extension then carries a private
-    copy whose locale data was never set up, while c10's error messages are formatted by
-    that copy through torch's inline headers: numbers vanish from them or, linked with
-    -Bsymbolic-functions, every error raised from C++ is a segfault. Naming the shared
-    library ahead of the driver's own libraries resolves every std:: symbol there, so no
-    archive member is pulled in, whatever the driver adds after it."""
+
+def link_args() -> list[str]:
+    """OpenMP, and on Linux the shared C++ runtime that libtorch itself uses, named by path.
+
+    A toolchain may resolve -lstdc++ to an archive: the GPU machine's g++ is a wrapper whose
+    -B directory holds libstdc++.a and no libstdc++.so. The extension then carries a private
+    copy of the C++ runtime whose locale was never set up, while c10's error messages are
+    formatted by that copy through torch's inline headers: numbers vanish from them or,
+    linked with -Bsymbolic-functions, every error raised from C++ is a segfault. A library
+    named by its path ahead of the driver's own -lstdc++ resolves every std:: symbol, so no
+    archive member is pulled in."""
     args = ["-fopenmp"]
-    if sys.platform.startswith("linux"):
-        args += ["-Wl,-Bdynamic", "-lstdc++"]
+    libstdcxx = loaded_libstdcxx() if sys.platform.startswith("linux") else None
+    if libstdcxx:
+        args.append(libstdcxx)
     return args
 
 

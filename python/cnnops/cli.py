@@ -63,11 +63,13 @@ def _self_check_case(device: str, dtype: torch.dtype, input_shape, weight_shape,
     w = torch.randn(weight_shape, generator=generator, dtype=dtype).to(device)
     b = torch.randn(weight_shape[0], generator=generator, dtype=dtype).to(device)
     results = []
-    for conv in (functional.conv2d, F.conv2d):
-        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-        y = conv(*leaves, **kwargs)
-        grads = torch.autograd.grad(y, leaves, torch.ones_like(y))
-        results.append((y, *grads))
+    # cuDNN's float32 convolutions default to TF32 (10-bit mantissa): the reference must not.
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        for conv in (functional.conv2d, F.conv2d):
+            leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+            y = conv(*leaves, **kwargs)
+            grads = torch.autograd.grad(y, leaves, torch.ones_like(y))
+            results.append((y, *grads))
     tol = 1e-4 if dtype == torch.float32 else 1e-10
     worst = 0.0
     for ours, ref in zip(*results):
