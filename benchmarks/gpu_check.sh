@@ -14,10 +14,11 @@
 # counted in minutes), FLOAT16 (0: skip the float16 bench). A step stopped at its limit is
 # interrupted as by Ctrl-C, so pytest still prints its summary of what ran.
 #
-# On an H200 with 16 cores (2026-12-04): build 61 s, the cuda tests 135 s with 12 workers,
-# the float32 bench 64 s at BENCH_ARGS="--min-run-time 0.05". That run:
-#     PYTHON=python3 MAX_JOBS=16 TEST_WORKERS=12 TESTS_TIMEOUT=150 BENCH_TIMEOUT=110 \
-#       FLOAT16=0 BENCH_ARGS="--min-run-time 0.05" benchmarks/gpu_check.sh /tmp/g
+# On an H200 with 16 cores (2026-12-04): the machine starts in ~30 s, the build takes 58-74 s,
+# the cuda tests 108-115 s with 12 workers (longer when workers crash and respawn), the
+# float32 bench 62 s at BENCH_ARGS="--min-run-time 0.05", the float16 quick bench 25 s. So:
+#     PYTHON=python3 MAX_JOBS=16 TEST_WORKERS=12 TESTS_TIMEOUT=150 BENCH_TIMEOUT=100 \
+#       BENCH16_TIMEOUT=80 BENCH_ARGS="--min-run-time 0.05" benchmarks/gpu_check.sh /tmp/g
 # then `tar czf $OUT/gpu.tgz -C /tmp g`: the device tool brings back at most 8 files.
 #
 # OUT_DIR receives: env.txt (machine, driver, torch), build.log, tests-cuda.log and .xml,
