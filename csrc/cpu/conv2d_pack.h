@@ -492,7 +492,7 @@ void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& 
                             const TapGather* gather, T* dst) {
   const int64_t cols = tile.count;
 #ifdef CNNOPS_X86_INTRINSICS
-  if constexpr (sizeof(T) == 4 && NR == 16) {
+  if constexpr (sizeof(T) == 4 && transposable_width(NR)) {
     if (xs.w == 1 && g.p.stride_w == 1 && tile.flat && avx2_available()) {
       // NCHW, every tap inside (a 1x1 convolution): each row's runs lie along memory
       for (int64_t p = 0; p < kc; p += NR) {
@@ -504,7 +504,7 @@ void pack_im2col_transposed(const T* x, const Strides4& xs, const ConvGeometry& 
           for (int64_t kk = 0; kk < live; ++kk) {
             src[kk] = x + run_source(xs, g, tile, taps, k0 + p + kk, j, e - j).base;
           }
-          transpose_rows_16_avx2(src, static_cast<int>(live), e - j, panel + j * NR);
+          transpose_rows_avx2<NR>(src, static_cast<int>(live), e - j, panel + j * NR);
           j = e;
         }
       }
@@ -605,9 +605,9 @@ void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k
       const T* row[MR];
       for (int r = 0; r < live; ++r) row[r] = A.base + A.row_off[m0 + i + r] + col[0];
 #ifdef CNNOPS_X86_INTRINSICS
-      if constexpr (sizeof(T) == 4 && MR == 6) {
+      if constexpr (sizeof(T) == 4 && transposable_width(MR)) {
         if (avx2_available()) {
-          transpose_rows_6_avx2(row, live, kc, panel);
+          transpose_rows_avx2<MR>(row, live, kc, panel);
           continue;
         }
       }

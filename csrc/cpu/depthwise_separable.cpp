@@ -124,8 +124,9 @@ struct Tile {
 // panels over the whole of c, as direct_row (gemm.h) reads its weights: panel b at dst + b *
 // cols * mr, dst[(b * cols + c) * mr + i] = A[b * mr + i][c], zero past row `rows`; dst holds
 // ceil(rows / mr) * cols * mr elements. Panels are packed in parallel; from a row-major A, as
-// a transpose: floats with AVX2 8 x 8 at a time in registers (panels of 6 or 16 rows: the
-// GEMM's MR and NR), else in chunks of 64 columns (reads along rows, writes within a few KB).
+// a transpose: floats with AVX2 8 x 8 at a time in registers (panels of 6, 12, 16 or 32 rows:
+// the GEMM's MR and NR), else in chunks of 64 columns (reads along rows, writes within a few
+// KB).
 template <typename T>
 void pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t rows,
                  int64_t cols, int64_t mr, T* dst) {
@@ -137,13 +138,15 @@ void pack_panels(const T* src, int64_t row_stride, int64_t col_stride, int64_t r
       T* panel = dst + b * cols * mr;
 #ifdef CNNOPS_X86_INTRINSICS
       if constexpr (std::is_same_v<T, float>) {
-        if (col_stride == 1 && (mr == 6 || mr == 16) && avx2_available()) {
-          const float* row[16];
+        if (col_stride == 1 && transposable_width(mr) && avx2_available()) {
+          const float* row[32];
           for (int64_t i = 0; i < valid; ++i) row[i] = a + i * row_stride;
-          if (mr == 6) {
-            transpose_rows_6_avx2(row, static_cast<int>(valid), cols, panel);
-          } else {
-            transpose_rows_16_avx2(row, static_cast<int>(valid), cols, panel);
+          const int live = static_cast<int>(valid);
+          switch (mr) {
+            case 6: transpose_rows_avx2<6>(row, live, cols, panel); break;
+            case 12: transpose_rows_avx2<12>(row, live, cols, panel); break;
+            case 16: transpose_rows_avx2<16>(row, live, cols, panel); break;
+            default: transpose_rows_avx2<32>(row, live, cols, panel); break;
           }
           continue;
         }

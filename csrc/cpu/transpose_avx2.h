@@ -40,53 +40,60 @@ __attribute__((target("avx2"), always_inline)) inline void transpose_8x8_avx2(__
 // Whether the AVX2 transposes may run (any ISA but the portable one: AVX-512 CPUs have AVX2).
 inline bool avx2_available() { return active_isa() >= Isa::avx2; }
 
-// out[j * 16 + r] = src[r][j] for r < live (0 for live <= r < 16), j < n: sixteen rows into
-// a panel of 16 floats per column, in 8 x 8 blocks transposed in AVX2 registers. For
-// pack_im2col_transposed's NCHW 1x1 rows, which it otherwise moved one element at a time
-// (MobileNet's 64 -> 128 1x1 grad_weight on Zen 3: the packing took 80% as long as the
-// product).
-__attribute__((target("avx2"))) inline void transpose_rows_16_avx2(const float* const* src,
-                                                                   int live, int64_t n,
-                                                                   float* out) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    for (int half = 0; half < 2; ++half) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) {
-        const int row = 8 * half + i;
-        r[i] = row < live ? _mm256_loadu_ps(src[row] + j) : _mm256_setzero_ps();
-      }
-      transpose_8x8_avx2(r);
-      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + (j + c) * 16 + 8 * half, r[c]);
+// The first `lanes` (1 to 8) floats of v to p.
+__attribute__((target("avx2"), always_inline)) inline void store_lanes_avx2(float* p, __m256 v,
+                                                                           int lanes) {
+  switch (lanes) {
+    case 8:
+      _mm256_storeu_ps(p, v);
+      return;
+    case 6:
+      _mm_storeu_ps(p, _mm256_castps256_ps128(v));
+      _mm_storel_pi(reinterpret_cast<__m64*>(p + 4), _mm256_extractf128_ps(v, 1));
+      return;
+    case 4:
+      _mm_storeu_ps(p, _mm256_castps256_ps128(v));
+      return;
+    default: {
+      alignas(32) float lane[8];
+      _mm256_store_ps(lane, v);
+      for (int i = 0; i < lanes; ++i) p[i] = lane[i];
     }
-  }
-  for (; j < n; ++j) {
-    for (int r = 0; r < 16; ++r) out[j * 16 + r] = r < live ? src[r][j] : 0.0f;
   }
 }
 
-// out[j * 6 + r] = src[r][j] for r < live (0 for live <= r < 6), j < n: pack_a_panels' six
-// rows of a weight or of grad_output, interleaved by the same transposition (a 4- and a
-// 2-float store per column).
-__attribute__((target("avx2"))) inline void transpose_rows_6_avx2(const float* const* src,
-                                                                  int live, int64_t n,
-                                                                  float* out) {
+// out[j * R + r] = src[r][j] for r < live (0 for live <= r < R), j < n: R rows into a panel
+// of R floats per column, in 8 x 8 blocks transposed in AVX2 registers. For the GEMM's
+// panels of a row-major operand (R = MR or NR of the micro-kernel in use: 6 and 16 with
+// AVX2, 12 and 32 with AVX-512), which would otherwise move one element at a time
+// (MobileNet's 64 -> 128 1x1 grad_weight on Zen 3: the packing took 80% as long as the
+// product; on AVX-512, before the widths 12 and 32 were taken here, a quarter of a 1x1
+// grad_weight's samples).
+template <int R>
+__attribute__((target("avx2"))) inline void transpose_rows_avx2(const float* const* src,
+                                                                int live, int64_t n,
+                                                                float* out) {
+  static_assert(R >= 1 && R <= 32, "a panel of 1 to 32 rows");
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
-    __m256 r[8];
-    for (int i = 0; i < 8; ++i) {
-      r[i] = i < live ? _mm256_loadu_ps(src[i] + j) : _mm256_setzero_ps();
-    }
-    transpose_8x8_avx2(r);
-    for (int c = 0; c < 8; ++c) {
-      float* column = out + (j + c) * 6;
-      _mm_storeu_ps(column, _mm256_castps256_ps128(r[c]));
-      _mm_storel_pi(reinterpret_cast<__m64*>(column + 4), _mm256_extractf128_ps(r[c], 1));
+    for (int b = 0; b < R; b += 8) {  // rows b .. b + 7, zero from `live` on
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        r[i] = b + i < live ? _mm256_loadu_ps(src[b + i] + j) : _mm256_setzero_ps();
+      }
+      transpose_8x8_avx2(r);
+      const int lanes = R - b < 8 ? R - b : 8;
+      for (int c = 0; c < 8; ++c) store_lanes_avx2(out + (j + c) * R + b, r[c], lanes);
     }
   }
   for (; j < n; ++j) {
-    for (int r = 0; r < 6; ++r) out[j * 6 + r] = r < live ? src[r][j] : 0.0f;
+    for (int r = 0; r < R; ++r) out[j * R + r] = r < live ? src[r][j] : 0.0f;
   }
+}
+
+// Whether transpose_rows_avx2<R> serves a panel width.
+constexpr bool transposable_width(int64_t width) {
+  return width == 6 || width == 12 || width == 16 || width == 32;
 }
 #endif
 
