@@ -571,8 +571,12 @@ void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k
                    T* dst) {
   const int64_t* col = A.col_off + k0;
   // Columns at unit stride (a contiguous weight): read each row straight, MR rows at once.
-  bool unit = true;
-  for (int64_t k = 1; k < kc && unit; ++k) unit = col[k] == col[0] + k;
+  // Or in runs at unit stride (NCHW grad_output: a run per image's pixels), read run by run
+  // where the runs are long enough for the AVX2 transposes.
+  int64_t breaks = 0;
+  for (int64_t k = 1; k < kc; ++k) breaks += col[k] != col[k - 1] + 1;
+  const bool unit = breaks == 0;
+  const bool long_runs = kc >= 8 * (breaks + 1);
   // All rows adjacent (W^T for grad_input, a channels-last grad_output): each column's
   // values are one run. The whole panels are filled kColumnsAtOnce columns at a time, so that
   // each line of those runs is read once: a panel at a time, each column's line served one
@@ -601,17 +605,24 @@ void pack_a_panels(const OffsetMatrix<T>& A, int64_t m0, int64_t rows, int64_t k
   for (int64_t i = first_row; i < rows; i += MR) {
     T* panel = dst + (i / MR) * kc * MR;
     const int live = static_cast<int>(std::min<int64_t>(MR, rows - i));
+#ifdef CNNOPS_X86_INTRINSICS
+    if constexpr (sizeof(T) == 4 && transposable_width(MR)) {
+      if (long_runs && avx2_available()) {
+        for (int64_t k = 0; k < kc;) {
+          int64_t e = k + 1;
+          while (e < kc && col[e] == col[e - 1] + 1) ++e;
+          const T* row[MR];
+          for (int r = 0; r < live; ++r) row[r] = A.base + A.row_off[m0 + i + r] + col[k];
+          transpose_rows_avx2<MR>(row, live, e - k, panel + k * MR);
+          k = e;
+        }
+        continue;
+      }
+    }
+#endif
     if (unit) {
       const T* row[MR];
       for (int r = 0; r < live; ++r) row[r] = A.base + A.row_off[m0 + i + r] + col[0];
-#ifdef CNNOPS_X86_INTRINSICS
-      if constexpr (sizeof(T) == 4 && transposable_width(MR)) {
-        if (avx2_available()) {
-          transpose_rows_avx2<MR>(row, live, kc, panel);
-          continue;
-        }
-      }
-#endif
       if (live == MR) {
         for (int64_t k = 0; k < kc; ++k) {
           for (int r = 0; r < MR; ++r) panel[k * MR + r] = row[r][k];
