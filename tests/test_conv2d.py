@@ -277,6 +277,9 @@ LAYOUT_CASES = [
     case("stride2_groups2", (2, 6, 7, 9), (4, 3, 3, 2), stride=2, groups=2),
     case("depthwise_same_k4x3", (2, 7, 9, 8), (7, 1, 4, 3), bias=True, padding="same", groups=7),
     case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
+    # Winograd into a channels-last output: channels staged 64 at a time (a full and a partial
+    # group), partial tiles at the right and bottom edges
+    case("winograd_20to70_9x13", (2, 20, 9, 13), (70, 20, 3, 3), bias=True, padding=1),
     # 1x1 between channels-last tensors: pixels as the GEMM's rows (two reduction blocks in
     # the second case)
     case("k1_groups2", (2, 12, 9, 13), (18, 6, 1, 1), bias=True, groups=2),
