@@ -295,6 +295,11 @@ LAYOUT_CASES = [
     # a first layer: channels-last grad_output transposed into planes (channels_to_planes:
     # 8 x 8 blocks and 5 channels, 32-pixel blocks and 6 pixels left) for the direct kernels
     case("first_layer_3to13_5x70", (2, 3, 5, 70), (13, 3, 3, 3), bias=True, padding=1),
+    # ... read in place by the pixel-major weight-gradient kernel where the output channels
+    # fill whole panels (64: two or more on every ISA; 32: one or more), at unit width stride
+    case("first_layer_3to64_9x21", (2, 3, 9, 21), (64, 3, 3, 3), bias=True, padding=1),
+    case("first_layer_3to32_stride2x1", (2, 3, 11, 21), (32, 3, 3, 3), padding=(2, 1),
+         stride=(2, 1)),
 ]
 
 # (input layout, weight and bias layout, grad_output layout)

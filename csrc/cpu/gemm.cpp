@@ -35,12 +35,12 @@ namespace cnnops::cpu {
                        const double* x, const double* b, double* c, long ldc);            \
   void direct_grad_weight_pixels(long images, long n, const float* x,                     \
                                  const long* tap_off, long x_image, int t_valid,          \
-                                 const float* dy, long dy_image, float* sums,             \
-                                 long ld);                                                \
+                                 const float* dy, long dy_image, long dy_pixel,           \
+                                 float* sums, long ld);                                   \
   void direct_grad_weight_pixels(long images, long n, const double* x,                    \
                                  const long* tap_off, long x_image, int t_valid,          \
-                                 const double* dy, long dy_image, double* sums,           \
-                                 long ld);                                                \
+                                 const double* dy, long dy_image, long dy_pixel,          \
+                                 double* sums, long ld);                                  \
   void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off,         \
                           long dy_row, int k_valid, const float* x, const long* tap_off,  \
                           long x_row, int t_valid, float* sums, long ld);                 \
@@ -241,16 +241,17 @@ void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixe
 
 void direct_grad_weight_pixels(int64_t images, int64_t n, const float* x, const int64_t* tap_off,
                                int64_t x_image, int t_valid, const float* dy, int64_t dy_image,
-                               float* sums, int64_t ld) {
+                               int64_t dy_pixel, float* sums, int64_t ld) {
   CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, x, reinterpret_cast<const long*>(tap_off),
-                  x_image, t_valid, dy, dy_image, sums, ld)
+                  x_image, t_valid, dy, dy_image, dy_pixel, sums, ld)
 }
 
 void direct_grad_weight_pixels(int64_t images, int64_t n, const double* x,
                                const int64_t* tap_off, int64_t x_image, int t_valid,
-                               const double* dy, int64_t dy_image, double* sums, int64_t ld) {
+                               const double* dy, int64_t dy_image, int64_t dy_pixel, double* sums,
+                               int64_t ld) {
   CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, x, reinterpret_cast<const long*>(tap_off),
-                  x_image, t_valid, dy, dy_image, sums, ld)
+                  x_image, t_valid, dy, dy_image, dy_pixel, sums, ld)
 }
 
 void direct_grad_weight(int64_t rows, int64_t n, const float* dy, const int64_t* dy_off,

@@ -86,18 +86,19 @@ void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixe
 
 // The flat direct convolution's weight-gradient micro-kernel (gemm_kernel.h): for up to
 // direct_grad_weight_pixels_tile<T>().mr taps m (x at tap_off[m]) and .nr output channels j
-// of dy packed pixel-major (dy[i * NR + j]), over `images` images (x and dy advancing by
-// x_image and dy_image) of n flat pixels,
-//   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * NR + j]      for m < t_valid.
+// of dy pixel-major (dy[i * dy_pixel + j]: packed NR wide, or channels-last), over `images`
+// images (x and dy advancing by x_image and dy_image) of n flat pixels,
+//   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * dy_pixel + j]      for m < t_valid.
 template <typename T>
 GemmTile direct_grad_weight_pixels_tile();
 
 void direct_grad_weight_pixels(int64_t images, int64_t n, const float* x, const int64_t* tap_off,
                                int64_t x_image, int t_valid, const float* dy, int64_t dy_image,
-                               float* sums, int64_t ld);
+                               int64_t dy_pixel, float* sums, int64_t ld);
 void direct_grad_weight_pixels(int64_t images, int64_t n, const double* x,
                                const int64_t* tap_off, int64_t x_image, int t_valid,
-                               const double* dy, int64_t dy_image, double* sums, int64_t ld);
+                               const double* dy, int64_t dy_image, int64_t dy_pixel, double* sums,
+                               int64_t ld);
 
 // The direct weight-gradient micro-kernel (gemm_kernel.h), for the same short reductions:
 // for a block of up to direct_grad_weight_tile<T>().mr output channels i (rows of dY at

@@ -244,20 +244,20 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
 
 // The weight-gradient micro-kernel of the flat direct convolution (conv2d.cpp), with the
 // GEMM's roles: MT taps of the input, each broadcast from the zero-padded input in place,
-// times NR output channels of dY^T, packed pixel-major (dy[i * NR + j]: channel j at flat
-// pixel i, zero at the dropped pixels). Over `images` images (x and dy advancing by x_image
-// and dy_image) and flat pixels i < n it adds
-//   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * NR + j]      (m < t_valid, j < NR)
+// times NR output channels of dY pixel-major (dy[i * dy_pixel + j]: channel j at flat pixel
+// i; a panel packed NR wide, zero at the dropped pixels, or a channels-last dY read in
+// place). Over `images` images (x and dy advancing by x_image and dy_image) and flat pixels
+// i < n it adds
+//   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * dy_pixel + j]      (m < t_valid, j < NR)
 // Every sum stays in one lane of an accumulator: no reduction across lanes.
 template <typename V, int MT, int NV>
 void direct_grad_weight_pixels(long images, long n, const typename V::scalar* x,
                                const long* tap_off, long x_image, int t_valid,
-                               const typename V::scalar* dy, long dy_image,
+                               const typename V::scalar* dy, long dy_image, long dy_pixel,
                                typename V::scalar* sums, long ld) {
   using T = typename V::scalar;
   using vec = typename V::vec;
   constexpr int W = V::width;
-  constexpr int NR = NV * W;
   vec acc[MT][NV];
 #pragma GCC unroll 16
   for (int m = 0; m < MT; ++m) {
@@ -273,7 +273,7 @@ void direct_grad_weight_pixels(long images, long n, const typename V::scalar* x,
     for (long i = 0; i < n; ++i) {
       vec dv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) dv[v] = V::load(d + i * NR + v * W);
+      for (int v = 0; v < NV; ++v) dv[v] = V::load(d + i * dy_pixel + v * W);
 #pragma GCC unroll 16
       for (int m = 0; m < MT; ++m) {
         const vec a = V::broadcast(xt[m][i]);

@@ -88,16 +88,16 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off, cons
 
 void direct_grad_weight_pixels(long images, long n, const float* x, const long* tap_off,
                                long x_image, int t_valid, const float* dy, long dy_image,
-                               float* sums, long ld) {
-  detail::direct_grad_weight_pixels<GenericVec<float>, 6, 2>(images, n, x, tap_off, x_image,
-                                                             t_valid, dy, dy_image, sums, ld);
+                               long dy_pixel, float* sums, long ld) {
+  detail::direct_grad_weight_pixels<GenericVec<float>, 6, 2>(
+      images, n, x, tap_off, x_image, t_valid, dy, dy_image, dy_pixel, sums, ld);
 }
 
 void direct_grad_weight_pixels(long images, long n, const double* x, const long* tap_off,
                                long x_image, int t_valid, const double* dy, long dy_image,
-                               double* sums, long ld) {
-  detail::direct_grad_weight_pixels<GenericVec<double>, 6, 2>(images, n, x, tap_off, x_image,
-                                                             t_valid, dy, dy_image, sums, ld);
+                               long dy_pixel, double* sums, long ld) {
+  detail::direct_grad_weight_pixels<GenericVec<double>, 6, 2>(
+      images, n, x, tap_off, x_image, t_valid, dy, dy_image, dy_pixel, sums, ld);
 }
 
 void direct_row_thin(long taps, const long* tap_off, const float* x, const float* w, long n,
