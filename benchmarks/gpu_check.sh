@@ -15,15 +15,17 @@
 # interrupted as by Ctrl-C, so pytest still prints its summary of what ran.
 #
 # On an H200 with 16 cores (2026-12-04): the machine starts in ~30 s, the build takes 58-74 s,
-# the cuda tests 108-115 s with 12 workers (longer when workers crash and respawn), the
-# float32 bench 62 s at BENCH_ARGS="--min-run-time 0.05", the float16 quick bench 25 s. So:
+# tests/test_build.py ~20 s, the cuda tests 108-115 s with 12 workers (longer when workers
+# crash and respawn), the float32 bench 62 s at BENCH_ARGS="--min-run-time 0.05", the
+# float16 quick bench 25 s. So:
 #     PYTHON=python3 MAX_JOBS=16 TEST_WORKERS=12 TESTS_TIMEOUT=150 BENCH_TIMEOUT=100 \
 #       BENCH16_TIMEOUT=80 BENCH_ARGS="--min-run-time 0.05" benchmarks/gpu_check.sh /tmp/g
 # then `tar czf $OUT/gpu.tgz -C /tmp g`: the device tool brings back at most 8 files.
 #
-# OUT_DIR receives: env.txt (machine, driver, torch), build.log, tests-cuda.log and .xml,
-# bench-cuda.{txt,json,csv,png}, bench-cuda-float16.{txt,json} and summary.txt (the exit
-# status of each step). A failed step is recorded and the next one still runs.
+# OUT_DIR receives: env.txt (machine, driver, torch), build.log, tests-build.log (the
+# build's own checks, CPU), tests-cuda.log and .xml, bench-cuda.{txt,json,csv,png},
+# bench-cuda-float16.{txt,json} and summary.txt (the exit status of each step). A failed
+# step is recorded and the next one still runs.
 set -uo pipefail
 if [ $# -ne 1 ]; then
   echo "usage: $0 OUT_DIR" >&2
@@ -91,6 +93,11 @@ WORKERS=()
 if "$PYTHON" -c "import xdist" 2>/dev/null && [ "${TEST_WORKERS:-8}" -gt 1 ]; then
   WORKERS=(-n "${TEST_WORKERS:-8}")
 fi
+# The build's own checks first (CPU only, ~20 s): a toolchain that links its own copy of the
+# C++ runtime turns every error raised in C++ into a crash (session 18), which the cuda
+# tests would meet only as crashing workers.
+step tests-build "$OUT/tests-build.log" 120 "$PYTHON" -m pytest tests/test_build.py -q -rfE \
+  -p no:cacheprovider
 step tests-cuda "$OUT/tests-cuda.log" "${TESTS_TIMEOUT:-0}" "$PYTHON" -m pytest tests -m cuda -q \
   -rfEs -p no:cacheprovider ${WORKERS[@]+"${WORKERS[@]}"} --junitxml "$OUT/tests-cuda.xml"
 
