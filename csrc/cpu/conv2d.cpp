@@ -841,38 +841,53 @@ void conv2d_grad_weight_flat(const at::Tensor& grad_output, const at::Tensor& in
   }
 }
 
+// The units of work of the direct weight gradients: (image, strip of output rows of about
+// kStripPixels pixels, so that a kernel call's block of dY stays in L1 and its sums are
+// reduced across lanes rarely), in `splits` contiguous ranges that sum into their own copies
+// of dW, added in order at the end. All counts are functions of the shape alone: the result
+// does not depend on the thread count.
+struct RowStrips {
+  static constexpr int64_t kStripPixels = 2048, kSplits = 8;
+  int64_t strip, strips, units, splits;
+
+  explicit RowStrips(const ConvGeometry& g)
+      : strip(std::clamp<int64_t>(kStripPixels / g.Q, 1, g.P)),
+        strips(ceil_div(g.P, strip)),
+        units(g.N * strips),
+        splits(std::min(units, kSplits)) {}
+
+  int64_t first_unit(int64_t split) const { return split * units / splits; }
+  int64_t image(int64_t unit) const { return unit / strips; }
+  int64_t first_row(int64_t unit) const { return (unit % strips) * strip; }
+  int64_t rows(int64_t unit, const ConvGeometry& g) const {
+    return std::min(strip, g.P - first_row(unit));
+  }
+};
+
 // grad_weight of the layers direct_conv takes, from a grad_output with contiguous rows:
 //   dW[k, (c, r, s)] = sum over n, p, q of
 //                      dY[n, k, p, q] * X_padded[n, c, p * stride_h + r * dilation_h, q + s * dilation_w]
-// by the direct_grad_weight micro-kernel (blocks of channels x taps, sums in vector lanes).
-// The units of work are (image, strip of output rows); `splits` contiguous ranges of units
-// sum into their own copies of dW, which are added in order at the end. Both counts are
-// functions of the shape alone: the result does not depend on the thread count.
+// by the direct_grad_weight micro-kernel (blocks of channels x taps, sums in vector lanes),
+// over the units of RowStrips.
 template <typename T>
 void conv2d_grad_weight_direct(const at::Tensor& grad_output, const at::Tensor& input, T* dw,
                                const ConvGeometry& g) {
-  // Rows per unit: about 2048 pixels, so that a call's block of dY stays in L1 and its sums
-  // are reduced across lanes rarely.
-  constexpr int64_t kStripPixels = 2048, kSplits = 8;
   const T* dy = grad_output.data_ptr<T>();
   const Strides4 dys(grad_output);
   const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, 0);
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
   const GemmTile block = direct_grad_weight_tile<T>();
   const int64_t taps = g.reduction(), kb = block.mr, tb = block.nr;
-  const int64_t strip = std::clamp<int64_t>(kStripPixels / g.Q, 1, g.P);
-  const int64_t strips = ceil_div(g.P, strip), units = g.N * strips;
-  const int64_t splits = std::min(units, kSplits);
+  const RowStrips work(g);
   // Split 0 sums straight into dW (zeroed by the caller); the others into copies of it.
-  std::vector<T> partial((splits - 1) * g.K * taps, T(0));
+  std::vector<T> partial((work.splits - 1) * g.K * taps, T(0));
 
-  at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, work.splits, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> dy_off(kb);
     for (int64_t s = begin; s < end; ++s) {
       T* sums = s == 0 ? dw : partial.data() + (s - 1) * g.K * taps;
-      for (int64_t unit = s * units / splits; unit < (s + 1) * units / splits; ++unit) {
-        const int64_t n = unit / strips, p0 = (unit % strips) * strip;
-        const int64_t rows = std::min(strip, g.P - p0);
+      for (int64_t unit = work.first_unit(s); unit < work.first_unit(s + 1); ++unit) {
+        const int64_t n = work.image(unit), p0 = work.first_row(unit), rows = work.rows(unit, g);
         const T* dy_strip = dy + n * dys.n + p0 * dys.h;
         for (int64_t group = 0; group < g.G; ++group) {
           const T* x_strip = xp.data.get() + (n * g.C + group * g.Cg) * xp.plane +
@@ -891,17 +906,16 @@ void conv2d_grad_weight_direct(const at::Tensor& grad_output, const at::Tensor& 
       }
     }
   });
-  add_partial_sums(dw, partial, splits - 1, g.K * taps);
+  add_partial_sums(dw, partial, work.splits - 1, g.K * taps);
 }
 
 // The same from a channels-last grad_output read in place, where conv2d_grad_weight_direct
 // needs a planar copy of it: per output row, taps broadcast from the zero-padded input times
 // NR output channels of dY, each pixel's channels one run (direct_grad_weight_pixels, the
-// pixel stride its dy_pixel), into copies of dW^T per split. Units and splits as
-// conv2d_grad_weight_direct's: the result does not depend on the thread count. For one group
-// of whole panels of output channels at unit width stride (a network's first layer: VGG's
-// 1x3x224x224 -> 64, channels-last, AVX-512 Xeon, alternating builds: 1.67-2.71 ->
-// 0.98-1.16 ms, NCHW 1.00).
+// pixel stride its dy_pixel), into dW^T and its copies per split, over the units of
+// RowStrips. For one group of whole panels of output channels at unit width stride (a
+// network's first layer: VGG's 1x3x224x224 -> 64, channels-last, AVX-512 Xeon, alternating
+// builds: 1.67-2.71 -> 0.98-1.16 ms, NCHW 1.00).
 bool channels_last_direct_grad_weight_applies(const ConvGeometry& g, const Strides4& dys,
                                               int64_t nr) {
   return dys.c == 1 && g.p.stride_w == 1 && g.G == 1 && g.K % nr == 0;
@@ -910,43 +924,38 @@ bool channels_last_direct_grad_weight_applies(const ConvGeometry& g, const Strid
 template <typename T>
 void conv2d_grad_weight_channels_last(const at::Tensor& grad_output, const at::Tensor& input,
                                       T* dw, const ConvGeometry& g) {
-  constexpr int64_t kStripPixels = 2048, kSplits = 8;
   const T* dy = grad_output.data_ptr<T>();
   const Strides4 dys(grad_output);
   const PaddedInput<T> xp(input.data_ptr<T>(), Strides4(input), g, 0);
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
   const GemmTile t = direct_grad_weight_pixels_tile<T>();
   const int64_t taps = g.reduction(), panels = g.K / t.nr;
-  const int64_t strip = std::clamp<int64_t>(kStripPixels / g.Q, 1, g.P);
-  const int64_t strips = ceil_div(g.P, strip), units = g.N * strips;
-  const int64_t splits = std::min(units, kSplits);
-  std::vector<T> sums(splits * taps * g.K, T(0));  // dW^T of each split: taps x K
+  const RowStrips work(g);
+  // dW^T (taps x K): split 0 sums into dw_t, the others into copies of it.
+  std::vector<T> dw_t(taps * g.K, T(0)), partial((work.splits - 1) * taps * g.K, T(0));
 
-  at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, work.splits, 1, [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
-      T* dw_t = sums.data() + s * taps * g.K;
-      for (int64_t unit = s * units / splits; unit < (s + 1) * units / splits; ++unit) {
-        const int64_t n = unit / strips, p0 = (unit % strips) * strip;
-        const int64_t rows = std::min(strip, g.P - p0);
+      T* sums = s == 0 ? dw_t.data() : partial.data() + (s - 1) * taps * g.K;
+      for (int64_t unit = work.first_unit(s); unit < work.first_unit(s + 1); ++unit) {
+        const int64_t n = work.image(unit), p0 = work.first_row(unit);
         const T* x_strip = xp.data.get() + n * g.C * xp.plane + p0 * g.p.stride_h * xp.wp;
         const T* dy_strip = dy + n * dys.n + p0 * dys.h;
         for (int64_t panel = 0; panel < panels; ++panel) {
           for (int64_t t0 = 0; t0 < taps; t0 += t.mr) {
-            direct_grad_weight_pixels(rows, g.Q, x_strip, tap_off.data() + t0,
+            direct_grad_weight_pixels(work.rows(unit, g), g.Q, x_strip, tap_off.data() + t0,
                                       g.p.stride_h * xp.wp,
                                       static_cast<int>(std::min(t.mr, taps - t0)),
                                       dy_strip + panel * t.nr, dys.h, dys.w,
-                                      dw_t + t0 * g.K + panel * t.nr, g.K);
+                                      sums + t0 * g.K + panel * t.nr, g.K);
           }
         }
       }
     }
   });
-  for (int64_t s = 1; s < splits; ++s) {
-    for (int64_t i = 0; i < taps * g.K; ++i) sums[i] += sums[s * taps * g.K + i];
-  }
+  add_partial_sums(dw_t.data(), partial, work.splits - 1, taps * g.K);
   for (int64_t k = 0; k < g.K; ++k) {
-    for (int64_t tap = 0; tap < taps; ++tap) dw[k * taps + tap] = sums[tap * g.K + k];
+    for (int64_t tap = 0; tap < taps; ++tap) dw[k * taps + tap] = dw_t[tap * g.K + k];
   }
 }
 
