@@ -370,6 +370,38 @@ def test_large_gradients_are_streamed_correctly(width):
         check_max_pool(x, 2, **kwargs)
         check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, **kwargs)
     check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, kernel_size=(1, 3), stride=2)
+    # channels_last, 13 channels: most pixels' runs start off the 16-byte boundary
+    x = torch.randn(1, 13, 448, 401, generator=torch.Generator().manual_seed(width))
+    x = x.contiguous(memory_format=torch.channels_last)
+    assert x.nbytes >= 8 << 20
+    for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)):
+        check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, **kwargs)
+
+
+@pytest.mark.parametrize("channels", [3, 40])
+def test_channels_last_avg_backward_adds_in_reference_order(channels):
+    """The channels-last average backward divides each output's share out once per output
+    row and adds a pixel's shares in output order (p, then q) from zero, as the reference
+    does: the same bits, -0.0 gradients included (0 + -0.0 is 0.0)."""
+    g = torch.Generator().manual_seed(channels)
+    x = torch.randn(2, channels, 23, 19, dtype=torch.float64, generator=g)
+    x = x.contiguous(memory_format=torch.channels_last)
+    calls = [lambda t: torch.ops.cnnops.avg_pool2d(t, [3, 3], [2, 2], [1, 1], True, False, None),
+             lambda t: torch.ops.cnnops.avg_pool2d(t, [4, 2], [1, 2], [2, 0], False, True, None),
+             lambda t: torch.ops.cnnops.avg_pool2d(t, [3, 5], [2, 3], [1, 2], True, True, 7),
+             lambda t: torch.ops.cnnops.adaptive_avg_pool2d(t, [9, 7])]
+    for call in calls:
+        y = call(x)
+        dy = torch.randn(y.shape, dtype=torch.float64, generator=g)
+        dy[0, 0] = -0.0
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        grads = []
+        for version in (1, 2):
+            with cnnops.kernel_version("pool", version):
+                grads.append(torch.autograd.grad(call(x.requires_grad_()), x, dy)[0])
+        assert grads[1].is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(grads[0], grads[1])
+        assert not grads[1].signbit()[0, 0].any()
 
 
 @pytest.mark.parametrize("device", DEVICES)
