@@ -25,11 +25,14 @@
 //                 avg backward is a separable gather: each output row's gradient is first
 //                 spread along W, then every input row sums the spread rows of the outputs
 //                 whose windows hold it. Every element of grad_input is written once,
-//                 with non-temporal stores when it is 16 MiB or more (pool_fast.h).
+//                 with non-temporal stores when it is 8 MiB or more (stream_store.h).
 //   channels_last one task per output pixel and block of channels: the window's taps are
 //                 the outer loops, the inner loop runs over contiguous channels, 32 at a
 //                 time held in vector registers across the window (max: maxima and
-//                 indices; avg: sums). avg backward is such a gather per input pixel.
+//                 indices; avg: sums). avg backward runs input rows: each output row's
+//                 shares (dy / divisor, all its pixels and channels) are divided out once
+//                 into a small ring of rows, and every input pixel adds the shares of the
+//                 windows that hold it, in output order, each element written once.
 // max pooling's backward (both versions) scatters by index, one task owning whole planes
 // (NCHW) or images (channels_last) and adding in output order: no atomics, and the result
 // does not depend on the thread count. Version 2 zeroes grad_input just ahead of the
