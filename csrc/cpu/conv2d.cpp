@@ -1232,6 +1232,24 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   });
 }
 
+// dst[0, nr) = src[0, live), zero past live: one row of an NR-column B panel. The panel
+// widths (16 and 32 floats, 8 and 16 doubles) copy at a length the compiler knows; a
+// std::copy of `live` elements per pixel became a call to memmove, 7% of the samples of
+// MobileNet's channels-last 1x1 grad_weight.
+template <typename T>
+inline void copy_panel_row(const T* src, int64_t live, int64_t nr, T* dst) {
+  if (live == 32) {
+    std::copy_n(src, 32, dst);
+  } else if (live == 16) {
+    std::copy_n(src, 16, dst);
+  } else if (live == 8) {
+    std::copy_n(src, 8, dst);
+  } else {
+    std::copy(src, src + live, dst);
+  }
+  std::fill(dst + live, dst + nr, T(0));
+}
+
 // grad_weight of a 1x1 convolution without padding between channels-last tensors:
 //   dW[k, c] = sum over pixels of dY[pixel, k] * X[pixel, c]
 // dY is read in place by gathered_pixels (MR output channels of a pixel are contiguous; the
@@ -1289,18 +1307,23 @@ void channels_last_pointwise_grad_weight(const T* dy, const Strides4& dys, const
       const int64_t q_end = std::min(pixels, (s + 1) * per_split);
       for (int64_t q0 = s * per_split; q0 < q_end; q0 += kReductionBlock) {
         const int64_t count = std::min(kReductionBlock, q_end - q0);
+        // (n, p, w) of the chunk's first pixel, then stepped: no divisions per pixel
+        int64_t n = q0 / g.pixels(), p = q0 % g.pixels() / g.Q, w = q0 % g.Q;
         for (int64_t i = 0; i < count; ++i) {
-          const int64_t q = q0 + i, n = q / g.pixels(), p = q % g.pixels() / g.Q, w = q % g.Q;
           dy_off[i] = n * dys.n + p * dys.h + w * dys.w;
           x_off[i] = n * xs.n + p * g.p.stride_h * xs.h + w * g.p.stride_w * xs.w;
+          if (++w == g.Q) {
+            w = 0;
+            if (++p == g.P) {
+              p = 0;
+              ++n;
+            }
+          }
         }
         for (int64_t panel = 0; panel < panels; ++panel) {
           const int64_t c0 = panel * t.nr, live = std::min(t.nr, g.Cg - c0);
           for (int64_t i = 0; i < count; ++i) {
-            const T* src = x_group + x_off[i] + c0;
-            T* out = b_pack.get() + i * t.nr;
-            std::copy(src, src + live, out);
-            std::fill(out + live, out + t.nr, T(0));
+            copy_panel_row(x_group + x_off[i] + c0, live, t.nr, b_pack.get() + i * t.nr);
           }
           for (int64_t k0 = k_begin; k0 < k_end; k0 += t.mr) {
             const int64_t rows = std::min(t.mr, k_end - k0);
