@@ -110,6 +110,13 @@ CASES = [
          padding=2, dilation=2),
     # right padding wider than the left: rows cannot share their padding columns
     case("flat_same_k4_12x14", (2, 8, 12, 14), (16, 8, 4, 4), padding="same"),
+    # planes where the sweep would keep little of what it computes (7x7) run the output
+    # pixels alone, MR at a time across images: chunks of pixels that span images, a
+    # partial last block, a full and a partial panel of output channels; and groups
+    case("flat_gathered_24to40_7x7_batch6", (6, 24, 7, 7), (40, 24, 3, 3), bias=True,
+         padding=1),
+    case("flat_gathered_groups2_7x7_batch5", (5, 16, 7, 7), (24, 8, 3, 3), groups=2,
+         padding=1),
     # 2x2 outputs: one column tile for the whole batch, split into blocks of output channels
     # that share its packed B (the implicit GEMM, which version 0 takes there in float32;
     # in float64 the batch fills half a panel and version 0 sums tap by tap)

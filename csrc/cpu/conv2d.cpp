@@ -44,7 +44,9 @@
 //              forward pass and grad_input, into an output of any strides: each
 //              image's output swept as one flat run of pixels over the padded rows, MR
 //              pixels broadcast from the input in place times NR output channels of W^T
-//              (gemm.h, direct_pixels); and their grad_weight, MT taps broadcast from the
+//              (gemm.h, direct_pixels), or where that run is mostly padding (7x7) the
+//              output pixels alone, MR at a time across images (gathered_pixels); and
+//              their grad_weight, MT taps broadcast from the
 //              input times NR channels of dY copied pixel-major (direct_grad_weight_pixels).
 //              The same at strides above 1 on layers with few channels (a network's first
 //              layers: ResNet's 7x7 stem), swept over the input split into its stride phases
@@ -666,24 +668,103 @@ void direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, const
   });
 }
 
-// The flat direct convolution (flat_direct_pays): tasks of (image, group, panel of NR
-// output channels), each sweeping the image's flat pixels MR at a time with direct_pixels
-// into a tile of pixels x channels, whose kept columns are then written out with bias and
-// ReLU. W^T is packed once, as B panels over the whole reduction.
-template <typename T, typename Input>
-void flat_conv(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w, const T* bias,
-               T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
-  const GemmTile t = gemm_tile<T>();
-  const int64_t taps = g.reduction(), cols_padded = round_up(g.Kg, t.nr);
-  const int64_t panels = cols_padded / t.nr;
-  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
-  const Scratch<T> b_pack(kInput, g.G * taps * cols_padded);
+// The flat direct convolution (flat_direct_pays). W^T is packed once, as B panels over the
+// whole reduction, and the output computed into tiles of pixels x NR output channels, each
+// written out with bias and ReLU, in one of two ways:
+//  - swept (flat_conv_swept): tasks of (image, group, panel of NR output channels), each
+//    sweeping the image's flat run of padded rows MR pixels at a time with direct_pixels,
+//    the input read at consecutive offsets; it computes the dropped columns between rows
+//    too, and a partial last block;
+//  - gathered (flat_conv_gathered): tasks of (group, chunk of output pixels, panel), the
+//    chunk's pixels running across images, MR at a time through gathered_pixels (each
+//    pixel's taps at its own offset): only the output pixels are computed. It takes the
+//    planes where the sweep keeps less than kFlatGatheredBelow of what it computes
+//    (SimpleCNN's 64x64x7x7 -> 64: 60 pixels per image computed for 49; alternating builds,
+//    4 runs, forward 1.15-1.27 -> 0.97-1.08 ms, grad_input alike); where the sweep wastes
+//    little, its MR pointers cost more than the waste (MobileNet's 8x3x224x224 -> 32 at
+//    stride 2: 1.9-2.1 -> 2.5-2.8 ms gathered; 64x32x14x14 -> 64, 91% kept: level).
+constexpr double kFlatGatheredBelow = 0.85;
+
+// Writes a run of `length` pixels of one output row from a flat kernel's tile (pixel i's NR
+// channels at tile + i * nr) to y (pixel i's channel j at y + i * y_w + j * y_c): channels
+// [0, kept), plus bias[j], then ReLU if asked. (The swept kernel's rows through
+// store_flat_pixels, an offset loaded per pixel, made MobileNet's 8x3x224x224 -> 32 stride-2
+// forward 1.3x slower: 1.8-1.9 -> 2.4-2.7 ms.)
+template <typename T>
+void store_flat_run(const T* tile, int64_t nr, int64_t length, int64_t kept, const T* bias,
+                    bool relu, T* y, int64_t y_w, int64_t y_c) {
+  if (y_c == 1) {  // channels-last: pixel by pixel, channels contiguous like the tile's
+    for (int64_t i = 0; i < length; ++i) {
+      const T* c = tile + i * nr;
+      T* y_pixel = y + i * y_w;
+      for (int64_t j = 0; j < kept; ++j) {
+        const T v = c[j] + (bias ? bias[j] : T(0));
+        y_pixel[j] = relu ? std::max(v, T(0)) : v;
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < kept; ++j) {  // planes: channel by channel
+    const T add = bias ? bias[j] : T(0);
+    const T* c = tile + j;
+    T* y_row = y + j * y_c;
+    for (int64_t i = 0; i < length; ++i) {
+      const T v = c[i * nr] + add;
+      y_row[i * y_w] = relu ? std::max(v, T(0)) : v;
+    }
+  }
+}
+
+// The same for `count` pixels anywhere in y (pixel i at y + y_off[i]): the gathered flat
+// convolution's tile, whose 7-pixel runs along 7x7 outputs made store_flat_run's loops
+// too short (SimpleCNN's 64x64x7x7 -> 64 forward lost most of the gathered kernel's gain).
+template <typename T>
+void store_flat_pixels(const T* tile, int64_t nr, const int64_t* y_off, int64_t count,
+                       int64_t kept, const T* bias, bool relu, T* y, int64_t y_c) {
+  if (y_c == 1) {
+    for (int64_t i = 0; i < count; ++i) {
+      const T* c = tile + i * nr;
+      T* y_pixel = y + y_off[i];
+      for (int64_t j = 0; j < kept; ++j) {
+        const T v = c[j] + (bias ? bias[j] : T(0));
+        y_pixel[j] = relu ? std::max(v, T(0)) : v;
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < kept; ++j) {
+    const T add = bias ? bias[j] : T(0);
+    const T* c = tile + j;
+    T* y_channel = y + j * y_c;
+    for (int64_t i = 0; i < count; ++i) {
+      const T v = c[i * nr] + add;
+      y_channel[y_off[i]] = relu ? std::max(v, T(0)) : v;
+    }
+  }
+}
+
+// W^T of every group as B panels of NR columns over the whole reduction: group g's panel p
+// at b_pack + (g * panels + p) * CgRS * NR, G * CgRS * round_up(Kg, NR) values in all.
+template <typename T>
+void pack_flat_weights(const OffsetMatrix<T>& w, const ConvGeometry& g, int64_t nr,
+                       T* b_pack) {
+  const int64_t taps = g.reduction(), cols_padded = round_up(g.Kg, nr);
   at::parallel_for(0, g.G, 1, [&](int64_t begin, int64_t end) {
     for (int64_t group = begin; group < end; ++group) {
       const OffsetMatrix<T> wt{w.base, w.col_off, w.row_off + group * g.Kg};
-      pack_b(wt, 0, taps, g.Kg, t.nr, b_pack.get() + group * taps * cols_padded);
+      pack_b(wt, 0, taps, g.Kg, nr, b_pack + group * taps * cols_padded);
     }
   });
+}
+
+template <typename T, typename Input>
+void flat_conv_swept(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w,
+                     const T* bias, T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
+  const GemmTile t = gemm_tile<T>();
+  const int64_t taps = g.reduction(), panels = ceil_div(g.Kg, t.nr);
+  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
+  const Scratch<T> b_pack(kInput, g.G * taps * panels * t.nr);
+  pack_flat_weights(w, g, t.nr, b_pack.get());
   // The sweep goes a chunk of output rows at a time, so that the tile of the chunk's pixels
   // is still in L1 when they are written out (the whole plane of a 112x112 output, 800 KB,
   // was written out from L2: a third of MobileNet's first layer's forward time).
@@ -698,7 +779,7 @@ void flat_conv(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w, con
       const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.channel;
       const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
       const int64_t k0 = group * g.Kg + panel * t.nr;
-      const int64_t count = std::min(t.nr, (group + 1) * g.Kg - k0);
+      const int64_t kept = std::min(t.nr, (group + 1) * g.Kg - k0);
       T* y_block = y + n * ys.n + k0 * ys.c;
       for (int64_t oh0 = 0; oh0 < g.P; oh0 += chunk_rows) {
         const int64_t oh1 = std::min(g.P, oh0 + chunk_rows);
@@ -707,35 +788,80 @@ void flat_conv(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w, con
           direct_pixels(taps, tap_off.data(), x_image + f0 + p0, b_panel,
                         tile.get() + p0 * t.nr, t.nr);
         }
-        // The kept pixels out, with bias and ReLU: channel by channel into planes, or pixel
-        // by pixel into a channels-last y, whose channels are contiguous like the tile's.
-        if (ys.c == 1) {
-          for (int64_t oh = oh0; oh < oh1; ++oh) {
-            for (int64_t ow = 0; ow < g.Q; ++ow) {
-              const T* c = tile.get() + ((oh - oh0) * row_pitch + ow) * t.nr;
-              T* y_pixel = y_block + oh * ys.h + ow * ys.w;
-              for (int64_t j = 0; j < count; ++j) {
-                const T v = c[j] + (bias ? bias[k0 + j] : T(0));
-                y_pixel[j] = relu ? std::max(v, T(0)) : v;
-              }
-            }
-          }
-          continue;
-        }
-        for (int64_t j = 0; j < count; ++j) {
-          const T add = bias ? bias[k0 + j] : T(0);
-          for (int64_t oh = oh0; oh < oh1; ++oh) {
-            const T* c = tile.get() + (oh - oh0) * row_pitch * t.nr + j;
-            T* y_row = y_block + j * ys.c + oh * ys.h;
-            for (int64_t ow = 0; ow < g.Q; ++ow) {
-              const T v = c[ow * t.nr] + add;
-              y_row[ow * ys.w] = relu ? std::max(v, T(0)) : v;
-            }
-          }
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          store_flat_run(tile.get() + (oh - oh0) * row_pitch * t.nr, t.nr, g.Q, kept,
+                         bias ? bias + k0 : nullptr, relu, y_block + oh * ys.h, ys.w, ys.c);
         }
       }
     }
   });
+}
+
+template <typename T, typename Input>
+void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w,
+                        const T* bias, T* y, const Strides4& ys, const ConvGeometry& g,
+                        bool relu) {
+  const GemmTile t = gemm_tile<T>();
+  const int64_t taps = g.reduction(), panels = ceil_div(g.Kg, t.nr);
+  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
+  const Scratch<T> b_pack(kInput, g.G * taps * panels * t.nr);
+  pack_flat_weights(w, g, t.nr, b_pack.get());
+  // Chunks of about kFlatChunkPixels pixels (the tile stays in L1 until written out); a
+  // task's panels follow one another, on the same pixels.
+  const int64_t pixels = g.N * g.P * g.Q, image = g.C * xp.channel;
+  const int64_t chunk = round_up(std::min(kFlatChunkPixels, pixels), t.mr);
+  const int64_t chunks = ceil_div(pixels, chunk);
+
+  at::parallel_for(0, g.G * chunks * panels, 1, [&](int64_t begin, int64_t end) {
+    const Scratch<T> tile(kTile, chunk * t.nr);
+    std::vector<int64_t> x_off(chunk), y_off(chunk);
+    int64_t held = -1;  // the (group, chunk) whose offsets x_off and y_off hold
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t panel = task % panels, gc = task / panels;
+      const int64_t group = gc / chunks, u0 = gc % chunks * chunk;
+      const int64_t count = std::min(chunk, pixels - u0);
+      if (gc != held) {
+        // (n, oh, ow) of the chunk's first pixel, then stepped; past `count` the last pixel
+        // again, for a whole last block of MR (computed, never written)
+        int64_t n = u0 / (g.P * g.Q), oh = u0 / g.Q % g.P, ow = u0 % g.Q;
+        for (int64_t i = 0; i < count; ++i) {
+          x_off[i] = n * image + oh * row_pitch + ow;
+          y_off[i] = n * ys.n + oh * ys.h + ow * ys.w;
+          if (++ow == g.Q) {
+            ow = 0;
+            if (++oh == g.P) {
+              oh = 0;
+              ++n;
+            }
+          }
+        }
+        std::fill(x_off.begin() + count, x_off.end(), x_off[count - 1]);
+        held = gc;
+      }
+      const T* x_group = xp.data.get() + group * g.Cg * xp.channel;
+      const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
+      const int64_t k0 = group * g.Kg + panel * t.nr;
+      for (int64_t i0 = 0; i0 < count; i0 += t.mr) {
+        gathered_pixels(taps, x_off.data() + i0, tap_off.data(), x_group, b_panel,
+                        tile.get() + i0 * t.nr, t.nr);
+      }
+      store_flat_pixels(tile.get(), t.nr, y_off.data(), count,
+                        std::min(t.nr, (group + 1) * g.Kg - k0), bias ? bias + k0 : nullptr,
+                        relu, y + k0 * ys.c, ys.c);
+    }
+  });
+}
+
+// The flat convolution of a padded (or phased) input whose flat rows lie row_pitch apart.
+template <typename T, typename Input>
+void flat_conv(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w, const T* bias,
+               T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
+  const int64_t swept = round_up((g.P - 1) * row_pitch + g.Q, gemm_tile<T>().mr);
+  if (static_cast<double>(g.P * g.Q) < kFlatGatheredBelow * static_cast<double>(swept)) {
+    flat_conv_gathered(xp, row_pitch, w, bias, y, ys, g, relu);
+  } else {
+    flat_conv_swept(xp, row_pitch, w, bias, y, ys, g, relu);
+  }
 }
 
 template <typename T>
@@ -743,9 +869,9 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
                       T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
   const int64_t mr = gemm_tile<T>().mr;
   if (g.p.stride_h == 1 && g.p.stride_w == 1) {
-    // Loads reach past an image's last flat pixel by up to MR - 1, plus the left padding
-    // that the last row's right side shares with the next plane.
-    const PaddedInput<T> xp(x, xs, g, mr + g.p.pad_left, flat_cols(g));
+    // The last plane's last row reads as far as its right padding, which it shares with
+    // the next plane's left padding (flat_cols): the slack stands in for it.
+    const PaddedInput<T> xp(x, xs, g, g.p.pad_left, flat_cols(g));
     flat_conv(xp, xp.wp, w, bias, y, ys, g, relu);
   } else {
     const PhasedInput<T> xp(x, xs, g, mr);
