@@ -94,6 +94,11 @@ CASES = [
     # big enough to cross the tile boundaries of a fast kernel in every dimension
     case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
     case("tile_64to70_20x20", (1, 64, 20, 20), (70, 64, 3, 3), padding=1),
+    # few tiles for many output channels: 4 or more blocks of output channels share each
+    # block of tiles, whose input transform is then computed once up front (two tile blocks
+    # of two channel blocks, with two threads)
+    case("winograd_shared_300to200_12x12", (1, 300, 12, 12), (200, 300, 3, 3), bias=True,
+         padding=1),
     # rows of many tiles: Winograd's contiguous loads and stores of 8 neighbouring tiles
     case("wide_rows_17to19_21x70", (1, 17, 21, 70), (19, 17, 3, 3), bias=True, padding=1),
     case("tile_19to37_k5_stride2", (2, 19, 33, 35), (37, 19, 5, 5), bias=True, stride=2, padding=2),
@@ -373,6 +378,11 @@ HALF_CASES = [
     case("batch0", (0, 3, 7, 9), (4, 3, 3, 3), bias=True, padding=1),
     case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
     case("tile_64to70_20x20", (1, 64, 20, 20), (70, 64, 3, 3), padding=1),
+    # few tiles for many output channels: 4 or more blocks of output channels share each
+    # block of tiles, whose input transform is then computed once up front (two tile blocks
+    # of two channel blocks, with two threads)
+    case("winograd_shared_300to200_12x12", (1, 300, 12, 12), (200, 300, 3, 3), bias=True,
+         padding=1),
     # rows of many tiles: Winograd's contiguous loads and stores of 8 neighbouring tiles
     case("wide_rows_17to19_21x70", (1, 17, 21, 70), (19, 17, 3, 3), bias=True, padding=1),
 ]
@@ -395,6 +405,11 @@ REFERENCE_VS_FAST_CASES = [
          padding=(1, 0)),
     case("tile_19to37_33x35", (2, 19, 33, 35), (37, 19, 3, 3), bias=True, padding=1),
     case("tile_64to70_20x20", (1, 64, 20, 20), (70, 64, 3, 3), padding=1),
+    # few tiles for many output channels: 4 or more blocks of output channels share each
+    # block of tiles, whose input transform is then computed once up front (two tile blocks
+    # of two channel blocks, with two threads)
+    case("winograd_shared_300to200_12x12", (1, 300, 12, 12), (200, 300, 3, 3), bias=True,
+         padding=1),
     # rows of many tiles: Winograd's contiguous loads and stores of 8 neighbouring tiles
     case("wide_rows_17to19_21x70", (1, 17, 21, 70), (19, 17, 3, 3), bias=True, padding=1),
 ]
