@@ -1252,7 +1252,9 @@ void avg_pool2d_grad_input_channels_last(const at::Tensor& grad_output, at::Tens
         T* out = dx_row + iw * dxs.w;
         int64_t count = 0;
         for (int64_t p = p0; p < p1; ++p) {
-          for (int64_t q = wt.first[iw]; q < wt.last[iw]; ++q) terms[count++] = rows[p - p0] + q * s.C;
+          for (int64_t q = wt.first[iw]; q < wt.last[iw]; ++q) {
+            terms[count++] = rows[p - p0] + q * s.C;
+          }
         }
         if (count == 0) {
           std::fill(out, out + s.C, T(0));
