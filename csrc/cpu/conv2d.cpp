@@ -226,6 +226,27 @@ void store_columns(const T* c, T add, bool relu, T* y, const int64_t* off, int64
   }
 }
 
+// Output pixel u of the N x P x Q output pixels (image-major) as (n, p, q), then stepped a
+// pixel at a time: the loops over a run of pixels take each pixel's offsets from it rather
+// than dividing u out per pixel (two 64-bit divisions per pixel were a quarter of
+// channels_last_gemm's task loop on VGG's channels-last first layer).
+struct PixelCursor {
+  int64_t n, p, q;
+
+  PixelCursor(int64_t u, const ConvGeometry& g)
+      : n(u / g.pixels()), p(u / g.Q % g.P), q(u % g.Q) {}
+
+  void next(const ConvGeometry& g) {
+    if (++q == g.Q) {
+      q = 0;
+      if (++p == g.P) {
+        p = 0;
+        ++n;
+      }
+    }
+  }
+};
+
 // Forward work is cut into tasks of (group, block of output channels, column tile). The
 // tiles, of at most kColumnTile columns, are as many as a multiple of the threads and cut
 // at panel (NR-column) boundaries as evenly as can be: every core then gets as many panels
@@ -695,12 +716,7 @@ void store_flat_run(const T* tile, int64_t nr, int64_t length, int64_t kept, con
                     bool relu, T* y, int64_t y_w, int64_t y_c) {
   if (y_c == 1) {  // channels-last: pixel by pixel, channels contiguous like the tile's
     for (int64_t i = 0; i < length; ++i) {
-      const T* c = tile + i * nr;
-      T* y_pixel = y + i * y_w;
-      for (int64_t j = 0; j < kept; ++j) {
-        const T v = c[j] + (bias ? bias[j] : T(0));
-        y_pixel[j] = relu ? std::max(v, T(0)) : v;
-      }
+      store_biased_run(tile + i * nr, bias, relu, y + i * y_w, kept, false);
     }
     return;
   }
@@ -723,12 +739,7 @@ void store_flat_pixels(const T* tile, int64_t nr, const int64_t* y_off, int64_t 
                        int64_t kept, const T* bias, bool relu, T* y, int64_t y_c) {
   if (y_c == 1) {
     for (int64_t i = 0; i < count; ++i) {
-      const T* c = tile + i * nr;
-      T* y_pixel = y + y_off[i];
-      for (int64_t j = 0; j < kept; ++j) {
-        const T v = c[j] + (bias ? bias[j] : T(0));
-        y_pixel[j] = relu ? std::max(v, T(0)) : v;
-      }
+      store_biased_run(tile + i * nr, bias, relu, y + y_off[i], kept, false);
     }
     return;
   }
@@ -815,28 +826,21 @@ void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T
   at::parallel_for(0, g.G * chunks * panels, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> tile(kTile, chunk * t.nr);
     std::vector<int64_t> x_off(chunk), y_off(chunk);
-    int64_t held = -1;  // the (group, chunk) whose offsets x_off and y_off hold
+    int64_t held = -1;  // the chunk whose offsets x_off and y_off hold
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t panel = task % panels, gc = task / panels;
-      const int64_t group = gc / chunks, u0 = gc % chunks * chunk;
+      const int64_t panel = task % panels, group = task / (panels * chunks);
+      const int64_t c = task / panels % chunks, u0 = c * chunk;
       const int64_t count = std::min(chunk, pixels - u0);
-      if (gc != held) {
-        // (n, oh, ow) of the chunk's first pixel, then stepped; past `count` the last pixel
-        // again, for a whole last block of MR (computed, never written)
-        int64_t n = u0 / (g.P * g.Q), oh = u0 / g.Q % g.P, ow = u0 % g.Q;
-        for (int64_t i = 0; i < count; ++i) {
-          x_off[i] = n * image + oh * row_pitch + ow;
-          y_off[i] = n * ys.n + oh * ys.h + ow * ys.w;
-          if (++ow == g.Q) {
-            ow = 0;
-            if (++oh == g.P) {
-              oh = 0;
-              ++n;
-            }
-          }
+      if (c != held) {
+        // past `count` the last pixel again, for a whole last block of MR (computed, never
+        // written)
+        PixelCursor at(u0, g);
+        for (int64_t i = 0; i < count; ++i, at.next(g)) {
+          x_off[i] = at.n * image + at.p * row_pitch + at.q;
+          y_off[i] = at.n * ys.n + at.p * ys.h + at.q * ys.w;
         }
         std::fill(x_off.begin() + count, x_off.end(), x_off[count - 1]);
-        held = gc;
+        held = c;
       }
       const T* x_group = xp.data.get() + group * g.Cg * xp.channel;
       const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
@@ -1319,18 +1323,9 @@ void channels_last_gemm(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
       const int64_t rows = std::min(row_block, pixels - i0);
       const int64_t cols = std::min(col_block, g.Kg - j0);
       if (cols <= 0) continue;
-      // (n, p, q) of the tile's first pixel, then stepped: two 64-bit divisions per pixel
-      // were a quarter of this loop's time on VGG's channels-last first layer
-      int64_t n = i0 / (g.P * g.Q), p = i0 / g.Q % g.P, q = i0 % g.Q;
-      for (int64_t i = 0; i < rows; ++i) {
-        pixel_off[i] = n * ss.n + p * g.p.stride_h * ss.h + q * g.p.stride_w * ss.w;
-        if (++q == g.Q) {
-          q = 0;
-          if (++p == g.P) {
-            p = 0;
-            ++n;
-          }
-        }
+      PixelCursor at(i0, g);
+      for (int64_t i = 0; i < rows; ++i, at.next(g)) {
+        pixel_off[i] = at.n * ss.n + at.p * g.p.stride_h * ss.h + at.q * g.p.stride_w * ss.w;
       }
       if (gathered) {
         // MR pixels at a time read in place; the rows past `rows` are never stored
@@ -1433,18 +1428,10 @@ void channels_last_pointwise_grad_weight(const T* dy, const Strides4& dys, const
       const int64_t q_end = std::min(pixels, (s + 1) * per_split);
       for (int64_t q0 = s * per_split; q0 < q_end; q0 += kReductionBlock) {
         const int64_t count = std::min(kReductionBlock, q_end - q0);
-        // (n, p, w) of the chunk's first pixel, then stepped: no divisions per pixel
-        int64_t n = q0 / g.pixels(), p = q0 % g.pixels() / g.Q, w = q0 % g.Q;
-        for (int64_t i = 0; i < count; ++i) {
-          dy_off[i] = n * dys.n + p * dys.h + w * dys.w;
-          x_off[i] = n * xs.n + p * g.p.stride_h * xs.h + w * g.p.stride_w * xs.w;
-          if (++w == g.Q) {
-            w = 0;
-            if (++p == g.P) {
-              p = 0;
-              ++n;
-            }
-          }
+        PixelCursor at(q0, g);
+        for (int64_t i = 0; i < count; ++i, at.next(g)) {
+          dy_off[i] = at.n * dys.n + at.p * dys.h + at.q * dys.w;
+          x_off[i] = at.n * xs.n + at.p * g.p.stride_h * xs.h + at.q * g.p.stride_w * xs.w;
         }
         for (int64_t panel = 0; panel < panels; ++panel) {
           const int64_t c0 = panel * t.nr, live = std::min(t.nr, g.Cg - c0);
