@@ -1897,9 +1897,9 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
 
   at::parallel_for(0, g.G * chunks * image_runs, 1, [&](int64_t begin, int64_t end) {
     const int64_t max_rows = split.channels * RS;
-    std::vector<T> a_pack(round_up(max_rows, t.mr) * g.Kg);
-    std::vector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
-    std::vector<T> col(max_rows * kColumnTile);
+    AlignedVector<T> a_pack(round_up(max_rows, t.mr) * g.Kg);
+    AlignedVector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
+    AlignedVector<T> col(max_rows * kColumnTile);
     std::vector<int64_t> dy_cols(kColumnTile);
     ColumnTile tile(kColumnTile);
     for (int64_t task = begin; task < end; ++task) {
@@ -2012,8 +2012,8 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   std::vector<T> partial((split.splits - 1) * g.K * red, T(0));
 
   at::parallel_for(0, split.splits * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> a_pack(round_up(kWeightRowsPerTask, t.mr) * kReductionBlock);
-    std::vector<T> b_pack(round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
+    AlignedVector<T> a_pack(round_up(kWeightRowsPerTask, t.mr) * kReductionBlock);
+    AlignedVector<T> b_pack(round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
     std::vector<int64_t> dy_cols(kReductionBlock);
     ColumnTile tile(kReductionBlock);
     const bool by_gather = prefer_gather(g, xs);

@@ -9,13 +9,15 @@
 // slots kOperands and kInput for what its calling thread allocates before at::parallel_for,
 // and the other slots inside the parallel region (where the calling thread is one of the
 // workers).
-// The memory is uninitialised.
+// The memory is uninitialised and starts on a 64-byte boundary.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <vector>
 
 namespace cnnops::cpu {
 
@@ -28,8 +30,22 @@ enum ScratchSlot : int {
 
 namespace detail {
 
+// Memory aligned to a cache line: the micro-kernels load whole 64-byte vectors from packed
+// panels, and a panel that starts off a line boundary (malloc gives 16 bytes) splits every
+// such load across two lines.
+constexpr std::align_val_t kLineAlignment{64};
+
+struct FreeAligned {
+  void operator()(void* p) const { ::operator delete(p, kLineAlignment); }
+};
+using AlignedBytes = std::unique_ptr<void, FreeAligned>;
+
+inline AlignedBytes allocate_aligned(size_t bytes) {
+  return AlignedBytes(::operator new(bytes, kLineAlignment));
+}
+
 struct KeptBuffer {
-  std::unique_ptr<std::max_align_t[]> data;
+  AlignedBytes data;
   size_t bytes = 0;
 };
 
@@ -41,24 +57,45 @@ inline std::array<KeptBuffer, kScratchSlots>& kept_buffers() {
 
 }  // namespace detail
 
+// std::vector's allocator with kLineAlignment, for the packed panels a task keeps for
+// itself (the same reason as the slots'). Equal whatever the type: memory from one frees
+// with any other.
+template <typename T>
+struct LineAlignedAllocator {
+  using value_type = T;
+  LineAlignedAllocator() = default;
+  template <typename U>
+  LineAlignedAllocator(const LineAlignedAllocator<U>&) {}
+  T* allocate(size_t count) {
+    return static_cast<T*>(::operator new(count * sizeof(T), detail::kLineAlignment));
+  }
+  void deallocate(T* p, size_t) { ::operator delete(p, detail::kLineAlignment); }
+  template <typename U>
+  bool operator==(const LineAlignedAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const LineAlignedAllocator<U>&) const { return false; }
+};
+
+template <typename T>
+using AlignedVector = std::vector<T, LineAlignedAllocator<T>>;
+
 template <typename T>
 class Scratch {
  public:
   Scratch(ScratchSlot slot, int64_t count) {
     const size_t bytes = static_cast<size_t>(count) * sizeof(T);
     if (bytes > kKeepBytes) {
-      owned_.reset(new T[count]);
-      data_ = owned_.get();
+      owned_ = detail::allocate_aligned(bytes);
+      data_ = static_cast<T*>(owned_.get());
       return;
     }
     detail::KeptBuffer& kept = detail::kept_buffers()[slot];
     if (kept.bytes < bytes) {
       kept.data.reset();  // free first: the old and new buffers need not coexist
-      kept.data.reset(new std::max_align_t[(bytes + sizeof(std::max_align_t) - 1) /
-                                           sizeof(std::max_align_t)]);
+      kept.data = detail::allocate_aligned(bytes);
       kept.bytes = bytes;
     }
-    data_ = reinterpret_cast<T*>(kept.data.get());
+    data_ = static_cast<T*>(kept.data.get());
   }
 
   Scratch(const Scratch&) = delete;
@@ -69,7 +106,7 @@ class Scratch {
  private:
   static constexpr size_t kKeepBytes = size_t{64} << 20;
 
-  std::unique_ptr<T[]> owned_;
+  detail::AlignedBytes owned_;
   T* data_ = nullptr;
 };
 
