@@ -21,12 +21,13 @@ namespace cnnops::cpu::detail {
 // the NR values b[k * NR ..]: the loop of micro_kernel (a_row(k) = a + k * MR, A packed),
 // of direct_pixels (a_row(t) = x + tap_off[t], the input read in place) and of
 // gathered_pixels (a_row(t)[i] = x[pixel_off[i] + tap_off[t]]).
-template <typename V, int MR, int NV, typename ARow>
+// b's rows lie b_stride elements apart (NR, or a wider panel of which only the first NV
+// vectors are summed).
+template <typename V, int MR, int NV, typename ARow, int b_stride = NV * V::width>
 __attribute__((always_inline)) inline void outer_products(
     long K, ARow a_row, const typename V::scalar* __restrict b,
     typename V::vec (&acc)[MR][NV]) {
   constexpr int W = V::width;
-  constexpr int NR = NV * W;
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
@@ -36,7 +37,7 @@ __attribute__((always_inline)) inline void outer_products(
     const auto ak = a_row(k);
     typename V::vec bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * W);
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * b_stride + v * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const typename V::vec ai = V::broadcast(ak[i]);
@@ -46,7 +47,7 @@ __attribute__((always_inline)) inline void outer_products(
   }
 }
 
-template <typename V, int MR, int NV>
+template <typename V, int MR, int NV, int b_stride = NV * V::width>
 inline void micro_kernel(long K, const typename V::scalar* __restrict a,
                          const typename V::scalar* __restrict b, typename V::scalar* c,
                          long rs_c, long cs_c, int m_valid, int n_valid) {
@@ -56,7 +57,8 @@ inline void micro_kernel(long K, const typename V::scalar* __restrict a,
   constexpr int NR = NV * W;
 
   vec acc[MR][NV];
-  outer_products<V, MR, NV>(K, [a](long k) { return a + k * MR; }, b, acc);
+  auto a_row = [a](long k) { return a + k * MR; };
+  outer_products<V, MR, NV, decltype(a_row), b_stride>(K, a_row, b, acc);
 
   if (m_valid == MR && n_valid == NR && cs_c == 1) {
 #pragma GCC unroll 16
@@ -89,6 +91,8 @@ inline void micro_kernel(long K, const typename V::scalar* __restrict a,
 }
 
 // Walks C in MR x NR blocks: each B panel (K x NR) stays in L1 while all A panels pass by.
+// A last panel with no more than one vector of valid columns is summed one vector wide
+// (its first vector of each row): the columns past N are not computed at all.
 template <typename V, int MR, int NV>
 void gemm_packed(long M, long N, long K, const typename V::scalar* a,
                  const typename V::scalar* b, typename V::scalar* c, long rs_c, long cs_c) {
@@ -96,10 +100,16 @@ void gemm_packed(long M, long N, long K, const typename V::scalar* a,
   for (long j = 0; j < N; j += NR) {
     const int n_valid = static_cast<int>(N - j < NR ? N - j : NR);
     const typename V::scalar* b_panel = b + (j / NR) * K * NR;
+    const bool narrow = NV > 1 && n_valid <= V::width;
     for (long i = 0; i < M; i += MR) {
       const int m_valid = static_cast<int>(M - i < MR ? M - i : MR);
-      micro_kernel<V, MR, NV>(K, a + (i / MR) * K * MR, b_panel, c + i * rs_c + j * cs_c, rs_c,
-                              cs_c, m_valid, n_valid);
+      const typename V::scalar* a_panel = a + (i / MR) * K * MR;
+      typename V::scalar* c_block = c + i * rs_c + j * cs_c;
+      if (narrow) {
+        micro_kernel<V, MR, 1, NR>(K, a_panel, b_panel, c_block, rs_c, cs_c, m_valid, n_valid);
+      } else {
+        micro_kernel<V, MR, NV>(K, a_panel, b_panel, c_block, rs_c, cs_c, m_valid, n_valid);
+      }
     }
   }
 }
