@@ -18,11 +18,10 @@ namespace cnnops::cpu::detail {
 // unaligned.
 //
 // outer_products: acc = sum over k < K of the MR values a_row(k)[i], each broadcast, times
-// the NR values b[k * NR ..]: the loop of micro_kernel (a_row(k) = a + k * MR, A packed),
-// of direct_pixels (a_row(t) = x + tap_off[t], the input read in place) and of
-// gathered_pixels (a_row(t)[i] = x[pixel_off[i] + tap_off[t]]).
-// b's rows lie b_stride elements apart (NR, or a wider panel of which only the first NV
-// vectors are summed).
+// the NV vectors b[k * b_stride ..]: the loop of micro_kernel (a_row(k) = a + k * MR, A
+// packed), of direct_pixels (a_row(t) = x + tap_off[t], the input read in place) and of
+// gathered_pixels (a_row(t)[i] = x[pixel_off[i] + tap_off[t]]). b_stride is NR = NV * width,
+// or a wider panel's NR when only its first vector is summed (gemm_packed's narrow panel).
 template <typename V, int MR, int NV, typename ARow, int b_stride = NV * V::width>
 __attribute__((always_inline)) inline void outer_products(
     long K, ARow a_row, const typename V::scalar* __restrict b,
