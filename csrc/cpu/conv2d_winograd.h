@@ -293,7 +293,9 @@ struct TileBlock {
 };
 
 // Tiles per task and how the output channels are cut: as the implicit GEMM's ForwardSplit,
-// row blocks appear only when tile blocks alone would leave cores idle. Every output
+// row blocks appear only when tile blocks alone would leave cores idle, and they share out
+// the micro-kernel's MR-row panels as evenly as can be (VGG's 1x512x14x14: 43 panels in 8
+// blocks of 5 or 6, where blocks of 6 gave one core 24 and the other 19). Every output
 // element is summed in the same order whatever the split (the micro-kernel reduces each
 // element of M in order over the channel blocks), so results do not depend on the
 // thread count.
@@ -301,7 +303,13 @@ struct Split {
   int64_t tiles;         // per task; a multiple of kLanes
   int64_t tiles_padded;  // rounded up to the micro-kernel's NR
   int64_t tile_blocks;
-  int64_t row_block, row_blocks;
+  int64_t row_blocks;
+  int64_t panels, mr, rows;  // MR-row panels over the `rows` output channels of a group
+
+  // First output channel of row block b (b = row_blocks: the end).
+  int64_t row_begin(int64_t b) const { return std::min(rows, mr * (b * panels / row_blocks)); }
+  // The most output channels a row block holds.
+  int64_t max_block_rows() const { return mr * ceil_div(panels, row_blocks); }
 };
 
 template <typename T>
@@ -317,8 +325,7 @@ Split split_work(const ConvGeometry& g, const Tiling& tiling, const GemmTile& t)
   const int64_t max_blocks = std::max<int64_t>(1, g.Kg / (4 * t.mr));
   const int64_t blocks =
       std::clamp<int64_t>(ceil_div(want_tasks, g.G * tile_blocks), 1, max_blocks);
-  const int64_t row_block = round_up(ceil_div(g.Kg, blocks), t.mr);
-  return {tiles, round_up(tiles, t.nr), tile_blocks, row_block, ceil_div(g.Kg, row_block)};
+  return {tiles, round_up(tiles, t.nr), tile_blocks, blocks, ceil_div(g.Kg, t.mr), t.mr, g.Kg};
 }
 
 }  // namespace winograd
@@ -759,7 +766,7 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
   // The 16 V_xi (and M_xi) a cache line more than their size apart: a power of two apart,
   // the transforms' 16 streams of stores (loads) would share the same few L1 sets.
   const int64_t v_stride = std::min(kChannelBlock, g.Cg) * nt + kLine / int64_t{sizeof(T)};
-  const int64_t m_stride = split.row_block * nt + kLine / int64_t{sizeof(T)};
+  const int64_t m_stride = split.max_block_rows() * nt + kLine / int64_t{sizeof(T)};
   // V of channels [c0, c0 + kc) of a block of tiles: element (c, tile j) of V_xi at
   // v[xi * v_stride + (j / NR) * kc * NR + (c - c0) * NR + j % NR].
   const int64_t channel_blocks = ceil_div(g.Cg, kChannelBlock);
@@ -800,10 +807,11 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
     TileBlock block(nt);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t group = task / (blocks_of_rows * split.tile_blocks);
-      const int64_t m0 = ((task / split.tile_blocks) % blocks_of_rows) * split.row_block;
+      const int64_t row_block = (task / split.tile_blocks) % blocks_of_rows;
+      const int64_t m0 = split.row_begin(row_block);
       const int64_t tile_block = task % split.tile_blocks;
       const int64_t first = tile_block * split.tiles;
-      const int64_t rows = std::min(split.row_block, g.Kg - m0);
+      const int64_t rows = split.row_begin(row_block + 1) - m0;
       const int64_t count = std::min(split.tiles, tiling.count - first);
       block.fill(gp, tiling, ps, ys, first, count);
       const int64_t live = round_up(count, kLanes);  // lane groups with at least one tile
