@@ -535,18 +535,31 @@ __attribute__((always_inline)) inline void store_rows(const Rows<T>& u, int64_t 
 
 constexpr int64_t kStagedChannels = 16;  // filter transform: input channels gathered at once
 
+// How the taps of a filter row lie in memory, for the filter transform.
+enum class FilterRuns {
+  scattered,  // anywhere (channels_last, views): gathered through col_off
+  unit,       // at unit stride along the whole row (a contiguous weight)
+  reversed,   // each channel's 9 taps one run, backwards (grad_input's flipped weight)
+};
+
+// Where U_xi of a filter lands when it is computed from the filter flipped both ways: G
+// times the flipped filter is G with rows 0 and 3 swapped times the filter, so the flipped
+// filter's U is the filter's with rows and columns 0 and 3 swapped.
+constexpr int kMirrored[kPositions] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+
 // U of one A panel: the `live` filters whose rows start at wk[r] (tap (c, r, s) at
 // col_off[c * 9 + r * 3 + s]), output channels k0 on of a group whose packed U starts at
 // a_group, for all cg input channels. The MR filters are transformed side by side as vector
 // lanes, and each U_xi's MR values of a channel written as a row. The taps of
 // kStagedChannels channels are first copied filter by filter (one run of memory per filter
-// where `unit`: the taps at unit stride, a contiguous weight) into the lanes of `staged`,
-// then read back as vectors: gathered lane by lane into registers, they cost 5 instructions
-// a value.
+// where the runs are `unit`) into the lanes of `staged`, then read back as vectors:
+// gathered lane by lane into registers, they cost 5 instructions a value.
 template <typename T>
 __attribute__((always_inline)) inline void transform_filter_panel_body(
-    const T* const* wk, const int64_t* col_off, bool unit, int64_t live, int64_t k0, int64_t cg,
-    int64_t mr, int64_t rows_padded, int64_t per_position, T* a_group) {
+    const T* const* wk, const int64_t* col_off, FilterRuns runs, int64_t live, int64_t k0,
+    int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position, T* a_group) {
+  const bool unit = runs == FilterRuns::unit;
+  bool mirrored = false;  // staged holds the filters unflipped: U_xi goes to kMirrored[xi]
   alignas(64) T staged[kStagedChannels * 9][kMaxRows];
   for (auto& taps : staged) std::fill(taps + live, taps + kMaxRows, T(0));  // as gemm.h wants
   for (int64_t cs = 0; cs < cg; cs += kStagedChannels) {
@@ -558,15 +571,26 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
       // float runs: all the panel's filters at once, 8 x 8 blocks transposed in registers
       // (copied value by value, the staging was a third of 1x512x14x14's filter transform).
       if (unit && avx2_available()) {
-        const float* runs[kMaxRows];
+        const float* rows[kMaxRows];
         for (int64_t r = 0; r < live; ++r) {
-          runs[r] = wk[r] + offs[0];
+          rows[r] = wk[r] + offs[0];
           for (int64_t i = values; i < 2 * values; i += kLine / int64_t{sizeof(T)}) {
-            __builtin_prefetch(runs[r] + i);  // the next block, as below
+            __builtin_prefetch(rows[r] + i);  // the next block, as below
           }
         }
-        transpose_rows_avx2<kMaxRows>(runs, static_cast<int>(live), values, &staged[0][0]);
+        transpose_rows_avx2<kMaxRows>(rows, static_cast<int>(live), values, &staged[0][0]);
         copied = true;
+      } else if (runs == FilterRuns::reversed && avx2_available()) {
+        // Each channel's 9 taps read forwards from the run's far end, the filters unflipped,
+        // channel by channel through the same transposes; the flip is undone at the store
+        // (copied value by value through col_off, the staging was most of 1x512x14x14's
+        // grad_input filter transform).
+        for (int64_t i = 0; i < values; i += 9) {
+          const float* rows[kMaxRows];
+          for (int64_t r = 0; r < live; ++r) rows[r] = wk[r] + offs[i + 8];
+          transpose_rows_avx2<kMaxRows>(rows, static_cast<int>(live), 9, &staged[i][0]);
+        }
+        copied = mirrored = true;
       }
     }
 #endif
@@ -602,7 +626,9 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
       const int64_t kc = std::min(kChannelBlock, cg - c0);
       T* dst = a_group + c0 * rows_padded + k0 * kc + (c - c0) * mr;
 #pragma GCC unroll 16
-      for (int xi = 0; xi < kPositions; ++xi) store_rows(u[xi], mr, dst + xi * per_position);
+      for (int xi = 0; xi < kPositions; ++xi) {
+        store_rows(u[xi], mr, dst + (mirrored ? kMirrored[xi] : xi) * per_position);
+      }
     }
   }
 }
@@ -677,10 +703,10 @@ __attribute__((always_inline)) inline void pack_input_channels_body(
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 CNNOPS_WINOGRAD_CLONES(transform_filter_panel,
-                       (const T* const* wk, const int64_t* col_off, bool unit, int64_t live,
-                        int64_t k0, int64_t cg, int64_t mr, int64_t rows_padded,
+                       (const T* const* wk, const int64_t* col_off, FilterRuns runs,
+                        int64_t live, int64_t k0, int64_t cg, int64_t mr, int64_t rows_padded,
                         int64_t per_position, T* a_group),
-                       (wk, col_off, unit, live, k0, cg, mr, rows_padded, per_position, a_group))
+                       (wk, col_off, runs, live, k0, cg, mr, rows_padded, per_position, a_group))
 CNNOPS_WINOGRAD_CLONES(pack_grad_output,
                        (const T* dy_rows, const Strides4& dys, const TileBlock& block,
                         int64_t rows, int64_t count, int64_t mr, int64_t rows_padded,
@@ -714,10 +740,10 @@ void pack_input_channels(const T* x_cols, const Strides4& xs, const TileBlock& b
   pack_input_channels_body(x_cols, xs, block, cols, count, nr, cols_padded, v_pack);
 }
 template <typename T>
-void transform_filter_panel(const T* const* wk, const int64_t* col_off, bool unit, int64_t live,
-                            int64_t k0, int64_t cg, int64_t mr, int64_t rows_padded,
+void transform_filter_panel(const T* const* wk, const int64_t* col_off, FilterRuns runs,
+                            int64_t live, int64_t k0, int64_t cg, int64_t mr, int64_t rows_padded,
                             int64_t per_position, T* a_group) {
-  transform_filter_panel_body(wk, col_off, unit, live, k0, cg, mr, rows_padded, per_position,
+  transform_filter_panel_body(wk, col_off, runs, live, k0, cg, mr, rows_padded, per_position,
                               a_group);
 }
 template <typename T>
@@ -757,8 +783,14 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
   // filters side by side, as vector lanes), and writes each U_xi's MR values in a row.
   const int64_t panels = rows_padded / t.mr;
   const Scratch<T> a_pack(kOperands, g.G * kPositions * per_position);
-  bool unit = true;  // the taps at unit stride: a contiguous weight, read as runs
+  bool unit = true, reversed = true;
   for (int64_t i = 1; i < g.Cg * 9 && unit; ++i) unit = w.col_off[i] == w.col_off[0] + i;
+  for (int64_t i = 0; i < g.Cg * 9 && reversed; ++i) {
+    reversed = w.col_off[i] == w.col_off[i / 9 * 9 + 8] + 8 - i % 9;
+  }
+  const FilterRuns runs = unit       ? FilterRuns::unit
+                          : reversed ? FilterRuns::reversed
+                                     : FilterRuns::scattered;
   at::parallel_for(0, g.G * panels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t group = task / panels, k0 = (task % panels) * t.mr;
@@ -766,7 +798,7 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
       T* a_group = a_pack.get() + group * kPositions * per_position;
       const T* wk[kMaxRows];
       for (int64_t r = 0; r < live; ++r) wk[r] = w.base + w.row_off[group * g.Kg + k0 + r];
-      transform_filter_panel(wk, w.col_off, unit, live, k0, g.Cg, t.mr, rows_padded,
+      transform_filter_panel(wk, w.col_off, runs, live, k0, g.Cg, t.mr, rows_padded,
                              per_position, a_group);
     }
   });
