@@ -1153,12 +1153,17 @@ void pointwise_grad_weight(const T* dy, const Strides4& dys, const T* x, const S
 // smaller share of the GEMM, the GEMM measured as fast or faster; on AVX2 (Zen 3, CPU time,
 // alternating builds) already at 256 -> 512 on 14x14 planes (15-30% slower here), while
 // 32 -> 64 on 112x112 took half the GEMM's time, 64 -> 128 on 56x56 20-25% less, and 128
-// and 256 channels on 28x28 and 56x56 about the same to 7% less.
+// and 256 channels on 28x28 and 56x56 about the same to 7% less. Planes of fewer than
+// kPointwiseGradWeightMinPixels (14x14) are short dot products: on the AVX-512 Xeon the GEMM
+// took 0.50 ms where this kernel took 0.64 (8x128x14x14 -> 256), 0.91 for 1.36 (256 -> 256),
+// 1.63 for 2.60 (256 -> 512); from 20x20 on this kernel was level or up to 15% faster.
+constexpr int64_t kPointwiseGradWeightMinPixels = 256;
+
 template <typename T>
 bool use_pointwise_grad_weight(const ConvGeometry& g, const Strides4& xs, const Strides4& dys) {
   const int version = kernel_version(OpFamily::conv2d);
   const int64_t max_channels = active_isa() == Isa::avx512 ? 256 * 512 : 256 * 256;
-  const bool pays = g.Cg * g.Kg <= max_channels;
+  const bool pays = g.Cg * g.Kg <= max_channels && g.H * g.W >= kPointwiseGradWeightMinPixels;
   return (version == 4 || (version == 0 && pays)) && pointwise_direct_applies(g, xs, dys);
 }
 
