@@ -39,7 +39,7 @@
 //              rows against each tap's padded input rows, sums kept in vector lanes
 //              (gemm.h, direct_grad_weight); likewise the grad_weight of those 1x1
 //              convolutions, planes read in place (version 0: up to 256 x 512 channels on
-//              AVX-512, 256 x 256 on AVX2, pointwise_grad_weight).
+//              AVX-512, 256 x 256 on AVX2, planes of 16x16 or more, pointwise_grad_weight).
 //            - small planes at stride 1 (flat_direct_pays: SimpleCNN's 14x14 and 7x7), the
 //              forward pass and grad_input, into an output of any strides: each
 //              image's output swept as one flat run of pixels over the padded rows, MR
