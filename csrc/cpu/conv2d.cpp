@@ -1902,9 +1902,9 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
 
   at::parallel_for(0, g.G * chunks * image_runs, 1, [&](int64_t begin, int64_t end) {
     const int64_t max_rows = split.channels * RS;
-    AlignedVector<T> a_pack(round_up(max_rows, t.mr) * g.Kg);
-    AlignedVector<T> b_pack(kReductionBlock * round_up(kColumnTile, t.nr));
-    AlignedVector<T> col(max_rows * kColumnTile);
+    const Scratch<T> a_pack(kResult, round_up(max_rows, t.mr) * g.Kg);
+    const Scratch<T> b_pack(kPanelB, kReductionBlock * round_up(kColumnTile, t.nr));
+    const Scratch<T> col(kTile, max_rows * kColumnTile);
     std::vector<int64_t> dy_cols(kColumnTile);
     ColumnTile tile(kColumnTile);
     for (int64_t task = begin; task < end; ++task) {
@@ -1919,7 +1919,7 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
                                w_rows.data() + c_begin * RS, w_cols.data()};
       for (int64_t k0 = 0; k0 < g.Kg; k0 += kReductionBlock) {
         pack_a(wt, 0, rows, k0, std::min(kReductionBlock, g.Kg - k0), t.mr,
-               a_pack.data() + k0 * rows_padded);
+               a_pack.get() + k0 * rows_padded);
       }
 
       T* dx_chunk = dx + (group * g.Cg + c_begin) * dxs.c;
@@ -1929,19 +1929,19 @@ void conv2d_grad_input_gemm(const at::Tensor& grad_output, const at::Tensor& wei
         tile.output_offsets(g, dys, dy_cols.data());
         const OffsetMatrix<T> dy_tile{dy + group * g.Kg * dys.c, dy_rows.data(), dy_cols.data()};
 
-        std::fill(col.begin(), col.begin() + rows * cols, T(0));
+        std::fill(col.get(), col.get() + rows * cols, T(0));
         for (int64_t k0 = 0; k0 < g.Kg; k0 += kReductionBlock) {
           const int64_t kc = std::min(kReductionBlock, g.Kg - k0);
-          pack_b(dy_tile, k0, kc, cols, t.nr, b_pack.data());
-          gemm_packed(rows, cols, kc, a_pack.data() + k0 * rows_padded, b_pack.data(),
-                      col.data(), cols, 1);
+          pack_b(dy_tile, k0, kc, cols, t.nr, b_pack.get());
+          gemm_packed(rows, cols, kc, a_pack.get() + k0 * rows_padded, b_pack.get(),
+                      col.get(), cols, 1);
         }
         // col2im: scatter-add each im2col row back onto the input it was read from.
         for (int64_t row = 0; row < rows; ++row) {
           const KernelTap tap(row, g);
           T* dxc = dx_chunk + tap.c * dxs.c;
           const int64_t dh = tap.r * g.p.dilation_h, dw = tap.s * g.p.dilation_w;
-          const T* col_row = col.data() + row * cols;
+          const T* col_row = col.get() + row * cols;
           for (int64_t j = 0; j < cols; ++j) {
             const int64_t ih = tile.ih0[j] + dh, iw = tile.iw0[j] + dw;
             if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
@@ -2017,8 +2017,8 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
   std::vector<T> partial((split.splits - 1) * g.K * red, T(0));
 
   at::parallel_for(0, split.splits * tiles, 1, [&](int64_t begin, int64_t end) {
-    AlignedVector<T> a_pack(round_up(kWeightRowsPerTask, t.mr) * kReductionBlock);
-    AlignedVector<T> b_pack(round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
+    const Scratch<T> a_pack(kTile, round_up(kWeightRowsPerTask, t.mr) * kReductionBlock);
+    const Scratch<T> b_pack(kPanelB, round_up(kWeightColsPerTask, t.nr) * kReductionBlock);
     std::vector<int64_t> dy_cols(kReductionBlock);
     ColumnTile tile(kReductionBlock);
     const bool by_gather = prefer_gather(g, xs);
@@ -2040,14 +2040,14 @@ void conv2d_grad_weight_gemm(const at::Tensor& grad_output, const at::Tensor& in
         tile.output_offsets(g, dys, dy_cols.data());
         if (by_gather) gather.fill(g, xs, tile);
         if (split.taps_as_rows) {  // dW^T[tap, k]: C is dW read column-major
-          pack_im2col(x_group, xs, g, taps, r0, rows, tile, true, t.mr, a_pack.data(), gathered);
-          pack_a(dy_group, c0, cols, 0, tile.count, t.nr, b_pack.data());
-          gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
+          pack_im2col(x_group, xs, g, taps, r0, rows, tile, true, t.mr, a_pack.get(), gathered);
+          pack_a(dy_group, c0, cols, 0, tile.count, t.nr, b_pack.get());
+          gemm_packed(rows, cols, tile.count, a_pack.get(), b_pack.get(),
                       dw_group + c0 * red + r0, 1, red);
         } else {
-          pack_a(dy_group, r0, rows, 0, tile.count, t.mr, a_pack.data());
-          pack_im2col(x_group, xs, g, taps, c0, cols, tile, true, t.nr, b_pack.data(), gathered);
-          gemm_packed(rows, cols, tile.count, a_pack.data(), b_pack.data(),
+          pack_a(dy_group, r0, rows, 0, tile.count, t.mr, a_pack.get());
+          pack_im2col(x_group, xs, g, taps, c0, cols, tile, true, t.nr, b_pack.get(), gathered);
+          gemm_packed(rows, cols, tile.count, a_pack.get(), b_pack.get(),
                       dw_group + r0 * red + c0, red, 1);
         }
       }

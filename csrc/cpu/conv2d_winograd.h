@@ -559,18 +559,22 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
     const T* const* wk, const int64_t* col_off, FilterRuns runs, int64_t live, int64_t k0,
     int64_t cg, int64_t mr, int64_t rows_padded, int64_t per_position, T* a_group) {
   const bool unit = runs == FilterRuns::unit;
-  bool mirrored = false;  // staged holds the filters unflipped: U_xi goes to kMirrored[xi]
+  // float runs go through 8 x 8 blocks transposed in registers (copied value by value, the
+  // staging was a third of 1x512x14x14's filter transform)
+  bool by_transposes = false;
+#ifdef CNNOPS_X86_INTRINSICS
+  by_transposes = std::is_same_v<T, float> && runs != FilterRuns::scattered && avx2_available();
+#endif
+  // staged then holds reversed runs' filters unflipped: U_xi goes to kMirrored[xi]
+  const bool mirrored = by_transposes && runs == FilterRuns::reversed;
   alignas(64) T staged[kStagedChannels * 9][kMaxRows];
   for (auto& taps : staged) std::fill(taps + live, taps + kMaxRows, T(0));  // as gemm.h wants
   for (int64_t cs = 0; cs < cg; cs += kStagedChannels) {
     const int64_t values = std::min(kStagedChannels, cg - cs) * 9;
     const int64_t* offs = col_off + cs * 9;
-    bool copied = false;
 #ifdef CNNOPS_X86_INTRINSICS
     if constexpr (std::is_same_v<T, float>) {
-      // float runs: all the panel's filters at once, 8 x 8 blocks transposed in registers
-      // (copied value by value, the staging was a third of 1x512x14x14's filter transform).
-      if (unit && avx2_available()) {
+      if (by_transposes && unit) {  // all the panel's filters at once
         const float* rows[kMaxRows];
         for (int64_t r = 0; r < live; ++r) {
           rows[r] = wk[r] + offs[0];
@@ -579,8 +583,7 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
           }
         }
         transpose_rows_avx2<kMaxRows>(rows, static_cast<int>(live), values, &staged[0][0]);
-        copied = true;
-      } else if (runs == FilterRuns::reversed && avx2_available()) {
+      } else if (by_transposes) {
         // Each channel's 9 taps read forwards from the run's far end, the filters unflipped,
         // channel by channel through the same transposes; the flip is undone at the store
         // (copied value by value through col_off, the staging was most of 1x512x14x14's
@@ -590,11 +593,10 @@ __attribute__((always_inline)) inline void transform_filter_panel_body(
           for (int64_t r = 0; r < live; ++r) rows[r] = wk[r] + offs[i + 8];
           transpose_rows_avx2<kMaxRows>(rows, static_cast<int>(live), 9, &staged[i][0]);
         }
-        copied = mirrored = true;
       }
     }
 #endif
-    for (int64_t r = 0; r < live && !copied; ++r) {
+    for (int64_t r = 0; r < live && !by_transposes; ++r) {
       if (unit) {
         const T* w = wk[r] + offs[0];
         // The next block's taps of this filter, fetched while this one is transformed: the
@@ -785,7 +787,7 @@ void winograd_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, con
   const Scratch<T> a_pack(kOperands, g.G * kPositions * per_position);
   bool unit = true, reversed = true;
   for (int64_t i = 1; i < g.Cg * 9 && unit; ++i) unit = w.col_off[i] == w.col_off[0] + i;
-  for (int64_t i = 0; i < g.Cg * 9 && reversed; ++i) {
+  for (int64_t i = 0; i < g.Cg * 9 && reversed && !unit; ++i) {
     reversed = w.col_off[i] == w.col_off[i / 9 * 9 + 8] + 8 - i % 9;
   }
   const FilterRuns runs = unit       ? FilterRuns::unit

@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <memory>
 #include <new>
-#include <vector>
 
 namespace cnnops::cpu {
 
@@ -56,28 +55,6 @@ inline std::array<KeptBuffer, kScratchSlots>& kept_buffers() {
 }
 
 }  // namespace detail
-
-// std::vector's allocator with kLineAlignment, for the packed panels a task keeps for
-// itself (the same reason as the slots'). Equal whatever the type: memory from one frees
-// with any other.
-template <typename T>
-struct LineAlignedAllocator {
-  using value_type = T;
-  LineAlignedAllocator() = default;
-  template <typename U>
-  LineAlignedAllocator(const LineAlignedAllocator<U>&) {}
-  T* allocate(size_t count) {
-    return static_cast<T*>(::operator new(count * sizeof(T), detail::kLineAlignment));
-  }
-  void deallocate(T* p, size_t) { ::operator delete(p, detail::kLineAlignment); }
-  template <typename U>
-  bool operator==(const LineAlignedAllocator<U>&) const { return true; }
-  template <typename U>
-  bool operator!=(const LineAlignedAllocator<U>&) const { return false; }
-};
-
-template <typename T>
-using AlignedVector = std::vector<T, LineAlignedAllocator<T>>;
 
 template <typename T>
 class Scratch {
