@@ -108,6 +108,19 @@ CASES = [
     case("thin_40to3_rows_130", (2, 40, 6, 130), (3, 40, 3, 3), bias=True, padding=1),
     case("first_layer_3to20_rows_150", (2, 3, 5, 150), (20, 3, 3, 3), padding=(1, 2),
          dilation=(1, 2)),
+    # short reductions on planes of up to 64x64 whose input rows are as wide as the output's:
+    # each plane swept flat in whole vectors of pixels, the column taps that fall off a row
+    # masked: a partial block of output channels and vectors left after the last block; one
+    # image of two groups split into runs of pixels; a plane smaller than one vector; every
+    # column tap masked (same padding, width dilation); a zero row below the rows only
+    case("planar_1to20_28x28", (3, 1, 28, 28), (20, 1, 3, 3), bias=True, padding=1),
+    case("planar_groups2_20x20_batch1", (1, 4, 20, 20), (16, 2, 3, 3), bias=True, groups=2,
+         padding=1),
+    case("planar_3x5_plane", (2, 1, 3, 5), (8, 1, 3, 3), padding=1),
+    case("planar_same_k3x4_dilation1x2", (2, 2, 11, 13), (9, 2, 3, 4), padding="same",
+         dilation=(1, 2)),
+    case("planar_same_k2x3_pads_bottom", (2, 3, 6, 10), (10, 3, 2, 3), bias=True,
+         padding="same"),
     # small planes run the direct kernel over each image's output as one flat run of
     # columns, padding columns computed and dropped (the forward pass and grad_input)
     case("flat_32to24_14x14", (2, 32, 14, 14), (24, 32, 3, 3), bias=True, padding=1),

@@ -697,6 +697,7 @@ void pack_b_panels(const OffsetMatrix<T>& B, int64_t k0, int64_t kc, int64_t col
 #define CNNOPS_DISPATCH_WIDTH(width, NAME, ...)                                   \
   switch (width) {                                                               \
     case 3: { constexpr int NAME = 3; __VA_ARGS__; break; }                      \
+    case 4: { constexpr int NAME = 4; __VA_ARGS__; break; }                      \
     case 6: { constexpr int NAME = 6; __VA_ARGS__; break; }                      \
     case 8: { constexpr int NAME = 8; __VA_ARGS__; break; }                      \
     case 12: { constexpr int NAME = 12; __VA_ARGS__; break; }                    \

@@ -25,6 +25,12 @@ namespace cnnops::cpu {
   void direct_row_thin(long taps, const long* tap_off, const double* x, const double* w,  \
                        long n, double* y, long rs_y, int m_valid, const double* bias,     \
                        bool relu);                                                        \
+  void direct_plane(long taps, const long* tap_off, const long* tap_mask,                \
+                    const float* masks, const float* x, const float* w, long n, float* y, \
+                    long rs_y, int m_valid, const float* bias, bool relu);                \
+  void direct_plane(long taps, const long* tap_off, const long* tap_mask,                \
+                    const double* masks, const double* x, const double* w, long n,        \
+                    double* y, long rs_y, int m_valid, const double* bias, bool relu);    \
   void direct_pixels(long taps, const long* tap_off, const float* x, const float* b,      \
                      float* c, long ldc);                                                 \
   void direct_pixels(long taps, const long* tap_off, const double* x, const double* b,    \
@@ -115,6 +121,18 @@ GemmTile direct_grad_weight_pixels_tile<double>() {
   return active_isa() == Isa::avx512 ? GemmTile{9, 16} : GemmTile{6, 8};
 }
 
+// 8 output channels x 3 vectors (24 accumulators) on AVX-512, 4 x 3 on AVX2 and portable:
+// MR a divisor of 32 and 64 output channels.
+template <>
+GemmTile direct_plane_tile<float>() {
+  return active_isa() == Isa::avx512 ? GemmTile{8, 48} : GemmTile{4, 24};
+}
+
+template <>
+GemmTile direct_plane_tile<double>() {
+  return active_isa() == Isa::avx512 ? GemmTile{8, 24} : GemmTile{4, 12};
+}
+
 // 3 rows x 6 vectors (18 accumulators) on AVX-512, 3 x 3 on AVX2 and portable.
 template <>
 GemmTile direct_thin_tile<float>() {
@@ -185,6 +203,22 @@ void direct_row_thin(int64_t taps, const int64_t* tap_off, const double* x, cons
                      bool relu) {
   CNNOPS_DISPATCH(direct_row_thin, taps, reinterpret_cast<const long*>(tap_off), x, w, n, y,
                   rs_y, m_valid, bias, relu)
+}
+
+void direct_plane(int64_t taps, const int64_t* tap_off, const int64_t* tap_mask,
+                  const float* masks, const float* x, const float* w, int64_t n, float* y,
+                  int64_t rs_y, int m_valid, const float* bias, bool relu) {
+  CNNOPS_DISPATCH(direct_plane, taps, reinterpret_cast<const long*>(tap_off),
+                  reinterpret_cast<const long*>(tap_mask), masks, x, w, n, y, rs_y, m_valid,
+                  bias, relu)
+}
+
+void direct_plane(int64_t taps, const int64_t* tap_off, const int64_t* tap_mask,
+                  const double* masks, const double* x, const double* w, int64_t n, double* y,
+                  int64_t rs_y, int m_valid, const double* bias, bool relu) {
+  CNNOPS_DISPATCH(direct_plane, taps, reinterpret_cast<const long*>(tap_off),
+                  reinterpret_cast<const long*>(tap_mask), masks, x, w, n, y, rs_y, m_valid,
+                  bias, relu)
 }
 
 void direct_pixels(int64_t taps, const int64_t* tap_off, const float* x, const float* b,

@@ -54,6 +54,22 @@ void direct_row_thin(int64_t taps, const int64_t* tap_off, const double* x, cons
                      int64_t n, double* y, int64_t rs_y, int m_valid, const double* bias,
                      bool relu);
 
+// The planar direct micro-kernel (gemm_kernel.h): direct_plane_tile<T>().mr output channels
+// of an output plane of n pixels swept flat, at stride 1 on input rows as wide as the
+// output's: y[i * rs_y + p] = bias[i] + sum over taps t of w[t * MR + i] * x[tap_off[t] + p],
+// where tap t's value is zeroed at the pixels p whose masks[tap_mask[t] + p] are 0 (every bit
+// set elsewhere; tap_mask[t] < 0: no mask). ReLU if asked. x and masks are readable .nr - 1
+// elements past n; rows past m_valid are not written.
+template <typename T>
+GemmTile direct_plane_tile();
+
+void direct_plane(int64_t taps, const int64_t* tap_off, const int64_t* tap_mask,
+                  const float* masks, const float* x, const float* w, int64_t n, float* y,
+                  int64_t rs_y, int m_valid, const float* bias, bool relu);
+void direct_plane(int64_t taps, const int64_t* tap_off, const int64_t* tap_mask,
+                  const double* masks, const double* x, const double* w, int64_t n, double* y,
+                  int64_t rs_y, int m_valid, const double* bias, bool relu);
+
 // The direct-convolution micro-kernel with the GEMM's roles (gemm_kernel.h): MR
 // (gemm_tile().mr) consecutive pixels times NR output channels, c[i * ldc + j] = sum over
 // taps t of x[tap_off[t] + i] * b[t * NR + j], b a B panel of W^T (pack_b); x is readable MR

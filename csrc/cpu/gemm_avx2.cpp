@@ -48,6 +48,7 @@ struct FloatVec {
     return v;
   }
   static void store_first(float* p, vec v, int count) { store_first_ps(p, v, count); }
+  static vec keep(vec v, const float* m) { return _mm256_and_ps(v, _mm256_loadu_ps(m)); }
 };
 
 struct DoubleVec {
@@ -81,6 +82,7 @@ struct DoubleVec {
     return v;
   }
   static void store_first(double* p, vec v, int count) { store_first_pd(p, v, count); }
+  static vec keep(vec v, const double* m) { return _mm256_and_pd(v, _mm256_loadu_pd(m)); }
 };
 
 void gemm_packed(long M, long N, long K, const float* a, const float* b, float* c, long rs_c,
@@ -145,6 +147,20 @@ void direct_row_thin(long taps, const long* tap_off, const float* x, const float
 void direct_row_thin(long taps, const long* tap_off, const double* x, const double* w, long n,
                      double* y, long rs_y, int m_valid, const double* bias, bool relu) {
   detail::direct_row<DoubleVec, 3, 3>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
+}
+
+void direct_plane(long taps, const long* tap_off, const long* tap_mask, const float* masks,
+                  const float* x, const float* w, long n, float* y, long rs_y, int m_valid,
+                  const float* bias, bool relu) {
+  detail::direct_plane<FloatVec, 4, 3>(taps, tap_off, tap_mask, masks, x, w, n, y, rs_y, m_valid,
+                                   bias, relu);
+}
+
+void direct_plane(long taps, const long* tap_off, const long* tap_mask, const double* masks,
+                  const double* x, const double* w, long n, double* y, long rs_y, int m_valid,
+                  const double* bias, bool relu) {
+  detail::direct_plane<DoubleVec, 4, 3>(taps, tap_off, tap_mask, masks, x, w, n, y, rs_y, m_valid,
+                                    bias, relu);
 }
 
 void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,

@@ -36,6 +36,10 @@ struct FloatVec {
   static void store_first(float* p, vec v, int count) {  // count in [0, width]
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1), v);
   }
+  static vec keep(vec v, const float* m) {
+    return _mm512_castsi512_ps(
+        _mm512_and_si512(_mm512_castps_si512(v), _mm512_loadu_si512(m)));
+  }
 };
 
 struct DoubleVec {
@@ -64,6 +68,10 @@ struct DoubleVec {
   }
   static void store_first(double* p, vec v, int count) {  // count in [0, width]
     _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << count) - 1), v);
+  }
+  static vec keep(vec v, const double* m) {
+    return _mm512_castsi512_pd(
+        _mm512_and_si512(_mm512_castpd_si512(v), _mm512_loadu_si512(m)));
   }
 };
 
@@ -129,6 +137,20 @@ void direct_row_thin(long taps, const long* tap_off, const float* x, const float
 void direct_row_thin(long taps, const long* tap_off, const double* x, const double* w, long n,
                      double* y, long rs_y, int m_valid, const double* bias, bool relu) {
   detail::direct_row<DoubleVec, 3, 6>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias, relu);
+}
+
+void direct_plane(long taps, const long* tap_off, const long* tap_mask, const float* masks,
+                  const float* x, const float* w, long n, float* y, long rs_y, int m_valid,
+                  const float* bias, bool relu) {
+  detail::direct_plane<FloatVec, 8, 3>(taps, tap_off, tap_mask, masks, x, w, n, y, rs_y, m_valid,
+                                   bias, relu);
+}
+
+void direct_plane(long taps, const long* tap_off, const long* tap_mask, const double* masks,
+                  const double* x, const double* w, long n, double* y, long rs_y, int m_valid,
+                  const double* bias, bool relu) {
+  detail::direct_plane<DoubleVec, 8, 3>(taps, tap_off, tap_mask, masks, x, w, n, y, rs_y, m_valid,
+                                    bias, relu);
 }
 
 void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,

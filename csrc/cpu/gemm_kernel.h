@@ -14,8 +14,9 @@ namespace cnnops::cpu::detail {
 // reading nothing past them, load_last(p, count): the last count lanes, zeros in the others,
 // where all of p[0] to p[width - 1] may be read (AVX2: a plain load and a mask, not the
 // masked load, slow on Zen 1), sum(v) of the lanes, and in_register(v): v, which the compiler
-// must then hold in a register rather than fold its load into each use. Loads and stores are
-// unaligned.
+// must then hold in a register rather than fold its load into each use, and keep(v, m): v
+// where the width elements at m have every bit set, +0 where they are 0 (a bitwise AND).
+// Loads and stores are unaligned.
 //
 // outer_products: acc = sum over k < K of the MR values a_row(k)[i], each broadcast, times
 // the NV vectors b[k * b_stride ..]: the loop of micro_kernel (a_row(k) = a + k * MR, A
@@ -197,6 +198,81 @@ void direct_row(long taps, const long* tap_off, const typename V::scalar* x,
         if (count > 0) V::store_first(y + i * rs_y + q + v * W, acc[i][v], count < W ? count : W);
       }
     }
+  }
+}
+
+// The planar direct micro-kernel, for direct_row's short reductions on planes whose rows
+// leave direct_row's blocks partly idle (SimpleCNN's 28-wide conv1: 28 of 32 columns, and
+// MR = 12 fills 32 output channels 32 of 36 rows). At stride 1 with input rows as wide as
+// the output's, an output plane is one flat run of pixels i = p * Q + q, and tap t of pixel
+// i reads x[tap_off[t] + i]: a fixed offset, whole vectors of consecutive pixels at a time,
+// stored whole. A column tap that falls off either end of its row reads the next or the
+// previous row's element there instead, which the tap's mask zeroes: tap t keeps lane i
+// where masks[tap_mask[t] + i] has every bit set (0 where it must not; tap_mask[t] < 0: no
+// mask, every column inside). For MR output channels (w[t * MR + i]) of n pixels:
+//   y[i * rs_y + p] = bias[i] + sum_t w[t * MR + i] * keep_t(x[tap_off[t] + p])
+// then ReLU if asked; rows past m_valid are not written. NV vectors at a time, the last
+// ones one by one: x and masks are read up to V::width - 1 elements past each tap's n.
+template <typename V, int MR, int NV>
+__attribute__((always_inline)) inline void direct_plane_block(
+    long taps, const long* tap_off, const long* tap_mask, const typename V::scalar* masks,
+    const typename V::scalar* x, const typename V::scalar* w, typename V::scalar* y,
+    long rs_y, int m_valid, const typename V::scalar* bias, bool relu, int left) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    const vec start = bias != nullptr && i < m_valid ? V::broadcast(bias[i]) : V::zero();
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = start;
+  }
+  for (long t = 0; t < taps; ++t) {
+    vec xv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) xv[v] = V::load(x + tap_off[t] + v * W);
+    if (tap_mask[t] >= 0) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) xv[v] = V::keep(xv[v], masks + tap_mask[t] + v * W);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vec wi = V::broadcast(w[t * MR + i]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(wi, xv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= m_valid) break;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const vec sum = relu ? V::relu(acc[i][v]) : acc[i][v];
+      const int count = left - v * W;
+      if (count >= W) {
+        V::store(y + i * rs_y + v * W, sum);
+      } else if (count > 0) {
+        V::store_first(y + i * rs_y + v * W, sum, count);
+      }
+    }
+  }
+}
+
+template <typename V, int MR, int NV>
+void direct_plane(long taps, const long* tap_off, const long* tap_mask,
+                  const typename V::scalar* masks, const typename V::scalar* x,
+                  const typename V::scalar* w, long n, typename V::scalar* y, long rs_y,
+                  int m_valid, const typename V::scalar* bias, bool relu) {
+  constexpr int W = V::width, NR = NV * W;
+  long q = 0;
+  for (; q + NR <= n; q += NR) {
+    direct_plane_block<V, MR, NV>(taps, tap_off, tap_mask, masks + q, x + q, w, y + q, rs_y,
+                                  m_valid, bias, relu, NR);
+  }
+  for (; q < n; q += W) {
+    const int left = static_cast<int>(n - q < W ? n - q : W);
+    direct_plane_block<V, MR, 1>(taps, tap_off, tap_mask, masks + q, x + q, w, y + q, rs_y,
+                                 m_valid, bias, relu, left);
   }
 }
 

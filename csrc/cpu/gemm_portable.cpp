@@ -3,7 +3,9 @@
 // The same 6 x 16 float (6 x 8 double) block as the AVX2 kernel.
 #include "cpu/gemm_kernel.h"
 
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace cnnops::cpu::portable {
 
@@ -41,6 +43,16 @@ struct GenericVec {
   }
   static void store_first(T* p, vec v, int count) {  // count in [0, width]
     for (int i = 0; i < count; ++i) p[i] = v[i];
+  }
+  static vec keep(vec v, const T* m) {
+    using bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    typedef bits ivec __attribute__((vector_size(32)));
+    ivec vi, mi;
+    std::memcpy(&vi, &v, sizeof(vec));
+    std::memcpy(&mi, m, sizeof(vec));
+    vi &= mi;
+    std::memcpy(&v, &vi, sizeof(vec));
+    return v;
   }
 };
 
@@ -110,6 +122,20 @@ void direct_row_thin(long taps, const long* tap_off, const double* x, const doub
                      double* y, long rs_y, int m_valid, const double* bias, bool relu) {
   detail::direct_row<GenericVec<double>, 3, 3>(taps, tap_off, x, w, n, y, rs_y, m_valid, bias,
                                                relu);
+}
+
+void direct_plane(long taps, const long* tap_off, const long* tap_mask, const float* masks,
+                  const float* x, const float* w, long n, float* y, long rs_y, int m_valid,
+                  const float* bias, bool relu) {
+  detail::direct_plane<GenericVec<float>, 4, 3>(taps, tap_off, tap_mask, masks, x, w, n, y, rs_y, m_valid,
+                                   bias, relu);
+}
+
+void direct_plane(long taps, const long* tap_off, const long* tap_mask, const double* masks,
+                  const double* x, const double* w, long n, double* y, long rs_y, int m_valid,
+                  const double* bias, bool relu) {
+  detail::direct_plane<GenericVec<double>, 4, 3>(taps, tap_off, tap_mask, masks, x, w, n, y, rs_y, m_valid,
+                                    bias, relu);
 }
 
 void direct_grad_weight(long rows, long n, const float* dy, const long* dy_off, long dy_row,
