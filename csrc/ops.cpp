@@ -28,6 +28,13 @@ TORCH_LIBRARY(cnnops, m) {
   m.def(
       "conv2d_grad_weight(Tensor grad_output, Tensor input, SymInt[4] weight_size, "
       "int[2] stride, int[4] padding, int[2] dilation, int groups) -> Tensor");
+  // conv2d_grad_input, conv2d_grad_weight and, where `bias`, grad_output summed over
+  // (N, H, W) (else an empty tensor), in one call: the backward pass of conv2d when no
+  // higher derivative is wanted. A kernel may fuse them (the CPU's depthwise small planes);
+  // elsewhere it is the three in turn (csrc/conv2d_backward.cpp).
+  m.def(
+      "conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
+      "int[4] padding, int[2] dilation, int groups, bool bias) -> (Tensor, Tensor, Tensor)");
 
   // ---- pooling (csrc/cpu/pool.cpp, csrc/cuda/pool.cu) -------------------------------------
   // kernel_size, stride, padding, dilation = [height, width]; padding is symmetric and at

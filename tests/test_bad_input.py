@@ -555,6 +555,23 @@ def build_table() -> None:  # noqa: C901 (a table, long on purpose)
          lambda: gw(G, meta(X), [2, 4, 3, 3], ONES, NO_PAD, ONES, 1))
     case(c, "conv2d_grad_weight_input_3d", "input",
          lambda: gw(G, X[0], [2, 4, 3, 3], ONES, NO_PAD, ONES, 1))
+    gb = ops.conv2d_backward
+    case(c, "conv2d_backward_grad_output_shape", "grad_output",
+         lambda: gb(G[:, :, :3], X, W, ONES, NO_PAD, ONES, 1, True))
+    case(c, "conv2d_backward_input_double", "input|grad_output",
+         lambda: gb(G, X.double(), W, ONES, NO_PAD, ONES, 1, True))
+    case(c, "conv2d_backward_weight_double", "weight|grad_output",
+         lambda: gb(G, X, W.double(), ONES, NO_PAD, ONES, 1, False))
+    case(c, "conv2d_backward_weight_meta", "weight",
+         lambda: gb(G, X, meta(W), ONES, NO_PAD, ONES, 1, False))
+    case(c, "conv2d_backward_groups", "groups",
+         lambda: gb(G, X, W, ONES, NO_PAD, ONES, 3, True))
+    case(c, "conv2d_backward_padding_3_values", "padding",
+         lambda: gb(G, X, W, ONES, [0, 0, 0], ONES, 1, True))
+    case(c, "conv2d_backward_meta_channels", "channels",
+         lambda: gb(meta(G), meta(X), meta(W[:, :3]), ONES, NO_PAD, ONES, 1, True))
+    case(c, "conv2d_backward_meta_input_int", "input|grad_output",
+         lambda: gb(meta(G), meta(X.long()), meta(W), ONES, NO_PAD, ONES, 1, True))
 
     XI = torch.zeros(1, 2, 3, 3, dtype=torch.int64)  # indices of max_pool2d(XP, 2)
     DY = torch.zeros(1, 2, 3, 3)

@@ -168,6 +168,73 @@ def test_opcheck_conv2d_grad_weight(input_size, weight_size, bias, stride, paddi
                           (grad_output, x, list(weight_size), stride, padding, dilation, groups))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(OPCHECK_ARGNAMES, OPCHECK_GEOMETRIES)
+def test_opcheck_conv2d_backward(input_size, weight_size, bias, stride, padding, dilation, groups,
+                                 layout, requires_grad, device):
+    grad_output_size = (input_size[0], weight_size[0],
+                        *out_hw(input_size, weight_size, stride, padding, dilation))
+    grad_output = _opcheck_tensor(grad_output_size, layout, False, device)
+    x = _opcheck_tensor(input_size, layout, False, device)
+    w = _opcheck_tensor(weight_size, layout, False, device)
+    torch.library.opcheck(torch.ops.cnnops.conv2d_backward,
+                          (grad_output, x, w, stride, padding, dilation, groups, bias))
+
+
+# conv2d_backward: the two adjoint operators and the bias gradient in one call, which the
+# first-order backward takes. On depthwise small planes (channel multiplier 1, NCHW: 7x7 and
+# 14x14 planes at stride 1, a 3x3 kernel at stride 2 over rows of any width) the CPU fuses
+# them into one pass whose grad_input and grad_weight are bitwise the operators' own; other
+# shapes (a dense convolution, a channels-last or multiplier-2 depthwise one) run the
+# operators in turn.
+BACKWARD_CASES = [
+    pytest.param((8, 40, 7, 7), (40, 1, 3, 3), 1, 1, 40, "contiguous", id="depthwise_7x7"),
+    pytest.param((3, 24, 14, 14), (24, 1, 3, 3), 1, 1, 24, "contiguous", id="depthwise_14x14"),
+    pytest.param((2, 16, 14, 19), (16, 1, 3, 3), 2, 1, 16, "contiguous",
+                 id="depthwise_stride2_14x19"),
+    pytest.param((2, 6, 9, 8), (6, 1, 5, 5), 1, 2, 6, "contiguous", id="depthwise_5x5_pad2"),
+    pytest.param((2, 6, 7, 7), (12, 1, 3, 3), 1, 1, 6, "contiguous", id="depthwise_multiplier2"),
+    pytest.param((2, 12, 7, 7), (12, 1, 3, 3), 1, 1, 12, "channels_last",
+                 id="depthwise_channels_last"),
+    pytest.param((2, 5, 9, 9), (7, 5, 3, 3), 1, 1, 1, "contiguous", id="dense"),
+]
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("input_size, weight_size, stride, pad, groups, layout", BACKWARD_CASES)
+def test_conv2d_backward_matches_the_operators(input_size, weight_size, stride, pad, groups,
+                                               layout, dtype, bias):
+    memory_format = (torch.channels_last if layout == "channels_last"
+                     else torch.contiguous_format)
+    x = torch.randn(input_size, dtype=dtype).contiguous(memory_format=memory_format)
+    w = torch.randn(weight_size, dtype=dtype)
+    y = torch.ops.cnnops.conv2d(x, w, None, [stride] * 2, [pad] * 4, [1, 1], groups)
+    dy = torch.randn(y.shape, dtype=dtype).contiguous(memory_format=memory_format)
+    args = ([stride] * 2, [pad] * 4, [1, 1], groups)
+    grad_input, grad_weight, grad_bias = torch.ops.cnnops.conv2d_backward(dy, x, w, *args, bias)
+    expected_input = torch.ops.cnnops.conv2d_grad_input(dy, w, list(x.shape), *args)
+    expected_weight = torch.ops.cnnops.conv2d_grad_weight(dy, x, list(w.shape), *args)
+    assert torch.equal(grad_input, expected_input)
+    assert grad_input.stride() == expected_input.stride()
+    assert torch.equal(grad_weight, expected_weight)
+    if bias:
+        torch.testing.assert_close(grad_bias, dy.sum((0, 2, 3)))
+    else:
+        assert grad_bias.shape == (0,)
+    # and the autograd formula that calls it gives torch's gradients
+    leaves = [t.clone().requires_grad_() for t in (x, w)]
+    b = torch.randn(weight_size[0], dtype=dtype, requires_grad=True) if bias else None
+    wanted = leaves + ([b] if bias else [])
+    ours = torch.autograd.grad(cnnops.conv2d(*leaves, b, stride=stride, padding=pad,
+                                             groups=groups), wanted, dy)
+    theirs = torch.autograd.grad(F.conv2d(*leaves, b, stride=stride, padding=pad,
+                                          groups=groups), wanted, dy)
+    tolerance = {} if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for a, e in zip(ours, theirs):
+        torch.testing.assert_close(a, e, **tolerance)
+
+
 # ---------------------------------------------------------------------------------------
 # torch.compile
 

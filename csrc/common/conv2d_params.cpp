@@ -104,8 +104,7 @@ std::array<int64_t, 4> check_conv2d_forward(const at::Tensor& input, const at::T
 }
 
 void check_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                             c10::IntArrayRef input_size, const Conv2dParams& p) {
-  constexpr const char* op = "cnnops.conv2d_grad_input";
+                             c10::IntArrayRef input_size, const Conv2dParams& p, const char* op) {
   check_operand(op, "grad_output", grad_output, 4);
   check_operand(op, "weight", weight, 4);
   check_same(op, "weight", weight, "grad_output", grad_output);
@@ -126,8 +125,8 @@ void check_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& we
 }
 
 void check_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                              c10::IntArrayRef weight_size, const Conv2dParams& p) {
-  constexpr const char* op = "cnnops.conv2d_grad_weight";
+                              c10::IntArrayRef weight_size, const Conv2dParams& p,
+                              const char* op) {
   check_operand(op, "grad_output", grad_output, 4);
   check_operand(op, "input", input, 4);
   check_same(op, "input", input, "grad_output", grad_output);

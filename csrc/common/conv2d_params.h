@@ -42,12 +42,15 @@ std::array<int64_t, 4> check_conv2d_forward(const at::Tensor& input, const at::T
                                             const char* op = "cnnops.conv2d");
 
 // Checks the operands of conv2d_grad_input (grad_output must be the conv2d output size).
+// `op` names the operator in messages (conv2d_backward checks its operands with both).
 void check_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                             c10::IntArrayRef input_size, const Conv2dParams& p);
+                             c10::IntArrayRef input_size, const Conv2dParams& p,
+                             const char* op = "cnnops.conv2d_grad_input");
 
 // Checks the operands of conv2d_grad_weight.
 void check_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                              c10::IntArrayRef weight_size, const Conv2dParams& p);
+                              c10::IntArrayRef weight_size, const Conv2dParams& p,
+                              const char* op = "cnnops.conv2d_grad_weight");
 
 // torch's rule for a convolution's result: channels_last when either operand is.
 c10::MemoryFormat conv_output_memory_format(const at::Tensor& input, const at::Tensor& weight);

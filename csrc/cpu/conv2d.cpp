@@ -70,11 +70,13 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "common/conv2d_params.h"
@@ -2320,6 +2322,33 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   return grad_weight.contiguous(format);
 }
 
+// grad_input, grad_weight and the bias gradient: on depthwise small planes in one pass
+// (depthwise_backward_cpu), elsewhere the two operators and a sum.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+    bool bias) {
+  const char* op = "cnnops.conv2d_backward";
+  const auto params = Conv2dParams::from_lists(op, stride, padding, dilation, groups);
+  check_conv2d_grad_input(grad_output, weight, input.sizes(), params, op);
+  check_conv2d_grad_weight(grad_output, input, weight.sizes(), params, op);
+  if (is_depthwise(input.size(1), groups) && !use_reference()) {
+    if (auto fused = depthwise_backward_cpu(grad_output, input, weight, params, bias,
+                                            conv_output_memory_format(grad_output, weight))) {
+      auto& [grad_input, grad_weight, grad_bias] = *fused;
+      return std::make_tuple(grad_input, grad_weight.contiguous(conv_output_memory_format(
+                                             grad_output, input)),
+                             grad_bias);
+    }
+  }
+  at::Tensor grad_input = conv2d_grad_input_cpu(grad_output, weight, input.sizes(), stride,
+                                                padding, dilation, groups);
+  at::Tensor grad_weight = conv2d_grad_weight_cpu(grad_output, input, weight.sizes(), stride,
+                                                  padding, dilation, groups);
+  at::Tensor grad_bias = bias ? grad_output.sum({0, 2, 3}) : at::empty({0}, grad_output.options());
+  return std::make_tuple(grad_input, grad_weight, grad_bias);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cnnops, CPU, m) {
@@ -2327,6 +2356,7 @@ TORCH_LIBRARY_IMPL(cnnops, CPU, m) {
   m.impl("conv2d_bias_relu", &conv2d_bias_relu_cpu);
   m.impl("conv2d_grad_input", &conv2d_grad_input_cpu);
   m.impl("conv2d_grad_weight", &conv2d_grad_weight_cpu);
+  m.impl("conv2d_backward", &conv2d_backward_cpu);
 }
 
 }  // namespace cnnops::cpu

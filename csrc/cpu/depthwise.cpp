@@ -46,6 +46,11 @@
 //            (MobileNet's 14x14 and 7x7 layers); other channels-last problems are
 //            handled in blocks of 64 bytes of channels per task, so that copies in and out
 //            read and write whole cache lines.
+//            conv2d_backward (and the separable operator's depthwise half), where grad_input
+//            and grad_weight both take the small-plane kernels, runs them in one pass
+//            (depthwise_backward_small_planes): each grad_weight task computes its channels'
+//            grad_input planes and bias gradient just before their dot products, which then
+//            read grad_output from cache.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
 // of the batch (chosen from the shape alone) in order, so results do not depend on the
 // thread count.
@@ -820,13 +825,29 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
 constexpr int64_t kImageMajorPixels = 512;
 constexpr int64_t kLaneBlock = 8192;  // elements of lanes per sweep (32 KiB of floats)
 
-template <typename T, typename Dot>
-void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot) {
-  const int64_t chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
+//
+// `pre(k0, count, chunk, n0, n1)`, where given, runs before the dot products of channels
+// [k0, k0 + count) over images [n0, n1), on runs of about pre_channels channels: the fused
+// backward pass (depthwise_backward_cpu) computes their grad_input and bias gradient there,
+// so that the dot products find grad_output's planes in cache.
+struct NoPre {
+  void operator()(int64_t, int64_t, int64_t, int64_t, int64_t) const {}
+};
+
+// The chunks grad_weight_by_chunks cuts the batch into.
+int64_t weight_chunks(const DwGeometry& g) {
+  return std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
+}
+
+template <typename T, typename Dot, typename Pre = NoPre>
+void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot, const Pre& pre = {},
+                           int64_t pre_channels = 1) {
+  const int64_t chunks = weight_chunks(g);
   const int64_t per_chunk = ceil_div(g.N, chunks);
   const int64_t task_lanes = g.taps() * kDotLanes;
   const bool image_major = g.H * g.W >= kImageMajorPixels;
   const int64_t block = image_major ? std::max<int64_t>(1, kLaneBlock / task_lanes) : 1;
+  const int64_t step = round_up(std::max(pre_channels, block), block);
   std::vector<T> partial(chunks * g.M * g.taps());
   const int64_t grain =
       std::max<int64_t>(1, kSmallPlanesGrain / std::max<int64_t>(per_chunk * g.P * g.Q, 1));
@@ -837,21 +858,25 @@ void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot) {
       const int64_t k_begin = ceil_div(std::max<int64_t>(begin - chunk, 0), chunks);
       const int64_t k_end = std::max(k_begin, ceil_div(end - chunk, chunks));
       const int64_t n0 = chunk * per_chunk, n1 = std::min(g.N, n0 + per_chunk);
-      for (int64_t k0 = k_begin; k0 < k_end; k0 += block) {
-        const int64_t count = std::min(block, k_end - k0);
-        std::fill(lanes.begin(), lanes.begin() + count * task_lanes, T(0));
-        if (image_major) {
-          for (int64_t n = n0; n < n1; ++n) {
-            for (int64_t i = 0; i < count; ++i) {
-              dot(k0 + i, n, n + 1, lanes.data() + i * task_lanes);
+      for (int64_t run = k_begin; run < k_end; run += step) {
+        const int64_t run_end = std::min(k_end, run + step);
+        pre(run, run_end - run, chunk, n0, n1);
+        for (int64_t k0 = run; k0 < run_end; k0 += block) {
+          const int64_t count = std::min(block, run_end - k0);
+          std::fill(lanes.begin(), lanes.begin() + count * task_lanes, T(0));
+          if (image_major) {
+            for (int64_t n = n0; n < n1; ++n) {
+              for (int64_t i = 0; i < count; ++i) {
+                dot(k0 + i, n, n + 1, lanes.data() + i * task_lanes);
+              }
             }
+          } else {
+            dot(k0, n0, n1, lanes.data());
           }
-        } else {
-          dot(k0, n0, n1, lanes.data());
-        }
-        for (int64_t i = 0; i < count; ++i) {
-          sum_lanes(lanes.data() + i * task_lanes, g.taps(),
-                    partial.data() + (chunk * g.M + k0 + i) * g.taps());
+          for (int64_t i = 0; i < count; ++i) {
+            sum_lanes(lanes.data() + i * task_lanes, g.taps(),
+                      partial.data() + (chunk * g.M + k0 + i) * g.taps());
+          }
         }
       }
     }
@@ -860,9 +885,10 @@ void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot) {
 }
 
 // grad_weight over small planes (small_planes_dot), by grad_weight_by_chunks.
-template <typename T>
+template <typename T, typename Pre = NoPre>
 void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const T* dy,
-                              const Strides4& dys, const T* x, const Strides4& xs, T* dw) {
+                              const Strides4& dys, const T* x, const Strides4& xs, T* dw,
+                              const Pre& pre = {}, int64_t pre_channels = 1) {
   // AVX2 rows of two vectors at stride 1, 3x3 (MobileNet's 14x14): summed as two planes of
   // one vector each, the first `lanes` output columns and the rest (its input from column
   // lanes - pad_left on, pad_left 0), whose row walk (small_plane_dot_rolling) keeps the nine
@@ -887,7 +913,7 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
     } else {
       small_planes_dot(sp, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes);
     }
-  });
+  }, pre, pre_channels);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1092,6 +1118,69 @@ struct InputPhase {
   }
 };
 
+// At stride 1 with one output channel per input channel, grad_input is the correlation of
+// grad_output with the flipped taps, padded by (R - 1) * dilation_h - pad_top rows and
+// (S - 1) * dilation_w - pad_left columns (and likewise at the bottom and right).
+Conv2dParams flipped_padding(const DwGeometry& g) {
+  Conv2dParams p = g.p;
+  p.pad_top = (g.R - 1) * p.dilation_h - g.p.pad_top;
+  p.pad_bottom = (g.R - 1) * p.dilation_h - g.p.pad_bottom;
+  p.pad_left = (g.S - 1) * p.dilation_w - g.p.pad_left;
+  p.pad_right = (g.S - 1) * p.dilation_w - g.p.pad_right;
+  return p;
+}
+
+// grad_input by the small-plane kernels, a run of planes at a time: at stride 1 the
+// correlation with the flipped taps (small_planes_correlate), at other strides gathered row
+// by row (small_planes_transposed; at stride 2 with a 3x3 kernel, rows of any width).
+template <typename T>
+struct GradInputPlanes {
+  SmallPlanes sp;
+  bool correlate;
+  std::vector<T> taps;  // flipped where `correlate`
+
+  // grad_input planes k0 <= k < k0 + count of image n. `stream`: the transposed kernel
+  // writes with non-temporal stores (then fenced).
+  void run(const T* dy, const Strides4& dys, T* dx, const Strides4& dxs, int64_t n, int64_t k0,
+           int64_t count, bool stream) const {
+    if (correlate) {
+      small_planes_correlate(sp, k0, count, dy + n * dys.n, dys.c, taps.data(),
+                             static_cast<const T*>(nullptr), false, dx + n * dxs.n, dxs.c);
+      return;
+    }
+    small_planes_transposed(sp, k0, count, dy + n * dys.n, dys.c, taps.data(), dx + n * dxs.n,
+                            dxs.c, stream);
+    if (stream) stream_fence();
+  }
+};
+
+// GradInputPlanes for g, or nullopt where the small-plane kernels do not take it (channel
+// multiplier 1, unit column strides, rows that fit).
+template <typename T>
+std::optional<GradInputPlanes<T>> grad_input_planes(const DwGeometry& g, const at::Tensor& weight,
+                                                    const Strides4& dys, const Strides4& dxs) {
+  if (g.mult != 1) return std::nullopt;
+  if (g.p.stride_h == 1 && g.p.stride_w == 1) {
+    const Conv2dParams p = flipped_padding(g);
+    if (const auto sp = small_planes<T>(g.P, g.Q, dys, g.H, g.W, dxs, g.R, g.S, 1, 1,
+                                        g.p.dilation_h, g.p.dilation_w, p.pad_top, p.pad_left,
+                                        1)) {
+      std::vector<T> flipped = weight_taps<T>(weight, g);
+      for (auto k = flipped.begin(); k != flipped.end(); k += g.taps()) {
+        std::reverse(k, k + g.taps());
+      }
+      return GradInputPlanes<T>{*sp, true, std::move(flipped)};
+    }
+  }
+  const SmallPlanes sp{g.H, g.W, dxs.h, g.P, g.Q, dys.h, g.R, g.S, g.p.stride_h,
+                       g.p.stride_w, g.p.dilation_h, g.p.dilation_w, g.p.pad_top,
+                       g.p.pad_left, 1};
+  if (dxs.w == 1 && dys.w == 1 && g.S <= kSmallPlanesMaxS && small_planes_fit<T>(sp, true)) {
+    return GradInputPlanes<T>{sp, false, weight_taps<T>(weight, g)};
+  }
+  return std::nullopt;
+}
+
 template <typename T>
 void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& weight,
                                at::Tensor& grad_input, const DwGeometry& g) {
@@ -1102,49 +1191,23 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
     depthwise_grad_input_channels_last<T>(grad_output, weight, grad_input, g);
     return;
   }
-  // At stride 1 with one output channel per input channel, grad_input is the correlation of
-  // grad_output with the flipped taps, padded by (R - 1) * dilation_h - pad_top rows and
-  // (S - 1) * dilation_w - pad_left columns.
+  // 3x3 at stride 1 (grid_beats_small_planes): the forward pass's kernels, in place or on
+  // strips, of grad_output with the flipped taps
   if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1) {
-    Conv2dParams p = g.p;
-    p.pad_top = (g.R - 1) * p.dilation_h - g.p.pad_top;
-    p.pad_bottom = (g.R - 1) * p.dilation_h - g.p.pad_bottom;
-    p.pad_left = (g.S - 1) * p.dilation_w - g.p.pad_left;
-    p.pad_right = (g.S - 1) * p.dilation_w - g.p.pad_right;
+    const Conv2dParams p = flipped_padding(g);
     const DwGeometry t(grad_output.sizes(), weight.sizes(), g.H, g.W, p);
-    // 3x3 (grid_beats_small_planes): the forward pass's kernels, in place or on strips
     if (grid_beats_small_planes<T>(t) && std::min({p.pad_top, p.pad_bottom, p.pad_left,
                                                    p.pad_right}) >= 0) {
       depthwise_forward_fast<T>(grad_output, weight.flip({2, 3}), nullptr, grad_input, t, false);
       return;
     }
-    if (const auto sp = small_planes<T>(g.P, g.Q, dys, g.H, g.W, dxs, g.R, g.S, 1, 1,
-                                        g.p.dilation_h, g.p.dilation_w, p.pad_top, p.pad_left,
-                                        1)) {
-      std::vector<T> flipped = weight_taps<T>(weight, g);
-      for (auto k = flipped.begin(); k != flipped.end(); k += g.taps()) {
-        std::reverse(k, k + g.taps());
-      }
-      correlate_small_planes(*sp, g.N, g.C, dy, dys, flipped.data(), static_cast<const T*>(nullptr),
-                             false, dx, dxs);
-      return;
-    }
   }
-  // Other strides: gathered row by row (small_planes_transposed), grad_input's rows and
-  // grad_output's each one vector; at stride 2 with a 3x3 kernel, rows of any width.
-  const SmallPlanes sp{g.H, g.W, dxs.h, g.P, g.Q, dys.h, g.R, g.S, g.p.stride_h,
-                       g.p.stride_w, g.p.dilation_h, g.p.dilation_w, g.p.pad_top,
-                       g.p.pad_left, 1};
-  if (g.mult == 1 && dxs.w == 1 && dys.w == 1 && g.S <= kSmallPlanesMaxS &&
-      small_planes_fit<T>(sp, true)) {
-    const std::vector<T> taps = weight_taps<T>(weight, g);
+  if (const auto planes = grad_input_planes<T>(g, weight, dys, dxs)) {
     // past the caches from 8 MiB (cpu/stream_store.h), where the stride-2 kernel can: two
     // threads, ms, 8x64x112x112 3.1-3.3 -> 2.4-2.6; 8x128x56x56 level (1.4-1.9 both)
     const bool stream = streams(grad_input.numel() * int64_t{sizeof(T)});
     for_plane_runs(g.N, g.C, g.H * g.W, [&](int64_t n, int64_t k0, int64_t count) {
-      small_planes_transposed(sp, k0, count, dy + n * dys.n, dys.c, taps.data(), dx + n * dxs.n,
-                              dxs.c, stream);
-      if (stream) stream_fence();
+      planes->run(dy, dys, dx, dxs, n, k0, count, stream);
     });
     return;
   }
@@ -1307,7 +1370,106 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
 
 bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }
 
+// ---------------------------------------------------------------------------------------
+// conv2d_backward: the three gradients in one pass
+
+// The sum of a plane's rows x cols elements (rows `pitch` apart), in 8 lanes added in lane
+// order: a fixed order, which the compiler vectorises.
+template <typename T>
+T plane_sum(const T* p, int64_t rows, int64_t cols, int64_t pitch) {
+  constexpr int kLanes = 8;
+  T lanes[kLanes] = {};
+  if (pitch == cols) {
+    cols *= rows;
+    rows = 1;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = p + r * pitch;
+    int64_t i = 0;
+    for (; i + kLanes <= cols; i += kLanes) {
+      for (int l = 0; l < kLanes; ++l) lanes[l] += row[i + l];
+    }
+    for (int l = 0; i < cols; ++i, ++l) lanes[l] += row[i];
+  }
+  T sum = T(0);
+  for (int l = 0; l < kLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
+// Elements of each operand a run of the fused pass covers (grad_output, the input and
+// grad_input: three times 64 KiB of floats, in L2).
+constexpr int64_t kFusedRunElements = 16384;
+
+// Where grad_input and grad_weight both run the small-plane kernels (NCHW, channel
+// multiplier 1: MobileNet's 14x14 and 7x7 layers, the stride-2 ones of any width): the tasks
+// of grad_weight_by_chunks compute the grad_input planes and the bias gradient of a run of
+// channels over their chunk of images just before that run's dot products, which then read
+// grad_output from cache instead of from memory once per gradient. Each gradient is the
+// same sum in the same order as its own operator's (the bias gradient excepted: plane_sum's
+// lanes, chunks in order). Returns false, computing nothing, elsewhere.
+template <typename T>
+bool depthwise_backward_small_planes(const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& weight, at::Tensor& grad_input,
+                                     T* grad_weight, T* grad_bias, const DwGeometry& g) {
+  const Strides4 dys(grad_output), xs(input), dxs(grad_input);
+  if (channels_last_applies(g, dys, xs) || streams(grad_input.numel() * int64_t{sizeof(T)})) {
+    return false;
+  }
+  if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1 &&
+      grid_beats_small_planes<T>(DwGeometry(grad_output.sizes(), weight.sizes(), g.H, g.W,
+                                            flipped_padding(g)))) {
+    return false;
+  }
+  const auto sp = small_planes_forward<T>(g, xs, dys);
+  const auto planes = grad_input_planes<T>(g, weight, dys, dxs);
+  if (!sp || !planes) return false;
+  const T* dy = grad_output.data_ptr<T>();
+  T* dx = grad_input.data_ptr<T>();
+  const int64_t chunks = weight_chunks(g), per_chunk = ceil_div(g.N, chunks);
+  std::vector<T> bias_partial(grad_bias ? chunks * g.M : 0);
+  auto pre = [&](int64_t k0, int64_t count, int64_t chunk, int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) planes->run(dy, dys, dx, dxs, n, k0, count, false);
+    if (grad_bias == nullptr) return;
+    for (int64_t k = k0; k < k0 + count; ++k) {
+      T sum = T(0);
+      for (int64_t n = n0; n < n1; ++n) sum += plane_sum(dy + n * dys.n + k * dys.c, g.P, g.Q, dys.h);
+      bias_partial[chunk * g.M + k] = sum;
+    }
+  };
+  const int64_t run_channels =
+      std::max<int64_t>(1, kFusedRunElements / std::max<int64_t>(per_chunk * g.H * g.W, 1));
+  grad_weight_small_planes(*sp, g, dy, dys, input.data_ptr<T>(), xs, grad_weight, pre,
+                           run_channels);
+  if (grad_bias != nullptr) {
+    for (int64_t k = 0; k < g.M; ++k) {
+      T sum = T(0);
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += bias_partial[chunk * g.M + k];
+      grad_bias[k] = sum;
+    }
+  }
+  return true;
+}
+
 }  // namespace
+
+std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    const Conv2dParams& p, bool bias, c10::MemoryFormat memory_format) {
+  if (use_reference() || grad_output.numel() == 0 || input.numel() == 0) return std::nullopt;
+  at::Tensor grad_input = at::empty(input.sizes(), grad_output.options().memory_format(memory_format));
+  at::Tensor grad_weight = at::empty(weight.sizes(), grad_output.options());
+  at::Tensor grad_bias = at::empty({bias ? weight.size(0) : 0}, grad_output.options());
+  const DwGeometry g(input.sizes(), weight.sizes(), grad_output.size(2), grad_output.size(3), p);
+  bool fused = false;
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_backward (depthwise)", [&] {
+    fused = depthwise_backward_small_planes<scalar_t>(
+        grad_output, input, weight, grad_input, grad_weight.data_ptr<scalar_t>(),
+        bias ? grad_bias.data_ptr<scalar_t>() : nullptr, g);
+  });
+  if (!fused) return std::nullopt;
+  return std::make_tuple(grad_input, grad_weight, grad_bias);
+}
+
 
 // ---------------------------------------------------------------------------------------
 // Entry points (argument checks are conv2d's, done by the caller)

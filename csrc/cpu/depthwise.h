@@ -9,6 +9,8 @@
 #include <c10/util/Optional.h>
 
 #include <cstdint>
+#include <optional>
+#include <tuple>
 
 #include "common/conv2d_params.h"
 #include "common/depthwise.h"  // is_depthwise
@@ -27,6 +29,14 @@ at::Tensor depthwise_grad_input_cpu(const at::Tensor& grad_output, const at::Ten
                                     c10::MemoryFormat memory_format);
 at::Tensor depthwise_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                                      c10::IntArrayRef weight_size, const Conv2dParams& p);
+// conv2d_backward's gradients of the input (in memory_format), the weight and, where `bias`,
+// the bias (else an empty tensor), in one pass over the operands where the small-plane
+// kernels take both grad_input and grad_weight (NCHW, channel multiplier 1, rows that fit a
+// vector or two; 3x3 stride 2 of any width); nullopt elsewhere, where the caller runs the
+// three separately.
+std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    const Conv2dParams& p, bool bias, c10::MemoryFormat memory_format);
 
 // ---- the vectorised loops (cpu/depthwise_kernel.h), built per ISA ---------------------
 

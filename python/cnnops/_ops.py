@@ -253,6 +253,20 @@ def _conv2d_grad_weight_fake(grad_output, input, weight_size, stride, padding, d
                        memory_format=_conv_memory_format(grad_output, input))
 
 
+@torch.library.register_fake("cnnops::conv2d_backward")
+def _conv2d_backward_fake(grad_output, input, weight, stride, padding, dilation, groups, bias):
+    op = "cnnops.conv2d_backward"
+    _check_float(op, "grad_output", grad_output)
+    _check_operands(op, "grad_output", grad_output, input=input, weight=weight)
+    _conv2d_output_hw(op, input.shape, weight.shape, stride, padding, dilation, groups)
+    like = dict(dtype=grad_output.dtype, device=grad_output.device)
+    return (torch.empty(input.shape, memory_format=_conv_memory_format(grad_output, weight),
+                        **like),
+            torch.empty(weight.shape, memory_format=_conv_memory_format(grad_output, input),
+                        **like),
+            torch.empty((weight.shape[0] if bias else 0,), **like))
+
+
 # --------------------------------------------------------------------------------------
 # conv2d: autograd. conv2d is bilinear in (input, weight); each backward operator is the
 # adjoint of conv2d in one argument, so their own gradients are conv2d and its adjoints.
@@ -268,6 +282,13 @@ def _conv2d_setup_context(ctx, inputs, output):
 def _conv2d_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0] and ctx.needs_input_grad[1] and not torch.is_grad_enabled():
+        # No higher derivative wanted: the three gradients in one call, which the CPU's
+        # depthwise small planes compute in one pass over the operands.
+        bias = ctx.has_bias and ctx.needs_input_grad[2]
+        grad_input, grad_weight, grad_bias = eager_call(ops.conv2d_backward, grad, input, weight,
+                                                        *ctx.conv_args, bias)
+        return grad_input, grad_weight, grad_bias if bias else None, None, None, None, None
     if ctx.needs_input_grad[0]:
         grad_input = eager_call(ops.conv2d_grad_input, grad, weight, input.shape, *ctx.conv_args)
     if ctx.needs_input_grad[1]:
