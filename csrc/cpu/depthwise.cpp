@@ -48,7 +48,7 @@
 //            read and write whole cache lines.
 //            conv2d_backward (and the separable operator's depthwise half), where grad_input
 //            and grad_weight both take the small-plane kernels, runs them in one pass
-//            (depthwise_backward_small_planes): each grad_weight task computes its channels'
+//            (FusedBackward): each grad_weight task computes its channels'
 //            grad_input planes and bias gradient just before their dot products, which then
 //            read grad_output from cache.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
@@ -1401,75 +1401,93 @@ T plane_sum(const T* p, int64_t rows, int64_t cols, int64_t pitch) {
 constexpr int64_t kFusedRunElements = 16384;
 
 // Where grad_input and grad_weight both run the small-plane kernels (NCHW, channel
-// multiplier 1: MobileNet's 14x14 and 7x7 layers, the stride-2 ones of any width): the tasks
-// of grad_weight_by_chunks compute the grad_input planes and the bias gradient of a run of
-// channels over their chunk of images just before that run's dot products, which then read
-// grad_output from cache instead of from memory once per gradient. Each gradient is the
+// multiplier 1: MobileNet's 14x14 and 7x7 layers, the stride-2 ones of any width), and
+// grad_input (contiguous, strides dxs) would not stream, the three gradients in one pass:
+// the tasks of grad_weight_by_chunks compute the grad_input planes and the bias gradient of a
+// run of channels over their chunk of images just before that run's dot products, which then
+// read grad_output from cache instead of from memory once per gradient. Each gradient is the
 // same sum in the same order as its own operator's (the bias gradient excepted: plane_sum's
-// lanes, chunks in order). Returns false, computing nothing, elsewhere.
+// lanes, chunks in order).
 template <typename T>
-bool depthwise_backward_small_planes(const at::Tensor& grad_output, const at::Tensor& input,
-                                     const at::Tensor& weight, at::Tensor& grad_input,
-                                     T* grad_weight, T* grad_bias, const DwGeometry& g) {
-  const Strides4 dys(grad_output), xs(input), dxs(grad_input);
-  if (channels_last_applies(g, dys, xs) || streams(grad_input.numel() * int64_t{sizeof(T)})) {
-    return false;
-  }
-  if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1 &&
-      grid_beats_small_planes<T>(DwGeometry(grad_output.sizes(), weight.sizes(), g.H, g.W,
-                                            flipped_padding(g)))) {
-    return false;
-  }
-  const auto sp = small_planes_forward<T>(g, xs, dys);
-  const auto planes = grad_input_planes<T>(g, weight, dys, dxs);
-  if (!sp || !planes) return false;
-  const T* dy = grad_output.data_ptr<T>();
-  T* dx = grad_input.data_ptr<T>();
-  const int64_t chunks = weight_chunks(g), per_chunk = ceil_div(g.N, chunks);
-  std::vector<T> bias_partial(grad_bias ? chunks * g.M : 0);
-  auto pre = [&](int64_t k0, int64_t count, int64_t chunk, int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) planes->run(dy, dys, dx, dxs, n, k0, count, false);
-    if (grad_bias == nullptr) return;
-    for (int64_t k = k0; k < k0 + count; ++k) {
-      T sum = T(0);
-      for (int64_t n = n0; n < n1; ++n) sum += plane_sum(dy + n * dys.n + k * dys.c, g.P, g.Q, dys.h);
-      bias_partial[chunk * g.M + k] = sum;
+struct FusedBackward {
+  SmallPlanes dot;             // grad_weight's small planes
+  GradInputPlanes<T> planes;   // grad_input's
+
+  static std::optional<FusedBackward> make(const at::Tensor& grad_output, const at::Tensor& input,
+                                           const at::Tensor& weight, const Strides4& dxs,
+                                           const DwGeometry& g) {
+    const Strides4 dys(grad_output), xs(input);
+    if (channels_last_applies(g, dys, xs) || streams(input.numel() * int64_t{sizeof(T)})) {
+      return std::nullopt;
     }
-  };
-  const int64_t run_channels =
-      std::max<int64_t>(1, kFusedRunElements / std::max<int64_t>(per_chunk * g.H * g.W, 1));
-  grad_weight_small_planes(*sp, g, dy, dys, input.data_ptr<T>(), xs, grad_weight, pre,
-                           run_channels);
-  if (grad_bias != nullptr) {
-    for (int64_t k = 0; k < g.M; ++k) {
-      T sum = T(0);
-      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += bias_partial[chunk * g.M + k];
-      grad_bias[k] = sum;
+    if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1 &&
+        grid_beats_small_planes<T>(DwGeometry(grad_output.sizes(), weight.sizes(), g.H, g.W,
+                                              flipped_padding(g)))) {
+      return std::nullopt;
+    }
+    auto dot = small_planes_forward<T>(g, xs, dys);
+    auto planes = grad_input_planes<T>(g, weight, dys, dxs);
+    if (!dot || !planes) return std::nullopt;
+    return FusedBackward{*dot, std::move(*planes)};
+  }
+
+  void run(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_input,
+           T* grad_weight, T* grad_bias, const DwGeometry& g) const {
+    const Strides4 dys(grad_output), xs(input), dxs(grad_input);
+    const T* dy = grad_output.data_ptr<T>();
+    T* dx = grad_input.data_ptr<T>();
+    const int64_t chunks = weight_chunks(g), per_chunk = ceil_div(g.N, chunks);
+    std::vector<T> bias_partial(grad_bias ? chunks * g.M : 0);
+    auto pre = [&](int64_t k0, int64_t count, int64_t chunk, int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) planes.run(dy, dys, dx, dxs, n, k0, count, false);
+      if (grad_bias == nullptr) return;
+      for (int64_t k = k0; k < k0 + count; ++k) {
+        T sum = T(0);
+        for (int64_t n = n0; n < n1; ++n) {
+          sum += plane_sum(dy + n * dys.n + k * dys.c, g.P, g.Q, dys.h);
+        }
+        bias_partial[chunk * g.M + k] = sum;
+      }
+    };
+    const int64_t run_channels =
+        std::max<int64_t>(1, kFusedRunElements / std::max<int64_t>(per_chunk * g.H * g.W, 1));
+    grad_weight_small_planes(dot, g, dy, dys, input.data_ptr<T>(), xs, grad_weight, pre,
+                             run_channels);
+    if (grad_bias != nullptr) {
+      for (int64_t k = 0; k < g.M; ++k) {
+        T sum = T(0);
+        for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += bias_partial[chunk * g.M + k];
+        grad_bias[k] = sum;
+      }
     }
   }
-  return true;
-}
+};
 
 }  // namespace
 
 std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     const Conv2dParams& p, bool bias, c10::MemoryFormat memory_format) {
-  if (use_reference() || grad_output.numel() == 0 || input.numel() == 0) return std::nullopt;
-  at::Tensor grad_input = at::empty(input.sizes(), grad_output.options().memory_format(memory_format));
-  at::Tensor grad_weight = at::empty(weight.sizes(), grad_output.options());
-  at::Tensor grad_bias = at::empty({bias ? weight.size(0) : 0}, grad_output.options());
+  if (use_reference() || grad_output.numel() == 0 || input.numel() == 0 ||
+      memory_format != c10::MemoryFormat::Contiguous) {
+    return std::nullopt;
+  }
   const DwGeometry g(input.sizes(), weight.sizes(), grad_output.size(2), grad_output.size(3), p);
-  bool fused = false;
+  // grad_input's strides, NCHW: decided before anything is allocated
+  const Strides4 dxs(g.C * g.H * g.W, g.H * g.W, g.W, 1);
+  std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> result;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_backward (depthwise)", [&] {
-    fused = depthwise_backward_small_planes<scalar_t>(
-        grad_output, input, weight, grad_input, grad_weight.data_ptr<scalar_t>(),
-        bias ? grad_bias.data_ptr<scalar_t>() : nullptr, g);
+    const auto fused = FusedBackward<scalar_t>::make(grad_output, input, weight, dxs, g);
+    if (!fused) return;
+    at::Tensor grad_input = at::empty(input.sizes(), grad_output.options());
+    at::Tensor grad_weight = at::empty(weight.sizes(), grad_output.options());
+    at::Tensor grad_bias = at::empty({bias ? g.M : 0}, grad_output.options());
+    fused->run(grad_output, input, grad_input, grad_weight.data_ptr<scalar_t>(),
+               bias ? grad_bias.data_ptr<scalar_t>() : nullptr, g);
+    result.emplace(grad_input, grad_weight, grad_bias);
   });
-  if (!fused) return std::nullopt;
-  return std::make_tuple(grad_input, grad_weight, grad_bias);
+  return result;
 }
-
 
 // ---------------------------------------------------------------------------------------
 // Entry points (argument checks are conv2d's, done by the caller)
