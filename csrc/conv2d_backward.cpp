@@ -1,6 +1,9 @@
 // conv2d_backward on every backend without a kernel of its own (CUDA): conv2d_grad_input,
 // conv2d_grad_weight and the bias gradient in turn, through the dispatcher. The CPU registers
-// its own kernel (cpu/conv2d.cpp), which fuses the three on depthwise small planes.
+// its own kernel (cpu/conv2d.cpp), which fuses the three on depthwise small planes and calls
+// this elsewhere.
+#include "conv2d_backward.h"
+
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
@@ -10,9 +13,8 @@
 #include <tuple>
 
 namespace cnnops {
-namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_composite(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_in_turn(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
     bool bias) {
@@ -34,10 +36,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_composite(
   return std::make_tuple(grad_input, grad_weight, grad_bias);
 }
 
-}  // namespace
-
 TORCH_LIBRARY_IMPL(cnnops, CompositeExplicitAutograd, m) {
-  m.impl("conv2d_backward", &conv2d_backward_composite);
+  m.impl("conv2d_backward", &conv2d_backward_in_turn);
 }
 
 }  // namespace cnnops

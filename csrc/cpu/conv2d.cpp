@@ -70,7 +70,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -81,6 +80,7 @@
 
 #include "common/conv2d_params.h"
 #include "common/kernel_version.h"
+#include "conv2d_backward.h"
 #include "cpu/conv2d_pack.h"
 #include "cpu/conv2d_winograd.h"
 #include "cpu/depthwise.h"
@@ -2323,7 +2323,7 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
 }
 
 // grad_input, grad_weight and the bias gradient: on depthwise small planes in one pass
-// (depthwise_backward_cpu), elsewhere the two operators and a sum.
+// (depthwise_backward_cpu), elsewhere the two operators and a sum (conv2d_backward.h).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
@@ -2341,12 +2341,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
                              grad_bias);
     }
   }
-  at::Tensor grad_input = conv2d_grad_input_cpu(grad_output, weight, input.sizes(), stride,
-                                                padding, dilation, groups);
-  at::Tensor grad_weight = conv2d_grad_weight_cpu(grad_output, input, weight.sizes(), stride,
-                                                  padding, dilation, groups);
-  at::Tensor grad_bias = bias ? grad_output.sum({0, 2, 3}) : at::empty({0}, grad_output.options());
-  return std::make_tuple(grad_input, grad_weight, grad_bias);
+  return conv2d_backward_in_turn(grad_output, input, weight, stride, padding, dilation, groups,
+                                 bias);
 }
 
 }  // namespace
