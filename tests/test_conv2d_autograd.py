@@ -174,9 +174,9 @@ def test_opcheck_conv2d_backward(input_size, weight_size, bias, stride, padding,
                                  layout, requires_grad, device):
     grad_output_size = (input_size[0], weight_size[0],
                         *out_hw(input_size, weight_size, stride, padding, dilation))
-    grad_output = _opcheck_tensor(grad_output_size, layout, False, device)
-    x = _opcheck_tensor(input_size, layout, False, device)
-    w = _opcheck_tensor(weight_size, layout, False, device)
+    grad_output = _opcheck_tensor(grad_output_size, layout, requires_grad, device)
+    x = _opcheck_tensor(input_size, layout, requires_grad, device)
+    w = _opcheck_tensor(weight_size, layout, requires_grad, device)
     torch.library.opcheck(torch.ops.cnnops.conv2d_backward,
                           (grad_output, x, w, stride, padding, dilation, groups, bias))
 
@@ -233,6 +233,28 @@ def test_conv2d_backward_matches_the_operators(input_size, weight_size, stride, 
     tolerance = {} if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     for a, e in zip(ours, theirs):
         torch.testing.assert_close(a, e, **tolerance)
+
+
+# conv2d_backward is differentiable too (its results are the two adjoints' and a sum), on the
+# fused depthwise planes as elsewhere.
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("input_size, weight_size, stride, pad, groups", [
+    pytest.param((2, 3, 7, 7), (3, 1, 3, 3), 1, 1, 3, id="depthwise_7x7"),
+    pytest.param((2, 4, 9, 11), (4, 1, 3, 3), 2, 1, 4, id="depthwise_stride2_9x11"),
+    pytest.param((2, 3, 6, 5), (4, 3, 3, 3), 1, 1, 1, id="dense"),
+])
+def test_conv2d_backward_gradcheck(input_size, weight_size, stride, pad, groups, bias):
+    x = torch.randn(input_size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(weight_size, dtype=torch.float64, requires_grad=True)
+    args = ([stride] * 2, [pad] * 4, [1, 1], groups)
+    y = torch.ops.cnnops.conv2d(x, w, None, *args)
+    dy = torch.randn(y.shape, dtype=torch.float64, requires_grad=True)
+
+    def backward(dy, x, w):
+        return torch.ops.cnnops.conv2d_backward(dy, x, w, *args, bias)
+
+    assert torch.autograd.gradcheck(backward, (dy, x, w))
+    assert torch.autograd.gradgradcheck(backward, (dy, x, w))
 
 
 # ---------------------------------------------------------------------------------------

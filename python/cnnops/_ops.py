@@ -331,8 +331,37 @@ def _conv2d_grad_weight_backward(ctx, grad):
     return d_grad_output, d_input, None, None, None, None, None
 
 
+def _conv2d_backward_setup_context(ctx, inputs, output):
+    grad_output, input, weight, *conv_args, _bias = inputs
+    ctx.save_for_backward(grad_output, input, weight)
+    ctx.conv_args = conv_args
+
+
+def _conv2d_backward_backward(ctx, d_grad_input, d_grad_weight, d_grad_bias):
+    # conv2d_backward's results are conv2d_grad_input(grad_output, weight),
+    # conv2d_grad_weight(grad_output, input) and grad_output summed over (N, H, W): their
+    # gradients are those two operators' (above) and a broadcast.
+    grad_output, input, weight = ctx.saved_tensors
+    d_grad_output = d_input = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = (eager_call(ops.conv2d, d_grad_input, weight, None, *ctx.conv_args)
+                         + eager_call(ops.conv2d, input, d_grad_weight, None, *ctx.conv_args))
+        if d_grad_bias.numel() > 0:
+            d_grad_output = d_grad_output + d_grad_bias.view(1, -1, 1, 1)
+    if ctx.needs_input_grad[1]:
+        d_input = eager_call(ops.conv2d_grad_input, grad_output, d_grad_weight, input.shape,
+                             *ctx.conv_args)
+    if ctx.needs_input_grad[2]:
+        d_weight = eager_call(ops.conv2d_grad_weight, grad_output, d_grad_input, weight.shape,
+                              *ctx.conv_args)
+    return d_grad_output, d_input, d_weight, None, None, None, None, None
+
+
 torch.library.register_autograd(
     "cnnops::conv2d", _conv2d_backward, setup_context=_conv2d_setup_context)
+torch.library.register_autograd(
+    "cnnops::conv2d_backward", _conv2d_backward_backward,
+    setup_context=_conv2d_backward_setup_context)
 torch.library.register_autograd(
     "cnnops::conv2d_grad_input", _conv2d_grad_input_backward,
     setup_context=_conv2d_grad_input_setup_context)
