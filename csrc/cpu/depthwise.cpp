@@ -822,14 +822,14 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
 // in turn), alternated builds: 1.18 -> 0.60 ms; 8x256x28x28 0.59 -> 0.36; stride 2 on 56x56
 // 0.77 -> 0.53; 112x112 planes 1.10 -> 0.93. Smaller planes stay channel-major: on 14x14
 // and 7x7 planes image by image measured 0.33 -> 0.37 and 0.19 -> 0.29 ms (a call per plane).
-constexpr int64_t kImageMajorPixels = 512;
-constexpr int64_t kLaneBlock = 8192;  // elements of lanes per sweep (32 KiB of floats)
-
 //
 // `pre(k0, count, chunk, n0, n1)`, where given, runs before the dot products of channels
 // [k0, k0 + count) over images [n0, n1), on runs of about pre_channels channels: the fused
-// backward pass (depthwise_backward_cpu) computes their grad_input and bias gradient there,
-// so that the dot products find grad_output's planes in cache.
+// backward pass (FusedBackward) computes their grad_input and bias gradient there, so that
+// the dot products find grad_output's planes in cache.
+constexpr int64_t kImageMajorPixels = 512;
+constexpr int64_t kLaneBlock = 8192;  // elements of lanes per sweep (32 KiB of floats)
+
 struct NoPre {
   void operator()(int64_t, int64_t, int64_t, int64_t, int64_t) const {}
 };

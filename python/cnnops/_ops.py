@@ -304,15 +304,31 @@ def _conv2d_grad_input_setup_context(ctx, inputs, output):
     ctx.conv_args = conv_args
 
 
+# The gradients of conv2d_grad_input(grad_output, weight) and of
+# conv2d_grad_weight(grad_output, input) given `grad`, the gradient of their result: None
+# where `needs` says no. conv2d_backward's formula adds the two.
+def _grad_input_vjp(grad_output, weight, grad, conv_args, needs):
+    d_grad_output = d_weight = None
+    if needs[0]:
+        d_grad_output = eager_call(ops.conv2d, grad, weight, None, *conv_args)
+    if needs[1]:
+        d_weight = eager_call(ops.conv2d_grad_weight, grad_output, grad, weight.shape, *conv_args)
+    return d_grad_output, d_weight
+
+
+def _grad_weight_vjp(grad_output, input, grad, conv_args, needs):
+    d_grad_output = d_input = None
+    if needs[0]:
+        d_grad_output = eager_call(ops.conv2d, input, grad, None, *conv_args)
+    if needs[1]:
+        d_input = eager_call(ops.conv2d_grad_input, grad_output, grad, input.shape, *conv_args)
+    return d_grad_output, d_input
+
+
 def _conv2d_grad_input_backward(ctx, grad):
     grad_output, weight = ctx.saved_tensors
-    d_grad_output = d_weight = None
-    if ctx.needs_input_grad[0]:
-        d_grad_output = eager_call(ops.conv2d, grad, weight, None, *ctx.conv_args)
-    if ctx.needs_input_grad[1]:
-        d_weight = eager_call(ops.conv2d_grad_weight, grad_output, grad, weight.shape,
-                              *ctx.conv_args)
-    return d_grad_output, d_weight, None, None, None, None, None
+    return (*_grad_input_vjp(grad_output, weight, grad, ctx.conv_args, ctx.needs_input_grad[:2]),
+            None, None, None, None, None)
 
 
 def _conv2d_grad_weight_setup_context(ctx, inputs, output):
@@ -323,12 +339,8 @@ def _conv2d_grad_weight_setup_context(ctx, inputs, output):
 
 def _conv2d_grad_weight_backward(ctx, grad):
     grad_output, input = ctx.saved_tensors
-    d_grad_output = d_input = None
-    if ctx.needs_input_grad[0]:
-        d_grad_output = eager_call(ops.conv2d, input, grad, None, *ctx.conv_args)
-    if ctx.needs_input_grad[1]:
-        d_input = eager_call(ops.conv2d_grad_input, grad_output, grad, input.shape, *ctx.conv_args)
-    return d_grad_output, d_input, None, None, None, None, None
+    return (*_grad_weight_vjp(grad_output, input, grad, ctx.conv_args, ctx.needs_input_grad[:2]),
+            None, None, None, None, None)
 
 
 def _conv2d_backward_setup_context(ctx, inputs, output):
@@ -339,21 +351,18 @@ def _conv2d_backward_setup_context(ctx, inputs, output):
 
 def _conv2d_backward_backward(ctx, d_grad_input, d_grad_weight, d_grad_bias):
     # conv2d_backward's results are conv2d_grad_input(grad_output, weight),
-    # conv2d_grad_weight(grad_output, input) and grad_output summed over (N, H, W): their
-    # gradients are those two operators' (above) and a broadcast.
+    # conv2d_grad_weight(grad_output, input) and grad_output summed over (N, H, W).
     grad_output, input, weight = ctx.saved_tensors
-    d_grad_output = d_input = d_weight = None
-    if ctx.needs_input_grad[0]:
-        d_grad_output = (eager_call(ops.conv2d, d_grad_input, weight, None, *ctx.conv_args)
-                         + eager_call(ops.conv2d, input, d_grad_weight, None, *ctx.conv_args))
+    needs = ctx.needs_input_grad
+    go_from_input, d_weight = _grad_input_vjp(grad_output, weight, d_grad_input, ctx.conv_args,
+                                              (needs[0], needs[2]))
+    go_from_weight, d_input = _grad_weight_vjp(grad_output, input, d_grad_weight, ctx.conv_args,
+                                               (needs[0], needs[1]))
+    d_grad_output = None
+    if needs[0]:
+        d_grad_output = go_from_input + go_from_weight
         if d_grad_bias.numel() > 0:
             d_grad_output = d_grad_output + d_grad_bias.view(1, -1, 1, 1)
-    if ctx.needs_input_grad[1]:
-        d_input = eager_call(ops.conv2d_grad_input, grad_output, d_grad_weight, input.shape,
-                             *ctx.conv_args)
-    if ctx.needs_input_grad[2]:
-        d_weight = eager_call(ops.conv2d_grad_weight, grad_output, d_grad_input, weight.shape,
-                              *ctx.conv_args)
     return d_grad_output, d_input, d_weight, None, None, None, None, None
 
 
