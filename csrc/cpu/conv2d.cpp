@@ -76,6 +76,7 @@
 #include <algorithm>
 #include <cstring>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "common/conv2d_params.h"
@@ -87,6 +88,7 @@
 #include "cpu/gemm.h"
 #include "cpu/scratch.h"
 #include "cpu/stream_store.h"
+#include "cpu/transpose_avx2.h"
 
 namespace cnnops::cpu {
 
@@ -820,6 +822,14 @@ void store_flat_run(const T* tile, int64_t nr, int64_t length, int64_t kept, con
     }
     return;
   }
+#ifdef CNNOPS_X86_INTRINSICS
+  if constexpr (std::is_same_v<T, float>) {
+    if (y_w == 1 && nr % 8 == 0 && avx2_available()) {
+      store_planar_avx2(tile, nr, length, kept, bias, relu, y, y_c);
+      return;
+    }
+  }
+#endif
   for (int64_t j = 0; j < kept; ++j) {  // planes: channel by channel
     const T add = bias ? bias[j] : T(0);
     const T* c = tile + j;
