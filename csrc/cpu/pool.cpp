@@ -21,7 +21,11 @@
 //                 eight outputs in vector registers (max: vmaxps, with a NaN probe that
 //                 sends a row holding a NaN to the exact kernel); borders and uneven
 //                 adaptive windows loop over their own window. Reads are prefetched 4 KiB
-//                 ahead. Global pooling of a contiguous plane reduces it in 8 lanes.
+//                 ahead. Max pooling of those windows on planes of rows up to 32 wide whose
+//                 output rows are short (under eight) or have borders copies each plane
+//                 into a block padded with -inf first, so that every row, borders
+//                 included, is an interior row of the fused kernel (max_pool2d_padded_planes).
+//                 Global pooling of a contiguous plane reduces it in 8 lanes.
 //                 avg backward is a separable gather: each output row's gradient is first
 //                 spread along W, then every input row sums the spread rows of the outputs
 //                 whose windows hold it. Every element of grad_input is written once,
