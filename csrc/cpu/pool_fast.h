@@ -271,8 +271,8 @@ inline void for_each_tap(const T* rows, int64_t row_stride, int64_t q0, Tap tap)
 // Max pooling of one output row's interior for the common windows: KH x KW taps, stride 2,
 // eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
 // branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
-// base: the in-plane index of rows[0]; W: the input width. Rows of fewer than eight
-// interior outputs take max_row_fused_short instead (see max_row_fused_for), and the others
+// base: the in-plane index of rows[0]; W: the input width. Rows of at least eight
+// interior outputs (max_pool2d_padded_planes makes every row of a small plane one) run
 // max_row_fast, which comes back here for rows with a NaN. Without kArg (the values-only
 // operator) no index is tracked and arg is not written.
 template <typename T, int KH, int KW, bool kArg = true>
@@ -334,33 +334,6 @@ void max_row_fast(const T* __restrict__ rows, int64_t row_stride, int32_t base, 
   if (any_nan(total)) max_row_fused<T, KH, KW, kArg>(rows, row_stride, base, W, count, best, arg);
 }
 
-// The same for rows of fewer than eight interior outputs (SimpleCNN's 7 and 3), where a
-// vector of eight would read past the row: the window's rows are copied into a block whose
-// columns past the row are zero, max_row_fast takes one block of eight lanes from it, and
-// the first `count` outputs are kept. (One output at a time, its taps in scalar selects
-// that the compiler turned into branches on NaN, the 64x64x14x14 2x2 forward took 0.63 ms:
-// three times as long per byte as 64x32x28x28's rows of 14.)
-template <typename T, int KH, int KW, bool kArg = true>
-void max_row_fused_short(const T* __restrict__ rows, int64_t row_stride, int32_t base,
-                         int32_t W, int64_t count, T* __restrict__ best,
-                         int32_t* __restrict__ arg) {
-  if (count <= 0) return;
-  constexpr int64_t kPitch = 2 * kFusedVector + KW;  // lane 7 reads up to column 14 + KW - 1
-  const int64_t width = 2 * (count - 1) + KW;      // the columns the row's outputs read
-  T block[KH * kPitch] = {};
-#pragma GCC unroll 3
-  for (int i = 0; i < KH; ++i) {
-    for (int64_t c = 0; c < width; ++c) block[i * kPitch + c] = rows[i * row_stride + c];
-  }
-  T b[kFusedVector];
-  int32_t a[kFusedVector];
-  max_row_fast<T, KH, KW, kArg>(block, kPitch, base, W, kFusedVector, b, a);
-  for (int64_t q = 0; q < count; ++q) best[q] = b[q];
-  if (kArg) {
-    for (int64_t q = 0; q < count; ++q) arg[q] = a[q];
-  }
-}
-
 template <typename T, int KH, int KW, int S>
 void sum_row_fused(const T* __restrict__ rows, int64_t row_stride, int64_t count,
                    T* __restrict__ acc) {
@@ -397,21 +370,8 @@ using MaxRowFused = void (*)(const T*, int64_t, int32_t, int32_t, int64_t, T*, i
 template <typename T>
 using SumRowFused = void (*)(const T*, int64_t, int64_t, T*);
 
-// The fused kernel for this call's windows, or nullptr.
-template <typename T, bool kArg>
-MaxRowFused<T> max_row_fused_for(const AxisTable& ht, const AxisTable& wt) {
-  if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
-  const bool short_row = wt.hi - wt.lo < kFusedVector;
-  if (wt.kernel == 2) {
-    return short_row ? &max_row_fused_short<T, 2, 2, kArg> : &max_row_fast<T, 2, 2, kArg>;
-  }
-  if (wt.kernel == 3) {
-    return short_row ? &max_row_fused_short<T, 3, 3, kArg> : &max_row_fast<T, 3, 3, kArg>;
-  }
-  return nullptr;
-}
-
-// The eight-lane kernel for this call's windows whatever the rows' length, or nullptr.
+// The eight-lane kernel for this call's windows (rows of at least eight outputs; the
+// padded planes make any row one), or nullptr.
 template <typename T, bool kArg>
 MaxRowFused<T> max_row_fast_for(const AxisTable& ht, const AxisTable& wt) {
   if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
@@ -658,8 +618,13 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
   auto interior = wt.stride == 1   ? &max_row_interior<T, 1>
                   : wt.stride == 2 ? &max_row_interior<T, 2>
                                    : &max_row_interior<T, 0>;
+  // (Rows of fewer than eight interior outputs have borders or are short, and went to the
+  // padded planes; wider planes have no such rows at stride 2. Should one come, it takes the
+  // per-tap loop.)
   const MaxRowFused<T> fused =
-      ind ? max_row_fused_for<T, true>(ht, wt) : max_row_fused_for<T, false>(ht, wt);
+      wt.hi - wt.lo < kFusedVector ? nullptr
+      : ind                        ? max_row_fast_for<T, true>(ht, wt)
+                                   : max_row_fast_for<T, false>(ht, wt);
   const int64_t row_work = s.Q * std::max<int64_t>(ht.kernel, 1) * std::max<int64_t>(wt.kernel, 1);
   const Prefetcher<T> ahead(input);
   std::vector<int64_t> w_init(s.Q);  // the column of each window's init index
