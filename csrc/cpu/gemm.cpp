@@ -243,6 +243,34 @@ void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_
                   reinterpret_cast<const long*>(tap_off), x, b, c, ldc)
 }
 
+#ifdef CNNOPS_X86
+namespace avx512 {
+void whole_rows(long q, long taps, const long* row_off, const long* tap_off, const float* x,
+                const float* b, float* c, long ldc);
+}  // namespace avx512
+#endif
+
+template <>
+int64_t whole_rows_count<float>(int64_t q) {
+  return active_isa() == Isa::avx512 && q == 14 ? 1 : 0;
+}
+
+template <>
+int64_t whole_rows_count<double>(int64_t) {
+  return 0;
+}
+
+void whole_rows(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* tap_off,
+                const float* x, const float* b, float* c, int64_t ldc) {
+#ifdef CNNOPS_X86
+  if (whole_rows_count<float>(q) > 0) {
+    return avx512::whole_rows(q, taps, reinterpret_cast<const long*>(row_off),
+                              reinterpret_cast<const long*>(tap_off), x, b, c, ldc);
+  }
+#endif
+  std::abort();  // callers ask whole_rows_count first
+}
+
 namespace {
 
 template <typename T>

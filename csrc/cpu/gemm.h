@@ -100,6 +100,17 @@ void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixe
                    const int64_t* tap_off, const double* x, const double* b, double* c,
                    int64_t ldc);
 
+// The same for whole output rows (gemm_kernel.h, whole_rows): whole_rows_count<T>(q) rows of
+// q pixels per call, row r's pixels consecutive from x + row_off[r],
+// c[(r * q + k) * ldc + j] = sum over taps t of x[row_off[r] + k + tap_off[t]] * b[t * NR + j]
+// for NR = gemm_tile().nr; 0 where the active ISA has no kernel for rows of q pixels (it has
+// on AVX-512, for float rows of 14 and of 7 pixels: SimpleCNN's 14x14 and 7x7 planes).
+template <typename T>
+int64_t whole_rows_count(int64_t q);
+
+void whole_rows(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* tap_off,
+                const float* x, const float* b, float* c, int64_t ldc);
+
 // The flat direct convolution's weight-gradient micro-kernel (gemm_kernel.h): for up to
 // direct_grad_weight_pixels_tile<T>().mr taps m (x at tap_off[m]) and .nr output channels j
 // of dy pixel-major (dy[i * dy_pixel + j]: packed NR wide, or channels-last), over `images`

@@ -115,6 +115,13 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off, cons
   detail::gathered_pixels<DoubleVec, 12, 2>(taps, pixel_off, tap_off, x, b, c, ldc);
 }
 
+// Rows of 14 pixels, one at a time: 28 accumulators of the 32 registers.
+void whole_rows(long q, long taps, const long* row_off, const long* tap_off, const float* x,
+                const float* b, float* c, long ldc) {
+  (void)q;  // 14, the only length whole_rows_count offers
+  detail::whole_rows<FloatVec, 14, 1, 2>(taps, row_off, tap_off, x, b, c, ldc);
+}
+
 void direct_grad_weight_pixels(long images, long n, const float* x, const long* tap_off,
                                long x_image, int t_valid, const float* dy, long dy_image,
                                long dy_pixel, float* sums, long ld) {

@@ -327,6 +327,31 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
   store_tile<V>(acc, c, ldc);
 }
 
+// gathered_pixels for whole output rows: R rows of Q pixels each (MR = Q * R), row r's
+// pixels consecutive from x + row_off[r]:
+//   c[(r * Q + k) * ldc + j] = sum_t x[row_off[r] + k + tap_off[t]] * b[t * NR + j]
+// R pointers held across the taps instead of MR, and no pixel computed that is not kept
+// where MR is a multiple of the rows' length (the flat sweep computes the columns between
+// rows, gathered_pixels holds a pointer per pixel).
+template <typename V, int Q, int R, int NV>
+void whole_rows(long taps, const long* row_off, const long* tap_off,
+                const typename V::scalar* x, const typename V::scalar* b,
+                typename V::scalar* c, long ldc) {
+  using T = typename V::scalar;
+  struct TapOfRows {
+    const T* const* row;
+    long at;
+    T operator[](int i) const { return row[i / Q][at + i % Q]; }
+  };
+  const T* row[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) row[r] = x + row_off[r];
+  typename V::vec acc[Q * R][NV];
+  outer_products<V, Q * R, NV>(
+      taps, [&row, tap_off](long t) { return TapOfRows{row, tap_off[t]}; }, b, acc);
+  store_tile<V>(acc, c, ldc);
+}
+
 // The weight-gradient micro-kernel of the flat direct convolution (conv2d.cpp), with the
 // GEMM's roles: MT taps of the input, each broadcast from the zero-padded input in place,
 // times NR output channels of dY pixel-major (dy[i * dy_pixel + j]: channel j at flat pixel
