@@ -48,8 +48,9 @@
 //              image's output swept as one flat run of pixels over the padded rows, MR
 //              pixels broadcast from the input in place times NR output channels of W^T
 //              (gemm.h, direct_pixels), or where that run is mostly padding (7x7) the
-//              output pixels alone, MR at a time across images (gathered_pixels), or on
-//              AVX-512 with rows of 14 pixels one whole output row at a time (whole_rows); and
+//              output pixels alone, MR at a time across images (gathered_pixels; on
+//              AVX-512 14 at a time, whole_rows of one pixel), or on AVX-512 with rows of 14
+//              pixels one whole output row at a time (whole_rows); and
 //              their grad_weight, MT taps broadcast from the
 //              input times NR channels of dY copied pixel-major (direct_grad_weight_pixels).
 //              The same at strides above 1 on layers with few channels (a network's first
@@ -928,10 +929,14 @@ void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T
   const std::vector<int64_t> tap_off = xp.tap_offsets(g);
   const Scratch<T> b_pack(kInput, g.G * taps * panels * t.nr);
   pack_flat_weights(w, g, t.nr, b_pack.get());
+  // Pixels per kernel call: 14 as whole rows of one pixel where the ISA has them (AVX-512;
+  // SimpleCNN's 64x64x7x7 -> 64, min of 3 alternating runs, forward 0.841 -> 0.803 ms,
+  // grad_input 0.839 -> 0.808), else gathered_pixels' MR (12 on AVX-512).
+  const int64_t wide = whole_rows_count<T>(1), mr = wide > 0 ? wide : t.mr;
   // Chunks of about kFlatChunkPixels pixels (the tile stays in L1 until written out); a
   // task's panels follow one another, on the same pixels.
   const int64_t pixels = g.N * g.P * g.Q, image = g.C * xp.channel;
-  const int64_t chunk = round_up(std::min(kFlatChunkPixels, pixels), t.mr);
+  const int64_t chunk = round_up(std::min(kFlatChunkPixels, pixels), mr);
   const int64_t chunks = ceil_div(pixels, chunk);
 
   at::parallel_for(0, g.G * chunks * panels, 1, [&](int64_t begin, int64_t end) {
@@ -956,7 +961,14 @@ void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T
       const T* x_group = xp.data.get() + group * g.Cg * xp.channel;
       const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
       const int64_t k0 = group * g.Kg + panel * t.nr;
-      for (int64_t i0 = 0; i0 < count; i0 += t.mr) {
+      for (int64_t i0 = 0; i0 < count; i0 += mr) {
+        if constexpr (std::is_same_v<T, float>) {
+          if (wide > 0) {
+            whole_rows(1, taps, x_off.data() + i0, tap_off.data(), x_group, b_panel,
+                       tile.get() + i0 * t.nr, t.nr);
+            continue;
+          }
+        }
         gathered_pixels(taps, x_off.data() + i0, tap_off.data(), x_group, b_panel,
                         tile.get() + i0 * t.nr, t.nr);
       }
@@ -973,7 +985,7 @@ void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T
 // flat sweep computed 216 pixels for each 14x14 plane's 196 (the column between rows, and
 // its last block of 12); SimpleCNN's 64x32x14x14 -> 64, min of 3 alternating runs, forward
 // 1.795 -> 1.743 ms, grad_input 1.832 -> 1.739. Rows of 7 two at a time (7x7 planes)
-// measured 3-5% slower than gathered_pixels, which keeps them.
+// measured 3-5% slower than gathered_pixels, which keeps them (14 pixels at a time).
 template <typename T, typename Input>
 void flat_conv_rows(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w,
                     const T* bias, T* y, const Strides4& ys, const ConvGeometry& g, bool relu,

@@ -252,7 +252,8 @@ void whole_rows(long q, long taps, const long* row_off, const long* tap_off, con
 
 template <>
 int64_t whole_rows_count<float>(int64_t q) {
-  return active_isa() == Isa::avx512 && q == 14 ? 1 : 0;
+  if (active_isa() != Isa::avx512) return 0;
+  return q == 14 ? 1 : q == 1 ? 14 : 0;
 }
 
 template <>

@@ -103,8 +103,9 @@ void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixe
 // The same for whole output rows (gemm_kernel.h, whole_rows): whole_rows_count<T>(q) rows of
 // q pixels per call, row r's pixels consecutive from x + row_off[r],
 // c[(r * q + k) * ldc + j] = sum over taps t of x[row_off[r] + k + tap_off[t]] * b[t * NR + j]
-// for NR = gemm_tile().nr; 0 where the active ISA has no kernel for rows of q pixels (it has
-// on AVX-512, for float rows of 14 and of 7 pixels: SimpleCNN's 14x14 and 7x7 planes).
+// for NR = gemm_tile().nr; 0 where the active ISA has no kernel for rows of q pixels. It has
+// on AVX-512 for float: rows of 14 pixels one at a time (SimpleCNN's 14x14 planes), and rows
+// of one pixel 14 at a time (gathered_pixels with MR = 14: its 7x7 planes).
 template <typename T>
 int64_t whole_rows_count(int64_t q);
 

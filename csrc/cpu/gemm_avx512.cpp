@@ -115,11 +115,15 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off, cons
   detail::gathered_pixels<DoubleVec, 12, 2>(taps, pixel_off, tap_off, x, b, c, ldc);
 }
 
-// Rows of 14 pixels, one at a time: 28 accumulators of the 32 registers.
+// 14 pixels x 2 vectors of output channels (28 accumulators of the 32 registers): a row of
+// 14, or 14 rows of one pixel (gathered_pixels with MR = 14).
 void whole_rows(long q, long taps, const long* row_off, const long* tap_off, const float* x,
                 const float* b, float* c, long ldc) {
-  (void)q;  // 14, the only length whole_rows_count offers
-  detail::whole_rows<FloatVec, 14, 1, 2>(taps, row_off, tap_off, x, b, c, ldc);
+  if (q == 14) {
+    detail::whole_rows<FloatVec, 14, 1, 2>(taps, row_off, tap_off, x, b, c, ldc);
+  } else {
+    detail::whole_rows<FloatVec, 1, 14, 2>(taps, row_off, tap_off, x, b, c, ldc);
+  }
 }
 
 void direct_grad_weight_pixels(long images, long n, const float* x, const long* tap_off,
