@@ -866,28 +866,43 @@ void store_flat_pixels(const T* tile, int64_t nr, const int64_t* y_off, int64_t 
   }
 }
 
-// W^T of every group as B panels of NR columns over the whole reduction: group g's panel p
-// at b_pack + (g * panels + p) * CgRS * NR, G * CgRS * round_up(Kg, NR) values in all.
+// What the flat kernels read besides the input: W^T of every group as B panels of NR
+// columns over the whole reduction (group g's panel p at b_pack + (g * panels + p) * CgRS *
+// NR, G * CgRS * round_up(Kg, NR) values in all), and the taps' offsets into the padded (or
+// phased) input.
 template <typename T>
-void pack_flat_weights(const OffsetMatrix<T>& w, const ConvGeometry& g, int64_t nr,
-                       T* b_pack) {
-  const int64_t taps = g.reduction(), cols_padded = round_up(g.Kg, nr);
-  at::parallel_for(0, g.G, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t group = begin; group < end; ++group) {
-      const OffsetMatrix<T> wt{w.base, w.col_off, w.row_off + group * g.Kg};
-      pack_b(wt, 0, taps, g.Kg, nr, b_pack + group * taps * cols_padded);
-    }
-  });
-}
+struct FlatWeights {
+  GemmTile t;
+  int64_t taps, panels;
+  std::vector<int64_t> tap_off;
+  Scratch<T> b_pack;
+
+  template <typename Input>
+  FlatWeights(const Input& xp, const OffsetMatrix<T>& w, const ConvGeometry& g)
+      : t(gemm_tile<T>()),
+        taps(g.reduction()),
+        panels(ceil_div(g.Kg, t.nr)),
+        tap_off(xp.tap_offsets(g)),
+        b_pack(kInput, g.G * taps * panels * t.nr) {
+    at::parallel_for(0, g.G, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t group = begin; group < end; ++group) {
+        const OffsetMatrix<T> wt{w.base, w.col_off, w.row_off + group * g.Kg};
+        pack_b(wt, 0, taps, g.Kg, t.nr, b_pack.get() + group * taps * panels * t.nr);
+      }
+    });
+  }
+
+  const T* panel(int64_t group, int64_t p) const {
+    return b_pack.get() + (group * panels + p) * taps * t.nr;
+  }
+};
 
 template <typename T, typename Input>
 void flat_conv_swept(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w,
                      const T* bias, T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
-  const GemmTile t = gemm_tile<T>();
-  const int64_t taps = g.reduction(), panels = ceil_div(g.Kg, t.nr);
-  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
-  const Scratch<T> b_pack(kInput, g.G * taps * panels * t.nr);
-  pack_flat_weights(w, g, t.nr, b_pack.get());
+  const FlatWeights<T> fw(xp, w, g);
+  const GemmTile t = fw.t;
+  const int64_t taps = fw.taps, panels = fw.panels;
   // The sweep goes a chunk of output rows at a time, so that the tile of the chunk's pixels
   // is still in L1 when they are written out (the whole plane of a 112x112 output, 800 KB,
   // was written out from L2: a third of MobileNet's first layer's forward time).
@@ -900,7 +915,7 @@ void flat_conv_swept(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& 
       const int64_t n = task / (g.G * panels), group = (task / panels) % g.G;
       const int64_t panel = task % panels;
       const T* x_image = xp.data.get() + (n * g.C + group * g.Cg) * xp.channel;
-      const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
+      const T* b_panel = fw.panel(group, panel);
       const int64_t k0 = group * g.Kg + panel * t.nr;
       const int64_t kept = std::min(t.nr, (group + 1) * g.Kg - k0);
       T* y_block = y + n * ys.n + k0 * ys.c;
@@ -908,7 +923,7 @@ void flat_conv_swept(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& 
         const int64_t oh1 = std::min(g.P, oh0 + chunk_rows);
         const int64_t f0 = oh0 * row_pitch, flat_n = (oh1 - 1 - oh0) * row_pitch + g.Q;
         for (int64_t p0 = 0; p0 < flat_n; p0 += t.mr) {
-          direct_pixels(taps, tap_off.data(), x_image + f0 + p0, b_panel,
+          direct_pixels(taps, fw.tap_off.data(), x_image + f0 + p0, b_panel,
                         tile.get() + p0 * t.nr, t.nr);
         }
         for (int64_t oh = oh0; oh < oh1; ++oh) {
@@ -924,11 +939,9 @@ template <typename T, typename Input>
 void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w,
                         const T* bias, T* y, const Strides4& ys, const ConvGeometry& g,
                         bool relu) {
-  const GemmTile t = gemm_tile<T>();
-  const int64_t taps = g.reduction(), panels = ceil_div(g.Kg, t.nr);
-  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
-  const Scratch<T> b_pack(kInput, g.G * taps * panels * t.nr);
-  pack_flat_weights(w, g, t.nr, b_pack.get());
+  const FlatWeights<T> fw(xp, w, g);
+  const GemmTile t = fw.t;
+  const int64_t taps = fw.taps, panels = fw.panels;
   // Pixels per kernel call: 14 as whole rows of one pixel where the ISA has them (AVX-512;
   // SimpleCNN's 64x64x7x7 -> 64, min of 3 alternating runs, forward 0.841 -> 0.803 ms,
   // grad_input 0.839 -> 0.808), else gathered_pixels' MR (12 on AVX-512).
@@ -959,17 +972,17 @@ void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T
         held = c;
       }
       const T* x_group = xp.data.get() + group * g.Cg * xp.channel;
-      const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
+      const T* b_panel = fw.panel(group, panel);
       const int64_t k0 = group * g.Kg + panel * t.nr;
       for (int64_t i0 = 0; i0 < count; i0 += mr) {
         if constexpr (std::is_same_v<T, float>) {
           if (wide > 0) {
-            whole_rows(1, taps, x_off.data() + i0, tap_off.data(), x_group, b_panel,
+            whole_rows(1, taps, x_off.data() + i0, fw.tap_off.data(), x_group, b_panel,
                        tile.get() + i0 * t.nr, t.nr);
             continue;
           }
         }
-        gathered_pixels(taps, x_off.data() + i0, tap_off.data(), x_group, b_panel,
+        gathered_pixels(taps, x_off.data() + i0, fw.tap_off.data(), x_group, b_panel,
                         tile.get() + i0 * t.nr, t.nr);
       }
       store_flat_pixels(tile.get(), t.nr, y_off.data(), count,
@@ -990,11 +1003,9 @@ template <typename T, typename Input>
 void flat_conv_rows(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w,
                     const T* bias, T* y, const Strides4& ys, const ConvGeometry& g, bool relu,
                     int64_t rows_per_call) {
-  const GemmTile t = gemm_tile<T>();
-  const int64_t taps = g.reduction(), panels = ceil_div(g.Kg, t.nr);
-  const std::vector<int64_t> tap_off = xp.tap_offsets(g);
-  const Scratch<T> b_pack(kInput, g.G * taps * panels * t.nr);
-  pack_flat_weights(w, g, t.nr, b_pack.get());
+  const FlatWeights<T> fw(xp, w, g);
+  const GemmTile t = fw.t;
+  const int64_t taps = fw.taps, panels = fw.panels;
   const int64_t out_rows = g.N * g.P, image = g.C * xp.channel;
   const int64_t chunk = round_up(std::max<int64_t>(1, kFlatChunkPixels / g.Q), rows_per_call);
   const int64_t chunks = ceil_div(out_rows, chunk);
@@ -1007,14 +1018,14 @@ void flat_conv_rows(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w
       const int64_t u0 = task / panels % chunks * chunk;
       const int64_t count = std::min(chunk, out_rows - u0);
       const T* x_group = xp.data.get() + group * g.Cg * xp.channel;
-      const T* b_panel = b_pack.get() + (group * panels + panel) * taps * t.nr;
+      const T* b_panel = fw.panel(group, panel);
       const int64_t k0 = group * g.Kg + panel * t.nr;
       for (int64_t r0 = 0; r0 < count; r0 += rows_per_call) {
         for (int64_t r = 0; r < rows_per_call; ++r) {
           const int64_t u = u0 + std::min(r0 + r, count - 1);  // a short last call repeats
           row_off[r] = u / g.P * image + u % g.P * row_pitch;
         }
-        whole_rows(g.Q, taps, row_off.data(), tap_off.data(), x_group, b_panel,
+        whole_rows(g.Q, taps, row_off.data(), fw.tap_off.data(), x_group, b_panel,
                    tile.get() + r0 * g.Q * t.nr, t.nr);
       }
       const int64_t kept = std::min(t.nr, (group + 1) * g.Kg - k0);

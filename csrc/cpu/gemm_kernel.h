@@ -301,38 +301,13 @@ void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
   store_tile<V>(acc, c, ldc);
 }
 
-// The channels-last micro-kernel, micro_kernel's roles with A read in place: MR pixels of
-// x, pixel i's taps at x + pixel_off[i] + tap_off[t], each broadcast, times NR output
-// channels of W^T packed as one B panel:
-//   c[i * ldc + j] = sum_t x[pixel_off[i] + tap_off[t]] * b[t * NR + j]  (i < MR, j < NR)
-// stored whole. Packing A would cost as much as the product where the reduction is short or
-// the output channels few: each packed value feeds only NR multiply-adds per panel.
-template <typename V, int MR, int NV>
-void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
-                     const typename V::scalar* x, const typename V::scalar* b,
-                     typename V::scalar* c, long ldc) {
-  using T = typename V::scalar;
-  // Tap t's values of the MR pixels: row[i][at], the rows' pointers held across the taps.
-  struct TapOfPixels {
-    const T* const* row;
-    long at;
-    T operator[](int i) const { return row[i][at]; }
-  };
-  const T* row[MR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) row[i] = x + pixel_off[i];
-  typename V::vec acc[MR][NV];
-  outer_products<V, MR, NV>(
-      taps, [&row, tap_off](long t) { return TapOfPixels{row, tap_off[t]}; }, b, acc);
-  store_tile<V>(acc, c, ldc);
-}
-
-// gathered_pixels for whole output rows: R rows of Q pixels each (MR = Q * R), row r's
-// pixels consecutive from x + row_off[r]:
+// The micro-kernel with micro_kernel's roles and A read in place, for R rows of Q pixels
+// each (MR = Q * R), row r's pixels consecutive from x + row_off[r], each broadcast, times NR
+// output channels of W^T packed as one B panel:
 //   c[(r * Q + k) * ldc + j] = sum_t x[row_off[r] + k + tap_off[t]] * b[t * NR + j]
-// R pointers held across the taps instead of MR, and no pixel computed that is not kept
-// where MR is a multiple of the rows' length (the flat sweep computes the columns between
-// rows, gathered_pixels holds a pointer per pixel).
+// stored whole. R pointers are held across the taps. Rows of Q = 1 pixel are any MR pixels
+// (gathered_pixels); whole output rows (Q their length) compute no pixel that is not kept,
+// where the flat sweep computes the columns between rows.
 template <typename V, int Q, int R, int NV>
 void whole_rows(long taps, const long* row_off, const long* tap_off,
                 const typename V::scalar* x, const typename V::scalar* b,
@@ -344,12 +319,24 @@ void whole_rows(long taps, const long* row_off, const long* tap_off,
     T operator[](int i) const { return row[i / Q][at + i % Q]; }
   };
   const T* row[R];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) row[r] = x + row_off[r];
   typename V::vec acc[Q * R][NV];
   outer_products<V, Q * R, NV>(
       taps, [&row, tap_off](long t) { return TapOfRows{row, tap_off[t]}; }, b, acc);
   store_tile<V>(acc, c, ldc);
+}
+
+// The channels-last micro-kernel: MR pixels of x anywhere, pixel i's taps at x +
+// pixel_off[i] + tap_off[t] (whole_rows of one pixel):
+//   c[i * ldc + j] = sum_t x[pixel_off[i] + tap_off[t]] * b[t * NR + j]  (i < MR, j < NR)
+// Packing A would cost as much as the product where the reduction is short or the output
+// channels few: each packed value feeds only NR multiply-adds per panel.
+template <typename V, int MR, int NV>
+void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
+                     const typename V::scalar* x, const typename V::scalar* b,
+                     typename V::scalar* c, long ldc) {
+  whole_rows<V, 1, MR, NV>(taps, pixel_off, tap_off, x, b, c, ldc);
 }
 
 // The weight-gradient micro-kernel of the flat direct convolution (conv2d.cpp), with the
