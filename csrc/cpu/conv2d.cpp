@@ -943,8 +943,8 @@ void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T
   const GemmTile t = fw.t;
   const int64_t taps = fw.taps, panels = fw.panels;
   // Pixels per kernel call: 14 as whole rows of one pixel where the ISA has them (AVX-512;
-  // SimpleCNN's 64x64x7x7 -> 64, min of 3 alternating runs, forward 0.841 -> 0.803 ms,
-  // grad_input 0.839 -> 0.808), else gathered_pixels' MR (12 on AVX-512).
+  // SimpleCNN's 64x64x7x7 -> 64, min of 3 alternating runs, forward 0.888 -> 0.848 ms,
+  // grad_input 0.896 -> 0.869), else gathered_pixels' MR (12 on AVX-512).
   const int64_t wide = whole_rows_count<T>(1), mr = wide > 0 ? wide : t.mr;
   // Chunks of about kFlatChunkPixels pixels (the tile stays in L1 until written out); a
   // task's panels follow one another, on the same pixels.

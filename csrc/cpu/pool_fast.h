@@ -556,7 +556,7 @@ bool max_pool2d_padded_planes(const T* x, const Strides4& xs, T* y, const Stride
   const int64_t K = ht.kernel, lanes = std::max<int64_t>(s.Q, kFusedVector);
   const int64_t rows = (s.P - 1) * ht.stride + K;
   const int64_t pitch = 2 * (lanes - 1) + K + kFusedVector;  // the last block's loads
-  const int64_t col_begin = std::max<int64_t>(0, -wt.offset);                 // first input column
+  const int64_t col_begin = std::max<int64_t>(0, -wt.offset);         // first input column
   const int64_t col_end = std::min<int64_t>(pitch, s.W - wt.offset);  // past the last one
   at::parallel_for(0, s.N * s.C, grain(rows * pitch), [&](int64_t begin, int64_t end) {
     std::vector<T> block(rows * pitch);
@@ -572,8 +572,8 @@ bool max_pool2d_padded_planes(const T* x, const Strides4& xs, T* y, const Stride
           continue;
         }
         std::fill(row, row + col_begin, minus_infinity<T>());
-        const T* src = plane + ih * xs.h + wt.offset;
-        for (int64_t col = col_begin; col < col_end; ++col) row[col] = src[col];
+        const T* src = plane + ih * xs.h;  // input column col + wt.offset
+        for (int64_t col = col_begin; col < col_end; ++col) row[col] = src[col + wt.offset];
         std::fill(row + col_end, row + pitch, minus_infinity<T>());
       }
       for (int64_t p = 0; p < s.P; ++p) {
