@@ -182,16 +182,21 @@ def test_opcheck_conv2d_backward(input_size, weight_size, bias, stride, padding,
 
 
 # conv2d_backward: the two adjoint operators and the bias gradient in one call, which the
-# first-order backward takes. On depthwise small planes (channel multiplier 1, NCHW: 7x7 and
-# 14x14 planes at stride 1, a 3x3 kernel at stride 2 over rows of any width) the CPU fuses
-# them into one pass whose grad_input and grad_weight are bitwise the operators' own; other
-# shapes (a dense convolution, a channels-last or multiplier-2 depthwise one) run the
-# operators in turn.
+# first-order backward takes. On depthwise layers with channel multiplier 1 in NCHW whose
+# planes are small (7x7 and 14x14 at stride 1, a 3x3 kernel at stride 2 over rows of any
+# width) or read in place (3x3, stride 1, padding 1, 24 rows or more) the CPU fuses them into one pass whose grad_input and
+# grad_weight are bitwise the operators' own; other shapes (a dense convolution, a
+# channels-last or multiplier-2 depthwise one) run the operators in turn.
 BACKWARD_CASES = [
     pytest.param((8, 40, 7, 7), (40, 1, 3, 3), 1, 1, 40, "contiguous", id="depthwise_7x7"),
     pytest.param((3, 24, 14, 14), (24, 1, 3, 3), 1, 1, 24, "contiguous", id="depthwise_14x14"),
     pytest.param((2, 16, 14, 19), (16, 1, 3, 3), 2, 1, 16, "contiguous",
                  id="depthwise_stride2_14x19"),
+    pytest.param((3, 5, 24, 25), (5, 1, 3, 3), 1, 1, 5, "contiguous", id="depthwise_in_place"),
+    pytest.param((2, 3, 30, 40), (3, 1, 3, 3), 1, 1, 3, "contiguous",
+                 id="depthwise_in_place_30x40"),
+    pytest.param((3, 40, 24, 26), (40, 1, 3, 3), 1, 1, 40, "contiguous",
+                 id="depthwise_in_place_whole_batch"),  # one chunk of 3 images per channel
     pytest.param((2, 6, 9, 8), (6, 1, 5, 5), 1, 2, 6, "contiguous", id="depthwise_5x5_pad2"),
     pytest.param((2, 6, 7, 7), (12, 1, 3, 3), 1, 1, 6, "contiguous", id="depthwise_multiplier2"),
     pytest.param((2, 12, 7, 7), (12, 1, 3, 3), 1, 1, 12, "channels_last",
@@ -218,8 +223,9 @@ def test_conv2d_backward_matches_the_operators(input_size, weight_size, stride, 
     assert torch.equal(grad_input, expected_input)
     assert grad_input.stride() == expected_input.stride()
     assert torch.equal(grad_weight, expected_weight)
-    if bias:
-        torch.testing.assert_close(grad_bias, dy.sum((0, 2, 3)))
+    if bias:  # float32: sums of up to 2400 terms, in another order than torch's
+        tolerance = {} if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(grad_bias, dy.double().sum((0, 2, 3)).to(dtype), **tolerance)
     else:
         assert grad_bias.shape == (0,)
     # and the autograd formula that calls it gives torch's gradients
@@ -233,6 +239,22 @@ def test_conv2d_backward_matches_the_operators(input_size, weight_size, stride, 
     tolerance = {} if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     for a, e in zip(ours, theirs):
         torch.testing.assert_close(a, e, **tolerance)
+
+
+# From 8 MiB on, the fused pass over planes read in place writes grad_input past the caches
+# (non-temporal stores): still bitwise the operators' results. The bias gradient sums 131072
+# terms per channel, against a float64 sum.
+def test_conv2d_backward_in_place_streamed_matches_the_operators():
+    x, dy = torch.randn(2, 16, 256, 256), torch.randn(2, 16, 256, 256)
+    w = torch.randn(16, 1, 3, 3)
+    args = ([1, 1], [1, 1, 1, 1], [1, 1], 16)
+    grad_input, grad_weight, grad_bias = torch.ops.cnnops.conv2d_backward(dy, x, w, *args, True)
+    assert torch.equal(grad_input,
+                       torch.ops.cnnops.conv2d_grad_input(dy, w, list(x.shape), *args))
+    assert torch.equal(grad_weight,
+                       torch.ops.cnnops.conv2d_grad_weight(dy, x, list(w.shape), *args))
+    torch.testing.assert_close(grad_bias, dy.double().sum((0, 2, 3)).float(), rtol=1e-5,
+                               atol=1e-3)
 
 
 # conv2d_backward is differentiable too (its results are the two adjoints' and a sum), on the

@@ -50,7 +50,8 @@
 //            and grad_weight both take the small-plane kernels, runs them in one pass
 //            (FusedBackward): each grad_weight task computes its channels'
 //            grad_input planes and bias gradient just before their dot products, which then
-//            read grad_output from cache.
+//            read grad_output from cache. Where both read planes in place (3x3 at stride 1,
+//            planes of 24 rows or more), likewise plane by plane (fused_backward_in_place).
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
 // of the batch (chosen from the shape alone) in order, so results do not depend on the
 // thread count.
@@ -807,7 +808,8 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
 // grad_weight by output channel: the batch cut into chunks chosen from the shape alone, and
 // for each (channel k, chunk) task the images [n0, n1) summed into the taps' lanes (taps_dot's
 // slots, zero at the start), by dot(k, n0, n1, lanes) or, image-major (below), by
-// dot(k, n, n + 1, lanes) for each image in order; the lanes are then added in lane order and
+// dot(k, n, n + 1, lanes) for each image in order, where dot = make_dot() is made once per
+// range of tasks a thread takes (it may hold buffers of its own); the lanes are then added in lane order and
 // the chunks in chunk order. Which of the two is taken depends on the shape alone, so results
 // do not depend on the thread count. Both add each image's terms to the lanes in image order,
 // the same sums, except for callers that make two passes over [n0, n1) into one set of lanes
@@ -839,8 +841,8 @@ int64_t weight_chunks(const DwGeometry& g) {
   return std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.M), 1, g.N);
 }
 
-template <typename T, typename Dot, typename Pre = NoPre>
-void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot, const Pre& pre = {},
+template <typename T, typename MakeDot, typename Pre = NoPre>
+void grad_weight_by_chunks(const DwGeometry& g, T* dw, const MakeDot& make_dot, const Pre& pre = {},
                            int64_t pre_channels = 1) {
   const int64_t chunks = weight_chunks(g);
   const int64_t per_chunk = ceil_div(g.N, chunks);
@@ -853,6 +855,7 @@ void grad_weight_by_chunks(const DwGeometry& g, T* dw, const Dot& dot, const Pre
       std::max<int64_t>(1, kSmallPlanesGrain / std::max<int64_t>(per_chunk * g.P * g.Q, 1));
   at::parallel_for(0, g.M * chunks, grain, [&](int64_t begin, int64_t end) {
     std::vector<T> lanes(std::min(block, end - begin) * task_lanes);
+    auto dot = make_dot();
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       // This range's tasks of the chunk: channels [k_begin, k_end) (task = k * chunks + chunk).
       const int64_t k_begin = ceil_div(std::max<int64_t>(begin - chunk, 0), chunks);
@@ -904,7 +907,7 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
   right.Q = sp.Q - lanes256;
   right.W = sp.W - shift;
   right.pad_left = 0;
-  grad_weight_by_chunks(g, dw, [&](int64_t k, int64_t n0, int64_t n1, T* lanes) {
+  grad_weight_by_chunks(g, dw, [&] { return [&](int64_t k, int64_t n0, int64_t n1, T* lanes) {
     const T* x_k = x + n0 * xs.n + (k / g.mult) * xs.c;
     const T* dy_k = dy + n0 * dys.n + k * dys.c;
     if (halves) {
@@ -913,7 +916,7 @@ void grad_weight_small_planes(const SmallPlanes& sp, const DwGeometry& g, const 
     } else {
       small_planes_dot(sp, n1 - n0, x_k, xs.n, dy_k, dys.n, lanes);
     }
-  }, pre, pre_channels);
+  }; }, pre, pre_channels);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -937,40 +940,59 @@ bool in_place_applies(const DwGeometry& g, const Strides4& xs, const Strides4& y
          g.Q >= strip_lanes<T>();
 }
 
+// One thread's means to correlate whole planes in place: output rows 2 to P - 3 by
+// grid_plane_rows, the two rows at either edge from two-row strips (their own buffers, so
+// that neither is cleared again: which elements are padding is the same for every plane).
+template <typename T>
+class InPlacePlanes {
+ public:
+  explicit InPlacePlanes(const DwGeometry& g)
+      : g_(g), edges_{StripLayout(g, 0, 2), StripLayout(g, g.P - 2, 2)},
+        strips_{StripBuffer<T>(1, edges_[0], g), StripBuffer<T>(1, edges_[1], g)} {
+    const StripTaps strip_taps(g);
+    std::vector<int64_t> offsets(g.taps());
+    for (int e = 0; e < 2; ++e) {  // each edge's taps in its buffer
+      edges_[e].offsets(strip_taps, offsets.data());
+      for (int64_t t = 0; t < g.taps(); ++t) src_[e].push_back(strips_[e].strip(0) + offsets[t]);
+    }
+  }
+
+  // out = init + the correlation of plane with the taps w, ReLU if asked; the middle rows
+  // written past the caches where `stream`.
+  void correlate(const T* plane, const Strides4& xs, const T* w, T init, bool relu, T* out,
+                 const Strides4& ys, bool stream) {
+    grid_plane_rows(g_.P - 4, g_.Q, plane + xs.h, xs.h, w, init, relu, out + 2 * ys.h, ys.h,
+                    stream);
+    for (int e = 0; e < 2; ++e) {
+      const StripLayout& L = edges_[e];
+      strips_[e].fill(plane, xs, 1, L);
+      T* rows = out + L.p0 * ys.h;
+      taps_correlate_rows(L.rows, g_.Q, static_cast<int>(g_.taps()), src_[e].data(), L.sub_w, w,
+                          init, rows, ys.h);
+      if (!relu) continue;
+      for (int64_t r = 0; r < L.rows; ++r) {
+        for (int64_t q = 0; q < g_.Q; ++q) rows[r * ys.h + q] = std::max(rows[r * ys.h + q], T(0));
+      }
+    }
+  }
+
+ private:
+  const DwGeometry& g_;
+  StripLayout edges_[2];
+  StripBuffer<T> strips_[2];
+  std::vector<const T*> src_[2];
+};
+
 template <typename T>
 void depthwise_forward_in_place(const T* x, const Strides4& xs, const T* taps, const T* bias,
                                 bool relu, T* y, const Strides4& ys, const DwGeometry& g) {
-  const StripTaps strip_taps(g);
-  const StripLayout edges[2] = {StripLayout(g, 0, 2), StripLayout(g, g.P - 2, 2)};
   const bool stream = streams(g.N * g.M * g.P * g.Q * int64_t{sizeof(T)});
   at::parallel_for(0, g.N * g.M, 1, [&](int64_t begin, int64_t end) {
-    // one buffer per edge, so that neither is cleared again
-    StripBuffer<T> strips[2] = {StripBuffer<T>(1, edges[0], g), StripBuffer<T>(1, edges[1], g)};
-    std::vector<const T*> src[2];  // each edge's taps in its buffer, the same for every plane
-    std::vector<int64_t> offsets(g.taps());
-    for (int e = 0; e < 2; ++e) {
-      edges[e].offsets(strip_taps, offsets.data());
-      for (int64_t t = 0; t < g.taps(); ++t) src[e].push_back(strips[e].strip(0) + offsets[t]);
-    }
+    InPlacePlanes<T> planes(g);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / g.M, k = task % g.M;
-      const T* plane = x + n * xs.n + (k / g.mult) * xs.c;
-      const T* w = taps + k * g.taps();
-      const T init = bias ? bias[k] : T(0);
-      T* out = y + n * ys.n + k * ys.c;
-      grid_plane_rows(g.P - 4, g.Q, plane + xs.h, xs.h, w, init, relu, out + 2 * ys.h, ys.h,
-                      stream);
-      for (int e = 0; e < 2; ++e) {
-        const StripLayout& L = edges[e];
-        strips[e].fill(plane, xs, 1, L);
-        T* rows = out + L.p0 * ys.h;
-        taps_correlate_rows(L.rows, g.Q, static_cast<int>(g.taps()), src[e].data(), L.sub_w, w,
-                            init, rows, ys.h);
-        if (!relu) continue;
-        for (int64_t r = 0; r < L.rows; ++r) {
-          for (int64_t q = 0; q < g.Q; ++q) rows[r * ys.h + q] = std::max(rows[r * ys.h + q], T(0));
-        }
-      }
+      planes.correlate(x + n * xs.n + (k / g.mult) * xs.c, xs, taps + k * g.taps(),
+                       bias ? bias[k] : T(0), relu, y + n * ys.n + k * ys.c, ys, stream);
     }
     if (stream) stream_fence();
   });
@@ -982,24 +1004,58 @@ void depthwise_forward_in_place(const T* x, const Strides4& xs, const T* taps, c
 // plane is copied between two zeros first. No strips: the copies of the input and
 // grad_output into them took as long as the dot products (8x128x56x56: memmove,
 // deinterleave_rows and taps_dot 13%, 5% and 10% of the layer's forward+backward samples).
+// One InPlaceDot per range of tasks (it keeps the buffer for those copies).
 template <typename T>
-void grad_weight_in_place(const DwGeometry& g, const T* dy, const Strides4& dys, const T* x,
-                          const Strides4& xs, const T* x_end, T* dw) {
-  grad_weight_by_chunks(g, dw, [&](int64_t k, int64_t n0, int64_t n1, T* lanes) {
-    std::vector<T> padded;  // a plane between two zeros, where it must be copied
-    for (int64_t n = n0; n < n1; ++n) {
-      const T* plane = x + n * xs.n + (k / g.mult) * xs.c;
-      int64_t pitch = xs.h;
-      if (plane == x || plane + (g.H - 1) * xs.h + g.W >= x_end) {
-        padded.assign(g.H * g.W + 2, T(0));
-        for (int64_t h = 0; h < g.H; ++h) {
-          std::copy(plane + h * xs.h, plane + h * xs.h + g.W, padded.data() + 1 + h * g.W);
-        }
-        plane = padded.data() + 1;
-        pitch = g.W;
+class InPlaceDot {
+ public:
+  // The input x, whose last element in memory is x_end[-1].
+  InPlaceDot(const DwGeometry& g, const T* x, const Strides4& xs, const T* x_end)
+      : g_(g), x_(x), xs_(xs), x_end_(x_end) {}
+
+  // lanes += the dot products of input channel c of image n with a grad_output plane.
+  void dot(int64_t n, int64_t c, const T* dy_plane, int64_t dy_pitch, T* lanes) {
+    const T* plane = x_ + n * xs_.n + c * xs_.c;
+    int64_t pitch = xs_.h;
+    if (plane == x_ || plane + (g_.H - 1) * xs_.h + g_.W >= x_end_) {
+      padded_.assign(g_.H * g_.W + 2, T(0));
+      for (int64_t h = 0; h < g_.H; ++h) {
+        std::copy(plane + h * xs_.h, plane + h * xs_.h + g_.W, padded_.data() + 1 + h * g_.W);
       }
-      grid_plane_dot(g.P, g.Q, plane, pitch, dy + n * dys.n + k * dys.c, dys.h, lanes);
+      plane = padded_.data() + 1;
+      pitch = g_.W;
     }
+    grid_plane_dot(g_.P, g_.Q, plane, pitch, dy_plane, dy_pitch, lanes);
+  }
+
+ private:
+  const DwGeometry& g_;
+  const T* x_;
+  Strides4 xs_;
+  const T* x_end_;
+  std::vector<T> padded_;  // a plane between two zeros, where it must be copied
+};
+
+// One past t's last element in memory.
+template <typename T>
+const T* end_in_memory(const at::Tensor& t) {
+  const T* end = t.data_ptr<T>() + 1;
+  for (int64_t d = 0; d < t.dim(); ++d) end += (t.size(d) - 1) * t.stride(d);
+  return end;
+}
+
+template <typename T>
+void grad_weight_in_place(const DwGeometry& g, const T* dy, const Strides4& dys,
+                          const at::Tensor& input, T* dw) {
+  const Strides4 xs(input);
+  const T* x = input.data_ptr<T>();
+  const T* x_end = end_in_memory<T>(input);
+  grad_weight_by_chunks(g, dw, [&] {
+    return [&, planes = InPlaceDot<T>(g, x, xs, x_end)](int64_t k, int64_t n0, int64_t n1,
+                                                        T* lanes) mutable {
+      for (int64_t n = n0; n < n1; ++n) {
+        planes.dot(n, k / g.mult, dy + n * dys.n + k * dys.c, dys.h, lanes);
+      }
+    };
   });
 }
 
@@ -1308,9 +1364,7 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
     return;
   }
   if (in_place_applies<T>(g, xs, dys)) {
-    const T* x_end = x + 1;  // one past the input's last element in memory
-    for (int64_t d = 0; d < input.dim(); ++d) x_end += (input.size(d) - 1) * input.stride(d);
-    grad_weight_in_place(g, dy, dys, x, xs, x_end, dw);
+    grad_weight_in_place(g, dy, dys, input, dw);
     return;
   }
   const StripTaps strip_taps(g);
@@ -1373,11 +1427,10 @@ bool use_reference() { return kernel_version(OpFamily::depthwise) == 1; }
 // ---------------------------------------------------------------------------------------
 // conv2d_backward: the three gradients in one pass
 
-// The sum of a plane's rows x cols elements (rows `pitch` apart), in 8 lanes added in lane
-// order: a fixed order, which the compiler vectorises.
-template <typename T>
-T plane_sum(const T* p, int64_t rows, int64_t cols, int64_t pitch) {
-  constexpr int kLanes = 8;
+// The sum of a plane's rows x cols elements (rows `pitch` apart), in kLanes lanes added in
+// lane order: a fixed order, which the compiler vectorises.
+template <int kLanes, typename T>
+T lanes_sum(const T* p, int64_t rows, int64_t cols, int64_t pitch) {
   T lanes[kLanes] = {};
   if (pitch == cols) {
     cols *= rows;
@@ -1394,6 +1447,16 @@ T plane_sum(const T* p, int64_t rows, int64_t cols, int64_t pitch) {
   T sum = T(0);
   for (int l = 0; l < kLanes; ++l) sum += lanes[l];
   return sum;
+}
+
+// Planes of 1024 elements or more in 32 lanes, eight independent chains of additions (with
+// 8, two chains took a third as long as grad_input's correlation of the same 112x112
+// planes); smaller ones in 8, whose final sum costs less (7x7 planes in 32 lanes: the
+// backward pass 13% slower).
+template <typename T>
+T plane_sum(const T* p, int64_t rows, int64_t cols, int64_t pitch) {
+  return rows * cols >= 1024 ? lanes_sum<32>(p, rows, cols, pitch)
+                             : lanes_sum<8>(p, rows, cols, pitch);
 }
 
 // Elements of each operand a run of the fused pass covers (grad_output, the input and
@@ -1463,6 +1526,61 @@ struct FusedBackward {
   }
 };
 
+// The three gradients in one pass on the layers read in place (in_place_applies: 3x3,
+// stride 1, padding 1, planes of 24 rows or more; NCHW, channel multiplier 1), where
+// grad_input is the forward pass's correlation of grad_output with the flipped taps: the
+// dot products of grad_weight_by_chunks, plane by plane, each first compute that plane's
+// grad_input and its bias-gradient sum, so that grad_output is read from memory once, not
+// three times. Each gradient is the same sum in the same order as its own operator's (the
+// bias gradient excepted: plane_sum's lanes, chunks in order).
+template <typename T>
+bool fused_in_place_applies(const DwGeometry& g, const Strides4& dys, const Strides4& xs,
+                            const Strides4& dxs) {
+  if (g.mult != 1 || channels_last_applies(g, dys, xs) || !in_place_applies<T>(g, xs, dys)) {
+    return false;
+  }
+  const Conv2dParams p = flipped_padding(g);
+  return in_place_applies<T>(DwGeometry({g.N, g.M, g.P, g.Q}, {g.M, 1, g.R, g.S}, g.H, g.W, p),
+                             dys, dxs);
+}
+
+template <typename T>
+void fused_backward_in_place(const at::Tensor& grad_output, const at::Tensor& input,
+                             const at::Tensor& weight, T* dx, const Strides4& dxs, T* dw,
+                             T* db, const DwGeometry& g) {
+  const Strides4 dys(grad_output);
+  const T* dy = grad_output.data_ptr<T>();
+  const DwGeometry t(grad_output.sizes(), weight.sizes(), g.H, g.W, flipped_padding(g));
+  const std::vector<T> flipped = weight_taps<T>(weight.flip({2, 3}), t);
+  const bool stream = streams(g.N * g.C * g.H * g.W * int64_t{sizeof(T)});
+  const T* x = input.data_ptr<T>();
+  const Strides4 xs(input);
+  const T* x_end = end_in_memory<T>(input);
+  const int64_t chunks = weight_chunks(g), per_chunk = ceil_div(g.N, chunks);
+  std::vector<T> bias_partial(db ? chunks * g.M : 0, T(0));
+  grad_weight_by_chunks(g, dw, [&] {
+    return [&, planes = InPlacePlanes<T>(t), dots = InPlaceDot<T>(g, x, xs, x_end)](
+               int64_t k, int64_t n0, int64_t n1, T* lanes) mutable {
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* dy_plane = dy + n * dys.n + k * dys.c;
+        planes.correlate(dy_plane, dys, flipped.data() + k * g.taps(), T(0), false,
+                         dx + n * dxs.n + k * dxs.c, dxs, stream);
+        if (db != nullptr) {
+          bias_partial[n0 / per_chunk * g.M + k] += plane_sum(dy_plane, g.P, g.Q, dys.h);
+        }
+        dots.dot(n, k, dy_plane, dys.h, lanes);
+      }
+      if (stream) stream_fence();
+    };
+  });
+  if (db == nullptr) return;
+  for (int64_t k = 0; k < g.M; ++k) {
+    T sum = T(0);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += bias_partial[chunk * g.M + k];
+    db[k] = sum;
+  }
+}
+
 }  // namespace
 
 std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward_cpu(
@@ -1478,12 +1596,19 @@ std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward
   std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> result;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_backward (depthwise)", [&] {
     const auto fused = FusedBackward<scalar_t>::make(grad_output, input, weight, dxs, g);
-    if (!fused) return;
+    const bool in_place =
+        !fused && fused_in_place_applies<scalar_t>(g, Strides4(grad_output), Strides4(input), dxs);
+    if (!fused && !in_place) return;
     at::Tensor grad_input = at::empty(input.sizes(), grad_output.options());
     at::Tensor grad_weight = at::empty(weight.sizes(), grad_output.options());
     at::Tensor grad_bias = at::empty({bias ? g.M : 0}, grad_output.options());
-    fused->run(grad_output, input, grad_input, grad_weight.data_ptr<scalar_t>(),
-               bias ? grad_bias.data_ptr<scalar_t>() : nullptr, g);
+    scalar_t* db = bias ? grad_bias.data_ptr<scalar_t>() : nullptr;
+    if (fused) {
+      fused->run(grad_output, input, grad_input, grad_weight.data_ptr<scalar_t>(), db, g);
+    } else {
+      fused_backward_in_place<scalar_t>(grad_output, input, weight, grad_input.data_ptr<scalar_t>(),
+                                        dxs, grad_weight.data_ptr<scalar_t>(), db, g);
+    }
     result.emplace(grad_input, grad_weight, grad_bias);
   });
   return result;
