@@ -241,13 +241,15 @@ def test_conv2d_backward_matches_the_operators(input_size, weight_size, stride, 
         torch.testing.assert_close(a, e, **tolerance)
 
 
-# From 8 MiB on, the fused pass over planes read in place writes grad_input past the caches
-# (non-temporal stores): still bitwise the operators' results. The bias gradient sums 131072
-# terms per channel, against a float64 sum.
-def test_conv2d_backward_in_place_streamed_matches_the_operators():
-    x, dy = torch.randn(2, 16, 256, 256), torch.randn(2, 16, 256, 256)
-    w = torch.randn(16, 1, 3, 3)
-    args = ([1, 1], [1, 1, 1, 1], [1, 1], 16)
+# From 8 MiB on, the fused passes write grad_input past the caches (non-temporal stores):
+# still bitwise the operators' results, at stride 1 (planes read in place) and 2 (the
+# small-plane kernels' stride-2 rows). The bias gradient sums up to 131072 terms per channel,
+# against a float64 sum.
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_backward_streamed_matches_the_operators(stride):
+    x, w = torch.randn(2, 16, 256, 256), torch.randn(16, 1, 3, 3)
+    dy = torch.randn(2, 16, 256 // stride, 256 // stride)
+    args = ([stride, stride], [1, 1, 1, 1], [1, 1], 16)
     grad_input, grad_weight, grad_bias = torch.ops.cnnops.conv2d_backward(dy, x, w, *args, True)
     assert torch.equal(grad_input,
                        torch.ops.cnnops.conv2d_grad_input(dy, w, list(x.shape), *args))
