@@ -297,6 +297,38 @@ def test_fused_row_kernels(width, dtype, device):
         assert torch.equal(values.signbit(), ref_out.signbit())
 
 
+AVG_PADDED_PLANE_CASES = [
+    dict(kernel_size=3, stride=1, padding=1),
+    dict(kernel_size=3, stride=1, padding=1, count_include_pad=False),
+    dict(kernel_size=2, stride=1, padding=1, ceil_mode=True),
+    dict(kernel_size=3, stride=1),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=2, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    dict(kernel_size=3, stride=2, padding=1, divisor_override=5),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", [(5, 3), (8, 8), (7, 9), (14, 14), (17, 17), (31, 30), (35, 33)])
+def test_avg_pool_padded_planes_sum_as_the_reference(hw, dtype):
+    """NCHW average pooling of planes with short rows or border windows (2x2 and 3x3, stride 1
+    any width, stride 2 up to 32 columns) copies each plane into a zero-padded block and sums
+    whole windows in registers, in the reference kernel's order: the same values to the bit,
+    and torch's, with NaN and inf where the values hold them."""
+    x = torch.randn(2, 3, *hw, dtype=dtype)
+    x[0, 1, 0, 0] = float("nan")
+    x[1, 2, -1, -1] = float("inf")
+    for kwargs in AVG_PADDED_PLANE_CASES:
+        with cnnops.kernel_version("pool", 1):
+            reference = cnnops.avg_pool2d(x, **kwargs)
+        with cnnops.kernel_version("pool", 2):
+            fast = cnnops.avg_pool2d(x, **kwargs)
+        assert torch.equal(fast.isnan(), reference.isnan()), kwargs
+        assert torch.equal(fast.nan_to_num(), reference.nan_to_num()), kwargs
+        torch.testing.assert_close(fast, F.avg_pool2d(x, **kwargs), equal_nan=True,
+                                   rtol=TOLERANCES[dtype][0], atol=TOLERANCES[dtype][1])
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("channels", [8, 13, 40, 77, 300])
