@@ -410,6 +410,16 @@ def test_large_gradients_are_streamed_correctly(width):
         check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, **kwargs)
 
 
+def test_streamed_short_rows_are_written_by_planes():
+    """An average-pool grad_input of 8 MiB or more with short rows that are not whole cache
+    lines (35 columns) is assembled a plane at a time and streamed in one run."""
+    x = torch.randn(32, 64, 35, 35, generator=torch.Generator().manual_seed(35))
+    assert x.nbytes >= 8 << 20
+    check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, kernel_size=3, stride=1, padding=1,
+                   count_include_pad=False)
+    check_avg_pool(x, 2, cnnops.avg_pool2d, F.avg_pool2d, kernel_size=2, stride=2)
+
+
 @pytest.mark.parametrize("channels", [3, 40])
 def test_channels_last_avg_backward_adds_in_reference_order(channels):
     """The channels-last average backward divides each output's share out once per output
