@@ -267,9 +267,10 @@ def test_reference_shapes_with_ties(shape, kwargs, version, layout, device):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("width", [16, 17, 18, 19, 33, 35, 36])
 def test_fused_row_kernels(width, dtype, device):
-    """2x2 and 3x3 windows of stride 2 run fused row kernels, eight outputs at a time, the
-    last vector of a row overlapping the one before: rows of 8 to 17 interior outputs, with
-    NaN, -inf and ties among the values."""
+    """2x2 and 3x3 windows of stride 2 or 1 run fused row kernels, eight outputs at a time,
+    the last vector of a row overlapping the one before: rows of 8 to 35 interior outputs
+    (up to 32 columns, with padding, through the padded planes), with NaN, -inf and ties
+    among the values."""
     x = torch.randint(0, 4, (2, 3, 11, width)).to(dtype)
     x[0, 0, 3, 5:9] = float("nan")
     x[0, 1, :, -3:] = float("-inf")
@@ -277,7 +278,9 @@ def test_fused_row_kernels(width, dtype, device):
     x = x.to(device)
     for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
                    dict(kernel_size=3, stride=2), dict(kernel_size=2, stride=2, padding=1),
-                   dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)):
+                   dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+                   dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, stride=1),
+                   dict(kernel_size=3, stride=1), dict(kernel_size=2, stride=1, padding=1)):
         check_max_pool(x, 2, grad=False, **kwargs)
         expected = F.avg_pool2d(x, **kwargs)
         torch.testing.assert_close(cnnops.avg_pool2d(x, **kwargs), expected, equal_nan=True,
@@ -288,7 +291,8 @@ def test_fused_row_kernels(width, dtype, device):
     zeros = torch.zeros(1, 2, 6, width, dtype=dtype)
     zeros[..., ::2] = -0.0
     zeros = zeros.to(device)
-    for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)):
+    for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
+                   dict(kernel_size=3, stride=1, padding=1)):
         ref_out, ref_idx = F.max_pool2d(zeros, return_indices=True, **kwargs)
         out, idx = cnnops.max_pool2d(zeros, return_indices=True, **kwargs)
         values = cnnops.max_pool2d(zeros, **kwargs)  # no grad: the values-only operator

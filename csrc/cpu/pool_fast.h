@@ -157,7 +157,7 @@ void max_row_interior(const T* row, int32_t row_index, const AxisTable& wt, T* b
 
 // ---- NCHW: fused windows ----------------------------------------------------------------
 //
-// The common windows (2x2 and 3x3, stride 2 along W, no dilation) of an output row whose
+// The common windows (2x2 and 3x3, stride 2 or 1 along W, no dilation) of an output row whose
 // window rows all lie inside the input: every interior output takes all its KH x KW taps
 // in registers, in row-major order, and is written once, instead of loading and storing its
 // running result once per tap. Each output is a pure function of the input, so a row whose
@@ -232,50 +232,60 @@ inline void for_each_block(int64_t count, Block block) {
   if (q0 < count) block(count - kFusedVector);
 }
 
+// The lane orders below are those of stride S (1 or 2) along W: the natural order at
+// stride 1, kScrambled at stride 2.
+
 // Stores a block's maxima from q0 on, and with kArg their in-plane indices, in the natural
 // order (unscrambled in place).
-template <bool kArg, typename T>
+template <bool kArg, int S, typename T>
 void store_block(typename Lanes8<T>::values& b, Index8& a, int64_t q0, T* best, int32_t* arg) {
-  unscramble<typename Lanes8<T>::values, typename Lanes8<T>::mask>(b);
+  if (S == 2) unscramble<typename Lanes8<T>::values, typename Lanes8<T>::mask>(b);
   std::memcpy(best + q0, &b, sizeof(b));
   if (kArg) {
-    unscramble<Index8, Index8>(a);
+    if (S == 2) unscramble<Index8, Index8>(a);
     std::memcpy(arg + q0, &a, sizeof(a));
   }
 }
 
-// The in-plane index of the first tap of each lane's output, in the scrambled order, for the
-// block of eight outputs from q0 on (rows start at in-plane index base; stride 2).
-inline void scrambled_lane_index(int32_t base, int64_t q0, Index8& index) {
-  index = Index8{2 * kScrambled[0], 2 * kScrambled[1], 2 * kScrambled[2], 2 * kScrambled[3],
-                 2 * kScrambled[4], 2 * kScrambled[5], 2 * kScrambled[6], 2 * kScrambled[7]} +
-          (base + static_cast<int32_t>(2 * q0));
+// The in-plane index of the first tap of each lane's output, in the lane order, for the block
+// of eight outputs from q0 on (rows start at in-plane index base).
+template <int S>
+inline void block_lane_index(int32_t base, int64_t q0, Index8& index) {
+  index = (S == 2 ? Index8{2 * kScrambled[0], 2 * kScrambled[1], 2 * kScrambled[2],
+                           2 * kScrambled[3], 2 * kScrambled[4], 2 * kScrambled[5],
+                           2 * kScrambled[6], 2 * kScrambled[7]}
+                  : Index8{0, 1, 2, 3, 4, 5, 6, 7}) +
+          (base + static_cast<int32_t>(S * q0));
 }
 
 // Calls tap(i, j, v) for the KH x KW taps of the block of eight outputs from q0 on, in
-// row-major order: v holds tap (i, j) of each lane's output, in the scrambled lane order
-// (rows: the window's first row at the row's first output; stride 2).
-template <typename T, int KH, int KW, typename Tap>
+// row-major order: v holds tap (i, j) of each lane's output, in the lane order (rows: the
+// window's first row at the row's first output).
+template <typename T, int KH, int KW, int S, typename Tap>
 inline void for_each_tap(const T* rows, int64_t row_stride, int64_t q0, Tap tap) {
 #pragma GCC unroll 3
   for (int i = 0; i < KH; ++i) {
 #pragma GCC unroll 3
     for (int j = 0; j < KW; ++j) {
       typename Lanes8<T>::values v;
-      load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
+      if (S == 2) {
+        load8_stride2_scrambled(rows + i * row_stride + 2 * q0 + j, v);
+      } else {
+        load8(rows + i * row_stride + q0 + j, v);
+      }
       tap(i, j, v);
     }
   }
 }
 
-// Max pooling of one output row's interior for the common windows: KH x KW taps, stride 2,
-// eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
+// Max pooling of one output row's interior for the common windows: KH x KW taps, stride S
+// (1 or 2) along W, eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
 // branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
 // base: the in-plane index of rows[0]; W: the input width. Rows of at least eight
 // interior outputs (max_pool2d_padded_planes makes every row of a small plane one) run
 // max_row_fast, which comes back here for rows with a NaN. Without kArg (the values-only
 // operator) no index is tracked and arg is not written.
-template <typename T, int KH, int KW, bool kArg = true>
+template <typename T, int KH, int KW, bool kArg, int S>
 void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
                    int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
   using V = typename Lanes8<T>::values;
@@ -283,13 +293,13 @@ void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base,
     V b = V{} + minus_infinity<T>();
     Index8 a = Index8{} - 1;
     Index8 lane_index;
-    scrambled_lane_index(base, q0, lane_index);
-    for_each_tap<T, KH, KW>(rows, row_stride, q0, [&](int i, int j, const V& v) {
+    block_lane_index<S>(base, q0, lane_index);
+    for_each_tap<T, KH, KW, S>(rows, row_stride, q0, [&](int i, int j, const V& v) {
       const auto take = (v > b) | (v != v);
       b = take ? v : b;
       if (kArg) a = __builtin_convertvector(take, Index8) ? lane_index + (i * W + j) : a;
     });
-    store_block<kArg, T>(b, a, q0, best, arg);
+    store_block<kArg, S, T>(b, a, q0, best, arg);
   };
   for_each_block(count, block);
 }
@@ -311,7 +321,7 @@ bool any_nan(const V& v) {
 // on NaN, and a blend on the value. That select drops a NaN tap, so each block also sums its
 // taps and the row adds up the sums: a NaN anywhere makes the total NaN (so do +inf and -inf
 // in one row), and then the exact kernel redoes the row.
-template <typename T, int KH, int KW, bool kArg>
+template <typename T, int KH, int KW, bool kArg, int S>
 void max_row_fast(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
                   int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {
   using V = typename Lanes8<T>::values;
@@ -321,17 +331,19 @@ void max_row_fast(const T* __restrict__ rows, int64_t row_stride, int32_t base, 
     V sum = V{};
     Index8 a = Index8{} - 1;
     Index8 lane_index;
-    scrambled_lane_index(base, q0, lane_index);
-    for_each_tap<T, KH, KW>(rows, row_stride, q0, [&](int i, int j, const V& v) {
+    block_lane_index<S>(base, q0, lane_index);
+    for_each_tap<T, KH, KW, S>(rows, row_stride, q0, [&](int i, int j, const V& v) {
       if (kArg) a = __builtin_convertvector(v > b, Index8) ? lane_index + (i * W + j) : a;
       b = v > b ? v : b;
       sum += v;
     });
     total += sum;
-    store_block<kArg, T>(b, a, q0, best, arg);
+    store_block<kArg, S, T>(b, a, q0, best, arg);
   };
   for_each_block(count, block);
-  if (any_nan(total)) max_row_fused<T, KH, KW, kArg>(rows, row_stride, base, W, count, best, arg);
+  if (any_nan(total)) {
+    max_row_fused<T, KH, KW, kArg, S>(rows, row_stride, base, W, count, best, arg);
+  }
 }
 
 template <typename T, int KH, int KW, int S>
@@ -358,7 +370,7 @@ void sum_row_fast(const T* __restrict__ rows, int64_t row_stride, int64_t count,
   using V = typename Lanes8<T>::values;
   auto block = [&](int64_t q0) {
     V sum = V{};
-    for_each_tap<T, KH, KW>(rows, row_stride, q0, [&](int, int, const V& v) { sum += v; });
+    for_each_tap<T, KH, KW, 2>(rows, row_stride, q0, [&](int, int, const V& v) { sum += v; });
     unscramble<V, typename Lanes8<T>::mask>(sum);
     std::memcpy(acc + q0, &sum, sizeof(sum));
   };
@@ -374,9 +386,11 @@ using SumRowFused = void (*)(const T*, int64_t, int64_t, T*);
 // padded planes make any row one), or nullptr.
 template <typename T, bool kArg>
 MaxRowFused<T> max_row_fast_for(const AxisTable& ht, const AxisTable& wt) {
-  if (ht.step != 1 || wt.step != 1 || wt.stride != 2 || ht.kernel != wt.kernel) return nullptr;
-  if (wt.kernel == 2) return &max_row_fast<T, 2, 2, kArg>;
-  if (wt.kernel == 3) return &max_row_fast<T, 3, 3, kArg>;
+  if (ht.step != 1 || wt.step != 1 || ht.kernel != wt.kernel) return nullptr;
+  if (wt.stride == 2 && wt.kernel == 2) return &max_row_fast<T, 2, 2, kArg, 2>;
+  if (wt.stride == 2 && wt.kernel == 3) return &max_row_fast<T, 3, 3, kArg, 2>;
+  if (wt.stride == 1 && wt.kernel == 2) return &max_row_fast<T, 2, 2, kArg, 1>;
+  if (wt.stride == 1 && wt.kernel == 3) return &max_row_fast<T, 3, 3, kArg, 1>;
   return nullptr;
 }
 
@@ -538,6 +552,9 @@ bool contiguous_plane(const Strides4& xs, int64_t H, int64_t W) {
 // 2x2 0.46 / 0.74 -> 0.30 / 0.43; 7x7 2x2 0.19 / 0.24 -> 0.12 / 0.16. Full rows of eight or
 // more without borders stay in the row loop, which was faster without the copy (16x16 2x2
 // 0.18 / 0.32 against 0.29 / 0.45 padded; 28x28 2x2 0.24 / 0.48 against 0.36 / 0.61).
+// Windows at stride 1 take the stride-1 build of the same kernel, here and in the row loop,
+// where they took a pass per tap: 3x3/s1/p1, values, ms: 32x256x8x8 4.5 -> 0.47,
+// 32x192x17x17 9.1 -> 1.27, 32x64x35x35 (row loop) 5.4 -> 2.5, 8x64x56x56 3.0 -> 1.2.
 constexpr int64_t kPaddedPlaneMaxWidth = 32;
 
 template <typename T, bool kArg>
@@ -555,7 +572,7 @@ bool max_pool2d_padded_planes(const T* x, const Strides4& xs, T* y, const Stride
   // starts at block row p * ht.stride.
   const int64_t K = ht.kernel, lanes = std::max<int64_t>(s.Q, kFusedVector);
   const int64_t rows = (s.P - 1) * ht.stride + K;
-  const int64_t pitch = 2 * (lanes - 1) + K + kFusedVector;  // the last block's loads
+  const int64_t pitch = wt.stride * (lanes - 1) + K + kFusedVector;  // the last block's loads
   const int64_t col_begin = std::max<int64_t>(0, -wt.offset);         // first input column
   const int64_t col_end = std::min<int64_t>(pitch, s.W - wt.offset);  // past the last one
   at::parallel_for(0, s.N * s.C, grain(rows * pitch), [&](int64_t begin, int64_t end) {
@@ -619,8 +636,8 @@ void max_pool2d_forward_nchw(const at::Tensor& input, at::Tensor& output, at::Te
                   : wt.stride == 2 ? &max_row_interior<T, 2>
                                    : &max_row_interior<T, 0>;
   // (Rows of fewer than eight interior outputs have borders or are short, and went to the
-  // padded planes; wider planes have no such rows at stride 2. Should one come, it takes the
-  // per-tap loop.)
+  // padded planes; wider planes have no such rows at stride 1 or 2. Should one come, it takes
+  // the per-tap loop.)
   const MaxRowFused<T> fused =
       wt.hi - wt.lo < kFusedVector ? nullptr
       : ind                        ? max_row_fast_for<T, true>(ht, wt)
