@@ -318,7 +318,7 @@ def test_avg_pool_padded_planes_sum_as_the_reference(hw, dtype):
     """NCHW average pooling of planes with short rows or border windows (2x2 and 3x3, stride 1
     any width, stride 2 up to 32 columns) copies each plane into a zero-padded block and sums
     whole windows in registers, in the reference kernel's order: the same values to the bit,
-    and torch's, with NaN and inf where the values hold them."""
+    and torch's, with NaN and inf where the values hold them. Its gradient against torch's."""
     x = torch.randn(2, 3, *hw, dtype=dtype)
     x[0, 1, 0, 0] = float("nan")
     x[1, 2, -1, -1] = float("inf")
@@ -331,6 +331,8 @@ def test_avg_pool_padded_planes_sum_as_the_reference(hw, dtype):
         assert torch.equal(fast.nan_to_num(), reference.nan_to_num()), kwargs
         torch.testing.assert_close(fast, F.avg_pool2d(x, **kwargs), equal_nan=True,
                                    rtol=TOLERANCES[dtype][0], atol=TOLERANCES[dtype][1])
+        # and grad_input, which at stride 1 sums the shares of a zero-padded block likewise
+        check_avg_pool(x.nan_to_num(posinf=5.0), 2, cnnops.avg_pool2d, F.avg_pool2d, **kwargs)
 
 
 @pytest.mark.parametrize("device", DEVICES)
