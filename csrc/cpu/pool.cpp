@@ -17,19 +17,24 @@
 //                 tables. Each input row of the window is swept once for the whole output
 //                 row: outputs whose windows are full and evenly spaced (the interior) run
 //                 as a loop over outputs per kernel tap, which the compiler vectorises;
-//                 2x2 and 3x3 windows of stride 2 run fused kernels instead, all taps of
-//                 eight outputs in vector registers (max: vmaxps, with a NaN probe that
-//                 sends a row holding a NaN to the exact kernel); borders and uneven
-//                 adaptive windows loop over their own window. Reads are prefetched 4 KiB
-//                 ahead. Max pooling of those windows on planes of rows up to 32 wide whose
-//                 output rows are short (under eight) or have borders copies each plane
-//                 into a block padded with -inf first, so that every row, borders
-//                 included, is an interior row of the fused kernel (max_pool2d_padded_planes).
+//                 2x2 and 3x3 windows of stride 2 (max also of stride 1) run fused
+//                 kernels instead, all taps of eight outputs in vector registers (max:
+//                 vmaxps, with a NaN probe that sends a row holding a NaN to the exact
+//                 kernel); borders and uneven adaptive windows loop over their own window.
+//                 Reads are prefetched 4 KiB ahead. Pooling with those windows on planes
+//                 whose output rows are short (under eight) or have borders copies each
+//                 plane into a padded block first (-inf for max, zeros for avg), so that
+//                 every row, borders included, is an interior row of a fused kernel
+//                 (max_pool2d_padded_planes: rows up to 32 wide; avg_pool2d_padded_planes:
+//                 the same at stride 2, any plane whose block fits 512 KiB at stride 1).
 //                 Global pooling of a contiguous plane reduces it in 8 lanes.
 //                 avg backward is a separable gather: each output row's gradient is first
 //                 spread along W, then every input row sums the spread rows of the outputs
-//                 whose windows hold it. Every element of grad_input is written once,
-//                 with non-temporal stores when it is 8 MiB or more (stream_store.h).
+//                 whose windows hold it; at stride 1 with 2x2 and 3x3 windows, each input
+//                 row sums the K x K shares of a zero-padded block in registers instead
+//                 (avg_pool2d_grad_padded_planes). Every element of grad_input is written
+//                 once, with non-temporal stores when it is 8 MiB or more (stream_store.h;
+//                 rows that are not whole cache lines, a contiguous plane at a time).
 //   channels_last one task per output pixel and block of channels: the window's taps are
 //                 the outer loops, the inner loop runs over contiguous channels, 32 at a
 //                 time held in vector registers across the window (max: maxima and
