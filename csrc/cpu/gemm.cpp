@@ -39,11 +39,13 @@ namespace cnnops::cpu {
                        const float* x, const float* b, float* c, long ldc);               \
   void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,            \
                        const double* x, const double* b, double* c, long ldc);            \
-  void direct_grad_weight_pixels(long images, long n, const float* x,                     \
+  void direct_grad_weight_pixels(long images, long n, long row_len, long row_pitch,       \
+                                 const float* x,                                          \
                                  const long* tap_off, long x_image, int t_valid,          \
                                  const float* dy, long dy_image, long dy_pixel,           \
                                  float* sums, long ld);                                   \
-  void direct_grad_weight_pixels(long images, long n, const double* x,                    \
+  void direct_grad_weight_pixels(long images, long n, long row_len, long row_pitch,       \
+                                 const double* x,                                         \
                                  const long* tap_off, long x_image, int t_valid,          \
                                  const double* dy, long dy_image, long dy_pixel,          \
                                  double* sums, long ld);                                  \
@@ -302,18 +304,21 @@ void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixe
   gathered_rows_impl(rows, cols, taps, pixel_off, tap_off, x, b, c, ldc);
 }
 
-void direct_grad_weight_pixels(int64_t images, int64_t n, const float* x, const int64_t* tap_off,
-                               int64_t x_image, int t_valid, const float* dy, int64_t dy_image,
-                               int64_t dy_pixel, float* sums, int64_t ld) {
-  CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, x, reinterpret_cast<const long*>(tap_off),
+void direct_grad_weight_pixels(int64_t images, int64_t n, int64_t row_len, int64_t row_pitch,
+                               const float* x, const int64_t* tap_off, int64_t x_image,
+                               int t_valid, const float* dy, int64_t dy_image, int64_t dy_pixel,
+                               float* sums, int64_t ld) {
+  CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, row_len, row_pitch, x,
+                  reinterpret_cast<const long*>(tap_off),
                   x_image, t_valid, dy, dy_image, dy_pixel, sums, ld)
 }
 
-void direct_grad_weight_pixels(int64_t images, int64_t n, const double* x,
-                               const int64_t* tap_off, int64_t x_image, int t_valid,
-                               const double* dy, int64_t dy_image, int64_t dy_pixel, double* sums,
-                               int64_t ld) {
-  CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, x, reinterpret_cast<const long*>(tap_off),
+void direct_grad_weight_pixels(int64_t images, int64_t n, int64_t row_len, int64_t row_pitch,
+                               const double* x, const int64_t* tap_off, int64_t x_image,
+                               int t_valid, const double* dy, int64_t dy_image, int64_t dy_pixel,
+                               double* sums, int64_t ld) {
+  CNNOPS_DISPATCH(direct_grad_weight_pixels, images, n, row_len, row_pitch, x,
+                  reinterpret_cast<const long*>(tap_off),
                   x_image, t_valid, dy, dy_image, dy_pixel, sums, ld)
 }
 

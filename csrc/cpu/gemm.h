@@ -115,18 +115,20 @@ void whole_rows(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* 
 // The flat direct convolution's weight-gradient micro-kernel (gemm_kernel.h): for up to
 // direct_grad_weight_pixels_tile<T>().mr taps m (x at tap_off[m]) and .nr output channels j
 // of dy pixel-major (dy[i * dy_pixel + j]: packed NR wide, or channels-last), over `images`
-// images (x and dy advancing by x_image and dy_image) of n flat pixels,
+// images (x and dy advancing by x_image and dy_image) of n flat pixels in rows of row_pitch,
+// of which the first row_len of each row are summed (row_len == row_pitch: all),
 //   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * dy_pixel + j]      for m < t_valid.
 template <typename T>
 GemmTile direct_grad_weight_pixels_tile();
 
-void direct_grad_weight_pixels(int64_t images, int64_t n, const float* x, const int64_t* tap_off,
-                               int64_t x_image, int t_valid, const float* dy, int64_t dy_image,
-                               int64_t dy_pixel, float* sums, int64_t ld);
-void direct_grad_weight_pixels(int64_t images, int64_t n, const double* x,
-                               const int64_t* tap_off, int64_t x_image, int t_valid,
-                               const double* dy, int64_t dy_image, int64_t dy_pixel, double* sums,
-                               int64_t ld);
+void direct_grad_weight_pixels(int64_t images, int64_t n, int64_t row_len, int64_t row_pitch,
+                               const float* x, const int64_t* tap_off, int64_t x_image,
+                               int t_valid, const float* dy, int64_t dy_image, int64_t dy_pixel,
+                               float* sums, int64_t ld);
+void direct_grad_weight_pixels(int64_t images, int64_t n, int64_t row_len, int64_t row_pitch,
+                               const double* x, const int64_t* tap_off, int64_t x_image,
+                               int t_valid, const double* dy, int64_t dy_image, int64_t dy_pixel,
+                               double* sums, int64_t ld);
 
 // The direct weight-gradient micro-kernel (gemm_kernel.h), for the same short reductions:
 // for a block of up to direct_grad_weight_tile<T>().mr output channels i (rows of dY at

@@ -126,18 +126,22 @@ void whole_rows(long q, long taps, const long* row_off, const long* tap_off, con
   }
 }
 
-void direct_grad_weight_pixels(long images, long n, const float* x, const long* tap_off,
+void direct_grad_weight_pixels(long images, long n, long row_len, long row_pitch,
+                               const float* x, const long* tap_off,
                                long x_image, int t_valid, const float* dy, long dy_image,
                                long dy_pixel, float* sums, long ld) {
-  detail::direct_grad_weight_pixels<FloatVec, 9, 2>(images, n, x, tap_off, x_image, t_valid, dy,
-                                                    dy_image, dy_pixel, sums, ld);
+  detail::direct_grad_weight_pixels<FloatVec, 9, 2>(
+      images, n, row_len, row_pitch, x, tap_off, x_image, t_valid, dy, dy_image, dy_pixel, sums,
+      ld);
 }
 
-void direct_grad_weight_pixels(long images, long n, const double* x, const long* tap_off,
+void direct_grad_weight_pixels(long images, long n, long row_len, long row_pitch,
+                               const double* x, const long* tap_off,
                                long x_image, int t_valid, const double* dy, long dy_image,
                                long dy_pixel, double* sums, long ld) {
-  detail::direct_grad_weight_pixels<DoubleVec, 9, 2>(images, n, x, tap_off, x_image, t_valid, dy,
-                                                     dy_image, dy_pixel, sums, ld);
+  detail::direct_grad_weight_pixels<DoubleVec, 9, 2>(
+      images, n, row_len, row_pitch, x, tap_off, x_image, t_valid, dy, dy_image, dy_pixel, sums,
+      ld);
 }
 
 void direct_row_thin(long taps, const long* tap_off, const float* x, const float* w, long n,

@@ -344,11 +344,13 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
 // times NR output channels of dY pixel-major (dy[i * dy_pixel + j]: channel j at flat pixel
 // i; a panel packed NR wide, zero at the dropped pixels, or a channels-last dY read in
 // place). Over `images` images (x and dy advancing by x_image and dy_image) and flat pixels
-// i < n it adds
+// i < n, the first row_len of each row of row_pitch (the flat sweep's rows hold columns
+// past the output's, whose dY is zero: skipped, not multiplied by zero), it adds
 //   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * dy_pixel + j]      (m < t_valid, j < NR)
 // Every sum stays in one lane of an accumulator: no reduction across lanes.
 template <typename V, int MT, int NV>
-void direct_grad_weight_pixels(long images, long n, const typename V::scalar* x,
+void direct_grad_weight_pixels(long images, long n, long row_len, long row_pitch,
+                               const typename V::scalar* x,
                                const long* tap_off, long x_image, int t_valid,
                                const typename V::scalar* dy, long dy_image, long dy_pixel,
                                typename V::scalar* sums, long ld) {
@@ -367,15 +369,18 @@ void direct_grad_weight_pixels(long images, long n, const typename V::scalar* x,
 #pragma GCC unroll 16
     for (int m = 0; m < MT; ++m) xt[m] = x + image * x_image + tap_off[m < t_valid ? m : 0];
     const T* d = dy + image * dy_image;
-    for (long i = 0; i < n; ++i) {
-      vec dv[NV];
+    for (long r0 = 0; r0 < n; r0 += row_pitch) {
+      const long r1 = r0 + row_len < n ? r0 + row_len : n;
+      for (long i = r0; i < r1; ++i) {
+        vec dv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) dv[v] = V::load(d + i * dy_pixel + v * W);
+        for (int v = 0; v < NV; ++v) dv[v] = V::load(d + i * dy_pixel + v * W);
 #pragma GCC unroll 16
-      for (int m = 0; m < MT; ++m) {
-        const vec a = V::broadcast(xt[m][i]);
+        for (int m = 0; m < MT; ++m) {
+          const vec a = V::broadcast(xt[m][i]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[m][v] = V::fma(a, dv[v], acc[m][v]);
+          for (int v = 0; v < NV; ++v) acc[m][v] = V::fma(a, dv[v], acc[m][v]);
+        }
       }
     }
   }
