@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from cnnops.bench import time_interleaved
+from cnnops.bench import keep_freed_memory, time_interleaved
 from cnnops.bench_cases import FAMILIES, FAMILY_NAMES, select_cases
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -65,6 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    allocator = keep_freed_memory()  # as cnnops bench does
     names = [n for n in args.ops.split(",") if n]
     unknown = set(names) - set(FAMILY_NAMES)
     if unknown:
@@ -72,7 +73,7 @@ def main() -> None:
     families = [f for f in FAMILIES if f.name in names and f.available()]
 
     print(f"channels_last / NCHW time, {torch.get_num_threads()} threads, float32 "
-          "(above 1: channels_last slower)")
+          f"(above 1: channels_last slower); allocator: {allocator}")
     print(f"{'op':34s} {'pass':17s} {'cnnops NCHW ms':>14s} {'CL / NCHW':>9s} "
           f"{'torch NCHW ms':>13s} {'CL / NCHW':>9s}")
     rows = []
@@ -96,8 +97,8 @@ def main() -> None:
                       f"torch {entry['torch']:.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": torch.get_num_threads(), "rows": rows, "geomean": summary},
-                      f, indent=1)
+            json.dump({"threads": torch.get_num_threads(), "allocator": allocator, "rows": rows,
+                       "geomean": summary}, f, indent=1)
 
 
 if __name__ == "__main__":

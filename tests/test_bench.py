@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 
@@ -223,6 +224,21 @@ def test_families_missing_from_the_build_are_skipped_with_a_reason(monkeypatch):
     results = bench.run(bench.Options(ops=["max_pool2d"], tiny=True))
     assert results.rows == []
     assert results.skipped == [{"family": "max_pool2d", "reason": "cnnops has no max_pool2d yet"}]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_the_allocator_setting_is_recorded():
+    """By default the bench has glibc keep freed memory (no timing pays for page faults);
+    --allocator-defaults leaves it alone. Either way the results say which."""
+    kept = bench.run(bench.Options(ops=["max_pool2d"], tiny=True)).settings["allocator"]
+    assert kept.startswith("glibc: freed memory kept")
+    left = bench.run(bench.Options(ops=["max_pool2d"], tiny=True, allocator_defaults=True))
+    assert left.settings["allocator"].endswith("by an earlier run in this process")
+    code = ("from cnnops import bench; print(bench.run(bench.Options(ops=['max_pool2d'], "
+            "tiny=True, allocator_defaults=True)).settings['allocator'])")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, timeout=300)
+    assert fresh.stdout.strip().splitlines()[-1] == "default"
 
 
 def test_peaks_are_measured_by_the_extension():

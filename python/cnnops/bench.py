@@ -27,6 +27,7 @@ bench_report.py; this module measures the peaks, times, and runs the command lin
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import datetime
 import math
@@ -241,6 +242,7 @@ class Options:
     csv: str | None = None
     plot: str | None = None
     inject_wrong: list[str] = dataclasses.field(default_factory=list)
+    allocator_defaults: bool = False
 
 
 def _validate(options: Options) -> tuple[torch.device, torch.dtype, list[Family]]:
@@ -274,11 +276,43 @@ def _wrong_on_purpose(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
     return lambda *args: fn(*args) + 1
 
 
+def keep_freed_memory() -> str:
+    """Has glibc keep freed memory for the process instead of giving it back to the system.
+
+    A timed call's outputs are freed and allocated again at every call. Whether glibc then
+    hands back the same pages or new ones, whose first touch costs a page fault each,
+    depended on its trimming and mmap thresholds as the run had moved them: single rows
+    changed 2x between runs of one build (the cost, up to ~5 ms, falls on whichever side
+    allocates the larger buffers). With no trimming and large blocks kept off mmap up to
+    glibc's 32 MiB maximum, both sides reuse their pages and the timings measure the
+    kernels. Returns the setting, as recorded in the results.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "default (no mallopt: not glibc)"
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if mallopt(m_trim_threshold, 1 << 30) != 1 or mallopt(m_mmap_threshold, 32 << 20) != 1:
+        return "default (mallopt refused)"
+    global _freed_memory_kept
+    _freed_memory_kept = True
+    return _KEPT
+
+
+_KEPT = "glibc: freed memory kept (trim threshold 1 GiB, mmap threshold 32 MiB)"
+_freed_memory_kept = False  # set for the rest of the process once keep_freed_memory ran
+
+
 def run(options: Options) -> Results:
     """Checks and times every selected case; the caller prints and writes the results."""
     device, dtype, families = _validate(options)
     if options.threads is not None:
         torch.set_num_threads(options.threads)
+    if not options.allocator_defaults:
+        allocator = keep_freed_memory()
+    else:
+        allocator = _KEPT + ", by an earlier run in this process" if _freed_memory_kept else "default"
     min_run_time = options.min_run_time
     if min_run_time is None:
         min_run_time = 0.005 if options.tiny else 0.1 if options.quick else 0.25
@@ -297,7 +331,7 @@ def run(options: Options) -> Results:
     settings = {"device": options.device, "dtype": options.dtype, "threads": torch.get_num_threads(),
                 "quick": options.quick, "tiny": options.tiny, "min_run_time_s": min_run_time,
                 "memory_format": "channels_last" if options.channels_last else "contiguous",
-                "families": [f.name for f in available]}
+                "allocator": allocator, "families": [f.name for f in available]}
     results = Results(describe_machine(device), peaks, settings, skipped=skipped)
 
     saved_flags = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32)
@@ -388,6 +422,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-run-time", type=float, default=None, metavar="S",
                         help="seconds of timing per implementation and pass "
                              "(default 0.25; 0.1 with --quick)")
+    parser.add_argument("--allocator-defaults", action="store_true",
+                        help="leave glibc's allocator as it is (by default it keeps freed "
+                             "memory, so that no timing pays for page faults)")
     parser.add_argument("--json", metavar="PATH", help="write machine, peaks and rows as JSON")
     parser.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of speedups")
@@ -421,7 +458,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         return 0
     options = Options(device=args.device, ops=args.ops, dtype=args.dtype, threads=args.threads,
                       quick=args.quick, tiny=args.tiny, channels_last=args.channels_last,
-                      min_run_time=args.min_run_time,
+                      min_run_time=args.min_run_time, allocator_defaults=args.allocator_defaults,
                       json=args.json, csv=args.csv, plot=args.plot, inject_wrong=args.inject_wrong)
     start = time.perf_counter()
     try:

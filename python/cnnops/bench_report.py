@@ -115,6 +115,8 @@ def print_header(results: Results, reporter: Reporter) -> None:
     reporter.say(f"cnnops {m['cnnops']} vs torch {m['torch']} on {where}: {s['device']}, "
                  f"{s['dtype']}, {_threads_and_layout(s)}")
     reporter.say(f"peaks: {_fmt_peak(results.peaks)}")
+    if "allocator" in s:  # (results recorded before it was a setting lack it)
+        reporter.say(f"allocator: {s['allocator']}")
     for skip in results.skipped:
         reporter.say(f"skipped {skip['family']}: {skip['reason']}")
 
