@@ -23,6 +23,7 @@ from torch.utils import benchmark
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnnops  # noqa: E402
+from cnnops.bench import keep_freed_memory  # noqa: E402
 from shapes import SIMPLE_CNN, VGG16_224, VGG16_CIFAR, ConvShape  # noqa: E402
 
 # Not reference shapes: ResNet-18's strided layers at batch 8 (its 7x7 stem, and the first
@@ -82,6 +83,7 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    print(f"allocator: {keep_freed_memory()}")  # as cnnops bench does
     dtype = getattr(torch, opts.dtype)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {opts.dtype}, "
           f"{'channels_last' if opts.channels_last else 'NCHW'}, cnnops kernel version "

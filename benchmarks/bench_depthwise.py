@@ -37,6 +37,7 @@ from torch.utils import benchmark
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnnops  # noqa: E402
+from cnnops.bench import keep_freed_memory  # noqa: E402
 from shapes import MOBILENET_V1, SeparableShape  # noqa: E402
 
 
@@ -148,6 +149,7 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    print(f"allocator: {keep_freed_memory()}")  # as cnnops bench does
     if opts.cpu_time:
         if torch.get_num_threads() != 1:
             parser.error("--cpu-time measures one thread: add --threads 1")

@@ -28,6 +28,7 @@ from torch.utils import benchmark
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnnops  # noqa: E402
+from cnnops.bench import keep_freed_memory  # noqa: E402
 from shapes import GLOBAL_POOL_SHAPES, POOL_SHAPES, PoolShape  # noqa: E402
 
 
@@ -146,6 +147,7 @@ def main() -> None:
     STAT = opts.stat
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    print(f"allocator: {keep_freed_memory()}")  # as cnnops bench does
     dtype = getattr(torch, opts.dtype)
     peak = memory_bandwidth_gbs(opts.min_run_time)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {opts.dtype}, "
