@@ -182,10 +182,10 @@ def test_opcheck_conv2d_backward(input_size, weight_size, bias, stride, padding,
 
 
 # conv2d_backward: the two adjoint operators and the bias gradient in one call, which the
-# first-order backward takes. On depthwise layers with channel multiplier 1 in NCHW whose
-# planes are small (7x7 and 14x14 at stride 1, a 3x3 kernel at stride 2 over rows of any
-# width) or read in place (3x3, stride 1, padding 1, 24 rows or more) the CPU fuses them into one pass whose grad_input and
-# grad_weight are bitwise the operators' own; other shapes (a dense convolution, a
+# first-order backward takes. On depthwise layers with channel multiplier 1 in NCHW whose planes are
+# small (7x7 and 14x14 at stride 1, a 3x3 kernel at stride 2 over rows of any width) or read in
+# place (3x3, stride 1, padding 1, 24 rows or more) the CPU fuses them into one pass whose
+# grad_input and grad_weight are bitwise the operators' own; other shapes (a dense convolution, a
 # channels-last or multiplier-2 depthwise one) run the operators in turn.
 BACKWARD_CASES = [
     pytest.param((8, 40, 7, 7), (40, 1, 3, 3), 1, 1, 40, "contiguous", id="depthwise_7x7"),

@@ -1075,13 +1075,13 @@ void flat_direct_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w, 
 // grad_weight of the layers the flat direct convolution takes (flat_direct_pays):
 //   dW[k, (c, r, s)] = sum over images n and flat pixels i of
 //                      X_flat[n, c, i + offset of tap (r, s)] * dY_flat[n, k, i]
-// by direct_grad_weight_pixels: taps broadcast from x padded as for the forward pass, times
-// panels of NR output channels of dY copied pixel-major, the dropped pixels (the columns
-// between rows) skipped in the kernel's pixel loop: SimpleCNN's 7x7 planes sum 49 of every
-// 61 flat pixels, its 14x14 196 of 222 (where they were multiplied by zero; a fifth fewer
-// FMAs on 7x7, yet only 1.14 -> 1.12 ms, 14x14 1.96 -> 1.92: the kernel is not bound by them). Units of a fixed number of images sum into kSplits partial
-// copies of dW^T, which are added in order, then transposed into dW: the result does not
-// depend on the thread count.
+// by direct_grad_weight_pixels: taps broadcast from x padded as for the forward pass, times panels
+// of NR output channels of dY copied pixel-major, the dropped pixels (the columns between rows)
+// skipped in the kernel's pixel loop: SimpleCNN's 7x7 planes sum 49 of every 61 flat pixels, its
+// 14x14 196 of 222 (where they were multiplied by zero; a fifth fewer FMAs on 7x7, yet only 1.14 ->
+// 1.12 ms, 14x14 1.96 -> 1.92: the kernel is not bound by them). Units of a fixed number of images
+// sum into kSplits partial copies of dW^T, which are added in order, then transposed into dW: the
+// result does not depend on the thread count.
 template <typename T, typename Input>
 void grad_weight_flat(const at::Tensor& grad_output, const Input& xp, T* dw,
                       const ConvGeometry& g, int64_t row_pitch) {

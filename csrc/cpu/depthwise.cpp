@@ -805,16 +805,16 @@ void add_partials(const std::vector<T>& partial, int64_t chunks, T* dw) {
   });
 }
 
-// grad_weight by output channel: the batch cut into chunks chosen from the shape alone, and
-// for each (channel k, chunk) task the images [n0, n1) summed into the taps' lanes (taps_dot's
-// slots, zero at the start), by dot(k, n0, n1, lanes) or, image-major (below), by
-// dot(k, n, n + 1, lanes) for each image in order, where dot = make_dot() is made once per
-// range of tasks a thread takes (it may hold buffers of its own); the lanes are then added in lane order and
-// the chunks in chunk order. Which of the two is taken depends on the shape alone, so results
-// do not depend on the thread count. Both add each image's terms to the lanes in image order,
-// the same sums, except for callers that make two passes over [n0, n1) into one set of lanes
-// (grad_weight_small_planes' two halves of 16-column rows on AVX2), whose terms are then
-// added in another order. Tasks of about kSmallPlanesGrain output pixels at least.
+// grad_weight by output channel: the batch cut into chunks chosen from the shape alone, and for
+// each (channel k, chunk) task the images [n0, n1) summed into the taps' lanes (taps_dot's slots,
+// zero at the start), by dot(k, n0, n1, lanes) or, image-major (below), by dot(k, n, n + 1, lanes)
+// for each image in order, where dot = make_dot() is made once per range of tasks a thread takes
+// (it may hold buffers of its own); the lanes are then added in lane order and the chunks in chunk
+// order. Which of the two is taken depends on the shape alone, so results do not depend on the
+// thread count. Both add each image's terms to the lanes in image order, the same sums, except for
+// callers that make two passes over [n0, n1) into one set of lanes (grad_weight_small_planes' two
+// halves of 16-column rows on AVX2), whose terms are then added in another order. Tasks of about
+// kSmallPlanesGrain output pixels at least.
 //
 // Input planes of kImageMajorPixels or more are swept image-major: a thread takes its tasks
 // of one chunk kLaneBlock lanes' worth of channels at a time, image by image, the channels
@@ -842,8 +842,8 @@ int64_t weight_chunks(const DwGeometry& g) {
 }
 
 template <typename T, typename MakeDot, typename Pre = NoPre>
-void grad_weight_by_chunks(const DwGeometry& g, T* dw, const MakeDot& make_dot, const Pre& pre = {},
-                           int64_t pre_channels = 1) {
+void grad_weight_by_chunks(const DwGeometry& g, T* dw, const MakeDot& make_dot,
+                           const Pre& pre = {}, int64_t pre_channels = 1) {
   const int64_t chunks = weight_chunks(g);
   const int64_t per_chunk = ceil_div(g.N, chunks);
   const int64_t task_lanes = g.taps() * kDotLanes;

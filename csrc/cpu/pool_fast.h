@@ -278,13 +278,13 @@ inline void for_each_tap(const T* rows, int64_t row_stride, int64_t q0, Tap tap)
   }
 }
 
-// Max pooling of one output row's interior for the common windows: KH x KW taps, stride S
-// (1 or 2) along W, eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
-// branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h;
-// base: the in-plane index of rows[0]; W: the input width. Rows of at least eight
-// interior outputs (max_pool2d_padded_planes makes every row of a small plane one) run
-// max_row_fast, which comes back here for rows with a NaN. Without kArg (the values-only
-// operator) no index is tracked and arg is not written.
+// Max pooling of one output row's interior for the common windows: KH x KW taps, stride S (1 or 2)
+// along W, eight outputs at a time in explicit vector lanes (no scalar path whose comparisons would
+// branch). rows: the window's first input row at the interior's first tap; row_stride: xs.h; base:
+// the in-plane index of rows[0]; W: the input width. Rows of at least eight interior outputs
+// (max_pool2d_padded_planes makes every row of a small plane one) run max_row_fast, which comes
+// back here for rows with a NaN. Without kArg (the values-only operator) no index is tracked and
+// arg is not written.
 template <typename T, int KH, int KW, bool kArg, int S>
 void max_row_fused(const T* __restrict__ rows, int64_t row_stride, int32_t base, int32_t W,
                    int64_t count, T* __restrict__ best, int32_t* __restrict__ arg) {

@@ -312,7 +312,8 @@ def run(options: Options) -> Results:
     if not options.allocator_defaults:
         allocator = keep_freed_memory()
     else:
-        allocator = _KEPT + ", by an earlier run in this process" if _freed_memory_kept else "default"
+        allocator = (_KEPT + ", by an earlier run in this process" if _freed_memory_kept
+                     else "default")
     min_run_time = options.min_run_time
     if min_run_time is None:
         min_run_time = 0.005 if options.tiny else 0.1 if options.quick else 0.25
