@@ -782,9 +782,9 @@ void spread_row_interior_s2(const T* share, const AxisTable& wt, int64_t W, T* h
 
 // Average pooling as max_pool2d_padded_planes, of planes whose rows are short or have
 // border windows: each plane is copied into a block padded with zeros, and every output row,
-// borders included, sums all its window's taps in registers (2x2 and 3x3 windows): at
-// stride 2 (rows of up to kPaddedPlaneMaxWidth) by the eight-lane sum_row_fast, at stride 1
-// (blocks of up to kPaddedBlockMaxBytes) by sum_row_fused, where the row loop has no fused
+// borders included, sums all its window's taps in registers (2x2 and 3x3 windows; blocks of
+// up to kPaddedBlockMaxBytes): at stride 2 (rows of up to kPaddedPlaneMaxWidth) by the
+// eight-lane sum_row_fast, at stride 1 by sum_row_fused, where the row loop has no fused
 // kernel and makes a pass over the output row per tap. The taps add up in row-major order
 // from 0, a padded tap adding +0 (which changes no sum started at +0), so each output is the
 // row loop's sum to the bit, and the divisors are its own (row_divisors, every row once). A
@@ -816,9 +816,10 @@ bool avg_pool2d_padded_planes(const T* x, const Strides4& xs, T* y, const Stride
   const int64_t pitch = S * (lanes - 1) + K + kFusedVector;  // the last block's loads
   const int64_t row_begin = std::max<int64_t>(0, -ht.offset);
   const int64_t row_end = std::min<int64_t>(rows, s.H - ht.offset);
-  const bool small = S == 2 ? s.W <= kPaddedPlaneMaxWidth
-                            : rows * pitch * int64_t{sizeof(T)} <= kPaddedBlockMaxBytes;
-  if (!small) return false;
+  if ((S == 2 && s.W > kPaddedPlaneMaxWidth) ||
+      rows * pitch * int64_t{sizeof(T)} > kPaddedBlockMaxBytes) {
+    return false;
+  }
   const int64_t col_begin = std::max<int64_t>(0, -wt.offset);
   const int64_t col_end = std::min<int64_t>(pitch, s.W - wt.offset);
   std::vector<T> divisor(s.P * s.Q);
