@@ -290,7 +290,7 @@ def keep_freed_memory() -> str:
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # (TypeError: no CDLL(None) on Windows)
         return "default (no mallopt: not glibc)"
     m_trim_threshold, m_mmap_threshold = -1, -3
     if mallopt(m_trim_threshold, 1 << 30) != 1 or mallopt(m_mmap_threshold, 32 << 20) != 1:
