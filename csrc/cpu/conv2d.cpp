@@ -1101,8 +1101,10 @@ void grad_weight_flat(const at::Tensor& grad_output, const Input& xp, T* dw,
       const int64_t n = task % g.N, group = task / g.N / panels, panel = task / g.N % panels;
       const int64_t k0 = group * g.Kg + panel * t.nr;
       T* dst = dy_t.get() + task * dy_image;
-      std::fill_n(dst, dy_image, T(0));
-      for (int64_t j = 0; j < std::min(t.nr, (group + 1) * g.Kg - k0); ++j) {
+      // The kernel reads no dropped pixel; a last panel's channels past Kg must be zero.
+      const int64_t kept = std::min(t.nr, (group + 1) * g.Kg - k0);
+      if (kept < t.nr) std::fill_n(dst, dy_image, T(0));
+      for (int64_t j = 0; j < kept; ++j) {
         const T* src = dy + n * dys.n + (k0 + j) * dys.c;
         for (int64_t p = 0; p < g.P; ++p) {
           for (int64_t q = 0; q < g.Q; ++q) {

@@ -1186,6 +1186,20 @@ Conv2dParams flipped_padding(const DwGeometry& g) {
   return p;
 }
 
+// That correlation's geometry: grad_output (N, M, P, Q) as its input, grad_input's H x W as its
+// output, flipped_padding.
+DwGeometry flipped_geometry(const DwGeometry& g) {
+  return DwGeometry({g.N, g.M, g.P, g.Q}, {g.M, 1, g.R, g.S}, g.H, g.W, flipped_padding(g));
+}
+
+// The taps of every output channel (weight_taps), each channel's reversed: the flipped kernel.
+template <typename T>
+std::vector<T> flipped_taps(const at::Tensor& weight, const DwGeometry& g) {
+  std::vector<T> taps = weight_taps<T>(weight, g);
+  for (auto k = taps.begin(); k != taps.end(); k += g.taps()) std::reverse(k, k + g.taps());
+  return taps;
+}
+
 // grad_input by the small-plane kernels, a run of planes at a time: at stride 1 the
 // correlation with the flipped taps (small_planes_correlate), at other strides gathered row
 // by row (small_planes_transposed; at stride 2 with a 3x3 kernel, rows of any width).
@@ -1221,11 +1235,7 @@ std::optional<GradInputPlanes<T>> grad_input_planes(const DwGeometry& g, const a
     if (const auto sp = small_planes<T>(g.P, g.Q, dys, g.H, g.W, dxs, g.R, g.S, 1, 1,
                                         g.p.dilation_h, g.p.dilation_w, p.pad_top, p.pad_left,
                                         1)) {
-      std::vector<T> flipped = weight_taps<T>(weight, g);
-      for (auto k = flipped.begin(); k != flipped.end(); k += g.taps()) {
-        std::reverse(k, k + g.taps());
-      }
-      return GradInputPlanes<T>{*sp, true, std::move(flipped)};
+      return GradInputPlanes<T>{*sp, true, flipped_taps<T>(weight, g)};
     }
   }
   const SmallPlanes sp{g.H, g.W, dxs.h, g.P, g.Q, dys.h, g.R, g.S, g.p.stride_h,
@@ -1250,8 +1260,8 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
   // 3x3 at stride 1 (grid_beats_small_planes): the forward pass's kernels, in place or on
   // strips, of grad_output with the flipped taps
   if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1) {
-    const Conv2dParams p = flipped_padding(g);
-    const DwGeometry t(grad_output.sizes(), weight.sizes(), g.H, g.W, p);
+    const DwGeometry t = flipped_geometry(g);
+    const Conv2dParams& p = t.p;
     if (grid_beats_small_planes<T>(t) && std::min({p.pad_top, p.pad_bottom, p.pad_left,
                                                    p.pad_right}) >= 0) {
       depthwise_forward_fast<T>(grad_output, weight.flip({2, 3}), nullptr, grad_input, t, false);
@@ -1484,8 +1494,7 @@ struct FusedBackward {
     const Strides4 dys(grad_output), xs(input);
     if (channels_last_applies(g, dys, xs)) return std::nullopt;
     if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1 &&
-        grid_beats_small_planes<T>(DwGeometry(grad_output.sizes(), weight.sizes(), g.H, g.W,
-                                              flipped_padding(g)))) {
+        grid_beats_small_planes<T>(flipped_geometry(g))) {
       return std::nullopt;
     }
     auto dot = small_planes_forward<T>(g, xs, dys);
@@ -1540,9 +1549,7 @@ bool fused_in_place_applies(const DwGeometry& g, const Strides4& dys, const Stri
   if (g.mult != 1 || channels_last_applies(g, dys, xs) || !in_place_applies<T>(g, xs, dys)) {
     return false;
   }
-  const Conv2dParams p = flipped_padding(g);
-  return in_place_applies<T>(DwGeometry({g.N, g.M, g.P, g.Q}, {g.M, 1, g.R, g.S}, g.H, g.W, p),
-                             dys, dxs);
+  return in_place_applies<T>(flipped_geometry(g), dys, dxs);
 }
 
 template <typename T>
@@ -1551,8 +1558,8 @@ void fused_backward_in_place(const at::Tensor& grad_output, const at::Tensor& in
                              T* db, const DwGeometry& g) {
   const Strides4 dys(grad_output);
   const T* dy = grad_output.data_ptr<T>();
-  const DwGeometry t(grad_output.sizes(), weight.sizes(), g.H, g.W, flipped_padding(g));
-  const std::vector<T> flipped = weight_taps<T>(weight.flip({2, 3}), t);
+  const DwGeometry t = flipped_geometry(g);
+  const std::vector<T> flipped = flipped_taps<T>(weight, g);
   const bool stream = streams(g.N * g.C * g.H * g.W * int64_t{sizeof(T)});
   const T* x = input.data_ptr<T>();
   const Strides4 xs(input);

@@ -557,6 +557,39 @@ bool contiguous_plane(const Strides4& xs, int64_t H, int64_t W) {
 // 32x192x17x17 9.1 -> 1.27, 32x64x35x35 (row loop) 5.4 -> 2.5, 8x64x56x56 3.0 -> 1.2.
 constexpr int64_t kPaddedPlaneMaxWidth = 32;
 
+// The block the padded-plane kernels copy each plane into: element (r, c) is input element
+// (r + ht.offset, c + wt.offset), and row p's window starts at block row p * ht.stride; each
+// row has `lanes` outputs (at least a vector's worth) and a pitch wide enough for the last
+// block's loads. Outside the input's rows [row_begin, row_end) and columns [col_begin,
+// col_end) the block holds the padding, the same for every plane: a thread writes it once,
+// and copy() fills in the rest from each plane.
+template <typename T>
+struct PaddedBlock {
+  int64_t lanes, rows, pitch, row_begin, row_end, col_begin, col_end, row_offset, col_offset;
+
+  PaddedBlock(const PoolShape& s, const AxisTable& ht, const AxisTable& wt)
+      : lanes(std::max<int64_t>(s.Q, kFusedVector)),
+        rows((s.P - 1) * ht.stride + ht.kernel),
+        pitch(wt.stride * (lanes - 1) + wt.kernel + kFusedVector),
+        row_begin(std::max<int64_t>(0, -ht.offset)),
+        row_end(std::min<int64_t>(rows, s.H - ht.offset)),
+        col_begin(std::max<int64_t>(0, -wt.offset)),
+        col_end(std::min<int64_t>(pitch, s.W - wt.offset)),
+        row_offset(ht.offset),
+        col_offset(wt.offset) {}
+
+  int64_t bytes() const { return rows * pitch * int64_t{sizeof(T)}; }
+
+  // The input plane (rows row_stride apart, unit column stride) into `block`.
+  void copy(const T* plane, int64_t row_stride, T* block) const {
+    for (int64_t r = row_begin; r < row_end; ++r) {
+      const T* src = plane + (r + row_offset) * row_stride;  // input column col + col_offset
+      T* row = block + r * pitch;
+      for (int64_t col = col_begin; col < col_end; ++col) row[col] = src[col + col_offset];
+    }
+  }
+};
+
 template <typename T, bool kArg>
 bool max_pool2d_padded_planes(const T* x, const Strides4& xs, T* y, const Strides4& ys,
                               int64_t* ind, const Strides4& is, const PoolShape& s,
@@ -568,35 +601,17 @@ bool max_pool2d_padded_planes(const T* x, const Strides4& xs, T* y, const Stride
       (s.Q >= kFusedVector && !borders)) {
     return false;
   }
-  // Block element (r, c) is input element (r + ht.offset, c + wt.offset); row p's window
-  // starts at block row p * ht.stride.
-  const int64_t K = ht.kernel, lanes = std::max<int64_t>(s.Q, kFusedVector);
-  const int64_t rows = (s.P - 1) * ht.stride + K;
-  const int64_t pitch = wt.stride * (lanes - 1) + K + kFusedVector;  // the last block's loads
-  const int64_t col_begin = std::max<int64_t>(0, -wt.offset);         // first input column
-  const int64_t col_end = std::min<int64_t>(pitch, s.W - wt.offset);  // past the last one
-  at::parallel_for(0, s.N * s.C, grain(rows * pitch), [&](int64_t begin, int64_t end) {
-    std::vector<T> block(rows * pitch);
-    std::vector<T> best(lanes);
-    std::vector<int32_t> arg(lanes);
+  const PaddedBlock<T> pb(s, ht, wt);
+  at::parallel_for(0, s.N * s.C, grain(pb.rows * pb.pitch), [&](int64_t begin, int64_t end) {
+    std::vector<T> block(pb.rows * pb.pitch, minus_infinity<T>());
+    std::vector<T> best(pb.lanes);
+    std::vector<int32_t> arg(pb.lanes);
     for_each_plane(begin, end, s.C, [&](int64_t n, int64_t c) {
-      const T* plane = x + n * xs.n + c * xs.c;
-      for (int64_t r = 0; r < rows; ++r) {
-        T* row = block.data() + r * pitch;
-        const int64_t ih = r + ht.offset;
-        if (ih < 0 || ih >= s.H || col_end <= col_begin) {
-          std::fill(row, row + pitch, minus_infinity<T>());
-          continue;
-        }
-        std::fill(row, row + col_begin, minus_infinity<T>());
-        const T* src = plane + ih * xs.h;  // input column col + wt.offset
-        for (int64_t col = col_begin; col < col_end; ++col) row[col] = src[col + wt.offset];
-        std::fill(row + col_end, row + pitch, minus_infinity<T>());
-      }
+      pb.copy(x + n * xs.n + c * xs.c, xs.h, block.data());
       for (int64_t p = 0; p < s.P; ++p) {
         const int64_t ih0 = p * ht.stride + ht.offset;
-        fast(block.data() + p * ht.stride * pitch, pitch,
-             static_cast<int32_t>(ih0 * s.W + wt.offset), static_cast<int32_t>(s.W), lanes,
+        fast(block.data() + p * ht.stride * pb.pitch, pb.pitch,
+             static_cast<int32_t>(ih0 * s.W + wt.offset), static_cast<int32_t>(s.W), pb.lanes,
              best.data(), arg.data());
         T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
         for (int64_t q = 0; q < s.Q; ++q) y_row[q * ys.w] = best[q];
@@ -787,8 +802,7 @@ void spread_row_interior_s2(const T* share, const AxisTable& wt, int64_t W, T* h
 // eight-lane sum_row_fast, at stride 1 by sum_row_fused, where the row loop has no fused
 // kernel and makes a pass over the output row per tap. The taps add up in row-major order
 // from 0, a padded tap adding +0 (which changes no sum started at +0), so each output is the
-// row loop's sum to the bit, and the divisors are its own (row_divisors, every row once). A
-// thread's block has its padding written once: every plane fills the same interior.
+// row loop's sum to the bit, and the divisors are its own (row_divisors, every row once).
 // 2 threads, ms, against the row loop: 64x64x7x7 3x3/s2/p1 0.26 -> 0.13, 64x64x14x14
 // 3x3/s2/p1 0.46 -> 0.28, 64x32x28x28 3x3/s2/p1 0.52 -> 0.39; 3x3/s1/p1 (count_include_pad
 // off) 32x256x8x8 2.15 -> 0.34, 32x192x17x17 3.20 -> 1.03, 32x64x35x35 2.42 -> 1.01,
@@ -809,34 +823,18 @@ bool avg_pool2d_padded_planes(const T* x, const Strides4& xs, T* y, const Stride
   const SumRowFused<T> sum = S == 2 ? (K == 2 ? &sum_row_fast<T, 2, 2> : &sum_row_fast<T, 3, 3>)
                                     : (K == 2 ? &sum_row_fused<T, 2, 2, 1>
                                               : &sum_row_fused<T, 3, 3, 1>);
-  // Block element (r, c) is input element (r + ht.offset, c + wt.offset); row p's window
-  // starts at block row p * S.
-  const int64_t lanes = std::max<int64_t>(s.Q, kFusedVector);
-  const int64_t rows = (s.P - 1) * S + K;
-  const int64_t pitch = S * (lanes - 1) + K + kFusedVector;  // the last block's loads
-  const int64_t row_begin = std::max<int64_t>(0, -ht.offset);
-  const int64_t row_end = std::min<int64_t>(rows, s.H - ht.offset);
-  if ((S == 2 && s.W > kPaddedPlaneMaxWidth) ||
-      rows * pitch * int64_t{sizeof(T)} > kPaddedBlockMaxBytes) {
-    return false;
-  }
-  const int64_t col_begin = std::max<int64_t>(0, -wt.offset);
-  const int64_t col_end = std::min<int64_t>(pitch, s.W - wt.offset);
+  const PaddedBlock<T> pb(s, ht, wt);
+  if ((S == 2 && s.W > kPaddedPlaneMaxWidth) || pb.bytes() > kPaddedBlockMaxBytes) return false;
   std::vector<T> divisor(s.P * s.Q);
   const std::vector<T> w_extent = divisor_extents<T>(wt);
   for (int64_t p = 0; p < s.P; ++p) row_divisors(s, ht.win[p], w_extent, divisor.data() + p * s.Q);
-  at::parallel_for(0, s.N * s.C, grain(rows * pitch), [&](int64_t begin, int64_t end) {
-    std::vector<T> block(rows * pitch, T(0));
-    std::vector<T> acc(lanes);
+  at::parallel_for(0, s.N * s.C, grain(pb.rows * pb.pitch), [&](int64_t begin, int64_t end) {
+    std::vector<T> block(pb.rows * pb.pitch, T(0));
+    std::vector<T> acc(pb.lanes);
     for_each_plane(begin, end, s.C, [&](int64_t n, int64_t c) {
-      const T* plane = x + n * xs.n + c * xs.c;
-      for (int64_t r = row_begin; r < row_end; ++r) {
-        const T* src = plane + (r + ht.offset) * xs.h;  // input column col + wt.offset
-        T* row = block.data() + r * pitch;
-        for (int64_t col = col_begin; col < col_end; ++col) row[col] = src[col + wt.offset];
-      }
+      pb.copy(x + n * xs.n + c * xs.c, xs.h, block.data());
       for (int64_t p = 0; p < s.P; ++p) {
-        sum(block.data() + p * S * pitch, pitch, lanes, acc.data());
+        sum(block.data() + p * S * pb.pitch, pb.pitch, pb.lanes, acc.data());
         T* y_row = y + n * ys.n + c * ys.c + p * ys.h;
         const T* d = divisor.data() + p * s.Q;
         for (int64_t q = 0; q < s.Q; ++q) y_row[q * ys.w] = acc[q] / d[q];
