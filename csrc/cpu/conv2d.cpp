@@ -207,13 +207,16 @@ void conv2d_grad_weight_reference(const at::Tensor& grad_output, const at::Tenso
 // ---------------------------------------------------------------------------------------
 // version 2: implicit GEMM
 
-// Whether offsets off[0..count) are off[0], off[0] + 1, ...: a tile of columns within one
-// image of an output whose pixels are contiguous (NCHW).
-inline bool offsets_are_contiguous(const int64_t* off, int64_t count) {
-  for (int64_t j = 1; j < count; ++j) {
-    if (off[j] != off[0] + j) return false;
+// The runs of consecutive offsets in off[0..count): run r is the columns [start[r],
+// start[r + 1]), at off[start[r]], off[start[r]] + 1, ... (a tile's columns within one image
+// of an NCHW output). Returns the number of runs; start must hold count + 1 values.
+inline int64_t contiguous_runs(const int64_t* off, int64_t count, int64_t* start) {
+  int64_t runs = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    if (j == 0 || off[j] != off[j - 1] + 1) start[runs++] = j;
   }
-  return true;
+  start[runs] = count;
+  return runs;
 }
 
 // y[j] = c[j] + add, then ReLU if asked (max(NaN, 0) is NaN, as torch.relu), for a run of
@@ -357,7 +360,7 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
   at::parallel_for(0, g.G * blocks_of_rows * tiles, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> b_pack(kPanelB, share_b ? 0 : kReductionBlock * cols_padded);
     const Scratch<T> c_tile(kTile, split.row_block * kColumnTile);
-    std::vector<int64_t> y_off(kColumnTile);
+    std::vector<int64_t> y_off(kColumnTile), run_start(kColumnTile + 1);
     ColumnTile tile(kColumnTile);
     TapGather gather(g, by_gather && !share_b ? kColumnTile : 0);
     for (int64_t task = begin; task < end; ++task) {
@@ -382,16 +385,22 @@ void implicit_gemm_conv(const T* x, const Strides4& xs, const OffsetMatrix<T>& w
                     1);
       }
       // Epilogue: bias and ReLU, then scatter the tile's columns to their images.
+      // A tile of an NCHW output is a few runs of pixels, one per image it spans (MobileNet's
+      // 7x7 layers: 3 or 4), each stored by a unit-stride loop that vectorises; a
+      // channels-last output's columns lie a row of channels apart, one by one.
       tile.output_offsets(g, ys, y_off.data());
-      const bool contiguous = offsets_are_contiguous(y_off.data(), cols);
+      const int64_t runs = contiguous_runs(y_off.data(), cols, run_start.data());
+      const bool by_runs = runs * 8 <= cols;
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t k = group * g.Kg + m0 + i;
         const T add = bias ? bias[k] : T(0);
         T* y_channel = y + k * ys.c;
         const T* c_row = c_tile.get() + i * cols;
-        // The flags tested once per row, not per element; unit-stride loops vectorise.
-        if (contiguous) {
-          store_columns(c_row, add, relu, y_channel + y_off[0], cols);
+        if (by_runs) {
+          for (int64_t r = 0; r < runs; ++r) {
+            const int64_t j0 = run_start[r];
+            store_columns(c_row + j0, add, relu, y_channel + y_off[j0], run_start[r + 1] - j0);
+          }
         } else {
           store_columns(c_row, add, relu, y_channel, y_off.data(), cols);
         }
