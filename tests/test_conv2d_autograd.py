@@ -184,7 +184,8 @@ def test_opcheck_conv2d_backward(input_size, weight_size, bias, stride, padding,
 # conv2d_backward: the two adjoint operators and the bias gradient in one call, which the
 # first-order backward takes. On depthwise layers with channel multiplier 1 in NCHW whose planes are
 # small (7x7 and 14x14 at stride 1, a 3x3 kernel at stride 2 over rows of any width) or read in
-# place (3x3, stride 1, padding 1, 24 rows or more) the CPU fuses them into one pass whose
+# place (3x3, stride 1, padding 1, 24 rows or more), and on 3x3 stride-1 layers with a channel
+# multiplier over rows of a vector or more, the CPU fuses them into one pass whose
 # grad_input and grad_weight are bitwise the operators' own; other shapes (a dense convolution, a
 # channels-last or multiplier-2 depthwise one) run the operators in turn.
 BACKWARD_CASES = [
@@ -199,6 +200,9 @@ BACKWARD_CASES = [
                  id="depthwise_in_place_whole_batch"),  # one chunk of 3 images per channel
     pytest.param((2, 6, 9, 8), (6, 1, 5, 5), 1, 2, 6, "contiguous", id="depthwise_5x5_pad2"),
     pytest.param((2, 6, 7, 7), (12, 1, 3, 3), 1, 1, 6, "contiguous", id="depthwise_multiplier2"),
+    pytest.param((2, 1, 28, 28), (32, 1, 3, 3), 1, 1, 1, "contiguous",
+                 id="multiplier_planes_1_to_32"),
+    pytest.param((3, 2, 17, 16), (6, 1, 3, 3), 1, 1, 2, "contiguous", id="multiplier_planes_3"),
     pytest.param((2, 12, 7, 7), (12, 1, 3, 3), 1, 1, 12, "channels_last",
                  id="depthwise_channels_last"),
     pytest.param((2, 5, 9, 9), (7, 5, 3, 3), 1, 1, 1, "contiguous", id="dense"),

@@ -343,6 +343,44 @@ def test_stride1_rows_read_in_place_match_torch(rows, mult, hw, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", [(1, 16), (4, 15), (5, 17), (28, 28), (13, 33)])
+@pytest.mark.parametrize("channels, mult", [(1, 32), (3, 2)])
+def test_multiplier_planes_match_torch(channels, mult, hw, dtype):
+    # 3x3, stride 1, padding 1 with a channel multiplier on rows of a vector or more (SimpleCNN's
+    # first layer, 1 -> 32): grad_input, grad_weight and conv2d_backward run plane by plane,
+    # each grad_output plane copied into a zero-padded buffer (multiplier_planes; 15 columns
+    # are under an AVX-512 vector of floats and go the other ways). torch's gradients, and
+    # conv2d_backward's bitwise the operators'. An inf in the input's first or last column
+    # reaches only the weight taps that read it.
+    ops = torch.ops.cnnops
+    w = torch.randn(channels * mult, 1, 3, 3, dtype=dtype)
+    dy = torch.randn(2, channels * mult, *hw, dtype=dtype)
+    args = ([1, 1], [1, 1, 1, 1], [1, 1], channels)
+    # sums of up to 2 x 28 x 28 products (the weight and the bias) or 32 x 9 (the input)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else _tol_3x3(dtype)
+    for column in (None, 0, -1):
+        x = torch.randn(2, channels, *hw, dtype=dtype)
+        if column is not None:
+            x[..., column] = float("inf")
+        with cnnops.kernel_version("depthwise", 2):
+            grad_input, grad_weight, grad_bias = ops.conv2d_backward(dy, x, w, *args, True)
+            same = dict(rtol=0, atol=0, equal_nan=True)  # bitwise, the inf's NaNs included
+            torch.testing.assert_close(
+                grad_input, ops.conv2d_grad_input(dy, w, list(x.shape), *args), **same)
+            torch.testing.assert_close(
+                grad_weight, ops.conv2d_grad_weight(dy, x, list(w.shape), *args), **same)
+        leaves = [t.clone().requires_grad_() for t in (x, w, torch.zeros(w.shape[0], dtype=dtype))]
+        expected = torch.autograd.grad(F.conv2d(*leaves, 1, 1, 1, channels), leaves, dy)
+        torch.testing.assert_close(grad_input, expected[0], **tol)
+        torch.testing.assert_close(grad_bias, expected[2], **tol)
+        if column is not None:  # column 0 never meets tap column 2, the last never tap column 0
+            s = 2 if column == 0 else 0
+            grad_weight, expected = grad_weight[..., s], (None, expected[1][..., s])
+            assert grad_weight.isfinite().all()
+        torch.testing.assert_close(grad_weight, expected[1], **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hw", [(1, 1), (2, 3), (7, 7), (14, 14), (9, 31), (5, 40), (4, 151)])
 @pytest.mark.parametrize("padding", [1, 0, 2, 3, (1, 0), (0, 1), (2, 1)])
 @pytest.mark.parametrize("mult", [1, 2])
@@ -669,6 +707,7 @@ GRADCHECK_CASES = [
     case("k3_pad1_bias", 1, 2, 1, (4, 5), (3, 3), padding=1),
     case("mult2_stride2", 2, 2, 2, (5, 4), (3, 2), stride=2, padding=(1, 0), bias=False),
     case("c1_dilation2", 1, 1, 2, (6, 5), (2, 2), padding=1, dilation=2),
+    case("c1_mult3_16_wide", 1, 1, 3, (3, 16), (3, 3), padding=1),  # multiplier_planes
 ]
 
 

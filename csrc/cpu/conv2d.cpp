@@ -2379,7 +2379,8 @@ at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tenso
   const c10::MemoryFormat format = conv_output_memory_format(grad_output, input);
   // (A channels-last grad_output reaches the direct kernel in place or through planar_copy.)
   if (is_depthwise(input.size(1), groups) && !use_reference() &&
-      !direct_over_depthwise(weight_size, params, c10::MemoryFormat::Contiguous)) {
+      (!direct_over_depthwise(weight_size, params, c10::MemoryFormat::Contiguous) ||
+       depthwise_grad_weight_by_planes(grad_output, input, weight_size, params))) {
     return depthwise_grad_weight_cpu(grad_output, input, weight_size, params).contiguous(format);
   }
   // Winograd writes every element of dW; the other kernels add into zeros, which they get

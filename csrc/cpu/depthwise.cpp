@@ -52,6 +52,11 @@
 //            grad_input planes and bias gradient just before their dot products, which then
 //            read grad_output from cache. Where both read planes in place (3x3 at stride 1,
 //            planes of 24 rows or more), likewise plane by plane (fused_backward_in_place).
+//            Layers with a channel multiplier, 3x3 at stride 1 with padding 1 on NCHW rows of
+//            a vector or more (SimpleCNN's first layer, 1 -> 32 channels), take grad_input,
+//            grad_weight and conv2d_backward plane by plane too (multiplier_planes): each
+//            grad_output plane, copied once into a zero-padded buffer, is added into its
+//            input plane's gradient (padded_plane_rows) and dotted with the input plane.
 // Determinism: every output element is written by one task; grad_weight sums fixed chunks
 // of the batch (chosen from the shape alone) in order, so results do not depend on the
 // thread count.
@@ -97,6 +102,19 @@ namespace cnnops::cpu {
                       long gy_pitch, float* acc);                                            \
   void grid_plane_dot(long rows, long cols, const double* x, long x_pitch, const double* gy,  \
                       long gy_pitch, double* acc);                                           \
+  void grid_plane_dot2(long rows, long cols, const float* x, long x_pitch, const float* gy0,  \
+                       const float* gy1, long gy_pitch, float* acc0, float* acc1);           \
+  void grid_plane_dot2(long rows, long cols, const double* x, long x_pitch,                 \
+                       const double* gy0, const double* gy1, long gy_pitch, double* acc0,    \
+                       double* acc1);                                                        \
+  void copy_rows(long rows, long cols, const float* src, long src_pitch, float* dst,          \
+                 long dst_pitch, float* lanes);                                               \
+  void copy_rows(long rows, long cols, const double* src, long src_pitch, double* dst,        \
+                 long dst_pitch, double* lanes);                                              \
+  void padded_plane_rows(long rows, long cols, const float* x, long x_pitch, const float* w, \
+                         bool add, float* out, long out_pitch);                              \
+  void padded_plane_rows(long rows, long cols, const double* x, long x_pitch,               \
+                         const double* w, bool add, double* out, long out_pitch);            \
   void taps_dot(long n, int ntaps, const float* const* src, const float* g, float* acc);     \
   void taps_dot(long n, int ntaps, const double* const* src, const double* g, double* acc);  \
   void deinterleave_rows(long rows, long n, int k, const float* src, long src_pitch,         \
@@ -207,6 +225,32 @@ void grid_plane_dot(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
 void grid_plane_dot(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
                     const double* gy, int64_t gy_pitch, double* acc) {
   CNNOPS_DISPATCH_LOOP(grid_plane_dot, rows, cols, x, x_pitch, gy, gy_pitch, acc)
+}
+void grid_plane_dot2(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
+                     const float* gy0, const float* gy1, int64_t gy_pitch, float* acc0,
+                     float* acc1) {
+  CNNOPS_DISPATCH_LOOP(grid_plane_dot2, rows, cols, x, x_pitch, gy0, gy1, gy_pitch, acc0, acc1)
+}
+void grid_plane_dot2(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
+                     const double* gy0, const double* gy1, int64_t gy_pitch, double* acc0,
+                     double* acc1) {
+  CNNOPS_DISPATCH_LOOP(grid_plane_dot2, rows, cols, x, x_pitch, gy0, gy1, gy_pitch, acc0, acc1)
+}
+void copy_rows(int64_t rows, int64_t cols, const float* src, int64_t src_pitch, float* dst,
+               int64_t dst_pitch, float* lanes) {
+  CNNOPS_DISPATCH_LOOP(copy_rows, rows, cols, src, src_pitch, dst, dst_pitch, lanes)
+}
+void copy_rows(int64_t rows, int64_t cols, const double* src, int64_t src_pitch, double* dst,
+               int64_t dst_pitch, double* lanes) {
+  CNNOPS_DISPATCH_LOOP(copy_rows, rows, cols, src, src_pitch, dst, dst_pitch, lanes)
+}
+void padded_plane_rows(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
+                       const float* w, bool add, float* out, int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(padded_plane_rows, rows, cols, x, x_pitch, w, add, out, out_pitch)
+}
+void padded_plane_rows(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
+                       const double* w, bool add, double* out, int64_t out_pitch) {
+  CNNOPS_DISPATCH_LOOP(padded_plane_rows, rows, cols, x, x_pitch, w, add, out, out_pitch)
 }
 void taps_dot(int64_t n, int ntaps, const float* const* src, const float* g, float* acc) {
   CNNOPS_DISPATCH_LOOP(taps_dot, n, ntaps, src, g, acc)
@@ -1059,6 +1103,106 @@ void grad_weight_in_place(const DwGeometry& g, const T* dy, const Strides4& dys,
   });
 }
 
+// Depthwise layers with a channel multiplier (SimpleCNN's first layer: one input channel, 32
+// output channels), 3x3, stride 1, padding 1, rows of a vector or more: each grad_output plane
+// is copied once into a zero-padded buffer, which then gives its share of grad_input (added
+// into the input plane's sum, held in cache: padded_plane_rows), its nine weight-gradient dot
+// products (grid_plane_dot, on a padded copy of the input plane) and its bias sum. grad_output
+// is read from memory once for the three gradients; the operators in turn read it three
+// times, and grad_input copied an image's planes whole and summed them from L2.
+// Tasks are (chunk of images, input channel), the chunks fixed by the shape: every gradient
+// is the same sum whatever the thread count, and grad_input's and grad_weight's own operators,
+// which run the same pass for their gradient alone, give conv2d_backward's bits.
+template <typename T>
+bool multiplier_planes_apply(const DwGeometry& g, const Strides4& dys, const Strides4& other) {
+  const Conv2dParams& p = g.p;
+  return g.mult > 1 && dys.w == 1 && other.w == 1 && g.R == 3 && g.S == 3 &&
+         p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
+         p.pad_top == 1 && p.pad_left == 1 && g.P == g.H && g.Q == g.W &&
+         g.Q >= strip_lanes<T>();
+}
+
+// The gradients asked for (non-null dx, dw, db) of geometry g (multiplier_planes_apply);
+// `flipped`: flipped_taps, for dx.
+template <typename T>
+void multiplier_planes(const T* dy, const Strides4& dys, const T* x, const Strides4& xs,
+                       const T* flipped, T* dx, const Strides4& dxs, T* dw, T* db,
+                       const DwGeometry& g) {
+  const int64_t lanes = strip_lanes<T>();
+  // Padded planes: element (i, j) at (i + 1) * pitch + j + 1, zeros all round, wide enough
+  // for padded_plane_rows' whole vectors over `cols` columns.
+  const int64_t cols = round_up(g.Q, lanes), pitch = cols + lanes, size = (g.P + 2) * pitch;
+  const int64_t want_chunks = std::clamp<int64_t>(ceil_div(kMinWeightTasks, g.C), 1, g.N);
+  const int64_t per_chunk = ceil_div(g.N, want_chunks);
+  const int64_t chunks = ceil_div(g.N, per_chunk);
+  const int64_t task_lanes = g.taps() * kDotLanes;
+  std::vector<T> partial(dw ? chunks * g.M * g.taps() : 0);
+  std::vector<T> bias_partial(db ? chunks * g.M : 0, T(0));
+  // Only the weight gradient: grad_output read in place (grid_plane_dot reads no element
+  // outside a plane of it), the same sums.
+  const bool copy = dx != nullptr || db != nullptr;
+  at::parallel_for(0, chunks * g.C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> gy[2] = {std::vector<T>(copy ? size : 0, T(0)),
+                            std::vector<T>(copy ? size : 0, T(0))};
+    std::vector<T> xp(dw ? size : 0, T(0)), sum(dx ? g.P * cols : 0);
+    std::vector<T> dots(dw ? g.mult * task_lanes : 0), sums(db ? g.mult * kDotLanes : 0);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t chunk = task / g.C, c = task % g.C;
+      std::fill(dots.begin(), dots.end(), T(0));
+      std::fill(sums.begin(), sums.end(), T(0));
+      for (int64_t n = chunk * per_chunk; n < std::min(g.N, (chunk + 1) * per_chunk); ++n) {
+        if (dw) {
+          copy_rows(g.H, g.W, x + n * xs.n + c * xs.c, xs.h, xp.data() + pitch + 1, pitch,
+                    static_cast<T*>(nullptr));
+        }
+        // Output channels two at a time, the pair's dot products against one load of the
+        // input (grid_plane_dot2), the last alone where the multiplier is odd.
+        for (int64_t m = 0; m < g.mult; m += 2) {
+          const int64_t pair = std::min<int64_t>(2, g.mult - m), k = c * g.mult + m;
+          const T* plane[2];
+          int64_t plane_pitch = dys.h;
+          for (int64_t i = 0; i < pair; ++i) {
+            plane[i] = dy + n * dys.n + (k + i) * dys.c;
+            if (!copy) continue;
+            copy_rows(g.P, g.Q, plane[i], dys.h, gy[i].data() + pitch + 1, pitch,
+                      db ? sums.data() + (m + i) * kDotLanes : nullptr);
+            plane[i] = gy[i].data() + pitch + 1;
+            plane_pitch = pitch;
+            if (dx) {
+              padded_plane_rows(g.P, cols, gy[i].data(), pitch, flipped + (k + i) * g.taps(),
+                                m + i > 0, sum.data(), cols);
+            }
+          }
+          if (!dw) continue;
+          T* acc = dots.data() + m * task_lanes;
+          if (pair == 2) {
+            grid_plane_dot2(g.P, g.Q, xp.data() + pitch + 1, pitch, plane[0], plane[1],
+                            plane_pitch, acc, acc + task_lanes);
+          } else {
+            grid_plane_dot(g.P, g.Q, xp.data() + pitch + 1, pitch, plane[0], plane_pitch, acc);
+          }
+        }
+        if (dx) {
+          copy_rows(g.H, g.W, sum.data(), cols, dx + n * dxs.n + c * dxs.c, dxs.h,
+                    static_cast<T*>(nullptr));
+        }
+      }
+      if (dw) {
+        sum_lanes(dots.data(), g.mult * g.taps(),
+                  partial.data() + (chunk * g.M + c * g.mult) * g.taps());
+      }
+      if (db) sum_lanes(sums.data(), g.mult, bias_partial.data() + chunk * g.M + c * g.mult);
+    }
+  });
+  if (dw) add_partials(partial, chunks, dw);
+  if (db == nullptr) return;
+  for (int64_t k = 0; k < g.M; ++k) {
+    T total = T(0);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) total += bias_partial[chunk * g.M + k];
+    db[k] = total;
+  }
+}
+
 template <typename T>
 void depthwise_forward_fast(const at::Tensor& input, const at::Tensor& weight, const T* bias,
                             at::Tensor& output, const DwGeometry& g, bool relu) {
@@ -1257,6 +1401,11 @@ void depthwise_grad_input_fast(const at::Tensor& grad_output, const at::Tensor& 
     depthwise_grad_input_channels_last<T>(grad_output, weight, grad_input, g);
     return;
   }
+  if (multiplier_planes_apply<T>(g, dys, dxs)) {
+    multiplier_planes<T>(dy, dys, nullptr, dys, flipped_taps<T>(weight, g).data(), dx, dxs,
+                         nullptr, nullptr, g);
+    return;
+  }
   // 3x3 at stride 1 (grid_beats_small_planes): the forward pass's kernels, in place or on
   // strips, of grad_output with the flipped taps
   if (g.p.stride_h == 1 && g.p.stride_w == 1 && g.mult == 1) {
@@ -1367,6 +1516,10 @@ void depthwise_grad_weight_fast(const at::Tensor& grad_output, const at::Tensor&
   const Strides4 dys(grad_output), xs(input);
   if (channels_last_applies(g, dys, xs)) {
     depthwise_grad_weight_channels_last(grad_output, input, dw, g);
+    return;
+  }
+  if (multiplier_planes_apply<T>(g, dys, xs)) {
+    multiplier_planes<T>(dy, dys, x, xs, nullptr, nullptr, xs, dw, nullptr, g);
     return;
   }
   if (const auto sp = small_planes_forward<T>(g, xs, dys)) {
@@ -1591,6 +1744,15 @@ void fused_backward_in_place(const at::Tensor& grad_output, const at::Tensor& in
 
 }  // namespace
 
+bool depthwise_grad_weight_by_planes(const at::Tensor& grad_output, const at::Tensor& input,
+                                     c10::IntArrayRef weight_size, const Conv2dParams& p) {
+  if (use_reference()) return false;
+  const DwGeometry g(input.sizes(), weight_size, grad_output.size(2), grad_output.size(3), p);
+  const Strides4 dys(grad_output), xs(input);
+  return input.scalar_type() == at::kDouble ? multiplier_planes_apply<double>(g, dys, xs)
+                                            : multiplier_planes_apply<float>(g, dys, xs);
+}
+
 std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     const Conv2dParams& p, bool bias, c10::MemoryFormat memory_format) {
@@ -1603,15 +1765,24 @@ std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward
   const Strides4 dxs(g.C * g.H * g.W, g.H * g.W, g.W, 1);
   std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> result;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_backward (depthwise)", [&] {
-    const auto fused = FusedBackward<scalar_t>::make(grad_output, input, weight, dxs, g);
-    const bool in_place =
-        !fused && fused_in_place_applies<scalar_t>(g, Strides4(grad_output), Strides4(input), dxs);
-    if (!fused && !in_place) return;
+    const Strides4 dys(grad_output), xs(input);
+    const bool by_planes = multiplier_planes_apply<scalar_t>(g, dys, xs) &&
+                           multiplier_planes_apply<scalar_t>(g, dys, dxs);
+    const auto fused =
+        by_planes ? std::nullopt
+                  : FusedBackward<scalar_t>::make(grad_output, input, weight, dxs, g);
+    const bool in_place = !by_planes && !fused && fused_in_place_applies<scalar_t>(g, dys, xs, dxs);
+    if (!by_planes && !fused && !in_place) return;
     at::Tensor grad_input = at::empty(input.sizes(), grad_output.options());
     at::Tensor grad_weight = at::empty(weight.sizes(), grad_output.options());
     at::Tensor grad_bias = at::empty({bias ? g.M : 0}, grad_output.options());
     scalar_t* db = bias ? grad_bias.data_ptr<scalar_t>() : nullptr;
-    if (fused) {
+    if (by_planes) {
+      multiplier_planes<scalar_t>(grad_output.data_ptr<scalar_t>(), dys, input.data_ptr<scalar_t>(),
+                                  xs, flipped_taps<scalar_t>(weight, g).data(),
+                                  grad_input.data_ptr<scalar_t>(), dxs,
+                                  grad_weight.data_ptr<scalar_t>(), db, g);
+    } else if (fused) {
       fused->run(grad_output, input, grad_input, grad_weight.data_ptr<scalar_t>(), db, g);
     } else {
       fused_backward_in_place<scalar_t>(grad_output, input, weight, grad_input.data_ptr<scalar_t>(),

@@ -29,11 +29,17 @@ at::Tensor depthwise_grad_input_cpu(const at::Tensor& grad_output, const at::Ten
                                     c10::MemoryFormat memory_format);
 at::Tensor depthwise_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                                      c10::IntArrayRef weight_size, const Conv2dParams& p);
+// Whether grad_weight of a depthwise layer with a channel multiplier runs the depthwise pass
+// that conv2d_backward fuses (3x3, stride 1, padding 1, NCHW rows of a vector or more), which
+// conv2d's direct kernel would otherwise take (SimpleCNN's first layer).
+bool depthwise_grad_weight_by_planes(const at::Tensor& grad_output, const at::Tensor& input,
+                                     c10::IntArrayRef weight_size, const Conv2dParams& p);
 // conv2d_backward's gradients of the input (in memory_format), the weight and, where `bias`,
 // the bias (else an empty tensor), in one pass over the operands where the small-plane
 // kernels take both grad_input and grad_weight (NCHW, channel multiplier 1, rows that fit a
-// vector or two; 3x3 stride 2 of any width); nullopt elsewhere, where the caller runs the
-// three separately.
+// vector or two; 3x3 stride 2 of any width), where 3x3 stride-1 planes are read in place, and
+// on 3x3 stride-1 layers with a channel multiplier; nullopt elsewhere, where the caller runs
+// the three separately.
 std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     const Conv2dParams& p, bool bias, c10::MemoryFormat memory_format);
@@ -84,6 +90,33 @@ void grid_plane_dot(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
                     const float* gy, int64_t gy_pitch, float* acc);
 void grid_plane_dot(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
                     const double* gy, int64_t gy_pitch, double* acc);
+
+// Copies rows x cols elements (rows src_pitch and dst_pitch apart, unit column strides), no
+// element past a row's cols written, and where `lanes` is not null adds them into taps_dot's
+// lane slots (lanes[l], l < kDotLanes), in a fixed order: sum_lanes of them is their sum.
+void copy_rows(int64_t rows, int64_t cols, const float* src, int64_t src_pitch, float* dst,
+               int64_t dst_pitch, float* lanes);
+void copy_rows(int64_t rows, int64_t cols, const double* src, int64_t src_pitch, double* dst,
+               int64_t dst_pitch, double* lanes);
+
+// The 3x3 correlation of a zero-padded plane copy (no masks, no bounds: every element read
+// lies inside x's buffer), stored or added to out: for i < rows and q < cols (a multiple of
+// strip_lanes<T>()), out[i * out_pitch + q] = (add ? out[i * out_pitch + q] : 0) +
+// sum_{r, s} w[r * 3 + s] * x[(i + r) * x_pitch + q + s], the taps added in t order.
+void padded_plane_rows(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
+                       const float* w, bool add, float* out, int64_t out_pitch);
+void padded_plane_rows(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
+                       const double* w, bool add, double* out, int64_t out_pitch);
+
+// grid_plane_dot of two grad_output planes (gy0 into acc0, gy1 into acc1) against one input
+// plane, each x load serving both where the registers allow: a fixed order of sums, but not
+// grid_plane_dot's.
+void grid_plane_dot2(int64_t rows, int64_t cols, const float* x, int64_t x_pitch,
+                     const float* gy0, const float* gy1, int64_t gy_pitch, float* acc0,
+                     float* acc1);
+void grid_plane_dot2(int64_t rows, int64_t cols, const double* x, int64_t x_pitch,
+                     const double* gy0, const double* gy1, int64_t gy_pitch, double* acc0,
+                     double* acc1);
 
 // acc[t * kDotLanes + lane] += the lane's share of sum_i g[i] * src[t][i]; adding a tap's
 // lanes in lane order gives its dot product. Every lane ends in a fixed order of sums.

@@ -500,12 +500,12 @@ inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, l
 // `cols`, the lanes the vector before already took), so that no value from outside the plane
 // reaches a sum, NaN included (gy's lanes are all inside it); those loads read x from column
 // -1 to column `cols` of each row: the caller makes sure that lies inside memory it may read.
-template <typename V>
+template <typename V, int NP = 1>
 struct GridDot {
   using scalar = typename V::scalar;
   const scalar* x;
   long x_pitch;
-  const scalar* gy;
+  const scalar* gy[NP];  // NP grad_output planes against the same input plane
   long gy_pitch;
   long rows;
 };
@@ -516,14 +516,18 @@ struct DotLanes {
   typename V::Lanes x[3];
 };
 
-// Rows [p0, p0 + K) at column q. kMasked: apply `m`; otherwise every lane counts.
-template <int K, bool kMasked, typename V>
-inline void grid_dot_vector(const GridDot<V>& g, long p0, long q, const DotLanes<V>& m,
-                            typename V::vec (&acc)[9]) {
+// Rows [p0, p0 + K) at column q: plane i's output row k into sum set acc[i][k % kSets].
+// kMasked: apply `m`; otherwise every lane counts.
+template <int K, bool kMasked, typename V, int NP, int kSets>
+inline void grid_dot_vector(const GridDot<V, NP>& g, long p0, long q, const DotLanes<V>& m,
+                            typename V::vec (&acc)[NP][kSets][9]) {
   using vec = typename V::vec;
-  vec d[K];
+  vec d[NP][K];
+#pragma GCC unroll 2
+  for (int i = 0; i < NP; ++i) {
 #pragma GCC unroll 8
-  for (int k = 0; k < K; ++k) d[k] = V::load(g.gy + (p0 + k) * g.gy_pitch + q);
+    for (int k = 0; k < K; ++k) d[i][k] = V::load(g.gy[i] + (p0 + k) * g.gy_pitch + q);
+  }
   // input row u = p0 - 1 + j feeds output rows k = j - r, through tap row r
 #pragma GCC unroll 8
   for (int j = 0; j < K + 2; ++j) {
@@ -539,29 +543,41 @@ inline void grid_dot_vector(const GridDot<V>& g, long p0, long q, const DotLanes
 #pragma GCC unroll 3
       for (int r = 0; r < 3; ++r) {
         const int k = j - r;
-        if (k >= 0 && k < K) acc[r * 3 + s] = V::fma(d[k], xv, acc[r * 3 + s]);
+        if (k < 0 || k >= K) continue;
+#pragma GCC unroll 2
+        for (int i = 0; i < NP; ++i) {
+          vec& a = acc[i][k % kSets][r * 3 + s];
+          a = V::fma(d[i][k], xv, a);
+        }
       }
     }
   }
 }
 
 // Output rows [p0, p0 + K), all columns.
-template <int K, typename V>
-inline void grid_dot_block(const GridDot<V>& g, long p0, long cols, const DotLanes<V>& first,
-                           const DotLanes<V>& last, typename V::vec (&acc)[9]) {
+template <int K, typename V, int NP, int kSets>
+inline void grid_dot_block(const GridDot<V, NP>& g, long p0, long cols,
+                           const DotLanes<V>& first, const DotLanes<V>& last,
+                           typename V::vec (&acc)[NP][kSets][9]) {
   constexpr int W = V::width;
   grid_dot_vector<K, true>(g, p0, 0, first, acc);
   for (long q = W; q + W < cols; q += W) grid_dot_vector<K, false>(g, p0, q, first, acc);
   if (cols > W) grid_dot_vector<K, true>(g, p0, cols - W, last, acc);
 }
 
-template <typename V>
-inline void grid_plane_dot(long rows, long cols, const typename V::scalar* x, long x_pitch,
-                           const typename V::scalar* gy, long gy_pitch,
-                           typename V::scalar* acc) {
+// grid_plane_dot of NP grad_output planes (gy[i], acc[i]) against one input plane, which each
+// x load then serves. One plane: two sets of the nine sums where 32 registers hold them (even
+// and odd output rows, added at the end), whose chains of dependent FMAs, a block's rows one
+// after the other, bounded the kernel; two planes (their 18 sums in 32 registers): one set.
+template <typename V, int NP>
+inline void grid_planes_dot(long rows, long cols, const typename V::scalar* x, long x_pitch,
+                            const typename V::scalar* const* gy, long gy_pitch,
+                            typename V::scalar* const* acc) {
   using vec = typename V::vec;
   constexpr int W = V::width;
-  const GridDot<V> g{x, x_pitch, gy, gy_pitch, rows};
+  constexpr int kSets = NP == 1 && sizeof(vec) >= 64 ? 2 : 1;
+  GridDot<V, NP> g{x, x_pitch, {}, gy_pitch, rows};
+  for (int i = 0; i < NP; ++i) g.gy[i] = gy[i];
   // The first vector: x's lane 0 is column -1 for s = 0, its last lane column W for s = 2
   // when the row is one vector. The last (moved back to cols - W): its lanes below `counted`
   // were counted by the vector before; x's last lane is column `cols` for s = 2.
@@ -573,9 +589,15 @@ inline void grid_plane_dot(long rows, long cols, const typename V::scalar* x, lo
   last.x[0] = V::lanes(counted, W);
   last.x[1] = V::lanes(counted, W);
   last.x[2] = V::lanes(counted, W - 1);
-  vec a[9];
+  vec a[NP][kSets][9];
+#pragma GCC unroll 2
+  for (int i = 0; i < NP; ++i) {
 #pragma GCC unroll 9
-  for (int t = 0; t < 9; ++t) a[t] = V::load(acc + t * kDotLanes);
+    for (int t = 0; t < 9; ++t) {
+      a[i][0][t] = V::load(acc[i] + t * kDotLanes);
+      if (kSets > 1) a[i][kSets - 1][t] = V::zero();
+    }
+  }
   long p = 0;
   for (; p + 4 <= rows; p += 4) grid_dot_block<4>(g, p, cols, first, last, a);
   switch (rows - p) {
@@ -583,8 +605,150 @@ inline void grid_plane_dot(long rows, long cols, const typename V::scalar* x, lo
     case 2: grid_dot_block<2>(g, p, cols, first, last, a); break;
     case 1: grid_dot_block<1>(g, p, cols, first, last, a); break;
   }
+#pragma GCC unroll 2
+  for (int i = 0; i < NP; ++i) {
 #pragma GCC unroll 9
-  for (int t = 0; t < 9; ++t) V::store(acc + t * kDotLanes, a[t]);
+    for (int t = 0; t < 9; ++t) {
+      const vec sum = kSets > 1 ? V::add(a[i][0][t], a[i][kSets - 1][t]) : a[i][0][t];
+      V::store(acc[i] + t * kDotLanes, sum);
+    }
+  }
+}
+
+template <typename V>
+inline void grid_plane_dot(long rows, long cols, const typename V::scalar* x, long x_pitch,
+                           const typename V::scalar* gy, long gy_pitch,
+                           typename V::scalar* acc) {
+  grid_planes_dot<V, 1>(rows, cols, x, x_pitch, &gy, gy_pitch, &acc);
+}
+
+// Two grad_output planes against one input plane: together where 32 registers hold their
+// sums, else one after the other.
+template <typename V>
+inline void grid_plane_dot2(long rows, long cols, const typename V::scalar* x, long x_pitch,
+                            const typename V::scalar* gy0, const typename V::scalar* gy1,
+                            long gy_pitch, typename V::scalar* acc0,
+                            typename V::scalar* acc1) {
+  if constexpr (sizeof(typename V::vec) >= 64) {
+    const typename V::scalar* gy[2] = {gy0, gy1};
+    typename V::scalar* acc[2] = {acc0, acc1};
+    grid_planes_dot<V, 2>(rows, cols, x, x_pitch, gy, gy_pitch, acc);
+  } else {
+    grid_plane_dot<V>(rows, cols, x, x_pitch, gy0, gy_pitch, acc0);
+    grid_plane_dot<V>(rows, cols, x, x_pitch, gy1, gy_pitch, acc1);
+  }
+}
+
+// The 3x3 correlation of a zero-padded copy of a plane, stored or added: for i < rows and
+// q < cols (a multiple of V::width),
+//   out[i * out_pitch + q] = (add ? out[i * out_pitch + q] : 0)
+//                            + sum_{r, s} w[r * 3 + s] * x[(i + r) * x_pitch + q + s]
+// the taps added in t order to what out held, every element read lying inside x's buffer
+// (no masks). grad_input of a depthwise layer with a channel multiplier (depthwise.cpp's
+// MultiplierPlanes): one grad_output plane after the other into an input plane held in
+// cache. Blocks of K rows x NV vectors, each x vector loaded once for the (up to) three
+// output rows that read it.
+template <int K, int NV, typename V>
+inline void padded_rows_block(const typename V::scalar* x, long x_pitch,
+                              const typename V::vec (&w)[9], bool add,
+                              typename V::scalar* out, long out_pitch) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  vec acc[K][NV];
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[k][v] = add ? V::load(out + k * out_pitch + v * W) : V::zero();
+  }
+  // input row u feeds output rows k = u - r, through tap row r (rising with u: t order)
+#pragma GCC unroll 8
+  for (int u = 0; u < K + 2; ++u) {
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        vec xv = V::load(x + u * x_pitch + s + v * W);
+#if defined(__AVX__)
+        asm("" : "+v"(xv));  // one load for the FMAs that take it (see grid_rows_vector)
+#endif
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; ++r) {
+          const int k = u - r;
+          if (k >= 0 && k < K) acc[k][v] = V::fma(w[r * 3 + s], xv, acc[k][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) V::store(out + k * out_pitch + v * W, acc[k][v]);
+  }
+}
+
+template <int NV, typename V>
+inline void padded_rows_strip(long rows, const typename V::scalar* x, long x_pitch,
+                              const typename V::vec (&w)[9], bool add, typename V::scalar* out,
+                              long out_pitch) {
+  long i = 0;
+  for (; i + 4 <= rows; i += 4) {
+    padded_rows_block<4, NV, V>(x + i * x_pitch, x_pitch, w, add, out + i * out_pitch, out_pitch);
+  }
+  x += i * x_pitch;
+  out += i * out_pitch;
+  switch (rows - i) {
+    case 3: return padded_rows_block<3, NV, V>(x, x_pitch, w, add, out, out_pitch);
+    case 2: return padded_rows_block<2, NV, V>(x, x_pitch, w, add, out, out_pitch);
+    case 1: return padded_rows_block<1, NV, V>(x, x_pitch, w, add, out, out_pitch);
+  }
+}
+
+template <typename V>
+inline void padded_plane_rows(long rows, long cols, const typename V::scalar* x, long x_pitch,
+                              const typename V::scalar* w, bool add, typename V::scalar* out,
+                              long out_pitch) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  // Two vectors a block where 32 registers hold their 4 x 2 sums beside the 9 weights.
+  constexpr int NV = sizeof(vec) >= 64 ? 2 : 1;
+  vec wv[9];
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) wv[t] = V::broadcast(w[t]);
+  long q = 0;
+  for (; q + NV * W <= cols; q += NV * W) {
+    padded_rows_strip<NV, V>(rows, x + q, x_pitch, wv, add, out + q, out_pitch);
+  }
+  for (; q < cols; q += W) {
+    padded_rows_strip<1, V>(rows, x + q, x_pitch, wv, add, out + q, out_pitch);
+  }
+}
+
+// Copies rows x cols elements (rows src_pitch and dst_pitch apart) and, where `lanes` is not
+// null, adds them into its first V::width lanes: lanes[l] += the sum, in a fixed order, of the
+// columns whose vector lane is l (two accumulators, even and odd vectors of a row, added at
+// the end). Writes no element of dst past a row's cols.
+template <typename V>
+inline void copy_rows(long rows, long cols, const typename V::scalar* src, long src_pitch,
+                      typename V::scalar* dst, long dst_pitch, typename V::scalar* lanes) {
+  using vec = typename V::vec;
+  constexpr int W = V::width;
+  vec acc[2] = {V::zero(), V::zero()};
+  for (long r = 0; r < rows; ++r) {
+    const typename V::scalar* s = src + r * src_pitch;
+    typename V::scalar* d = dst + r * dst_pitch;
+    long q = 0;
+    for (; q + W <= cols; q += W) {
+      const vec v = V::load(s + q);
+      V::store(d + q, v);
+      acc[(q / W) & 1] = V::add(acc[(q / W) & 1], v);
+    }
+    if (q < cols) {
+      const vec v = V::load_n(s + q, cols - q);
+      V::store_n(d + q, v, cols - q);
+      acc[(q / W) & 1] = V::add(acc[(q / W) & 1], v);
+    }
+  }
+  if (lanes != nullptr) V::store(lanes, V::add(V::load(lanes), V::add(acc[0], acc[1])));
 }
 
 // acc holds kDotLanes partial sums per tap (acc[t * kDotLanes + lane]); callers add the
@@ -2115,6 +2279,18 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
   void grid_plane_dot(long rows, long cols, const T* x, long x_pitch, const T* gy,           \
                       long gy_pitch, T* acc) {                                                \
     detail::grid_plane_dot<VEC>(rows, cols, x, x_pitch, gy, gy_pitch, acc);                   \
+  }                                                                                           \
+  void copy_rows(long rows, long cols, const T* src, long src_pitch, T* dst, long dst_pitch,    \
+                 T* lanes) {                                                                  \
+    detail::copy_rows<VEC>(rows, cols, src, src_pitch, dst, dst_pitch, lanes);                \
+  }                                                                                           \
+  void padded_plane_rows(long rows, long cols, const T* x, long x_pitch, const T* w, bool add,  \
+                         T* out, long out_pitch) {                                            \
+    detail::padded_plane_rows<VEC>(rows, cols, x, x_pitch, w, add, out, out_pitch);           \
+  }                                                                                           \
+  void grid_plane_dot2(long rows, long cols, const T* x, long x_pitch, const T* gy0,          \
+                       const T* gy1, long gy_pitch, T* acc0, T* acc1) {                       \
+    detail::grid_plane_dot2<VEC>(rows, cols, x, x_pitch, gy0, gy1, gy_pitch, acc0, acc1);     \
   }                                                                                           \
   void taps_dot(long n, int ntaps, const T* const* src, const T* g, T* acc) {                 \
     if (ntaps == 9) return detail::taps_dot_unrolled<VEC, 9>(n, src, g, acc);                 \
