@@ -8,8 +8,12 @@
 //                      grid of rows run the grid kernel (each input vector loaded once for
 //                      the three output rows that read it), those of several planes summed
 //                      into one output too (grad_input with a channel multiplier)
-//   taps_dot           acc[t] += sum_i g[i] * src[t][i]   (kept as per-lane partial sums)
-//   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back
+//   padded_plane_rows  the 3x3 grid sum over a zero-padded plane copy, stored or added to
+//                      the output (grad_input with a channel multiplier, plane by plane)
+//   taps_dot           acc[t] += sum_i g[i] * src[t][i]   (kept as per-lane partial sums);
+//                      grid_plane_dot, grid_plane_dot2: 3x3 in place, one or two planes
+//   deinterleave_rows  a plane's rows into k column phases (stride k), interleave_rows back;
+//                      copy_rows a plain copy that may also sum what it copies
 //   channels_correlate, channels_dot: the same two sums for channels-last tensors, vectors
 //                      along the channels
 //   small_planes_correlate, small_planes_transposed, small_planes_dot: the forward sum,
@@ -645,7 +649,7 @@ inline void grid_plane_dot2(long rows, long cols, const typename V::scalar* x, l
 //                            + sum_{r, s} w[r * 3 + s] * x[(i + r) * x_pitch + q + s]
 // the taps added in t order to what out held, every element read lying inside x's buffer
 // (no masks). grad_input of a depthwise layer with a channel multiplier (depthwise.cpp's
-// MultiplierPlanes): one grad_output plane after the other into an input plane held in
+// multiplier_planes): one grad_output plane after the other into an input plane held in
 // cache. Blocks of K rows x NV vectors, each x vector loaded once for the (up to) three
 // output rows that read it.
 template <int K, int NV, typename V>
