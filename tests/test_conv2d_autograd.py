@@ -187,7 +187,7 @@ def test_opcheck_conv2d_backward(input_size, weight_size, bias, stride, padding,
 # place (3x3, stride 1, padding 1, 24 rows or more), and on 3x3 stride-1 layers with a channel
 # multiplier over rows of a vector or more, the CPU fuses them into one pass whose
 # grad_input and grad_weight are bitwise the operators' own; other shapes (a dense convolution, a
-# channels-last or multiplier-2 depthwise one) run the operators in turn.
+# channels-last depthwise one, or one of multiplier 2 on 7-wide rows) run the operators in turn.
 BACKWARD_CASES = [
     pytest.param((8, 40, 7, 7), (40, 1, 3, 3), 1, 1, 40, "contiguous", id="depthwise_7x7"),
     pytest.param((3, 24, 14, 14), (24, 1, 3, 3), 1, 1, 24, "contiguous", id="depthwise_14x14"),

@@ -427,7 +427,9 @@ bool direct_applies(const ConvGeometry& g, const Strides4& ys) {
 
 // A depthwise-shaped layer with many output channels per input channel (SimpleCNN's first
 // layer: 1 -> 32) runs faster on the direct kernel, which shares each input load among MR
-// output channels, than on the depthwise kernels, which compute one channel at a time.
+// output channels, than on the depthwise kernels, which compute one channel at a time. Its
+// grad_weight at 3x3, stride 1, padding 1 is the exception (depthwise_grad_weight_by_planes):
+// the depthwise pass that conv2d_backward fuses for such layers, two channels per input load.
 bool direct_over_depthwise(c10::IntArrayRef weight_size, const Conv2dParams& p,
                            c10::MemoryFormat format) {
   const int version = kernel_version(OpFamily::conv2d);

@@ -504,7 +504,7 @@ inline void grid_plane_rows(long rows, long cols, const typename V::scalar* x, l
 // `cols`, the lanes the vector before already took), so that no value from outside the plane
 // reaches a sum, NaN included (gy's lanes are all inside it); those loads read x from column
 // -1 to column `cols` of each row: the caller makes sure that lies inside memory it may read.
-template <typename V, int NP = 1>
+template <typename V, int NP>
 struct GridDot {
   using scalar = typename V::scalar;
   const scalar* x;

@@ -342,9 +342,10 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off,
 // The weight-gradient micro-kernel of the flat direct convolution (conv2d.cpp), with the
 // GEMM's roles: MT taps of the input, each broadcast from the zero-padded input in place,
 // times NR output channels of dY pixel-major (dy[i * dy_pixel + j]: channel j at flat pixel
-// i; a panel packed NR wide, or a channels-last dY read in place). Over `images` images (x and dy advancing by x_image and dy_image) and flat pixels
-// i < n, the first row_len of each row of row_pitch (the flat sweep's rows hold columns
-// past the output's, whose dY is zero: skipped, not multiplied by zero), it adds
+// i; a panel packed NR wide, or a channels-last dY read in place). Over `images` images (x
+// and dy advancing by x_image and dy_image) and flat pixels i < n, the first row_len of each
+// row of row_pitch (the flat sweep's rows hold columns past the output's, whose dY is zero:
+// skipped, not multiplied by zero), it adds
 //   sums[m * ld + j] += sum x[tap_off[m] + i] * dy[i * dy_pixel + j]      (m < t_valid, j < NR)
 // Every sum stays in one lane of an accumulator: no reduction across lanes.
 template <typename V, int MT, int NV>
