@@ -122,6 +122,18 @@ def test_functorch_transforms_keep_the_autograd_layer(monkeypatch):
         torch.func.grad(lambda t: cnnops.conv2d(t, w, padding=1).sum())(x)
 
 
+def test_autocast_keeps_the_autograd_layer():
+    # autocast's rule casts the operands (bfloat16 -> float32 on the CPU) below the call; the
+    # autograd layer must save the cast operands, which it does when the operator takes them
+    x = torch.randn(1, 2, 6, 6).bfloat16().requires_grad_()
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = cnnops.conv2d(x, w, padding=1)
+    assert out.dtype == torch.float32 and not _recorded_by_cnnops(out)
+    grad_x, grad_w = torch.autograd.grad(out.sum(), (x, w))
+    assert grad_x.dtype == torch.bfloat16 and grad_w.dtype == torch.float32
+
+
 class Tagged(torch.Tensor):
     """A tensor subclass that only passes through __torch_function__: it must keep the
     operator's own dispatch path."""
