@@ -1137,7 +1137,7 @@ void multiplier_planes(const T* dy, const Strides4& dys, const T* x, const Strid
   const int64_t chunks = ceil_div(g.N, per_chunk);
   const int64_t task_lanes = g.taps() * kDotLanes;
   std::vector<T> partial(dw ? chunks * g.M * g.taps() : 0);
-  std::vector<T> bias_partial(db ? chunks * g.M : 0, T(0));
+  std::vector<T> bias_partial(db ? chunks * g.M : 0);
   // Only the weight gradient: grad_output read in place (grid_plane_dot reads no element
   // outside a plane of it), the same sums.
   const bool copy = dx != nullptr || db != nullptr;
@@ -1195,12 +1195,7 @@ void multiplier_planes(const T* dy, const Strides4& dys, const T* x, const Strid
     }
   });
   if (dw) add_partials(partial, chunks, dw);
-  if (db == nullptr) return;
-  for (int64_t k = 0; k < g.M; ++k) {
-    T total = T(0);
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) total += bias_partial[chunk * g.M + k];
-    db[k] = total;
-  }
+  if (db) add_partials(bias_partial, chunks, db);
 }
 
 template <typename T>
@@ -1718,7 +1713,7 @@ void fused_backward_in_place(const at::Tensor& grad_output, const at::Tensor& in
   const Strides4 xs(input);
   const T* x_end = end_in_memory<T>(input);
   const int64_t chunks = weight_chunks(g), per_chunk = ceil_div(g.N, chunks);
-  std::vector<T> bias_partial(db ? chunks * g.M : 0, T(0));
+  std::vector<T> bias_partial(db ? chunks * g.M : 0);
   grad_weight_by_chunks(g, dw, [&] {
     return [&, planes = InPlacePlanes<T>(t), dots = InPlaceDot<T>(g, x, xs, x_end)](
                int64_t k, int64_t n0, int64_t n1, T* lanes) mutable {
@@ -1766,8 +1761,7 @@ std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> depthwise_backward
   std::optional<std::tuple<at::Tensor, at::Tensor, at::Tensor>> result;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnops.conv2d_backward (depthwise)", [&] {
     const Strides4 dys(grad_output), xs(input);
-    const bool by_planes = multiplier_planes_apply<scalar_t>(g, dys, xs) &&
-                           multiplier_planes_apply<scalar_t>(g, dys, dxs);
+    const bool by_planes = multiplier_planes_apply<scalar_t>(g, dys, xs);  // (dxs: NCHW)
     const auto fused =
         by_planes ? std::nullopt
                   : FusedBackward<scalar_t>::make(grad_output, input, weight, dxs, g);
