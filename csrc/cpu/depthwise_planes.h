@@ -50,11 +50,14 @@ int64_t channel_block(const at::Tensor& t, int64_t channels) {
   return channels_inner ? std::min<int64_t>(channels, 64 / sizeof(T)) : 1;
 }
 
-// The weight's taps, contiguous: taps[k * R * S + r * S + s] = w[k, 0, r, s].
+// The weight's taps, contiguous: taps[k * R * S + r * S + s] = w[k, 0, r, s]. A contiguous
+// weight is copied whole (element by element, with the strides, this took ~10 us of a 0.16 ms
+// forward pass of 8x1024x7x7, while the other thread waited).
 template <typename T>
 std::vector<T> weight_taps(const at::Tensor& weight, const DwGeometry& g) {
-  std::vector<T> taps(g.M * g.taps());
   const T* w = weight.data_ptr<T>();
+  if (weight.is_contiguous()) return std::vector<T>(w, w + g.M * g.taps());
+  std::vector<T> taps(g.M * g.taps());
   const Strides4 ws(weight);
   for (int64_t k = 0; k < g.M; ++k) {
     for (int64_t r = 0; r < g.R; ++r) {
