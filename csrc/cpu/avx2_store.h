@@ -1,6 +1,6 @@
-// Partial vector stores for the AVX2 translation units (gemm_avx2.cpp, depthwise_avx2.cpp),
-// included after their `#pragma GCC target("avx2,fma")`: internal linkage, so that no
-// AVX2 code is shared with the builds for other ISAs.
+// Partial vector stores for the AVX2 translation units (gemm_avx2.cpp, depthwise_avx2.cpp,
+// depthwise_avx512vl.cpp), included after their `#pragma GCC target`: internal linkage, so that
+// no AVX2 code is shared with the builds for other ISAs.
 //
 // The first n lanes of v are written with full, 128-, 64- and 32-bit stores. VMASKMOVPS
 // would do it in one instruction, but its store form costs 25-30 cycles on AMD Zen 3

@@ -2334,6 +2334,11 @@ inline void with_small_planes_kernel(const SmallPlanes& g, Fn&& fn) {
     detail::channels_dot_block<VEC>(rows, cols, ntaps, x, x_row, x_step, offset, g, g_row,    \
                                     g_step, lanes, acc);                                      \
   }                                                                                           \
+  CNNOPS_DEPTHWISE_SMALL_PLANE_ENTRY_POINTS(T, VEC, WIDE)
+
+// The small-plane entry points alone (small_planes_correlate, _transposed, _dot), for one ISA
+// inside `namespace <isa>`: also built by depthwise_avx512vl.cpp.
+#define CNNOPS_DEPTHWISE_SMALL_PLANE_ENTRY_POINTS(T, VEC, WIDE)                               \
   void small_planes_correlate(const SmallPlanes& g, long k0, long count, const T* x,          \
                               long x_plane, const T* w, const T* bias, bool relu, T* out,     \
                               long out_plane) {                                               \
