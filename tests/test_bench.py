@@ -368,3 +368,39 @@ def test_gpu_check_script_parses_and_explains_its_usage():
     assert subprocess.run(["bash", "-n", script]).returncode == 0
     result = subprocess.run(["bash", script], capture_output=True, text=True)
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+def test_traffic_bound_counts_the_least_bytes_of_each_pass():
+    traffic = load_script("traffic_bound")
+    x, w, b = torch.zeros(2, 4, 8, 8), torch.zeros(4, 1, 3, 3), torch.zeros(4)
+    y = torch.zeros(2, 4, 4, 4)  # stride 2
+    unit = 4  # bytes per element
+    forward = (x.numel() + w.numel() + b.numel() + y.numel()) * unit
+    assert traffic.least_bytes([x, w, b], y, "forward") == forward
+    # backward: grad_output read, grad_input written, the input read again for grad_weight
+    assert traffic.least_bytes([x, w, b], y, "forward+backward") == (
+        forward + (y.numel() + 2 * x.numel()) * unit)
+    # a pooling (no weight) reads the input once in the forward pass only
+    assert traffic.least_bytes([x], y, "forward+backward") == (
+        (x.numel() + y.numel()) * unit * 2)
+    assert traffic.least_bytes([x, None, None], y, "forward") == (x.numel() + y.numel()) * unit
+
+
+def test_traffic_bound_runs_on_tiny_shapes(tmp_path):
+    path = tmp_path / "bound.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "traffic_bound.py"), "--tiny",
+         "--ops", "depthwise,max_pool2d", "--min-run-time", "0.01", "--threads", "1",
+         "--json", str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(path.read_text())["rows"]
+    assert {(row["op"], row["pass"]) for row in rows} == {
+        (op, p) for op in ("depthwise.tiny", "max_pool2d.tiny")
+        for p in ("forward", "forward+backward")}
+    for row in rows:
+        assert row["bound_ms"] > 0 and row["cnnops_ms"] > 0 and row["torch_ms"] > 0
+        assert row["torch_over_bound"] == pytest.approx(row["torch_ms"] / row["bound_ms"])
+    assert "geomean per family" in result.stdout
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "traffic_bound.py"),
+                          "--ops", "conv2d"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--ops: conv2d not among" in bad.stderr
