@@ -642,3 +642,39 @@ def test_channels_last_output_past_stream_threshold(dtype, out_channels, relu):
         expected = expected.relu()
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert_conv_close(out, expected, dtype, 27, "channels-last output past the streaming threshold")
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_bias_relu"])
+@pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
+@pytest.mark.parametrize("batch, channels, side, out_channels", [
+    pytest.param(3, 5, 14, 33, id="14x14_panel_of_1"),
+    pytest.param(2, 8, 14, 17, id="14x14_half_panel_plus_1"),
+    pytest.param(3, 6, 7, 40, id="7x7_calls_across_images"),
+    pytest.param(2, 16, 7, 31, id="7x7_panel_of_31"),
+])
+def test_small_plane_outputs_written_into_planes(batch, channels, side, out_channels, bias,
+                                                 relu):
+    """The flat direct kernels of 14x14 and 7x7 planes (AVX-512: whole_rows_planes) write
+    their sums straight into NCHW planes, transposed in registers: output channels past the
+    last whole vector of 16 and past the last panel of 32 are left alone, bias and ReLU applied
+    on the way, and a call's 14 pixels that run past a 7x7 plane's end continue in the next
+    image's plane. grad_input at stride 1 is the same convolution."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, side, side, generator=generator)
+    w = torch.randn(out_channels, channels, 3, 3, generator=generator)
+    b = torch.randn(out_channels, generator=generator) if bias else None
+    conv = cnnops.functional.conv2d_bias_relu if relu else cnnops.conv2d
+    out = conv(x, w, b, padding=1)
+    expected = F.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=1)
+    if relu:
+        expected = expected.relu()
+    reduction = channels * 9
+    assert_conv_close(out, expected, torch.float32, reduction, "forward into planes")
+    grad_output = torch.randn(expected.shape, generator=generator)
+    grad_input = torch.ops.cnnops.conv2d_grad_input(grad_output, w, list(x.shape), [1, 1],
+                                                    [1, 1, 1, 1], [1, 1], 1)
+    expected_grad_input = torch.ops.aten.convolution_backward(
+        grad_output.double(), x.double(), w.double(), None, [1, 1], [1, 1], [1, 1], False,
+        [0, 0], 1, [True, False, False])[0]
+    assert_conv_close(grad_input, expected_grad_input, torch.float32, out_channels * 9,
+                      "grad_input into planes")

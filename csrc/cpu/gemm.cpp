@@ -249,6 +249,9 @@ void gathered_pixels(int64_t taps, const int64_t* pixel_off, const int64_t* tap_
 namespace avx512 {
 void whole_rows(long q, long taps, const long* row_off, const long* tap_off, const float* x,
                 const float* b, float* c, long ldc);
+void whole_rows_planes(long q, long taps, const long* row_off, const long* tap_off,
+                       const float* x, const float* b, float* y, long y_c, long count,
+                       long split, long second, long kept, const float* bias, bool relu);
 }  // namespace avx512
 #endif
 
@@ -269,6 +272,20 @@ void whole_rows(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* 
   if (whole_rows_count<float>(q) > 0) {
     return avx512::whole_rows(q, taps, reinterpret_cast<const long*>(row_off),
                               reinterpret_cast<const long*>(tap_off), x, b, c, ldc);
+  }
+#endif
+  std::abort();  // callers ask whole_rows_count first
+}
+
+void whole_rows_planes(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* tap_off,
+                       const float* x, const float* b, float* y, int64_t y_c, int64_t count,
+                       int64_t split, int64_t second, int64_t kept, const float* bias,
+                       bool relu) {
+#ifdef CNNOPS_X86
+  if (whole_rows_count<float>(q) > 0) {
+    return avx512::whole_rows_planes(q, taps, reinterpret_cast<const long*>(row_off),
+                                     reinterpret_cast<const long*>(tap_off), x, b, y, y_c, count,
+                                     split, second, kept, bias, relu);
   }
 #endif
   std::abort();  // callers ask whole_rows_count first

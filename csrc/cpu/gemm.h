@@ -112,6 +112,15 @@ int64_t whole_rows_count(int64_t q);
 void whole_rows(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* tap_off,
                 const float* x, const float* b, float* c, int64_t ldc);
 
+// whole_rows' sums for the call's count <= 14 pixels and kept <= NR output channels written
+// straight into planes (an output with contiguous rows), plus bias[j] (none if null), then
+// ReLU if asked: y[j * y_c + i] for pixels i < split, y[j * y_c + second + i - split] for
+// split <= i < count (a run across a plane's end continues at `second`: the next image's).
+void whole_rows_planes(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* tap_off,
+                       const float* x, const float* b, float* y, int64_t y_c, int64_t count,
+                       int64_t split, int64_t second, int64_t kept, const float* bias,
+                       bool relu);
+
 // The flat direct convolution's weight-gradient micro-kernel (gemm_kernel.h): for up to
 // direct_grad_weight_pixels_tile<T>().mr taps m (x at tap_off[m]) and .nr output channels j
 // of dy pixel-major (dy[i * dy_pixel + j]: packed NR wide, or channels-last), over `images`

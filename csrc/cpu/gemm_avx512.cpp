@@ -126,6 +126,75 @@ void whole_rows(long q, long taps, const long* row_off, const long* tap_off, con
   }
 }
 
+namespace {
+
+// c[j] lane i = r[i] lane j: the 16 x 16 transpose, in four rounds of 16 shuffles.
+inline void transpose16(const __m512 (&r)[16], __m512 (&c)[16]) {
+  __m512 a[16], b[16], h[16];
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows, 32-bit elements interleaved
+    a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // b[4 g + k], 128-bit lane L: column k + 4 L of rows 4 g .. 4 g + 3
+  for (int g = 0; g < 4; ++g) {
+    const __m512d lo = _mm512_castps_pd(a[4 * g]), hi = _mm512_castps_pd(a[4 * g + 1]);
+    const __m512d lo2 = _mm512_castps_pd(a[4 * g + 2]), hi2 = _mm512_castps_pd(a[4 * g + 3]);
+    b[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, lo2));
+    b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, lo2));
+    b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(hi, hi2));
+    b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(hi, hi2));
+  }
+  // h[2 k], h[2 k + 1] (rows 0-7), h[8 + 2 k], h[9 + 2 k] (rows 8-15): columns k, k + 8
+  // and k + 4, k + 12, lanes of 4 rows alternating between the two
+  for (int k = 0; k < 4; ++k) {
+    h[2 * k] = _mm512_shuffle_f32x4(b[k], b[4 + k], 0x88);
+    h[2 * k + 1] = _mm512_shuffle_f32x4(b[k], b[4 + k], 0xdd);
+    h[8 + 2 * k] = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0x88);
+    h[9 + 2 * k] = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0xdd);
+  }
+  for (int k = 0; k < 4; ++k) {
+    c[k] = _mm512_shuffle_f32x4(h[2 * k], h[8 + 2 * k], 0x88);
+    c[k + 8] = _mm512_shuffle_f32x4(h[2 * k], h[8 + 2 * k], 0xdd);
+    c[k + 4] = _mm512_shuffle_f32x4(h[2 * k + 1], h[9 + 2 * k], 0x88);
+    c[k + 12] = _mm512_shuffle_f32x4(h[2 * k + 1], h[9 + 2 * k], 0xdd);
+  }
+}
+
+}  // namespace
+
+// whole_rows' 14 pixels x 32 output channels written into planes: each vector of 16 channels
+// transposed in registers into 16 channels' runs of pixels, then stored with bias and ReLU.
+void whole_rows_planes(long q, long taps, const long* row_off, const long* tap_off,
+                       const float* x, const float* b, float* y, long y_c, long count,
+                       long split, long second, long kept, const float* bias, bool relu) {
+  constexpr int kPixels = 14;
+  __m512 acc[kPixels][2];
+  if (q == kPixels) {
+    detail::whole_rows_products<FloatVec, kPixels, 1, 2>(taps, row_off, tap_off, x, b, acc);
+  } else {
+    detail::whole_rows_products<FloatVec, 1, kPixels, 2>(taps, row_off, tap_off, x, b, acc);
+  }
+  const __mmask16 all = static_cast<__mmask16>((1u << count) - 1);
+  const __mmask16 first = static_cast<__mmask16>(all & ((1u << split) - 1));
+  const __mmask16 rest = static_cast<__mmask16>(all & ~first);
+  for (int v = 0; v < 2; ++v) {
+    __m512 rows[16], planes[16];
+    for (int i = 0; i < kPixels; ++i) rows[i] = acc[i][v];
+    rows[14] = rows[15] = _mm512_setzero_ps();
+    transpose16(rows, planes);
+    for (int j = 0; j < 16 && v * 16 + j < kept; ++j) {
+      const long k = v * 16 + j;
+      __m512 out = planes[j];
+      if (bias != nullptr) out = _mm512_add_ps(out, _mm512_set1_ps(bias[k]));
+      if (relu) out = FloatVec::relu(out);
+      float* plane = y + k * y_c;
+      _mm512_mask_storeu_ps(plane, first, out);
+      // pixels split.. to plane + second on (lanes below split masked off, never written)
+      if (rest != 0) _mm512_mask_storeu_ps(plane + second - split, rest, out);
+    }
+  }
+}
+
 void direct_grad_weight_pixels(long images, long n, long row_len, long row_pitch,
                                const float* x, const long* tap_off,
                                long x_image, int t_valid, const float* dy, long dy_image,

@@ -308,10 +308,11 @@ void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
 // stored whole. R pointers are held across the taps. Rows of Q = 1 pixel are any MR pixels
 // (gathered_pixels); whole output rows (Q their length) compute no pixel that is not kept,
 // where the flat sweep computes the columns between rows.
+// whole_rows' sums, left in acc (pixel r * Q + k's NV vectors of output channels).
 template <typename V, int Q, int R, int NV>
-void whole_rows(long taps, const long* row_off, const long* tap_off,
-                const typename V::scalar* x, const typename V::scalar* b,
-                typename V::scalar* c, long ldc) {
+__attribute__((always_inline)) inline void whole_rows_products(
+    long taps, const long* row_off, const long* tap_off, const typename V::scalar* x,
+    const typename V::scalar* b, typename V::vec (&acc)[Q * R][NV]) {
   using T = typename V::scalar;
   struct TapOfRows {
     const T* const* row;
@@ -321,9 +322,16 @@ void whole_rows(long taps, const long* row_off, const long* tap_off,
   const T* row[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) row[r] = x + row_off[r];
-  typename V::vec acc[Q * R][NV];
   outer_products<V, Q * R, NV>(
       taps, [&row, tap_off](long t) { return TapOfRows{row, tap_off[t]}; }, b, acc);
+}
+
+template <typename V, int Q, int R, int NV>
+void whole_rows(long taps, const long* row_off, const long* tap_off,
+                const typename V::scalar* x, const typename V::scalar* b,
+                typename V::scalar* c, long ldc) {
+  typename V::vec acc[Q * R][NV];
+  whole_rows_products<V, Q, R, NV>(taps, row_off, tap_off, x, b, acc);
   store_tile<V>(acc, c, ldc);
 }
 
