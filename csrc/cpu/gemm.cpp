@@ -252,6 +252,8 @@ void whole_rows(long q, long taps, const long* row_off, const long* tap_off, con
 void whole_rows_planes(long q, long taps, const long* row_off, const long* tap_off,
                        const float* x, const float* b, float* y, long y_c, long count,
                        long split, long second, long kept, const float* bias, bool relu);
+void planes_to_pixels(const float* src, long src_c, long src_h, long rows, long cols, long kept,
+                      float* dst, long row_pitch);
 }  // namespace avx512
 #endif
 
@@ -351,6 +353,17 @@ void direct_grad_weight(int64_t rows, int64_t n, const double* dy, const int64_t
                         int64_t x_row, int t_valid, double* sums, int64_t ld) {
   CNNOPS_DISPATCH(direct_grad_weight, rows, n, dy, reinterpret_cast<const long*>(dy_off), dy_row,
                   k_valid, x, reinterpret_cast<const long*>(tap_off), x_row, t_valid, sums, ld)
+}
+
+bool planes_to_pixels(const float* src, int64_t src_c, int64_t src_h, int64_t rows,
+                      int64_t cols, int64_t kept, float* dst, int64_t row_pitch, int64_t nr) {
+#ifdef CNNOPS_X86
+  if (active_isa() == Isa::avx512 && nr == 32 && cols <= 16 && kept <= nr) {
+    avx512::planes_to_pixels(src, src_c, src_h, rows, cols, kept, dst, row_pitch);
+    return true;
+  }
+#endif
+  return false;
 }
 
 }  // namespace cnnops::cpu

@@ -121,6 +121,13 @@ void whole_rows_planes(int64_t q, int64_t taps, const int64_t* row_off, const in
                        int64_t split, int64_t second, int64_t kept, const float* bias,
                        bool relu);
 
+// dst[(p * row_pitch + q) * nr + j] = src[j * src_c + p * src_h + q] for p < rows, q < cols,
+// j < kept, and 0 for kept <= j < nr: `kept` planes of unit column stride gathered pixel-major,
+// as direct_grad_weight_pixels reads dY; columns q >= cols are not written. False (nothing
+// done) where the active ISA has no kernel for it: it has on AVX-512 for nr = 32, cols <= 16.
+bool planes_to_pixels(const float* src, int64_t src_c, int64_t src_h, int64_t rows,
+                      int64_t cols, int64_t kept, float* dst, int64_t row_pitch, int64_t nr);
+
 // The flat direct convolution's weight-gradient micro-kernel (gemm_kernel.h): for up to
 // direct_grad_weight_pixels_tile<T>().mr taps m (x at tap_off[m]) and .nr output channels j
 // of dy pixel-major (dy[i * dy_pixel + j]: packed NR wide, or channels-last), over `images`

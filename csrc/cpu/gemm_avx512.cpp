@@ -195,6 +195,26 @@ void whole_rows_planes(long q, long taps, const long* row_off, const long* tap_o
   }
 }
 
+// Rows of up to 16 pixels of up to 32 planes, transposed 16 channels at a time in registers.
+void planes_to_pixels(const float* src, long src_c, long src_h, long rows, long cols, long kept,
+                      float* dst, long row_pitch) {
+  const __mmask16 row = static_cast<__mmask16>((1u << cols) - 1);
+  for (long p = 0; p < rows; ++p) {
+    for (int v = 0; v < 2; ++v) {
+      __m512 planes[16], pixels[16];
+      for (int j = 0; j < 16; ++j) {
+        const long k = v * 16 + j;
+        planes[j] = k < kept ? _mm512_maskz_loadu_ps(row, src + k * src_c + p * src_h)
+                             : _mm512_setzero_ps();
+      }
+      transpose16(planes, pixels);
+      for (long q = 0; q < cols; ++q) {
+        _mm512_storeu_ps(dst + (p * row_pitch + q) * 32 + v * 16, pixels[q]);
+      }
+    }
+  }
+}
+
 void direct_grad_weight_pixels(long images, long n, long row_len, long row_pitch,
                                const float* x, const long* tap_off,
                                long x_image, int t_valid, const float* dy, long dy_image,
