@@ -651,14 +651,16 @@ def test_channels_last_output_past_stream_threshold(dtype, out_channels, relu):
     pytest.param(2, 8, 14, 17, id="14x14_half_panel_plus_1"),
     pytest.param(3, 6, 7, 40, id="7x7_calls_across_images"),
     pytest.param(2, 16, 7, 31, id="7x7_panel_of_31"),
+    pytest.param(3, 24, 6, 33, id="6x6_gathered_calls_across_images"),
 ])
 def test_small_plane_outputs_written_into_planes(batch, channels, side, out_channels, bias,
                                                  relu):
     """The flat direct kernels of 14x14 and 7x7 planes (AVX-512: whole_rows_planes) write
     their sums straight into NCHW planes, transposed in registers: output channels past the
     last whole vector of 16 and past the last panel of 32 are left alone, bias and ReLU applied
-    on the way, and a call's 14 pixels that run past a 7x7 plane's end continue in the next
-    image's plane. grad_input at stride 1 is the same convolution."""
+    on the way, and a call's pixels that run past a plane's end (7x7: two rows of 7 from two
+    images; 6x6: 14 pixels gathered) continue in the next image's plane. grad_input at
+    stride 1 is the same convolution."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch, channels, side, side, generator=generator)
     w = torch.randn(out_channels, channels, 3, 3, generator=generator)

@@ -50,8 +50,9 @@
 //              (gemm.h, direct_pixels), or where that run is mostly padding (7x7) the
 //              output pixels alone, MR at a time across images (gathered_pixels; on
 //              AVX-512 14 at a time, whole_rows of one pixel), or on AVX-512 with rows of 14
-//              pixels one whole output row at a time (whole_rows), both of which write NCHW
-//              outputs straight from their registers (whole_rows_planes); and
+//              or 7 pixels whole output rows at a time (whole_rows; 7x7 into NCHW outputs),
+//              both of which write NCHW outputs straight from their registers
+//              (whole_rows_planes); and
 //              their grad_weight, MT taps broadcast from the
 //              input times NR channels of dY copied pixel-major (direct_grad_weight_pixels).
 //              The same at strides above 1 on layers with few channels (a network's first
@@ -1026,8 +1027,11 @@ void flat_conv_gathered(const Input& xp, int64_t row_pitch, const OffsetMatrix<T
 // of (group, chunk of output rows across images, panel), only output pixels computed. The
 // flat sweep computed 216 pixels for each 14x14 plane's 196 (the column between rows, and
 // its last block of 12); SimpleCNN's 64x32x14x14 -> 64, min of 3 alternating runs, forward
-// 1.795 -> 1.743 ms, grad_input 1.832 -> 1.739. Rows of 7 two at a time (7x7 planes)
-// measured 3-5% slower than gathered_pixels, which keeps them (14 pixels at a time).
+// 1.795 -> 1.743 ms, grad_input 1.832 -> 1.739. Rows of 7 two at a time (7x7 planes; any two
+// rows, across images too) measured 3-5% slower than gathered_pixels through the tile, and
+// 1-5% faster once both wrote NCHW planes from the registers (whole_rows_planes: two row
+// pointers held, where 14 pixels anywhere spilled theirs): NCHW outputs take them, others
+// the gathered kernel (flat_conv).
 template <typename T, typename Input>
 void flat_conv_rows(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w,
                     const T* bias, T* y, const Strides4& ys, const ConvGeometry& g, bool relu,
@@ -1042,7 +1046,7 @@ void flat_conv_rows(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w
   // An output with contiguous rows takes each row's sums straight into its planes
   // (whole_rows_planes), not through the tile: SimpleCNN's 64x32x14x14 -> 64 forward spent a
   // fifth of its time writing the tile out.
-  const bool planar = ys.w == 1 && rows_per_call == 1;
+  const bool planar = ys.w == 1 && rows_per_call <= 2;
 
   at::parallel_for(0, g.G * chunks * panels, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> tile(kTile, planar ? 0 : chunk * g.Q * t.nr);
@@ -1056,11 +1060,17 @@ void flat_conv_rows(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w
       const int64_t k0 = group * g.Kg + panel * t.nr;
       const int64_t kept = std::min(t.nr, (group + 1) * g.Kg - k0);
       if (planar) {
-        for (int64_t u = u0; u < u0 + count; ++u) {
-          row_off[0] = u / g.P * image + u % g.P * row_pitch;
+        for (int64_t u = u0; u < u0 + count; u += rows_per_call) {
+          const int64_t rows = std::min(rows_per_call, u0 + count - u);
+          for (int64_t r = 0; r < rows_per_call; ++r) {  // a short last call repeats its row
+            const int64_t v = u + std::min(r, rows - 1);
+            row_off[r] = v / g.P * image + v % g.P * row_pitch;
+          }
+          const int64_t y0 = u / g.P * ys.n + u % g.P * ys.h;
+          const int64_t y1 = (u + 1) / g.P * ys.n + (u + 1) % g.P * ys.h;
           whole_rows_planes(g.Q, taps, row_off.data(), fw.tap_off.data(), x_group, b_panel,
-                            y + u / g.P * ys.n + k0 * ys.c + u % g.P * ys.h, ys.c, g.Q, g.Q, 0,
-                            kept, bias ? bias + k0 : nullptr, relu);
+                            y + k0 * ys.c + y0, ys.c, rows * g.Q, g.Q, y1 - y0, kept,
+                            bias ? bias + k0 : nullptr, relu);
         }
         continue;
       }
@@ -1087,7 +1097,8 @@ template <typename T, typename Input>
 void flat_conv(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w, const T* bias,
                T* y, const Strides4& ys, const ConvGeometry& g, bool relu) {
   if constexpr (std::is_same_v<T, float>) {
-    if (const int64_t rows = whole_rows_count<T>(g.Q)) {
+    const int64_t rows = whole_rows_count<T>(g.Q);
+    if (rows == 1 || (rows > 1 && ys.w == 1)) {
       flat_conv_rows(xp, row_pitch, w, bias, y, ys, g, relu, rows);
       return;
     }

@@ -260,7 +260,7 @@ void planes_to_pixels(const float* src, long src_c, long src_h, long rows, long 
 template <>
 int64_t whole_rows_count<float>(int64_t q) {
   if (active_isa() != Isa::avx512) return 0;
-  return q == 14 ? 1 : q == 1 ? 14 : 0;
+  return q == 14 ? 1 : q == 7 ? 2 : q == 1 ? 14 : 0;
 }
 
 template <>

@@ -104,8 +104,9 @@ void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixe
 // q pixels per call, row r's pixels consecutive from x + row_off[r],
 // c[(r * q + k) * ldc + j] = sum over taps t of x[row_off[r] + k + tap_off[t]] * b[t * NR + j]
 // for NR = gemm_tile().nr; 0 where the active ISA has no kernel for rows of q pixels. It has
-// on AVX-512 for float: rows of 14 pixels one at a time (SimpleCNN's 14x14 planes), and rows
-// of one pixel 14 at a time (gathered_pixels with MR = 14: its 7x7 planes).
+// on AVX-512 for float: rows of 14 pixels one at a time (SimpleCNN's 14x14 planes), rows of 7
+// two at a time (its 7x7 planes), and rows of one pixel 14 at a time (gathered_pixels with
+// MR = 14).
 template <typename T>
 int64_t whole_rows_count(int64_t q);
 

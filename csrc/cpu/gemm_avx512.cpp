@@ -116,11 +116,13 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off, cons
 }
 
 // 14 pixels x 2 vectors of output channels (28 accumulators of the 32 registers): a row of
-// 14, or 14 rows of one pixel (gathered_pixels with MR = 14).
+// 14, two rows of 7, or 14 rows of one pixel (gathered_pixels with MR = 14).
 void whole_rows(long q, long taps, const long* row_off, const long* tap_off, const float* x,
                 const float* b, float* c, long ldc) {
   if (q == 14) {
     detail::whole_rows<FloatVec, 14, 1, 2>(taps, row_off, tap_off, x, b, c, ldc);
+  } else if (q == 7) {
+    detail::whole_rows<FloatVec, 7, 2, 2>(taps, row_off, tap_off, x, b, c, ldc);
   } else {
     detail::whole_rows<FloatVec, 1, 14, 2>(taps, row_off, tap_off, x, b, c, ldc);
   }
@@ -171,6 +173,8 @@ void whole_rows_planes(long q, long taps, const long* row_off, const long* tap_o
   __m512 acc[kPixels][2];
   if (q == kPixels) {
     detail::whole_rows_products<FloatVec, kPixels, 1, 2>(taps, row_off, tap_off, x, b, acc);
+  } else if (q == kPixels / 2) {
+    detail::whole_rows_products<FloatVec, kPixels / 2, 2, 2>(taps, row_off, tap_off, x, b, acc);
   } else {
     detail::whole_rows_products<FloatVec, 1, kPixels, 2>(taps, row_off, tap_off, x, b, acc);
   }
