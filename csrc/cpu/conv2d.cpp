@@ -1193,9 +1193,9 @@ void grad_weight_flat(const at::Tensor& grad_output, const Input& xp, T* dw,
                                                std::max<int64_t>(1, g.N / kSplits));
   const int64_t units = ceil_div(g.N, per_unit), splits = std::min(units, kSplits);
   const int64_t per_split = g.G * taps * k_padded;  // dW^T by group: taps x k_padded
-  // Each split zeroes its own copy, and the copies are added up by rows of dW, both in the
-  // parallel regions: on the calling thread alone (1.2 MB of copies on 64x64x7x7 -> 64) the
-  // other waited for a tenth of the call.
+  // Each split zeroes its own copy, and the copies are added up and transposed into dW in
+  // parallel regions too: on the calling thread alone (1.2 MB of copies on 64x64x7x7 -> 64)
+  // the other thread waited for a tenth of the call.
   const Scratch<T> sums(kInput, splits * per_split);
   at::parallel_for(0, splits, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> dy_unit(kTile, per_unit * dy_image);
