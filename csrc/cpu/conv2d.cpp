@@ -1046,7 +1046,7 @@ void flat_conv_rows(const Input& xp, int64_t row_pitch, const OffsetMatrix<T>& w
   // An output with contiguous rows takes each row's sums straight into its planes
   // (whole_rows_planes), not through the tile: SimpleCNN's 64x32x14x14 -> 64 forward spent a
   // fifth of its time writing the tile out.
-  const bool planar = ys.w == 1 && rows_per_call <= 2;
+  const bool planar = ys.w == 1;
 
   at::parallel_for(0, g.G * chunks * panels, 1, [&](int64_t begin, int64_t end) {
     const Scratch<T> tile(kTile, planar ? 0 : chunk * g.Q * t.nr);

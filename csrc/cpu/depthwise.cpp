@@ -340,32 +340,21 @@ void channels_dot_block(int64_t rows, int64_t cols, int ntaps, const double* x, 
 // The small-plane kernels run with the narrowest vectors that hold a row: where a row fits in
 // 256 bits, an AVX-512 machine takes the 256-bit build. (A masked 512-bit load of a 7-float
 // row spans two cache lines nearly always; MobileNet's 7x7 layer ran 1.5x slower with it.)
-// That build is the AVX2 code compiled with AVX-512VL (depthwise_avx512vl.cpp), where the
-// CPU has it: 32 vector registers, where AVX2's 16 left the rolling 3x3 kernel's sums on the
-// stack (8x1024x7x7, forward 1.66x -> 1.89-1.99x native). The AVX2 build takes rows of up to
-// 512 bits in pairs of vectors (detail::Doubled).
+// That build is the AVX2 code compiled with AVX-512VL (depthwise_avx512vl.cpp; the avx512
+// ISA includes VL): 32 vector registers, where AVX2's 16 left the rolling 3x3 kernel's sums
+// on the stack (8x1024x7x7, forward 1.66x -> 1.89-1.99x native). The AVX2 build takes rows
+// of up to 512 bits in pairs of vectors (detail::Doubled).
 namespace {
 template <typename T>
 bool fits_256_bits(const SmallPlanes& g, bool transposed) {
   return small_rows_fit(g, 32 / sizeof(T), transposed);
 }
-
-#ifdef CNNOPS_DEPTHWISE_X86
-bool has_avx512vl() {
-  static const bool vl = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vl") != 0;
-  }();
-  return vl;
-}
-#endif
 }  // namespace
 
 #ifdef CNNOPS_DEPTHWISE_X86
 #define CNNOPS_DISPATCH_SMALL(T, transposed, fn, g, ...)                                      \
   if (active_isa() == Isa::avx512 && fits_256_bits<T>(g, transposed)) {                       \
-    if (has_avx512vl()) return avx512vl::fn(g, __VA_ARGS__);                                  \
-    return avx2::fn(g, __VA_ARGS__);                                                          \
+    return avx512vl::fn(g, __VA_ARGS__);                                                      \
   }                                                                                           \
   CNNOPS_DISPATCH_LOOP(fn, g, __VA_ARGS__)
 #else

@@ -1,7 +1,7 @@
 // The small-plane depthwise kernels (depthwise_kernel.h) with 256-bit vectors, built again
 // with AVX-512VL enabled: the AVX2 code of depthwise_avx2.cpp, whose registers the compiler
-// may now take from all 32. depthwise.cpp runs them on AVX-512 machines for rows that fit in
-// 256 bits.
+// may now take from all 32. depthwise.cpp runs them on AVX-512 machines (the avx512 ISA
+// includes VL) for rows that fit in 256 bits.
 #if defined(__x86_64__) || defined(_M_X64)
 
 #pragma GCC target("avx2,fma,avx512f,avx512vl")

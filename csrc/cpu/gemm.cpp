@@ -69,7 +69,10 @@ namespace {
 Isa best_isa() {
 #ifdef CNNOPS_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+  // VL as well as F: every AVX-512 CPU but the Xeon Phi has both (depthwise_avx512vl.cpp)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    return Isa::avx512;
+  }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
 #endif
   return Isa::portable;
@@ -271,12 +274,12 @@ int64_t whole_rows_count<double>(int64_t) {
 void whole_rows(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* tap_off,
                 const float* x, const float* b, float* c, int64_t ldc) {
 #ifdef CNNOPS_X86
-  if (whole_rows_count<float>(q) > 0) {
+  if (whole_rows_count<float>(q) > 0 && q != 7) {  // rows of 7 go into planes only
     return avx512::whole_rows(q, taps, reinterpret_cast<const long*>(row_off),
                               reinterpret_cast<const long*>(tap_off), x, b, c, ldc);
   }
 #endif
-  std::abort();  // callers ask whole_rows_count first
+  std::abort();  // callers ask whole_rows_count first (and flat_conv sends rows of 7 to planes)
 }
 
 void whole_rows_planes(int64_t q, int64_t taps, const int64_t* row_off, const int64_t* tap_off,

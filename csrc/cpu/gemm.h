@@ -105,8 +105,8 @@ void gathered_rows(int64_t rows, int64_t cols, int64_t taps, const int64_t* pixe
 // c[(r * q + k) * ldc + j] = sum over taps t of x[row_off[r] + k + tap_off[t]] * b[t * NR + j]
 // for NR = gemm_tile().nr; 0 where the active ISA has no kernel for rows of q pixels. It has
 // on AVX-512 for float: rows of 14 pixels one at a time (SimpleCNN's 14x14 planes), rows of 7
-// two at a time (its 7x7 planes), and rows of one pixel 14 at a time (gathered_pixels with
-// MR = 14).
+// two at a time (its 7x7 planes; whole_rows_planes only), and rows of one pixel 14 at a time
+// (gathered_pixels with MR = 14).
 template <typename T>
 int64_t whole_rows_count(int64_t q);
 
@@ -162,7 +162,8 @@ void direct_grad_weight(int64_t rows, int64_t n, const double* dy, const int64_t
                         int64_t dy_row, int k_valid, const double* x, const int64_t* tap_off,
                         int64_t x_row, int t_valid, double* sums, int64_t ld);
 
-// The instruction sets the CPU kernels are built for, each a superset of the one before.
+// The instruction sets the CPU kernels are built for, each a superset of the one before
+// (avx512: AVX-512F with AVX-512VL, which the 256-bit depthwise kernels use).
 enum class Isa { portable, avx2, avx512 };
 
 // The instruction set every CPU kernel runs with, decided once from the CPU and

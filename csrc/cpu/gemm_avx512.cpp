@@ -116,13 +116,12 @@ void gathered_pixels(long taps, const long* pixel_off, const long* tap_off, cons
 }
 
 // 14 pixels x 2 vectors of output channels (28 accumulators of the 32 registers): a row of
-// 14, two rows of 7, or 14 rows of one pixel (gathered_pixels with MR = 14).
+// 14, or 14 rows of one pixel (gathered_pixels with MR = 14); whole_rows_planes also takes
+// two rows of 7.
 void whole_rows(long q, long taps, const long* row_off, const long* tap_off, const float* x,
                 const float* b, float* c, long ldc) {
   if (q == 14) {
     detail::whole_rows<FloatVec, 14, 1, 2>(taps, row_off, tap_off, x, b, c, ldc);
-  } else if (q == 7) {
-    detail::whole_rows<FloatVec, 7, 2, 2>(taps, row_off, tap_off, x, b, c, ldc);
   } else {
     detail::whole_rows<FloatVec, 1, 14, 2>(taps, row_off, tap_off, x, b, c, ldc);
   }

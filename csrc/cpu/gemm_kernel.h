@@ -307,8 +307,8 @@ void direct_pixels(long taps, const long* tap_off, const typename V::scalar* x,
 //   c[(r * Q + k) * ldc + j] = sum_t x[row_off[r] + k + tap_off[t]] * b[t * NR + j]
 // stored whole. R pointers are held across the taps. Rows of Q = 1 pixel are any MR pixels
 // (gathered_pixels); whole output rows (Q their length) compute no pixel that is not kept,
-// where the flat sweep computes the columns between rows.
-// whole_rows' sums, left in acc (pixel r * Q + k's NV vectors of output channels).
+// where the flat sweep computes the columns between rows. whole_rows_products leaves the
+// sums in acc (pixel r * Q + k's NV vectors of output channels) instead.
 template <typename V, int Q, int R, int NV>
 __attribute__((always_inline)) inline void whole_rows_products(
     long taps, const long* row_off, const long* tap_off, const typename V::scalar* x,
